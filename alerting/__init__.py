@@ -1,0 +1,1 @@
+"""What to send to whom, and how it reads: governance, routing, templates. Pure logic."""

@@ -1,0 +1,179 @@
+"""Reference data: geography (provinces, communes, stations) and the agency directory."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from topics.models import Area, Channel, Domain
+
+
+class ConfigError(ValueError):
+    """A configuration file is missing or wrong; the message names file and field."""
+
+
+class Province(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str
+    name: str
+
+
+class Commune(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str
+    name: str
+    province: str
+
+
+class Station(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    name: str
+    river: str | None = None
+    commune: str
+    lat: float | None = None
+    lon: float | None = None
+    warns: list[str] = Field(default_factory=list)
+    owner: str
+
+
+class Geography(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    provinces: list[Province]
+    communes: list[Commune]
+    stations: list[Station] = Field(default_factory=list)
+
+
+class Receiver(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9._:-]*$")
+    channel: Channel
+    address: str = Field(min_length=1)
+    lang: str = "vi"
+
+
+class AgencyEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str
+    name_vi: str
+    name_en: str
+    leads: list[Domain] = Field(default_factory=list)
+    receivers: list[Receiver] = Field(default_factory=list)
+
+
+class DirectoryFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    agencies: list[AgencyEntry]
+
+
+_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, env: dict[str, str] | None = None) -> str:
+    """Replace ``${VAR}`` / ``${VAR:-default}``; an unset variable without default is an error."""
+    source = os.environ if env is None else env
+
+    def sub(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        if name in source:
+            return source[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"environment variable {name} is not set and has no default")
+
+    return _VAR.sub(sub, text)
+
+
+def _load_yaml(path: Path, expand: bool = False) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    if expand:
+        text = expand_env(text)
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validate(model: type[M], path: Path, data: Any) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"{path}: {'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from exc
+
+
+@dataclass(frozen=True)
+class Directory:
+    geography: Geography
+    agencies: dict[str, AgencyEntry]
+
+    @classmethod
+    def load(cls, geography_path: Path, directory_path: Path) -> Directory:
+        geo = _validate(Geography, geography_path, _load_yaml(geography_path))
+        dfile = _validate(DirectoryFile, directory_path, _load_yaml(directory_path, expand=True))
+        directory = cls(geo, {a.code: a for a in dfile.agencies})
+        directory._check(geography_path, directory_path)
+        return directory
+
+    def _check(self, geography_path: Path, directory_path: Path) -> None:
+        provinces = {p.code for p in self.geography.provinces}
+        communes = {c.code for c in self.geography.communes}
+        problems = [
+            f"{geography_path}: commune {c.code}: province {c.province!r} is not defined"
+            for c in self.geography.communes
+            if c.province not in provinces
+        ]
+        for s in self.geography.stations:
+            for code in [s.commune, *s.warns]:
+                if code not in communes:
+                    problems.append(f"{geography_path}: station {s.id}: unknown commune {code!r}")
+            if s.owner not in self.agencies:
+                problems.append(f"{geography_path}: station {s.id}: unknown owner {s.owner!r}")
+        if problems:
+            raise ConfigError("\n".join(problems))
+
+    def station(self, station_id: str) -> Station | None:
+        for s in self.geography.stations:
+            if s.id == station_id:
+                return s
+        return None
+
+    def area(self, commune_code: str) -> Area:
+        province_names = {p.code: p.name for p in self.geography.provinces}
+        for c in self.geography.communes:
+            if c.code == commune_code:
+                return Area(code=c.code, name=c.name, province=province_names[c.province])
+        raise KeyError(f"unknown commune {commune_code!r}")
+
+    def province_of(self, commune_code: str) -> str:
+        for c in self.geography.communes:
+            if c.code == commune_code:
+                return c.province
+        raise KeyError(f"unknown commune {commune_code!r}")
+
+    def agency(self, code: str) -> AgencyEntry:
+        try:
+            return self.agencies[code]
+        except KeyError:
+            raise KeyError(f"unknown agency {code!r}") from None
+
+    def lead_for(self, domain: Domain) -> AgencyEntry:
+        for agency in self.agencies.values():
+            if domain in agency.leads:
+                return agency
+        raise KeyError(f"no agency leads the {domain.value} domain")

@@ -1,0 +1,1 @@
+"""canhbao: early warning of non-traditional security threats."""

@@ -1,0 +1,194 @@
+"""The ``canhbao`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+
+from canhbao.settings import Settings, get_settings
+
+# Tansu answers a JoinGroup only when the rebalance timeout has passed, so the
+# embedded broker gets a short one; a real cluster keeps the longer default.
+EMBEDDED_REBALANCE_TIMEOUT = "2"
+
+
+def _embedded_env() -> None:
+    os.environ.setdefault("CANHBAO_REBALANCE_TIMEOUT", EMBEDDED_REBALANCE_TIMEOUT)
+    get_settings.cache_clear()
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from canhbao.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port)
+    broker.start()
+    print(f"Tansu broker (memory storage: nothing is kept on disk) on {broker.bootstrap}")
+    print(f"  export CANHBAO_KAFKA_BOOTSTRAP={broker.bootstrap}   # then stop with Ctrl-C")
+    sys.stdout.flush()
+    try:
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+    finally:
+        broker.stop()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from topics.catalogue import CATALOGUE
+
+    settings = get_settings()
+    if args.action == "list":
+        for s in CATALOGUE:
+            parts = s.partitions or settings.partitions
+            retention = "forever" if s.retention_ms is None else f"{s.retention_ms // 86_400_000}d"
+            print(f"{s.name:40} {parts:>3}p  {s.cleanup.value:8} {retention:>8}  key={s.key}")
+        return 0
+
+    from canhbao.broker import kafka_bootstrap
+    from topics.admin import create_topics
+
+    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+        report = asyncio.run(
+            create_topics(
+                bootstrap,
+                default_partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+            )
+        )
+    for name in report.created:
+        print(f"created  {name}")
+    for name in report.existing:
+        print(f"exists   {name}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from canhbao.broker import kafka_bootstrap
+    from canhbao.worker import run_worker
+
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        _embedded_env()
+    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+        if not settings.kafka_bootstrap:
+            print(f"embedded Tansu broker on {bootstrap} (memory only)", file=sys.stderr)
+        run_worker(get_settings(), bootstrap)
+    return 0
+
+
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    from canhbao.broker import kafka_bootstrap
+    from consumers.webhook import WebhookConfig, WebhookDispatcher
+
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        _embedded_env()
+        settings = get_settings()
+    secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+        dispatcher = WebhookDispatcher(
+            WebhookConfig(
+                bootstrap=bootstrap,
+                secret=secret,
+                timeout=settings.webhook_timeout,
+                max_attempts=settings.webhook_max_attempts,
+                rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
+            )
+        )
+
+        async def main() -> None:
+            from canhbao import metrics
+
+            metrics.serve(settings.metrics_port)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, dispatcher.stop)
+            await dispatcher.run()
+
+        asyncio.run(main())
+    return 0
+
+
+def cmd_receiver(args: argparse.Namespace) -> int:
+    from canhbao.receiver import Delivery, WebhookReceiver
+
+    settings = get_settings()
+    secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+
+    def show(d: Delivery) -> None:
+        print(f"{d.path}: {d.body.get('body', '')}", flush=True)
+
+    async def main() -> None:
+        receiver = await WebhookReceiver(secret=secret, port=args.port, on_delivery=show).start()
+        print(f"webhook receiver on {receiver.base_url}/hooks/<agency>", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await receiver.stop()
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from canhbao.demo import run_demo
+
+    return run_demo(get_settings(), duration=args.duration, as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="canhbao",
+        description="Early-warning pipeline: readings → warnings → notifications.",
+        epilog="Without CANHBAO_KAFKA_BOOTSTRAP, commands that need Kafka start an "
+        "embedded Tansu broker (memory only).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("broker", help="run the embedded Tansu broker in the foreground")
+    p.add_argument("--port", type=int, default=9092)
+    p.set_defaults(func=cmd_broker)
+
+    p = sub.add_parser("topics", help="the topic catalogue")
+    p.add_argument("action", choices=["create", "list"])
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("worker", help="run the stream processors (Faust worker)")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("dispatch", help="run a delivery service for one channel")
+    p.add_argument("channel", choices=["webhook"])
+    p.set_defaults(func=cmd_dispatch)
+
+    p = sub.add_parser("receiver", help="run a local webhook receiver (what an agency runs)")
+    p.add_argument("--port", type=int, default=8787)
+    p.set_defaults(func=cmd_receiver)
+
+    p = sub.add_parser("demo", help="a river rises at Đáp Cầu: watch warnings get delivered")
+    p.add_argument("--duration", type=float, default=30.0,
+                   help="seconds the demo runs (the river series is time-compressed into it)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = os.environ.get("CANHBAO_LOG_LEVEL", "warning").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    started = time.monotonic()
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        logging.getLogger(__name__).debug("done in %.1f s", time.monotonic() - started)
+
+
+__all__ = ["Settings", "build_parser", "main"]

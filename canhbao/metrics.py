@@ -1,0 +1,37 @@
+"""Prometheus metrics (``canhbao_*``), shared by the worker and the dispatchers."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, start_http_server
+
+READINGS_ACCEPTED = Counter(
+    "canhbao_readings_accepted_total", "Readings that passed validation", ["domain"]
+)
+MESSAGES_REJECTED = Counter(
+    "canhbao_messages_rejected_total",
+    "Messages sent to the dead-letter topic",
+    ["source_topic", "stage"],
+)
+WARNING_TRANSITIONS = Counter(
+    "canhbao_warning_transitions_total",
+    "Warning state changes",
+    ["domain", "hazard", "transition", "level"],
+)
+NOTIFICATIONS_ROUTED = Counter(
+    "canhbao_notifications_routed_total", "Notifications produced by routing", ["channel"]
+)
+DELIVERIES = Counter(
+    "canhbao_deliveries_total", "Delivery attempts by outcome", ["channel", "outcome"]
+)
+DELIVERY_SECONDS = Histogram(
+    "canhbao_delivery_seconds",
+    "Time of one delivery attempt",
+    ["channel"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+def serve(port: int) -> None:
+    """Expose /metrics on ``port`` (0 disables)."""
+    if port:
+        start_http_server(port, addr="0.0.0.0")  # noqa: S104 - scraped by Prometheus

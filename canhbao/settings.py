@@ -1,0 +1,49 @@
+"""Runtime configuration from the environment (prefix ``CANHBAO_``) or a ``.env`` file.
+
+Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CANHBAO_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="host:port[,host:port] of an existing cluster; unset starts embedded Tansu",
+    )
+    partitions: int = Field(default=3, ge=1, description="Default partitions per topic")
+    replication_factor: int = Field(default=1, ge=1)
+    app_id: str = Field(default="canhbao", description="Faust app id (= consumer group)")
+    rebalance_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds the group coordinator waits for members to rejoin",
+    )
+    rules_path: Path = REPO_ROOT / "rules"
+    directory_path: Path = REPO_ROOT / "config" / "directory.yaml"
+    routes_path: Path = REPO_ROOT / "config" / "routes.yaml"
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key for signing webhook deliveries"
+    )
+    webhook_timeout: float = Field(default=5.0, gt=0)
+    webhook_max_attempts: int = Field(default=3, ge=1)
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
+    exercise: bool = Field(default=False, description="Mark every warning as an exercise")
+    log_level: str = "info"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

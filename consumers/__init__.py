@@ -1,0 +1,1 @@
+"""aiokafka services at the edges: they deliver notifications and record receipts."""

@@ -1,0 +1,44 @@
+"""Stage 1: validate raw readings; good ones go to their domain's topic, bad ones
+to the dead-letter topic with the reason. Nothing is dropped silently."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+
+from canhbao.metrics import MESSAGES_REJECTED, READINGS_ACCEPTED
+from canhbao.settings import Settings
+from pipeline.validate import validate_reading
+from topics.catalogue import DEADLETTER, INGEST_READINGS, readings_topic
+from topics.models import DeadLetter, Domain
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    from pipeline.app import raw_topic
+
+    source = raw_topic(app, INGEST_READINGS)
+    by_domain = {d: raw_topic(app, readings_topic(d)) for d in Domain}
+    dead = raw_topic(app, DEADLETTER, partitions=1)
+
+    async def validate(stream: AsyncIterator[Any]) -> None:
+        async for event in stream.events():  # type: ignore[attr-defined]
+            msg = event.message
+            result = validate_reading(
+                event.value,
+                source_topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+            )
+            if isinstance(result, DeadLetter):
+                MESSAGES_REJECTED.labels(msg.topic, result.stage).inc()
+                await dead.send(key=msg.topic.encode(), value=result.to_bytes())
+                continue
+            READINGS_ACCEPTED.labels(result.domain.value).inc()
+            await by_domain[result.domain].send(
+                key=result.station_id.encode(), value=result.to_bytes()
+            )
+
+    app.agent(source, name="canhbao.validate")(validate)

@@ -1,0 +1,48 @@
+"""The Faust application: settings, topics, tables and agents in one place.
+
+``build_app`` makes a fresh app from settings instead of a module-level
+singleton, so tests and the demo can run several with different brokers.
+"""
+
+from __future__ import annotations
+
+import faust
+
+from canhbao.settings import Settings
+
+
+def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
+    # Values stay bytes: pydantic does the decoding, once, where it is needed.
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, value_serializer="raw", partitions=partitions
+    )
+
+
+def build_app(settings: Settings, bootstrap: str) -> faust.App:
+    from alerting.directory import Directory
+    from pipeline.agents import evaluate, ingest, route
+    from pipeline.rules.loader import load_rules
+
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        web_enabled=False,
+        broker_rebalance_timeout=settings.rebalance_timeout,
+        broker_session_timeout=max(6.0, settings.rebalance_timeout),
+        broker_heartbeat_interval=1.0,
+        stream_recovery_delay=0.0,
+        consumer_auto_offset_reset="earliest",
+        producer_linger_ms=1,
+    )
+    directory = Directory.load(
+        settings.directory_path.parent / "geography.yaml", settings.directory_path
+    )
+    rules = load_rules(settings.rules_path)
+    ingest.register(app, settings)
+    evaluate.register(app, settings, rules, directory)
+    route.register(app, directory)
+    return app

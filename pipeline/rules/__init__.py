@@ -1,0 +1,1 @@
+"""Threshold rules: models, loading from YAML files, and pure evaluation."""

@@ -1,0 +1,66 @@
+"""Validation of incoming bytes: a ``Reading`` or a ``DeadLetter`` with a readable reason."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import ValidationError
+
+from topics.models import DeadLetter, Reading
+
+MAX_READING_BYTES = 64 * 1024
+
+
+def _field_errors(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "(message)"
+        out.append(f"{loc}: {err['msg']}")
+    return out
+
+
+def validate_reading(
+    raw: bytes | None,
+    *,
+    source_topic: str,
+    partition: int | None = None,
+    offset: int | None = None,
+    key: bytes | None = None,
+) -> Reading | DeadLetter:
+    def reject(reason: str, errors: list[str] | None = None) -> DeadLetter:
+        return DeadLetter(
+            source_topic=source_topic,
+            partition=partition,
+            offset=offset,
+            key=key,
+            original=raw or b"",
+            stage="validate",
+            reason=reason,
+            errors=errors or [],
+        )
+
+    if not raw:
+        return reject("empty message")
+    if len(raw) > MAX_READING_BYTES:
+        return reject(f"message is {len(raw)} bytes; a reading may be at most {MAX_READING_BYTES}")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        return reject("not UTF-8 text")
+    except json.JSONDecodeError as exc:
+        return reject(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    if not isinstance(data, dict):
+        return reject(f"expected a JSON object, got {type(data).__name__}")
+    try:
+        reading = Reading.model_validate(data)
+    except ValidationError as exc:
+        errors = _field_errors(exc)
+        return reject("invalid reading: " + "; ".join(errors), errors)
+    if key is not None and key.decode("utf-8", "replace") != reading.station_id:
+        # The key decides the partition, and so the order and the worker that
+        # holds the station's state: a mismatch would split a station's history.
+        return reject(
+            f"message key {key.decode('utf-8', 'replace')!r} does not match "
+            f"station_id {reading.station_id!r}"
+        )
+    return reading

@@ -1,0 +1,1 @@
+"""The contracts: the topic catalogue and the pydantic model of every message."""

@@ -1,0 +1,59 @@
+"""Create the catalogue's topics on any Kafka-compatible broker, idempotently."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from topics.catalogue import CATALOGUE, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CreateReport:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+
+async def create_topics(
+    bootstrap: str,
+    *,
+    default_partitions: int,
+    replication_factor: int = 1,
+    specs: tuple[TopicSpec, ...] = CATALOGUE,
+) -> CreateReport:
+    """Create every missing topic; topics that exist are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="canhbao-admin")
+    await admin.start()
+    report = CreateReport()
+    try:
+        existing = set(await admin.list_topics())
+        missing = []
+        for s in specs:
+            if s.name in existing:
+                report.existing.append(s.name)
+                continue
+            missing.append(
+                NewTopic(
+                    name=s.name,
+                    num_partitions=s.partitions or default_partitions,
+                    replication_factor=replication_factor,
+                    topic_configs=s.config(),
+                )
+            )
+        for topic in missing:
+            # One at a time so that a topic created concurrently by another
+            # worker is a skip, not a failure of the whole batch.
+            try:
+                await admin.create_topics([topic])
+                report.created.append(topic.name)
+            except TopicAlreadyExistsError:
+                report.existing.append(topic.name)
+    finally:
+        await admin.close()
+    log.info("topics: %d created, %d already there", len(report.created), len(report.existing))
+    return report

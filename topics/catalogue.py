@@ -1,0 +1,159 @@
+"""The topic catalogue: every topic canhbao reads or writes, in one place.
+
+Names follow ``canhbao.<stage>.<domain?>``. Keys are chosen for ordering:
+everything about one station (or one warning, one receiver) lands on one
+partition, so it is processed in order and its state lives on one worker.
+State and configuration topics are compacted: the latest record per key is
+the truth, and a restarted worker rebuilds from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from topics.models import Channel, Domain
+
+DAY_MS = 24 * 60 * 60 * 1000
+
+
+class Cleanup(StrEnum):
+    DELETE = "delete"
+    COMPACT = "compact"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    value: str
+    description: str
+    partitions: int | None = None  # None: the deployment's default partition count
+    cleanup: Cleanup = Cleanup.DELETE
+    retention_ms: int | None = 7 * DAY_MS  # None: keep forever (compacted state)
+    extra_config: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, str]:
+        cfg = {"cleanup.policy": self.cleanup.value}
+        if self.retention_ms is not None:
+            cfg["retention.ms"] = str(self.retention_ms)
+        else:
+            cfg["retention.ms"] = "-1"
+        cfg.update(self.extra_config)
+        return cfg
+
+
+INGEST_READINGS = "canhbao.ingest.readings"
+INGEST_REPORTS = "canhbao.ingest.reports"
+WARNINGS = "canhbao.warnings"
+RECEIPTS = "canhbao.receipts"
+DEADLETTER = "canhbao.deadletter"
+STATE_WARNINGS = "canhbao.state.warnings"
+CONTROL_RULES = "canhbao.control.rules"
+COMMANDS = "canhbao.commands"
+
+
+def readings_topic(domain: Domain) -> str:
+    """Validated readings of one domain, so each domain can scale on its own."""
+    return f"canhbao.readings.{domain.value}"
+
+
+def notifications_topic(channel: Channel) -> str:
+    return f"canhbao.notifications.{channel.value}"
+
+
+def _catalogue() -> tuple[TopicSpec, ...]:
+    specs: list[TopicSpec] = [
+        TopicSpec(
+            INGEST_READINGS,
+            key="station_id",
+            value="Reading (unvalidated bytes)",
+            description="Raw sensor and feed readings as the adapters produce them",
+        ),
+        TopicSpec(
+            INGEST_REPORTS,
+            key="first area code",
+            value="Report (unvalidated bytes)",
+            description="Raw human and agency reports",
+        ),
+    ]
+    specs += [
+        TopicSpec(
+            readings_topic(d),
+            key="station_id",
+            value="Reading",
+            description=f"Validated {d.value} readings, ordered per station",
+        )
+        for d in Domain
+    ]
+    specs += [
+        TopicSpec(
+            WARNINGS,
+            key="warning_id",
+            value="Warning",
+            description="Every warning state change (raise, level change, all-clear)",
+            retention_ms=30 * DAY_MS,
+        ),
+        TopicSpec(
+            STATE_WARNINGS,
+            key="warning_id",
+            value="warning state (Faust table changelog)",
+            description="Active warnings per (rule, subject); rebuilt by a restarted worker",
+            cleanup=Cleanup.COMPACT,
+            retention_ms=None,
+        ),
+    ]
+    specs += [
+        TopicSpec(
+            notifications_topic(c),
+            key="receiver_id",
+            value="Notification",
+            description=f"Rendered notifications for the {c.value} channel",
+        )
+        for c in Channel
+    ]
+    specs += [
+        TopicSpec(
+            RECEIPTS,
+            key="notification_id",
+            value="DeliveryReceipt",
+            description="One receipt per delivery attempt",
+            retention_ms=30 * DAY_MS,
+        ),
+        TopicSpec(
+            DEADLETTER,
+            key="source topic",
+            value="DeadLetter",
+            description="Rejected messages with the original bytes and the reason",
+            partitions=1,
+            retention_ms=30 * DAY_MS,
+        ),
+        TopicSpec(
+            CONTROL_RULES,
+            key="rule set name",
+            value="rule set",
+            description="The active threshold rule set; every worker follows the latest",
+            partitions=1,
+            cleanup=Cleanup.COMPACT,
+            retention_ms=None,
+        ),
+        TopicSpec(
+            COMMANDS,
+            key="warning_id",
+            value="operator command",
+            description="Operator events: verify, acknowledge, escalate phase, approve, cancel",
+            retention_ms=90 * DAY_MS,
+        ),
+    ]
+    return tuple(specs)
+
+
+CATALOGUE: tuple[TopicSpec, ...] = _catalogue()
+BY_NAME: dict[str, TopicSpec] = {spec.name: spec for spec in CATALOGUE}
+
+
+def spec(name: str) -> TopicSpec:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"{name!r} is not in the topic catalogue") from None

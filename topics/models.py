@@ -1,0 +1,298 @@
+"""Pydantic message models: the contract of every Kafka topic.
+
+Every message carries ``schema_version`` so that a consumer can tell which
+shape it is reading while producers and consumers are upgraded one at a time.
+A consumer accepts any version it knows; unknown versions go to the
+dead-letter topic with a reason instead of being guessed at.
+
+Times are always timezone-aware: a reading without an offset cannot be placed
+on a timeline shared by several provinces, so it is rejected.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+)
+
+SCHEMA_VERSION = 1
+
+# Identifiers travel as Kafka keys and in URLs: keep them boring.
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9._:-]*$"),
+]
+
+
+def _finite(value: float) -> float:
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    return value
+
+
+FiniteFloat = Annotated[float, AfterValidator(_finite)]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Domain(StrEnum):
+    """Threat domains from the provincial plans (one lead agency each)."""
+
+    WATER = "water"
+    ENVIRONMENT = "environment"
+    HEALTH = "health"
+    CYBER = "cyber"
+    ENERGY = "energy"
+    GEOLOGY = "geology"
+
+
+class Severity(StrEnum):
+    """CAP 1.2 severity."""
+
+    EXTREME = "Extreme"
+    SEVERE = "Severe"
+    MODERATE = "Moderate"
+    MINOR = "Minor"
+    UNKNOWN = "Unknown"
+
+
+class ScopeTier(StrEnum):
+    """Who directs the response (framework scenario of plan 418)."""
+
+    COMMUNE = "commune"
+    PROVINCE = "province"
+    NATIONAL = "national"
+
+
+class Phase(IntEnum):
+    """1: domain incident; 2: security/public-order threat; 3: state of emergency."""
+
+    INCIDENT = 1
+    SECURITY = 2
+    EMERGENCY = 3
+
+
+class LifecycleStatus(StrEnum):
+    NEW = "new"
+    VERIFIED = "verified"
+    RESPONDING = "responding"
+    RECOVERING = "recovering"
+    CLOSED = "closed"
+
+
+class Transition(StrEnum):
+    """What changed in the warning state that this message announces."""
+
+    RAISED = "raised"
+    ESCALATED = "escalated"
+    DEESCALATED = "deescalated"
+    UPDATED = "updated"
+    CLEARED = "cleared"
+
+
+class Channel(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+    SMS = "sms"
+    LOUDSPEAKER = "loudspeaker"
+    CAP = "cap"
+
+
+class Audience(StrEnum):
+    AGENCY = "agency"
+    COMMUNE = "commune"
+    CITIZEN = "citizen"
+    PARTNER = "partner"
+
+
+class Message(BaseModel):
+    """Base of every topic message: strict about unknown fields, versioned."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    schema_version: int = SCHEMA_VERSION
+
+    @field_validator("schema_version")
+    @classmethod
+    def _known_version(cls, value: int) -> int:
+        if value < 1 or value > SCHEMA_VERSION:
+            raise ValueError(
+                f"schema_version {value} is not supported (this build reads 1..{SCHEMA_VERSION})"
+            )
+        return value
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode("utf-8")
+
+
+class Reading(Message):
+    """One observation from a sensor or a feed (topic ``canhbao.ingest.readings``)."""
+
+    station_id: Identifier
+    domain: Domain
+    metric: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+    value: FiniteFloat
+    unit: str | None = Field(default=None, max_length=16)
+    observed_at: AwareDatetime
+    source: str | None = Field(default=None, max_length=128)
+    area: Identifier | None = Field(
+        default=None, description="Commune/ward code where the station stands, if known"
+    )
+
+
+class Report(Message):
+    """A human or agency report (topic ``canhbao.ingest.reports``)."""
+
+    report_id: Identifier
+    domain: Domain
+    category: Annotated[str, Field(min_length=1, max_length=64)]
+    severity: Severity
+    areas: list[Identifier] = Field(min_length=1)
+    observed_at: AwareDatetime
+    reporter: Annotated[str, Field(min_length=1, max_length=128)]
+    text: str = Field(default="", max_length=4000)
+
+
+class Area(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str
+    name: str
+    province: str
+
+
+class Agency(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str
+    name_vi: str
+    name_en: str
+
+
+class Evidence(BaseModel):
+    """Why the warning is at its level: the reading that decided it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    station_id: str
+    metric: str
+    value: float
+    observed_at: AwareDatetime
+    threshold: float | None = None
+    note: str = ""
+
+
+class Warning(Message):
+    """One state of one warning (topic ``canhbao.warnings``, keyed by ``warning_id``).
+
+    ``version`` grows by one with every state change, so that consumers and
+    the delivery ledger can tell an update from a replay.
+    """
+
+    warning_id: Annotated[str, Field(min_length=1, max_length=256)]
+    version: int = Field(ge=1)
+    rule_id: str
+    domain: Domain
+    hazard: str
+    subject: str
+    transition: Transition
+    level: int = Field(ge=0, le=5, description="0 means cleared")
+    level_name: str
+    previous_level: int = Field(default=0, ge=0, le=5)
+    severity: Severity
+    areas: list[Area] = Field(default_factory=list)
+    scope_tier: ScopeTier
+    phase: Phase = Phase.INCIDENT
+    lead_agency: Agency
+    status: LifecycleStatus = LifecycleStatus.NEW
+    evidence: list[Evidence] = Field(default_factory=list)
+    raised_at: AwareDatetime
+    updated_at: AwareDatetime
+    exercise: bool = False
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        return self.transition is not Transition.CLEARED
+
+
+class Notification(Message):
+    """A rendered message for one receiver on one channel (``canhbao.notifications.<channel>``)."""
+
+    notification_id: Annotated[str, Field(min_length=1, max_length=400)]
+    warning_id: str
+    warning_version: int = Field(ge=1)
+    receiver_id: Identifier
+    channel: Channel
+    audience: Audience
+    address: str = Field(min_length=1, description="URL, e-mail, phone or MQTT topic; no secrets")
+    lang: Literal["vi", "en", "km"] = "vi"
+    subject: str = ""
+    body: str
+    payload: dict[str, Any] = Field(default_factory=dict)
+    exercise: bool = False
+    created_at: AwareDatetime = Field(default_factory=utcnow)
+
+
+class DeliveryOutcome(StrEnum):
+    DELIVERED = "delivered"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+
+class DeliveryReceipt(Message):
+    """The result of one delivery attempt (topic ``canhbao.receipts``)."""
+
+    notification_id: str
+    warning_id: str
+    receiver_id: str
+    channel: Channel
+    attempt: int = Field(ge=1)
+    outcome: DeliveryOutcome
+    status_code: int | None = None
+    error: str | None = None
+    latency_seconds: float = Field(ge=0)
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+
+class DeadLetter(Message):
+    """A message the pipeline could not accept, kept whole with the reason.
+
+    ``original`` holds the exact bytes received (base64 in JSON) so nothing is
+    lost: after a fix, the record can be replayed to its source topic.
+    """
+
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: bytes | None = None
+    original: bytes
+    stage: str
+    reason: str
+    errors: list[str] = Field(default_factory=list)
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+    @field_serializer("original", "key")
+    def _b64(self, value: bytes | None) -> str | None:
+        return None if value is None else base64.b64encode(value).decode("ascii")
+
+    @field_validator("original", "key", mode="before")
+    @classmethod
+    def _unb64(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return base64.b64decode(value, validate=True)
+        return value
