@@ -8,9 +8,8 @@ police for security and order, the health sector for health.
 
 from __future__ import annotations
 
-from topics.models import Agency, Domain, Phase, ScopeTier
-
 from alerting.directory import Directory
+from topics.models import Agency, Domain, Phase, ScopeTier
 
 POLICE = "ca-tinh"
 MILITARY = "bchqs"

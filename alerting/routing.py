@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from topics.models import Audience, Notification, Warning
-
 from alerting.directory import Directory, Receiver
 from alerting.templates import summary
+from topics.models import Audience, Notification, Warning
 
 
 def receivers_for(warning: Warning, directory: Directory) -> list[Receiver]:
@@ -45,7 +44,7 @@ def notifications_for(warning: Warning, directory: Directory) -> list[Notificati
                 channel=receiver.channel,
                 audience=Audience.AGENCY,
                 address=receiver.address,
-                lang=lang,  # type: ignore[arg-type]
+                lang=lang,
                 subject=body.split("]")[0].lstrip("[") if body.startswith("[") else body[:80],
                 body=body,
                 payload=webhook_payload(warning, text_vi, text_en),

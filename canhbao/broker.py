@@ -76,7 +76,7 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         try:
             wait_for_broker(self.bootstrap, timeout)
@@ -84,7 +84,9 @@ class EmbeddedBroker:
             self.stop()
             raise
         if self._proc.poll() is not None:
-            raise RuntimeError(f"tansu exited with {self._proc.returncode} (port {self.port} busy?)")
+            raise RuntimeError(
+                f"tansu exited with {self._proc.returncode} (port {self.port} busy?)"
+            )
         log.info("embedded Tansu broker ready on %s (pid %d)", self.bootstrap, self._proc.pid)
         return self
 

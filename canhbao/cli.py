@@ -88,7 +88,9 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         _embedded_env()
         settings = get_settings()
-    secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+    secret = (
+        settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+    )
     with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
         dispatcher = WebhookDispatcher(
             WebhookConfig(
@@ -117,7 +119,9 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     from canhbao.receiver import Delivery, WebhookReceiver
 
     settings = get_settings()
-    secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+    secret = (
+        settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+    )
 
     def show(d: Delivery) -> None:
         print(f"{d.path}: {d.body.get('body', '')}", flush=True)
@@ -171,8 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_receiver)
 
     p = sub.add_parser("demo", help="a river rises at Đáp Cầu: watch warnings get delivered")
-    p.add_argument("--duration", type=float, default=30.0,
-                   help="seconds the demo runs (the river series is time-compressed into it)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=30.0,
+        help="seconds the demo runs (the river series is time-compressed into it)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -196,14 +196,21 @@ def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
         proc.wait()
 
 
-async def _demo(settings: Settings, bootstrap: str, broker_kind: str, duration: float,
-                out: TextIO, workdir: Path) -> dict[str, Any]:
+async def _demo(
+    settings: Settings,
+    bootstrap: str,
+    broker_kind: str,
+    duration: float,
+    out: TextIO,
+    workdir: Path,
+) -> dict[str, Any]:
     show = Printer(out)
     tally = Tally()
     started = time.monotonic()
     deadline = started + duration
     report = await create_topics(
-        bootstrap, default_partitions=settings.partitions,
+        bootstrap,
+        default_partitions=settings.partitions,
         replication_factor=settings.replication_factor,
     )
     show("topics", f"{len(report.created)} created, {len(report.existing)} already there")
@@ -304,8 +311,7 @@ def run_demo(settings: Settings, duration: float = 30.0, as_json: bool = False) 
     else:
         broker = EmbeddedBroker(log_path=workdir / "tansu.log").start()
         bootstrap, kind = broker.bootstrap, "tansu"
-        print(f"Embedded Tansu broker on {bootstrap} (memory only: nothing kept on disk)",
-              file=out)
+        print(f"Embedded Tansu broker on {bootstrap} (memory only: nothing kept on disk)", file=out)
     try:
         summary = asyncio.run(_demo(settings, bootstrap, kind, duration, out, workdir))
     finally:

@@ -19,8 +19,13 @@ def run_worker(settings: Settings, bootstrap: str) -> None:
 
     # Topics first, with the catalogue's partitions and cleanup policies, so that
     # Faust never auto-creates one with broker defaults.
-    asyncio.run(create_topics(bootstrap, default_partitions=settings.partitions,
-                              replication_factor=settings.replication_factor))
+    asyncio.run(
+        create_topics(
+            bootstrap,
+            default_partitions=settings.partitions,
+            replication_factor=settings.replication_factor,
+        )
+    )
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = build_app(settings, bootstrap)
     metrics.serve(settings.metrics_port)

@@ -13,7 +13,7 @@ from alerting.directory import Directory
 from alerting.governance import lead_agency, scope_tier
 from pipeline.rules.model import Rule
 from pipeline.rules.threshold import next_level
-from topics.models import Evidence, Phase, Reading, Transition, Warning
+from topics.models import Evidence, LifecycleStatus, Phase, Reading, Transition, Warning
 
 
 def warning_id(rule: Rule, subject: str) -> str:
@@ -83,9 +83,11 @@ def step(rule: Rule, previous: Warning | None, reading: Reading, ctx: Context) -
         scope_tier=scope_tier(provinces, set(codes), rule.scope == "province"),
         phase=phase,
         lead_agency=lead_agency(directory, rule.domain, phase),
-        status=previous.status if previous is not None and active_before else "new",  # type: ignore[arg-type]
+        status=previous.status if previous is not None and active_before else LifecycleStatus.NEW,
         evidence=[evidence],
-        raised_at=previous.raised_at if previous is not None and active_before else reading.observed_at,
+        raised_at=previous.raised_at
+        if previous is not None and active_before
+        else reading.observed_at,
         updated_at=reading.observed_at,
         exercise=ctx.exercise,
         labels={**rule.labels, "domain": rule.domain.value, "hazard": rule.hazard},

@@ -8,6 +8,7 @@
 #   KAFKA_PORT              client port                      (9092)
 #   KAFKA_CONTROLLER_PORT   KRaft controller port            (9093)
 #   KAFKA_STATE_DIR         jars, config, data, logs, pid    (<repo>/.kafka)
+#   KAFKA_LIB_DIR           where the jars go, to share them (<state dir>/lib)
 #   KAFKA_HEAP_OPTS         JVM heap                         (-Xms256m -Xmx1g)
 #   KAFKA_JVM_OPTS          more JVM flags, appended
 #   KAFKA_EXTRA_PROPERTIES  lines appended to server.properties (last wins)
@@ -46,7 +47,8 @@ command -v java >/dev/null || die "java not found (Kafka 4.x needs Java 17+)"
 
 mkdir -p "$KAFKA_STATE_DIR"
 KAFKA_STATE_DIR="$(cd "$KAFKA_STATE_DIR" && pwd)"
-LIB_DIR="$KAFKA_STATE_DIR/lib"
+LIB_DIR="${KAFKA_LIB_DIR:-$KAFKA_STATE_DIR/lib}"
+mkdir -p "$(dirname "$LIB_DIR")"
 DATA_DIR="$KAFKA_STATE_DIR/data"
 LOG_DIR="$KAFKA_STATE_DIR/logs"
 PROPS="$KAFKA_STATE_DIR/server.properties"
@@ -107,7 +109,7 @@ if [[ ! -f "$marker" ]]; then
   command -v "$MVN" >/dev/null || die "maven ('$MVN') not found; needed once to fetch the Kafka jars"
   log "fetching Kafka jars from Maven Central into $LIB_DIR ..."
   t0=$(now_ms)
-  tmp_lib="$KAFKA_STATE_DIR/lib.tmp.$$"
+  tmp_lib="$LIB_DIR.tmp.$$"
   rm -rf "$tmp_lib"
   mvn_log="$KAFKA_STATE_DIR/mvn.log"
   # shellcheck disable=SC2086  # MVN_OPTS is a list of arguments

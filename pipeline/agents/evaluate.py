@@ -8,7 +8,6 @@ active warning nor raises it twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -45,14 +44,14 @@ def register(app: faust.App, settings: Settings, rules: RuleSet, directory: Dire
             compacting=True,
             deleting=False,
             key_type=str,
-            value_type=dict,
+            value_serializer="json",
             internal=True,
         ),
     )
     ctx = Context(directory=directory, exercise=settings.exercise)
 
-    async def evaluate(stream: AsyncIterator[Any]) -> None:
-        async for event in stream.events():  # type: ignore[attr-defined]
+    async def evaluate(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
             try:
                 reading = Reading.model_validate_json(event.value)
             except ValueError as exc:

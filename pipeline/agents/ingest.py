@@ -3,7 +3,6 @@ to the dead-letter topic with the reason. Nothing is dropped silently."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -22,8 +21,8 @@ def register(app: faust.App, settings: Settings) -> None:
     by_domain = {d: raw_topic(app, readings_topic(d)) for d in Domain}
     dead = raw_topic(app, DEADLETTER, partitions=1)
 
-    async def validate(stream: AsyncIterator[Any]) -> None:
-        async for event in stream.events():  # type: ignore[attr-defined]
+    async def validate(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
             msg = event.message
             result = validate_reading(
                 event.value,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
@@ -20,7 +19,7 @@ def register(app: faust.App, directory: Directory) -> None:
     source = raw_topic(app, WARNINGS)
     outs = {c: raw_topic(app, notifications_topic(c)) for c in Channel}
 
-    async def route(stream: AsyncIterator[Any]) -> None:
+    async def route(stream: faust.StreamT[Any]) -> None:
         async for value in stream:
             warning = Warning.model_validate_json(value)
             for note in notifications_for(warning, directory):

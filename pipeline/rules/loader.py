@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,8 @@ def _describe(path: Path, data: Any, exc: ValidationError) -> list[str]:
         if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
             idx = loc[1]
             rule_id = "?"
-            try:
+            with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError):
                 rule_id = str(data["rules"][idx].get("id", f"#{idx + 1}"))
-            except (KeyError, IndexError, TypeError, AttributeError):
-                pass
             where += f": rule {rule_id}"
             loc = loc[2:]
         field = ".".join(str(p) for p in loc) or "(rule)"
