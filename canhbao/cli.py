@@ -127,7 +127,9 @@ def cmd_receiver(args: argparse.Namespace) -> int:
         print(f"{d.path}: {d.body.get('body', '')}", flush=True)
 
     async def main() -> None:
-        receiver = await WebhookReceiver(secret=secret, port=args.port, on_delivery=show).start()
+        receiver = await WebhookReceiver(
+            secret=secret, host=args.host, port=args.port, on_delivery=show
+        ).start()
         print(f"webhook receiver on {receiver.base_url}/hooks/<agency>", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -171,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_dispatch)
 
     p = sub.add_parser("receiver", help="run a local webhook receiver (what an agency runs)")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)"
+    )
     p.add_argument("--port", type=int, default=8787)
     p.set_defaults(func=cmd_receiver)
 

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
         description="Seconds the group coordinator waits for members to rejoin",
     )
     rules_path: Path = REPO_ROOT / "rules"
+    geography_path: Path = REPO_ROOT / "config" / "geography.yaml"
     directory_path: Path = REPO_ROOT / "config" / "directory.yaml"
     routes_path: Path = REPO_ROOT / "config" / "routes.yaml"
     webhook_secret: SecretStr | None = Field(

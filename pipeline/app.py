@@ -38,9 +38,7 @@ def build_app(settings: Settings, bootstrap: str) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_linger_ms=1,
     )
-    directory = Directory.load(
-        settings.directory_path.parent / "geography.yaml", settings.directory_path
-    )
+    directory = Directory.load(settings.geography_path, settings.directory_path)
     rules = load_rules(settings.rules_path)
     ingest.register(app, settings)
     evaluate.register(app, settings, rules, directory)

@@ -1,0 +1,44 @@
+# Two commands on a fresh machine:  make demo   and   make test
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BROKER ?= tansu
+
+.PHONY: setup demo test lint lock kafka-up kafka-down clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+setup: $(STAMP)
+
+## Set up and run the demo on the embedded broker (ARGS="--duration 30 --json")
+demo: setup
+	$(BIN)/canhbao demo $(ARGS)
+
+## Run the tests; BROKER=tansu (default), kafka, or tansu,kafka for the integration suite
+test: setup
+	$(BIN)/pytest --broker $(BROKER) $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## Re-pin constraints.txt to what is installed now
+lock: setup
+	(echo "# Pinned versions CI tested. Regenerate: make lock"; \
+	 $(BIN)/pip freeze --exclude-editable | grep -v '^-e') > constraints.txt
+
+## Apache Kafka from Maven Central on 127.0.0.1:9092 (no Docker)
+kafka-up:
+	infra/kafka/start.sh
+
+kafka-down:
+	infra/kafka/stop.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

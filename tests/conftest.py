@@ -1,0 +1,93 @@
+"""Shared fixtures. ``--broker tansu,kafka`` picks which real brokers the
+integration suite runs on (default: the embedded Tansu)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from canhbao.broker import EmbeddedBroker, free_port
+from canhbao.kafka_probe import wait_for_broker
+
+REPO = Path(__file__).resolve().parent.parent
+BROKER_KINDS = ("tansu", "kafka")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--broker",
+        default=os.environ.get("CANHBAO_TEST_BROKER", "tansu"),
+        help="comma-separated brokers for the integration suite: tansu, kafka (default tansu)",
+    )
+
+
+def _kinds(config: pytest.Config) -> list[str]:
+    kinds = [k.strip() for k in str(config.getoption("broker")).split(",") if k.strip()]
+    for k in kinds:
+        if k not in BROKER_KINDS:
+            raise pytest.UsageError(f"--broker: unknown broker {k!r} (choose from tansu, kafka)")
+    return kinds
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"canhbao integration brokers: {', '.join(_kinds(config))}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker" in metafunc.fixturenames:
+        metafunc.parametrize("broker", _kinds(metafunc.config), indirect=True)
+
+
+@dataclass(frozen=True)
+class Broker:
+    kind: str
+    bootstrap: str
+
+
+@pytest.fixture
+def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
+    """A fresh, empty broker for each test: no state leaks from one test to the next."""
+    kind = request.param
+    if kind == "tansu":
+        with EmbeddedBroker(log_path=tmp_path / "tansu.log") as tansu:
+            yield Broker("tansu", tansu.bootstrap)
+        return
+    yield from _apache_kafka(tmp_path / "kafka")
+
+
+def _apache_kafka(state: Path) -> Iterator[Broker]:
+    port, controller = free_port(), free_port()
+    env = {
+        **os.environ,
+        "KAFKA_PORT": str(port),
+        "KAFKA_CONTROLLER_PORT": str(controller),
+        "KAFKA_STATE_DIR": str(state),
+        # Jars are fetched once into the repo's .kafka/lib and shared by every test.
+        "KAFKA_LIB_DIR": os.environ.get("KAFKA_LIB_DIR", str(REPO / ".kafka" / "lib")),
+        "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",
+    }
+    start = subprocess.run(
+        [str(REPO / "infra/kafka/start.sh")], env=env, capture_output=True, text=True, timeout=300
+    )
+    if start.returncode != 0:
+        pytest.fail(f"Apache Kafka did not start:\n{start.stdout}\n{start.stderr}")
+    try:
+        bootstrap = f"127.0.0.1:{port}"
+        wait_for_broker(bootstrap, 30)
+        yield Broker("kafka", bootstrap)
+    finally:
+        subprocess.run(
+            [str(REPO / "infra/kafka/stop.sh")], env=env, capture_output=True, timeout=60
+        )
+
+
+def port_is_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0

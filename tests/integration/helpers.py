@@ -1,0 +1,102 @@
+"""Helpers for the integration suite: a worker subprocess, topic readers, a producer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from topics.admin import create_topics
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def worker_env(bootstrap: str, kind: str, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
+        # Tansu answers JoinGroup after the rebalance timeout; keep it short there.
+        "CANHBAO_REBALANCE_TIMEOUT": "2" if kind == "tansu" else "10",
+        "CANHBAO_LOG_LEVEL": "info",
+    }
+    env.update(extra)
+    return env
+
+
+@contextlib.contextmanager
+def running_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``canhbao worker`` as a real subprocess; stopped with SIGTERM at the end."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "canhbao", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+async def ensure_topics(bootstrap: str) -> None:
+    await create_topics(bootstrap, default_partitions=3)
+
+
+@contextlib.asynccontextmanager
+async def producer(bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+    await p.start()
+    try:
+        yield p
+    finally:
+        await p.stop()
+
+
+async def collect(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[bytes]], bool],
+    timeout: float = 60.0,
+) -> list[bytes]:
+    """Read ``topic`` from the beginning until ``until(values)`` holds; fail on timeout."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    values: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(values):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{topic}: condition not met in {timeout:.0f} s; got {values}")
+            batch = await consumer.getmany(timeout_ms=int(min(left, 0.5) * 1000))
+            for records in batch.values():
+                values.extend(r.value or b"" for r in records)
+    finally:
+        await consumer.stop()
+    return values
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,144 @@
+"""The walking skeleton on a real broker: a reading at Đáp Cầu becomes a warning,
+is routed to the Dept. of Agriculture and Environment and delivered by webhook."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from canhbao.receiver import WebhookReceiver
+from consumers.webhook import WebhookConfig, WebhookDispatcher
+from tests.conftest import Broker
+from tests.integration.helpers import (
+    collect,
+    ensure_topics,
+    producer,
+    running_worker,
+    wait_for,
+    worker_env,
+)
+from topics.catalogue import DEADLETTER, INGEST_READINGS, RECEIPTS, WARNINGS
+from topics.models import (
+    DeadLetter,
+    DeliveryOutcome,
+    DeliveryReceipt,
+    Domain,
+    Reading,
+    Transition,
+    Warning,
+)
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 10, 7, 0, 0, tzinfo=UTC)
+SECRET = b"integration-secret"
+
+
+def reading(value: float, hour: int, station: str = "dap-cau") -> bytes:
+    return Reading(
+        station_id=station,
+        domain=Domain.WATER,
+        metric="water_level_m",
+        value=value,
+        observed_at=T0 + timedelta(hours=hour),
+    ).to_bytes()
+
+
+async def test_rising_river_is_warned_and_delivered(broker: Broker, tmp_path: Path) -> None:
+    await ensure_topics(broker.bootstrap)
+    receiver = await WebhookReceiver(secret=SECRET).start()
+    env = worker_env(broker.bootstrap, broker.kind, CANHBAO_AGENCY_WEBHOOK_BASE=receiver.base_url)
+    dispatcher = WebhookDispatcher(
+        WebhookConfig(bootstrap=broker.bootstrap, secret=SECRET, rebalance_timeout_ms=2000)
+    )
+    import asyncio
+
+    task = asyncio.create_task(dispatcher.run())
+    try:
+        with running_worker(env, tmp_path / "worker.log") as worker:
+            async with producer(broker.bootstrap) as p:
+                for hour, level in enumerate([3.9, 4.1, 4.45, 5.0, 5.42]):
+                    await p.send_and_wait(INGEST_READINGS, reading(level, hour), key=b"dap-cau")
+            await wait_for(lambda: len(receiver.deliveries) >= 2, 90, "two webhook deliveries")
+            assert worker.poll() is None, "the worker died"
+    finally:
+        dispatcher.stop()
+        await asyncio.wait_for(task, 20)
+        await receiver.stop()
+
+    # The agency got level I, then level II, signed, in Vietnamese and English.
+    bodies = [d.body for d in receiver.deliveries]
+    assert [b["warning"]["level"] for b in bodies] == [1, 2]
+    assert {d.path for d in receiver.deliveries} == {"/hooks/snnmt"}
+    assert receiver.rejected == 0
+    level_two = bodies[1]
+    assert level_two["warning"]["lead_agency"]["name_vi"] == "Sở Nông nghiệp và Môi trường"
+    assert level_two["warning"]["transition"] == "escalated"
+    assert "BÁO ĐỘNG II" in level_two["text"]["vi"] and "5,42" in level_two["text"]["vi"]
+    assert "ALARM LEVEL II" in level_two["text"]["en"]
+
+    warnings = [
+        Warning.model_validate_json(v)
+        for v in await collect(broker.bootstrap, WARNINGS, lambda vs: len(vs) >= 2)
+    ]
+    assert [(w.transition, w.level, w.version) for w in warnings] == [
+        (Transition.RAISED, 1, 1),
+        (Transition.ESCALATED, 2, 2),
+    ]
+    assert len({w.warning_id for w in warnings}) == 1
+
+    receipts = [
+        DeliveryReceipt.model_validate_json(v)
+        for v in await collect(broker.bootstrap, RECEIPTS, lambda vs: len(vs) >= 2)
+    ]
+    assert all(r.outcome is DeliveryOutcome.DELIVERED and r.status_code == 200 for r in receipts)
+    assert {r.notification_id for r in receipts} == {
+        f"{warnings[0].warning_id}:v1:snnmt-webhook",
+        f"{warnings[0].warning_id}:v2:snnmt-webhook",
+    }
+
+
+async def test_malformed_readings_go_to_dead_letter_and_pipeline_keeps_going(
+    broker: Broker, tmp_path: Path
+) -> None:
+    await ensure_topics(broker.bootstrap)
+    bad_json = b'{"station_id": "dap-cau", "value": 5.0'
+    missing = json.dumps(
+        {"station_id": "dap-cau", "domain": "water", "metric": "water_level_m", "value": 5.0}
+    ).encode()
+    wrong_type = json.dumps(
+        {
+            "station_id": "dap-cau",
+            "domain": "water",
+            "metric": "water_level_m",
+            "value": "high",
+            "observed_at": "2025-10-07T08:00:00+07:00",
+        }
+    ).encode()
+    env = worker_env(broker.bootstrap, broker.kind)
+    with running_worker(env, tmp_path / "worker.log") as worker:
+        async with producer(broker.bootstrap) as p:
+            await p.send_and_wait(INGEST_READINGS, reading(4.0, 0), key=b"dap-cau")
+            for bad in (bad_json, missing, wrong_type):
+                await p.send_and_wait(INGEST_READINGS, bad, key=b"dap-cau")
+            await p.send_and_wait(INGEST_READINGS, reading(6.5, 1), key=b"dap-cau")
+        dead = [
+            DeadLetter.model_validate_json(v)
+            for v in await collect(broker.bootstrap, DEADLETTER, lambda vs: len(vs) >= 3, 90)
+        ]
+        # The valid reading after the bad ones still raised a level-III warning.
+        warnings = [
+            Warning.model_validate_json(v)
+            for v in await collect(broker.bootstrap, WARNINGS, lambda vs: len(vs) >= 1, 60)
+        ]
+        assert worker.poll() is None, "a bad message must not stop the worker"
+
+    assert [d.original for d in dead] == [bad_json, missing, wrong_type]
+    assert "not valid JSON" in dead[0].reason
+    assert "observed_at" in dead[1].reason and "Field required" in dead[1].reason
+    assert "value" in dead[2].reason and "number" in dead[2].reason
+    assert all(d.source_topic == INGEST_READINGS and d.stage == "validate" for d in dead)
+    assert warnings[0].level == 3 and warnings[0].level_name == "III"

@@ -1,0 +1,99 @@
+"""Fixtures for the unit suite: readings, the shipped directory and rules, and a clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from alerting.directory import Directory
+from pipeline.lifecycle import Context
+from pipeline.rules.loader import RuleSet, load_rules
+from pipeline.rules.model import Rule
+from topics.models import Reading
+
+REPO = Path(__file__).resolve().parents[2]
+ICT = timezone(timedelta(hours=7))
+T0 = datetime(2025, 10, 7, 0, 0, tzinfo=ICT)
+DAP_CAU_RULE = "water.flood.dap-cau"
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def t0() -> datetime:
+    """A fixed, timezone-aware instant (Vietnam time) that every test counts from."""
+    return T0
+
+
+@pytest.fixture(scope="session")
+def directory() -> Directory:
+    return Directory.load(REPO / "config" / "geography.yaml", REPO / "config" / "directory.yaml")
+
+
+@pytest.fixture(scope="session")
+def ruleset() -> RuleSet:
+    return load_rules(REPO / "rules")
+
+
+@pytest.fixture(scope="session")
+def dap_cau(ruleset: RuleSet) -> Rule:
+    (rule,) = [r for r in ruleset.rules if r.id == DAP_CAU_RULE]
+    return rule
+
+
+@pytest.fixture
+def ctx(directory: Directory) -> Context:
+    return Context(directory=directory)
+
+
+@pytest.fixture
+def make_reading() -> Callable[..., Reading]:
+    """Build a river-level reading at Đáp Cầu; ``minutes`` counts from ``T0``."""
+
+    def build(value: float = 4.0, minutes: float = 0, **overrides: Any) -> Reading:
+        fields: dict[str, Any] = {
+            "station_id": "dap-cau",
+            "domain": "water",
+            "metric": "water_level_m",
+            "value": value,
+            "unit": "m",
+            "observed_at": T0 + timedelta(minutes=minutes),
+            "source": "test",
+            "area": "bn-vu-ninh",
+        }
+        fields.update(overrides)
+        return Reading(**fields)
+
+    return build
+
+
+@pytest.fixture
+def reading_dict() -> Callable[..., dict[str, Any]]:
+    """A valid reading as a JSON-ready dict, with overrides (``None`` drops a field)."""
+
+    def build(**overrides: Any) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "schema_version": 1,
+            "station_id": "dap-cau",
+            "domain": "water",
+            "metric": "water_level_m",
+            "value": 4.35,
+            "unit": "m",
+            "observed_at": "2025-10-07T00:00:00+07:00",
+            "source": "test",
+        }
+        for k, v in overrides.items():
+            if v is None:
+                data.pop(k, None)
+            else:
+                data[k] = v
+        return data
+
+    return build
