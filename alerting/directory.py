@@ -81,8 +81,12 @@ def expand_env(text: str, env: dict[str, str] | None = None) -> str:
 
     def sub(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
-        if name in source:
-            return source[name]
+        value = source.get(name)
+        # As in the shell: ${VAR:-default} also replaces a variable set but empty.
+        if value:
+            return value
+        if value is not None and default is None:
+            return value
         if default is not None:
             return default
         raise ConfigError(f"environment variable {name} is not set and has no default")
@@ -90,17 +94,32 @@ def expand_env(text: str, env: dict[str, str] | None = None) -> str:
     return _VAR.sub(sub, text)
 
 
+def _expand_values(data: Any) -> Any:
+    # Expand after parsing, so comments and keys are never touched.
+    if isinstance(data, str):
+        return expand_env(data)
+    if isinstance(data, list):
+        return [_expand_values(v) for v in data]
+    if isinstance(data, dict):
+        return {k: _expand_values(v) for k, v in data.items()}
+    return data
+
+
 def _load_yaml(path: Path, expand: bool = False) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    if expand:
-        text = expand_env(text)
     try:
-        return yaml.safe_load(text) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if expand:
+        try:
+            data = _expand_values(data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    return data
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -28,6 +28,17 @@ def webhook_payload(warning: Warning, text_vi: str, text_en: str) -> dict[str, A
     }
 
 
+def _subject(body: str, exercise: bool, lang: str) -> str:
+    """The bracketed headline ("CẢNH BÁO BÁO ĐỘNG II"), marked when it is a drill."""
+    text = body
+    if exercise and text.startswith("["):
+        text = text.split("]", 1)[1].lstrip()  # drop the exercise banner, re-added below
+    headline = text[1:].split("]", 1)[0] if text.startswith("[") else text[:80]
+    if exercise:
+        headline = ("DIỄN TẬP: " if lang == "vi" else "EXERCISE: ") + headline
+    return headline
+
+
 def notifications_for(warning: Warning, directory: Directory) -> list[Notification]:
     text_vi = summary(warning, "vi")
     text_en = summary(warning, "en")
@@ -45,7 +56,7 @@ def notifications_for(warning: Warning, directory: Directory) -> list[Notificati
                 audience=Audience.AGENCY,
                 address=receiver.address,
                 lang=lang,
-                subject=body.split("]")[0].lstrip("[") if body.startswith("[") else body[:80],
+                subject=_subject(body, warning.exercise, lang),
                 body=body,
                 payload=webhook_payload(warning, text_vi, text_en),
                 exercise=warning.exercise,

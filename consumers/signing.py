@@ -35,10 +35,11 @@ def verify(
     tolerance: float = 300.0,
     now: float | None = None,
 ) -> bool:
-    try:
-        age = abs((now if now is not None else time.time()) - int(timestamp))
-    except ValueError:
+    # Headers come from the network: anything but plain ASCII digits is a reject,
+    # never an exception (int() alone would accept other scripts' digits).
+    if not (timestamp.isascii() and timestamp.isdigit() and signature.isascii()):
         return False
+    age = abs((now if now is not None else time.time()) - int(timestamp))
     if age > tolerance:
         return False
     return hmac.compare_digest(sign(secret, timestamp, body), signature)

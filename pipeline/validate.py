@@ -44,7 +44,8 @@ def validate_reading(
     if len(raw) > MAX_READING_BYTES:
         return reject(f"message is {len(raw)} bytes; a reading may be at most {MAX_READING_BYTES}")
     try:
-        data = json.loads(raw)
+        # Decode explicitly: json.loads(bytes) would guess UTF-16/32 and accept them.
+        data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return reject("not UTF-8 text")
     except json.JSONDecodeError as exc:

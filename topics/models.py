@@ -20,6 +20,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_serializer,
@@ -35,13 +36,19 @@ Identifier = Annotated[
 ]
 
 
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
 def _finite(value: float) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise ValueError("must be a finite number")
     return value
 
 
-FiniteFloat = Annotated[float, AfterValidator(_finite)]
+FiniteFloat = Annotated[float, BeforeValidator(_not_bool), AfterValidator(_finite)]
 
 
 def utcnow() -> datetime:

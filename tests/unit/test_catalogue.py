@@ -86,7 +86,7 @@ def test_dead_letter_topic_exists_and_keeps_a_month() -> None:
 
 
 def test_unknown_topic_lookup_names_the_topic() -> None:
-    with pytest.raises(KeyError, match="canhbao.nope"):
+    with pytest.raises(KeyError, match=r"canhbao\.nope"):
         spec("canhbao.nope")
 
 
