@@ -1,19 +1,50 @@
-"""The warning lifecycle, as a pure step: (rule, previous state, reading) -> next state.
+"""The warning lifecycle: from a decided level to the next ``Warning`` state.
 
 One active warning per (rule, subject). A level change is an update of that
-warning (same id, next version), not a new one; dropping below the lowest
-level (after hysteresis) produces an all-clear and ends it.
+warning (same id, next version), not a new one; dropping to level 0 produces
+an all-clear and ends the episode. Versions never repeat for a warning id, even
+across episodes, so (warning, version, receiver) identifies a notification.
+Operator commands move the status (new → verified → responding → recovering →
+closed) and the phase; only they can set phase 2 or 3.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from alerting.directory import Directory
 from alerting.governance import lead_agency, scope_tier
 from pipeline.rules.model import Rule
 from pipeline.rules.threshold import next_level
-from topics.models import Evidence, LifecycleStatus, Phase, Reading, Transition, Warning
+from topics.models import (
+    Action,
+    Agency,
+    Area,
+    Command,
+    Domain,
+    Evidence,
+    LifecycleStatus,
+    Phase,
+    Reading,
+    Severity,
+    Transition,
+    Warning,
+)
+
+STATUS_ORDER = [
+    LifecycleStatus.NEW,
+    LifecycleStatus.VERIFIED,
+    LifecycleStatus.RESPONDING,
+    LifecycleStatus.RECOVERING,
+    LifecycleStatus.CLOSED,
+]
+_ACTION_STATUS = {
+    Action.VERIFY: LifecycleStatus.VERIFIED,
+    Action.RESPOND: LifecycleStatus.RESPONDING,
+    Action.RECOVER: LifecycleStatus.RECOVERING,
+    Action.CLOSE: LifecycleStatus.CLOSED,
+}
 
 
 def warning_id(rule: Rule, subject: str) -> str:
@@ -26,25 +57,81 @@ class Context:
     exercise: bool = False
 
 
-def _areas(rule: Rule, reading: Reading, ctx: Context) -> list[str]:
-    if rule.areas:
-        return list(rule.areas)
-    station = ctx.directory.station(reading.station_id)
-    if station is not None:
-        return list(station.warns or [station.commune])
-    return [reading.area] if reading.area else []
+@dataclass(frozen=True)
+class Spec:
+    """What the warning is: from a rule, or from the quality gate for sensor faults."""
+
+    rule_id: str
+    domain: Domain
+    hazard: str
+    level_names: dict[int, tuple[str, Severity]]
+    scope_province: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+    lead_override: str | None = None
+
+    @classmethod
+    def of(cls, rule: Rule) -> Spec:
+        return cls(
+            rule_id=rule.id,
+            domain=rule.domain,
+            hazard=rule.hazard,
+            level_names={lv.level: (lv.name, lv.severity) for lv in rule.levels},
+            scope_province=rule.scope == "province",
+            labels=tuple(sorted({**rule.labels, "notify": str(rule.notify).lower()}.items())),
+            annotations=tuple(sorted(rule.annotations.items())),
+        )
 
 
-def step(rule: Rule, previous: Warning | None, reading: Reading, ctx: Context) -> Warning | None:
-    """The new warning state after ``reading``, or None when nothing changes."""
-    if previous is not None and reading.observed_at < previous.updated_at:
-        return None  # an older reading must not undo a newer decision
-    current = previous.level if previous is not None and previous.active else 0
-    level = next_level(rule, current, reading.value)
-    if level == current:
+def is_active(previous: Warning | None) -> bool:
+    return (
+        previous is not None
+        and previous.active
+        and previous.status is not LifecycleStatus.CLOSED
+    )
+
+
+def _areas(directory: Directory, codes: list[str]) -> tuple[list[Area], set[str]]:
+    areas: list[Area] = []
+    provinces: set[str] = set()
+    for code in codes:
+        try:
+            areas.append(directory.area(code))
+            provinces.add(directory.province_of(code))
+        except KeyError:
+            areas.append(Area(code=code, name=code, province=""))
+    return areas, provinces
+
+
+def _lead(ctx: Context, spec: Spec, phase: Phase) -> Agency:
+    if spec.lead_override is not None and phase is Phase.INCIDENT:
+        entry = ctx.directory.agency(spec.lead_override)
+        return Agency(code=entry.code, name_vi=entry.name_vi, name_en=entry.name_en)
+    return lead_agency(ctx.directory, spec.domain, phase)
+
+
+def build(
+    spec: Spec,
+    subject: str,
+    previous: Warning | None,
+    level: int,
+    at: datetime,
+    evidence: list[Evidence],
+    area_codes: list[str],
+    ctx: Context,
+    note: str = "",
+) -> Warning | None:
+    """The next state when the rule now says ``level``; None when nothing changed."""
+    active = is_active(previous)
+    current = previous.level if active and previous is not None else 0
+    if level == 0 and not active:
         return None
-
-    if current == 0:
+    areas, provinces = _areas(ctx.directory, area_codes)
+    if active and previous is not None and level == current:
+        if [a.code for a in previous.areas] == [a.code for a in areas]:
+            return None
+        transition = Transition.UPDATED  # same level, the affected communes changed
+    elif not active:
         transition = Transition.RAISED
     elif level == 0:
         transition = Transition.CLEARED
@@ -53,43 +140,123 @@ def step(rule: Rule, previous: Warning | None, reading: Reading, ctx: Context) -
     else:
         transition = Transition.DEESCALATED
 
-    decisive = rule.level(level) if level else rule.level(current)
-    evidence = Evidence(
-        station_id=reading.station_id,
-        metric=reading.metric,
-        value=reading.value,
-        observed_at=reading.observed_at,
-        threshold=decisive.value,
-    )
-    codes = _areas(rule, reading, ctx)
-    directory = ctx.directory
-    areas = [directory.area(code) for code in codes]
-    provinces = {directory.province_of(code) for code in codes}
-    phase = previous.phase if previous is not None and previous.active else Phase.INCIDENT
-    active_before = previous is not None and previous.active
+    if level == 0 and previous is not None:
+        # An all-clear repeats the last level's identity and the communes it covered.
+        name, severity = "", previous.severity
+        areas = areas if areas else list(previous.areas)
+        provinces = {a.province for a in areas}
+    else:
+        name, severity = spec.level_names[level]
+    phase = previous.phase if active and previous is not None else Phase.INCIDENT
+    annotations = dict(spec.annotations)
+    if note:
+        annotations["note"] = note
     return Warning(
-        warning_id=warning_id(rule, reading.station_id),
+        warning_id=f"{spec.rule_id}:{subject}",
         version=(previous.version + 1) if previous is not None else 1,
-        rule_id=rule.id,
-        domain=rule.domain,
-        hazard=rule.hazard,
-        subject=reading.station_id,
+        rule_id=spec.rule_id,
+        domain=spec.domain,
+        hazard=spec.hazard,
+        subject=subject,
         transition=transition,
         level=level,
-        level_name=rule.level(level).name if level else "",
+        level_name=name,
         previous_level=current,
-        severity=decisive.severity,
+        severity=severity,
         areas=areas,
-        scope_tier=scope_tier(provinces, set(codes), rule.scope == "province"),
+        scope_tier=scope_tier(
+            {p for p in provinces if p}, {a.code for a in areas}, spec.scope_province
+        ),
         phase=phase,
-        lead_agency=lead_agency(directory, rule.domain, phase),
-        status=previous.status if previous is not None and active_before else LifecycleStatus.NEW,
-        evidence=[evidence],
-        raised_at=previous.raised_at
-        if previous is not None and active_before
-        else reading.observed_at,
-        updated_at=reading.observed_at,
+        lead_agency=_lead(ctx, spec, phase),
+        status=previous.status if active and previous is not None else LifecycleStatus.NEW,
+        evidence=evidence,
+        raised_at=previous.raised_at if active and previous is not None else at,
+        updated_at=at,
         exercise=ctx.exercise,
-        labels={**rule.labels, "domain": rule.domain.value, "hazard": rule.hazard},
-        annotations=dict(rule.annotations),
+        labels={**dict(spec.labels), "domain": spec.domain.value, "hazard": spec.hazard},
+        annotations=annotations,
     )
+
+
+class CommandRejected(ValueError):
+    """An operator command that cannot apply; the reason goes to the dead-letter topic."""
+
+
+def apply_command(previous: Warning | None, command: Command, ctx: Context) -> Warning:
+    """The warning after an operator command, or ``CommandRejected`` with the reason."""
+    if previous is None:
+        raise CommandRejected(f"no warning {command.warning_id} on record")
+    update: dict[str, object] = {
+        "version": previous.version + 1,
+        "transition": Transition.UPDATED,
+        "previous_level": previous.level,
+        "updated_at": max(command.at, previous.updated_at),
+    }
+    annotations = dict(previous.annotations)
+    if command.action is Action.CORROBORATE:
+        if not is_active(previous):
+            raise CommandRejected(f"{command.warning_id} is not active")
+        update["evidence"] = [*previous.evidence, *command.evidence][-10:]
+        update["labels"] = {**previous.labels, "corroborated": "true"}
+        annotations["corroborated_by"] = command.actor
+    elif command.action is Action.SET_PHASE:
+        assert command.phase is not None
+        if not is_active(previous):
+            raise CommandRejected(f"{command.warning_id} is not active; its phase is final")
+        if command.phase == previous.phase:
+            raise CommandRejected(f"{command.warning_id} is already in phase {command.phase}")
+        update["phase"] = command.phase
+        update["lead_agency"] = lead_agency(ctx.directory, previous.domain, command.phase)
+        annotations["phase_reason"] = command.reason
+        annotations["phase_set_by"] = command.actor
+    else:
+        target = _ACTION_STATUS[command.action]
+        if STATUS_ORDER.index(target) <= STATUS_ORDER.index(previous.status):
+            raise CommandRejected(
+                f"{command.warning_id} is {previous.status.value}; "
+                f"it cannot go back to {target.value}"
+            )
+        update["status"] = target
+        annotations[f"{target.value}_by"] = command.actor
+        if command.reason:
+            annotations[f"{target.value}_reason"] = command.reason
+    update["annotations"] = annotations
+    return previous.model_copy(update=update)
+
+
+def step(rule: Rule, previous: Warning | None, reading: Reading, ctx: Context) -> Warning | None:
+    """A plain threshold rule's next state after ``reading`` (no sustained duration)."""
+    if previous is not None and reading.observed_at < previous.updated_at:
+        return None  # an older reading must not undo a newer decision
+    current = previous.level if is_active(previous) and previous is not None else 0
+    level = next_level(rule, current, reading.value)
+    decisive = rule.level(level) if level else rule.level(current) if current else None
+    evidence = [
+        Evidence(
+            station_id=reading.station_id,
+            metric=reading.metric,
+            value=reading.value,
+            observed_at=reading.observed_at,
+            threshold=decisive.value if decisive else None,
+        )
+    ]
+    return build(
+        Spec.of(rule),
+        reading.station_id,
+        previous,
+        level,
+        reading.observed_at,
+        evidence,
+        station_areas(rule, reading, ctx.directory),
+        ctx,
+    )
+
+
+def station_areas(rule: Rule, reading: Reading, directory: Directory) -> list[str]:
+    if rule.areas:
+        return list(rule.areas)
+    station = directory.station(reading.station_id)
+    if station is not None:
+        return list(station.warns or [station.commune])
+    return [reading.area] if reading.area else []

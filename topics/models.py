@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 SCHEMA_VERSION = 1
@@ -235,6 +236,54 @@ class Warning(Message):
     @property
     def active(self) -> bool:
         return self.transition is not Transition.CLEARED
+
+
+class Action(StrEnum):
+    """Operator events on ``canhbao.commands``: lifecycle steps and phase changes."""
+
+    VERIFY = "verify"
+    RESPOND = "respond"
+    RECOVER = "recover"
+    CLOSE = "close"
+    SET_PHASE = "set_phase"
+    CORROBORATE = "corroborate"
+
+
+class Command(Message):
+    """An operator (or pipeline) event about one warning, keyed by the warning's subject.
+
+    Phases 2 and 3 change who leads, so a phase change must say who decided it
+    and why: it is refused without ``actor`` and ``reason``."""
+
+    command_id: Annotated[str, Field(min_length=1, max_length=128)]
+    warning_id: Annotated[str, Field(min_length=3, max_length=256, pattern=r"^[^:]+:.+$")]
+    action: Action
+    actor: Annotated[str, Field(min_length=1, max_length=128)]
+    reason: str = Field(default="", max_length=2000)
+    phase: Phase | None = None
+    evidence: list[Evidence] = Field(default_factory=list)
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+    @property
+    def subject(self) -> str:
+        """The partition key: the warning's subject (station, commune, ...)."""
+        return self.warning_id.split(":", 1)[1]
+
+    @field_validator("reason")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _phase_rules(self) -> Command:
+        if self.action is Action.SET_PHASE:
+            if self.phase is None:
+                raise ValueError("set_phase needs a phase (1, 2 or 3)")
+            if not self.reason:
+                raise ValueError("a phase change needs a reason")
+        elif self.phase is not None:
+            raise ValueError(f"phase is only for set_phase, not {self.action.value}")
+        return self
 
 
 class Notification(Message):

@@ -1,17 +1,30 @@
-"""Load rule files (YAML) with errors that name the file, the rule and the field."""
+"""Load rule files (YAML) with errors that name the file, the rule and the field.
+
+A rule set is compiled from *sources*: a mapping of file name to text. Files
+on disk are read into sources; ``canhbao rules apply`` publishes the same
+sources to the control topic, and every worker compiles them with this code,
+so what was checked is exactly what runs.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+import hashlib
+import posixpath
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.rules.model import Rule, RuleFile
+from pipeline.quality import QualityConfig
+from pipeline.rules.kinds import Baseline
+from pipeline.rules.model import CompoundCondition, EndemicCondition, GroupBy, Rule
 from topics.models import Reading
+
+RULE_SUFFIXES = (".yaml", ".yml")
+TEST_SUFFIXES = (".test.yaml", ".test.yml")
 
 
 class RuleError(ValueError):
@@ -22,83 +35,212 @@ class RuleError(ValueError):
         self.problems = problems
 
 
-def _describe(path: Path, data: Any, exc: ValidationError) -> list[str]:
+class RuleFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rules: list[Rule] = Field(default_factory=list)
+    quality: QualityConfig | None = None
+
+
+def _describe(name: str, data: Any, exc: ValidationError) -> list[str]:
     problems = []
-    for err in exc.errors():
+    for err in exc.errors(include_url=False):
         loc = list(err["loc"])
-        where = str(path)
+        where = name
+        idx = -1
         if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
             idx = loc[1]
-            rule_id = "?"
+            rule_id = f"#{idx + 1}"
             with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError):
-                rule_id = str(data["rules"][idx].get("id", f"#{idx + 1}"))
+                rule_id = str(data["rules"][idx].get("id", rule_id))
             where += f": rule {rule_id}"
             loc = loc[2:]
-        field = ".".join(str(p) for p in loc) or "(rule)"
-        problems.append(f"{where}: {field}: {err['msg']}")
+        # Tagged unions add the tag to the path ("condition.window.window"): drop it.
+        if len(loc) >= 2 and loc[0] == "condition" and isinstance(loc[1], str):
+            with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError):
+                if loc[1] == data["rules"][idx]["condition"]["kind"]:
+                    loc = [loc[0], *loc[2:]]
+        fld = ".".join(str(p) for p in loc) or "(rule)"
+        problems.append(f"{where}: {fld}: {err['msg']}")
     return problems
 
 
-def load_file(path: Path) -> list[Rule]:
+def parse_file(name: str, text: str) -> RuleFile:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise RuleError([f"{path}: not valid YAML: {exc}"]) from exc
+        raise RuleError([f"{name}: not valid YAML: {exc}"]) from exc
+    if not isinstance(data, dict):
+        raise RuleError([f"{name}: expected a mapping with a 'rules' list"])
+    try:
+        return RuleFile.model_validate(data)
+    except ValidationError as exc:
+        raise RuleError(_describe(name, data, exc)) from exc
+
+
+def load_file(path: Path) -> list[Rule]:
+    """Rules of one file (kept for callers that want a single file's rules)."""
+    try:
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RuleError([f"{path}: cannot read: {exc.strerror}"]) from exc
-    try:
-        return RuleFile.model_validate(data).rules
-    except ValidationError as exc:
-        raise RuleError(_describe(path, data, exc)) from exc
+    return parse_file(str(path), text).rules
 
 
 def rule_files(path: Path) -> list[Path]:
     if path.is_dir():
-        return sorted(p for p in path.rglob("*.yaml") if not p.name.endswith(".test.yaml"))
+        return sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix in RULE_SUFFIXES and not p.name.endswith(TEST_SUFFIXES)
+        )
     return [path]
+
+
+def read_sources(*paths: Path) -> dict[str, str]:
+    """Rule files under ``paths`` plus every CSV beside them (baselines), as text."""
+    sources, problems = _read(*paths)
+    if problems:
+        raise RuleError(problems)
+    return sources
+
+
+def _read(*paths: Path) -> tuple[dict[str, str], list[str]]:
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for root in paths:
+        if not root.exists():
+            problems.append(f"{root}: no such file or directory")
+            continue
+        files = rule_files(root)
+        base = root if root.is_dir() else root.parent
+        files += sorted(base.rglob("*.csv"))
+        for f in files:
+            try:
+                sources[f.as_posix()] = f.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(f"{f}: cannot read: {exc}")
+    return sources, problems
+
+
+def _matches(rule: Rule, reading: Reading) -> bool:
+    sel = rule.selector
+    if rule.domain is not reading.domain:
+        return False
+    if sel.metric is not None and sel.metric != reading.metric:
+        return False
+    if sel.station is not None and sel.station != reading.station_id:
+        return False
+    if sel.stations is not None and reading.station_id not in sel.stations:
+        return False
+    if sel.area is not None and sel.area != reading.area:
+        return False
+    return not (sel.source is not None and sel.source != reading.source)
 
 
 @dataclass(frozen=True)
 class RuleSet:
     rules: tuple[Rule, ...]
+    baselines: dict[str, Baseline] = field(default_factory=dict)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    version: str = "files"
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {r.id: r for r in self.rules})
+        reading_rules = [
+            r for r in self.rules if r.condition.kind not in ("report", "compound")
+        ]
+        object.__setattr__(self, "_reading_rules", tuple(reading_rules))
+
+    def get(self, rule_id: str) -> Rule | None:
+        by_id: dict[str, Rule] = self._by_id  # type: ignore[attr-defined]
+        return by_id.get(rule_id)
 
     def matching(self, reading: Reading) -> list[Rule]:
-        out = []
-        for rule in self.rules:
-            sel = rule.selector
-            if rule.domain is not reading.domain or sel.metric != reading.metric:
+        return [r for r in self._reading_rules if _matches(r, reading)]  # type: ignore[attr-defined]
+
+    def of_kind(self, *kinds: str) -> list[Rule]:
+        return [r for r in self.rules if r.condition.kind in kinds]
+
+    @property
+    def grouped(self) -> bool:
+        return any(r.group_by is not GroupBy.STATION for r in self.rules)
+
+
+def compile_rules(sources: dict[str, str]) -> RuleSet:
+    """Validate and compile a rule set; every problem is reported at once."""
+    problems: list[str] = []
+    rules: list[Rule] = []
+    seen: dict[str, str] = {}
+    baselines: dict[str, Baseline] = {}
+    quality: QualityConfig | None = None
+    quality_from = ""
+    for name in sorted(sources):
+        if not name.endswith(RULE_SUFFIXES) or name.endswith(TEST_SUFFIXES):
+            continue
+        try:
+            parsed = parse_file(name, sources[name])
+        except RuleError as exc:
+            problems.extend(exc.problems)
+            continue
+        if parsed.quality is not None:
+            if quality is not None:
+                problems.append(f"{name}: quality: already defined in {quality_from}")
+            quality, quality_from = parsed.quality, name
+        for rule in parsed.rules:
+            if rule.id in seen:
+                problems.append(f"{name}: rule {rule.id}: id: already defined in {seen[rule.id]}")
                 continue
-            if sel.station is not None and sel.station != reading.station_id:
-                continue
-            if sel.area is not None and sel.area != reading.area:
-                continue
-            if sel.source is not None and sel.source != reading.source:
-                continue
-            out.append(rule)
-        return out
+            cond = rule.condition
+            if isinstance(cond, EndemicCondition):
+                key = posixpath.normpath(posixpath.join(posixpath.dirname(name), cond.baseline))
+                if key not in sources:
+                    problems.append(
+                        f"{name}: rule {rule.id}: condition.baseline: no such file {key}"
+                    )
+                    continue
+                if key not in baselines:
+                    try:
+                        baselines[key] = Baseline.parse(sources[key], key)
+                    except ValueError as exc:
+                        problems.append(f"{name}: rule {rule.id}: condition.baseline: {exc}")
+                        continue
+                rule = rule.model_copy(
+                    update={"condition": cond.model_copy(update={"baseline": key})}
+                )
+            seen[rule.id] = name
+            rules.append(rule)
+    ids = set(seen)
+    for rule in rules:
+        if isinstance(rule.condition, CompoundCondition):
+            for comp in rule.condition.all_of:
+                if comp.rule is not None and comp.rule not in ids:
+                    problems.append(
+                        f"{seen[rule.id]}: rule {rule.id}: condition.all_of: "
+                        f"unknown rule {comp.rule!r}"
+                    )
+    if problems:
+        raise RuleError(problems)
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        digest.update(name.encode() + b"\0" + sources[name].encode() + b"\0")
+    return RuleSet(
+        rules=tuple(rules),
+        baselines=baselines,
+        quality=quality or QualityConfig(),
+        version=digest.hexdigest()[:12],
+        sources=dict(sources),
+    )
 
 
 def load_rules(*paths: Path) -> RuleSet:
     """Load every rule under ``paths``; all problems are reported at once."""
-    problems: list[str] = []
-    rules: list[Rule] = []
-    seen: dict[str, Path] = {}
-    for root in paths:
-        if not root.exists():
-            problems.append(f"{root}: no such file or directory")
-            continue
-        for file in rule_files(root):
-            try:
-                for rule in load_file(file):
-                    if rule.id in seen:
-                        problems.append(
-                            f"{file}: rule {rule.id}: id: already defined in {seen[rule.id]}"
-                        )
-                        continue
-                    seen[rule.id] = file
-                    rules.append(rule)
-            except RuleError as exc:
-                problems.extend(exc.problems)
+    sources, problems = _read(*paths)
+    try:
+        ruleset = compile_rules(sources)
+    except RuleError as exc:
+        raise RuleError(problems + exc.problems) from None
     if problems:
         raise RuleError(problems)
-    return RuleSet(tuple(rules))
+    return ruleset

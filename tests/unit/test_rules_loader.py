@@ -179,7 +179,7 @@ def _rule(rule_id: str, metric: str = "water_level_m", domain: str = "water", **
             "domain": domain,
             "hazard": "h",
             "selector": {"metric": metric, **sel},
-            "condition": {},
+            "condition": {"kind": "threshold"},
             "levels": [{"level": 1, "name": "I", "value": 1.0, "severity": "Minor"}],
         }
     )

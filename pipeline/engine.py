@@ -1,0 +1,523 @@
+"""The rule engine: readings, reports, warnings, commands and clock ticks in;
+warning states out. Pure: all state lives in a ``MutableMapping`` of JSON-safe
+dicts (a Faust table in the pipeline, a dict in backtests and rule tests), and
+all time comes from the events themselves or from the tick.
+
+Keys of the state store (the subject decides the Kafka partition):
+
+==========================  =============================================
+``w|<warning_id>``          the warning's last state (``Warning`` as JSON)
+``e|<rule>|<subject>``      the rule's evaluator state for one subject
+``q|<station>|<metric>``    the data-quality gate's state
+``l|<station>``             last time a station was heard from (staleness)
+``x|<area>``                active warnings touching a commune (compound, reports)
+==========================  =============================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from alerting.directory import Directory
+from pipeline.lifecycle import (
+    CommandRejected,
+    Context,
+    Spec,
+    apply_command,
+    build,
+    is_active,
+    station_areas,
+)
+from pipeline.quality import Check, Verdict, inspect
+from pipeline.rules.kinds import measure
+from pipeline.rules.loader import RuleSet
+from pipeline.rules.model import (
+    CompoundCondition,
+    GroupBy,
+    Level,
+    ReportCondition,
+    Rule,
+    StalenessCondition,
+    _Levelled,
+)
+from pipeline.rules.threshold import decide_level
+from topics.models import (
+    Action,
+    Command,
+    Evidence,
+    Reading,
+    Report,
+    Severity,
+    Warning,
+)
+
+log = logging.getLogger(__name__)
+Store = MutableMapping[str, Any]
+Mode = Literal["local", "station", "grouped"]
+
+SEVERITY_RANK = {
+    Severity.UNKNOWN: 0,
+    Severity.MINOR: 1,
+    Severity.MODERATE: 2,
+    Severity.SEVERE: 3,
+    Severity.EXTREME: 4,
+}
+FAULT_NAMES = {
+    Check.OUT_OF_RANGE: "value out of range",
+    Check.SPIKE: "spike",
+    Check.STUCK: "flat-lined sensor",
+}
+
+
+@dataclass
+class Outputs:
+    warnings: list[Warning] = field(default_factory=list)
+    # Readings to re-key for rules that group by commune, province or source.
+    forwards: list[tuple[str, Reading]] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    rejected: list[tuple[Check, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def extend(self, other: Outputs) -> None:
+        self.warnings += other.warnings
+        self.forwards += other.forwards
+        self.commands += other.commands
+        self.rejected += other.rejected
+        self.errors += other.errors
+
+
+def _load(store: Store, key: str) -> Warning | None:
+    raw = store.get(key)
+    return Warning.model_validate(raw) if raw else None
+
+
+class Engine:
+    """Evaluates one rule set; ``rules`` may be swapped at any time (hot reload)."""
+
+    def __init__(self, rules: RuleSet, directory: Directory, exercise: bool = False) -> None:
+        self.rules = rules
+        self.directory = directory
+        self.ctx = Context(directory=directory, exercise=exercise)
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _save(self, store: Store, w: Warning, out: Outputs) -> None:
+        store[f"w|{w.warning_id}"] = w.model_dump(mode="json")
+        out.warnings.append(w)
+
+    def area_of(self, reading: Reading) -> str | None:
+        if reading.area:
+            return reading.area
+        station = self.directory.station(reading.station_id)
+        return station.commune if station else None
+
+    def subject(self, rule: Rule, reading: Reading) -> str | None:
+        if rule.group_by is GroupBy.STATION:
+            return reading.station_id
+        if rule.group_by is GroupBy.SOURCE:
+            return reading.source
+        area = self.area_of(reading)
+        if area is None or rule.group_by is GroupBy.AREA:
+            return area
+        try:
+            return self.directory.province_of(area)
+        except KeyError:
+            return None
+
+    # -- readings ----------------------------------------------------------------
+
+    def on_reading(
+        self,
+        reading: Reading,
+        store: Store,
+        *,
+        now: datetime | None = None,
+        mode: Mode = "local",
+        key: str | None = None,
+    ) -> Outputs:
+        """``local`` does everything here (backtests); in the pipeline ``station``
+        runs the gate and station rules and forwards the rest, re-keyed, to
+        ``grouped``, which runs the rules whose subject is ``key``."""
+        out = Outputs()
+        rules = self.rules
+        if mode != "grouped":
+            verdict = self._gate(reading, store, now, out)
+            if not verdict.ok:
+                return out
+            self._heard(reading, store, out)
+        for rule in rules.matching(reading):
+            subject = self.subject(rule, reading)
+            if subject is None:
+                continue
+            grouped = rule.group_by is not GroupBy.STATION
+            if mode == "station" and grouped:
+                if (subject, reading) not in out.forwards:
+                    out.forwards.append((subject, reading))
+                continue
+            if mode == "grouped" and (not grouped or subject != key):
+                continue
+            if isinstance(rule.condition, _Levelled):
+                self._levelled(rule, subject, reading, store, out)
+        return out
+
+    def _gate(self, reading: Reading, store: Store, now: datetime | None, out: Outputs) -> Verdict:
+        qkey = f"q|{reading.station_id}|{reading.metric}"
+        state = dict(store.get(qkey) or {})
+        verdict = inspect(self.rules.quality, state, reading, now)
+        store[qkey] = state
+        if verdict.check is not None:
+            out.rejected.append((verdict.check, verdict.detail))
+        if verdict.fault:
+            assert verdict.check is not None
+            self._fault_notice(reading, verdict.check, 1, verdict.detail, store, out)
+        for check in verdict.cleared:
+            self._fault_notice(reading, check, 0, "readings are plausible again", store, out)
+        return verdict
+
+    def _fault_notice(
+        self, reading: Reading, check: Check, level: int, detail: str, store: Store, out: Outputs
+    ) -> None:
+        station = self.directory.station(reading.station_id)
+        owner = station.owner if station else None
+        spec = Spec(
+            rule_id=f"quality.{check.value}",
+            domain=reading.domain,
+            hazard="sensor_fault",
+            level_names={1: ("fault", Severity.MINOR)},
+            labels=(("check", check.value), ("metric", reading.metric)),
+            annotations=(
+                ("summary_vi", f"Lỗi cảm biến tại trạm {reading.station_id}"),
+                ("summary_en", f"Sensor fault at station {reading.station_id}"),
+                ("fault", FAULT_NAMES[check]),
+            ),
+            lead_override=owner,
+        )
+        wkey = f"w|quality.{check.value}:{reading.station_id}"
+        previous = _load(store, wkey)
+        codes = [station.commune] if station else ([reading.area] if reading.area else [])
+        evidence = [
+            Evidence(
+                station_id=reading.station_id,
+                metric=reading.metric,
+                value=reading.value,
+                observed_at=reading.observed_at,
+                note=detail,
+            )
+        ]
+        w = build(
+            spec, reading.station_id, previous, level, reading.observed_at, evidence, codes,
+            self.ctx, note=detail,
+        )  # fmt: skip
+        if w is not None:
+            self._save(store, w, out)
+
+    def _heard(self, reading: Reading, store: Store, out: Outputs) -> None:
+        if not self.rules.of_kind("staleness"):
+            return
+        lkey = f"l|{reading.station_id}"
+        seen = dict(store.get(lkey) or {})
+        ts = reading.observed_at.timestamp()
+        if ts < seen.get("ts", float("-inf")):
+            return
+        seen.update(ts=ts, domain=reading.domain.value, metric=reading.metric)
+        if reading.area:
+            seen["area"] = reading.area
+        store[lkey] = seen
+        for rule in self.rules.of_kind("staleness"):
+            w = _load(store, f"w|{rule.id}:{reading.station_id}")
+            if is_active(w):
+                self._staleness(rule, reading.station_id, seen, 0, reading.observed_at, store, out)
+
+    def _levelled(
+        self, rule: Rule, subject: str, reading: Reading, store: Store, out: Outputs
+    ) -> None:
+        ekey = f"e|{rule.id}|{subject}"
+        state = dict(store.get(ekey) or {})
+        wkey = f"w|{rule.id}:{subject}"
+        previous = _load(store, wkey)
+        if previous is not None and reading.observed_at < previous.updated_at:
+            return  # an older reading must not undo a newer decision
+        m = measure(rule, state, reading, self.area_of(reading), self.rules.baselines)
+        if m is None:
+            store[ekey] = state
+            return
+        current = previous.level if is_active(previous) and previous is not None else 0
+        level = decide_level(rule, state, current, m.value, reading.observed_at)
+        store[ekey] = state
+        decisive: Level | None = rule.level(level) if level else None
+        if decisive is None and current:
+            decisive = rule.level(current)
+        if m.by_area is not None and rule.levels:
+            first = rule.levels[0].value
+            codes = sorted(a for a, v in m.by_area.items() if v >= first) or (
+                [self.area_of(reading) or subject]
+            )
+        elif rule.group_by is GroupBy.STATION:
+            codes = station_areas(rule, reading, self.directory)
+        elif rule.group_by is GroupBy.AREA:
+            codes = [subject]
+        else:
+            area = self.area_of(reading)
+            codes = list(rule.areas) or ([area] if area else [])
+        evidence = [
+            Evidence(
+                station_id=reading.station_id,
+                metric=reading.metric,
+                value=reading.value,
+                observed_at=reading.observed_at,
+                threshold=decisive.value if decisive else None,
+                note="" if rule.condition.kind == "threshold" else f"{rule.condition.kind}: "
+                f"{m.value:.3g}",
+            )
+        ]
+        w = build(Spec.of(rule), subject, previous, level, reading.observed_at, evidence, codes,
+                  self.ctx)  # fmt: skip
+        if w is not None:
+            self._save(store, w, out)
+
+    # -- staleness and the clock ------------------------------------------------------
+
+    def _staleness(
+        self,
+        rule: Rule,
+        station_id: str,
+        seen: dict[str, Any],
+        level: int,
+        at: datetime,
+        store: Store,
+        out: Outputs,
+    ) -> None:
+        cond = rule.condition
+        assert isinstance(cond, StalenessCondition)
+        previous = _load(store, f"w|{rule.id}:{station_id}")
+        station = self.directory.station(station_id)
+        codes = [station.commune] if station else ([seen["area"]] if seen.get("area") else [])
+        last = datetime.fromtimestamp(seen["ts"], tz=at.tzinfo)
+        spec = Spec.of(rule)
+        if station is not None:
+            spec = Spec(**{**spec.__dict__, "lead_override": station.owner})
+        evidence = [
+            Evidence(
+                station_id=station_id,
+                metric=str(seen.get("metric", "")),
+                value=(at - last).total_seconds() / 60.0,
+                observed_at=at,
+                note=f"silent since {last.isoformat()} (limit {cond.silent_for})",
+            )
+        ]
+        w = build(spec, station_id, previous, level, at, evidence, codes, self.ctx)
+        if w is not None:
+            self._save(store, w, out)
+
+    def on_tick(self, now: datetime, store: Store, keys: Iterable[str] | None = None) -> Outputs:
+        """Time-driven work for the keys this worker owns: silent stations, expired
+        report warnings, and warnings of rules that are no longer in the set."""
+        out = Outputs()
+        stale_rules = self.rules.of_kind("staleness")
+        for key in list(store.keys() if keys is None else keys):
+            if key.startswith("l|") and stale_rules:
+                seen = store.get(key) or {}
+                station_id = key[2:]
+                for rule in stale_rules:
+                    if not self._selected_station(rule, station_id, seen):
+                        continue
+                    cond = rule.condition
+                    assert isinstance(cond, StalenessCondition)
+                    silent = now.timestamp() - seen.get("ts", now.timestamp())
+                    w = _load(store, f"w|{rule.id}:{station_id}")
+                    if silent > cond.silent_for.total_seconds() and not is_active(w):
+                        self._staleness(rule, station_id, seen, 1, now, store, out)
+            elif key.startswith("w|"):
+                w = _load(store, key)
+                if w is None or not is_active(w) or w.rule_id.startswith("quality."):
+                    continue
+                found = self.rules.get(w.rule_id)
+                if found is None:
+                    self._clear(w, now, "rule removed from the active rule set", store, out)
+                elif (
+                    isinstance(found.condition, ReportCondition)
+                    and now - w.updated_at > found.condition.expires_after
+                ):
+                    self._clear(w, now, "no new report; expired", store, out)
+        return out
+
+    def _selected_station(self, rule: Rule, station_id: str, seen: dict[str, Any]) -> bool:
+        sel = rule.selector
+        if rule.domain.value != seen.get("domain"):
+            return False
+        if sel.station is not None and sel.station != station_id:
+            return False
+        if sel.stations is not None and station_id not in sel.stations:
+            return False
+        return not (sel.metric is not None and sel.metric != seen.get("metric"))
+
+    def _clear(self, w: Warning, at: datetime, note: str, store: Store, out: Outputs) -> None:
+        spec = Spec(
+            rule_id=w.rule_id,
+            domain=w.domain,
+            hazard=w.hazard,
+            level_names={w.level: (w.level_name, w.severity)},
+            labels=tuple(sorted(w.labels.items())),
+            annotations=tuple(sorted(w.annotations.items())),
+        )
+        cleared = build(spec, w.subject, w, 0, max(at, w.updated_at), [], [], self.ctx, note=note)
+        if cleared is not None:
+            self._save(store, cleared, out)
+
+    # -- commands --------------------------------------------------------------------
+
+    def on_command(self, command: Command, store: Store) -> Outputs:
+        out = Outputs()
+        key = f"w|{command.warning_id}"
+        try:
+            w = apply_command(_load(store, key), command, self.ctx)
+        except CommandRejected as exc:
+            out.errors.append(str(exc))
+            return out
+        self._save(store, w, out)
+        return out
+
+    # -- commune-level correlation: reports and compound rules ----------------------------
+
+    def on_warning(self, warning: Warning, area: str, store: Store, at: datetime) -> Outputs:
+        """Keep the commune's index of active warnings and re-check compound rules."""
+        out = Outputs()
+        xkey = f"x|{area}"
+        index = dict(store.get(xkey) or {})
+        if self._is_compound(warning.rule_id):
+            return out
+        if is_active(warning) and warning.level > 0:
+            index[warning.warning_id] = {
+                "rule": warning.rule_id,
+                "hazard": warning.hazard,
+                "domain": warning.domain.value,
+                "level": warning.level,
+                "notify": warning.labels.get("notify", "true"),
+                "source": warning.labels.get("source", "rule"),
+                "subject": warning.subject,
+            }
+        else:
+            index.pop(warning.warning_id, None)
+        store[xkey] = index
+        for rule in self.rules.of_kind("compound"):
+            self._compound(rule, area, index, warning, at, store, out)
+        return out
+
+    def _is_compound(self, rule_id: str) -> bool:
+        rule = self.rules.get(rule_id)
+        return rule is not None and isinstance(rule.condition, CompoundCondition)
+
+    def _compound(
+        self,
+        rule: Rule,
+        area: str,
+        index: dict[str, Any],
+        trigger: Warning,
+        at: datetime,
+        store: Store,
+        out: Outputs,
+    ) -> None:
+        cond = rule.condition
+        assert isinstance(cond, CompoundCondition)
+        met: list[str] = []
+        for comp in cond.all_of:
+            found = [
+                wid
+                for wid, e in index.items()
+                if (comp.rule is None or e["rule"] == comp.rule)
+                and (comp.hazard is None or e["hazard"] == comp.hazard)
+                and (comp.domain is None or e["domain"] == comp.domain.value)
+                and e["level"] >= comp.min_level
+            ]
+            if not found:
+                break
+            met.append(found[0])
+        level = rule.levels[0].level if len(met) == len(cond.all_of) else 0
+        previous = _load(store, f"w|{rule.id}:{area}")
+        evidence = [
+            Evidence(
+                station_id=index[wid]["subject"],
+                metric=index[wid]["hazard"],
+                value=float(index[wid]["level"]),
+                observed_at=at,
+                note=f"component {wid}",
+            )
+            for wid in met
+        ]
+        w = build(Spec.of(rule), area, previous, level, at, evidence, [area], self.ctx)
+        if w is not None:
+            self._save(store, w, out)
+
+    def on_report(self, report: Report, area: str, store: Store) -> Outputs:
+        """A report corroborates active warnings of its domain in the commune, or
+        raises its own warning there when there is none."""
+        out = Outputs()
+        index = store.get(f"x|{area}") or {}
+        for rule in self.rules.of_kind("report"):
+            cond = rule.condition
+            assert isinstance(cond, ReportCondition)
+            if rule.domain is not report.domain or report.category not in cond.categories:
+                continue
+            if SEVERITY_RANK[report.severity] < SEVERITY_RANK[cond.min_severity]:
+                continue
+            evidence = Evidence(
+                station_id=report.reporter,
+                metric=f"report:{report.category}",
+                value=float(SEVERITY_RANK[report.severity]),
+                observed_at=report.observed_at,
+                note=f"report {report.report_id}: {report.text[:200]}",
+            )
+            targets = [
+                (wid, e)
+                for wid, e in index.items()
+                if e["domain"] == report.domain.value and e["rule"] != rule.id
+            ]
+            if targets:
+                for wid, _ in targets:
+                    out.commands.append(
+                        Command(
+                            command_id=f"{report.report_id}:{wid}",
+                            warning_id=wid,
+                            action=Action.CORROBORATE,
+                            actor=report.reporter,
+                            reason=f"report {report.report_id} ({report.category})",
+                            evidence=[evidence],
+                            at=report.observed_at,
+                        )
+                    )
+                continue
+            level = self._severity_level(rule, report.severity)
+            previous = _load(store, f"w|{rule.id}:{area}")
+            if is_active(previous) and previous is not None and previous.level > level:
+                level = previous.level  # a milder report does not lower the warning
+            w = build(Spec.of(rule), area, previous, level, report.observed_at, [evidence],
+                      [area], self.ctx)  # fmt: skip
+            if w is None and previous is not None and is_active(previous):
+                # Same level: still a fresh report, which keeps the warning alive.
+                w = previous.model_copy(
+                    update={
+                        "version": previous.version + 1,
+                        "transition": "updated",
+                        "evidence": [*previous.evidence, evidence][-10:],
+                        "updated_at": max(report.observed_at, previous.updated_at),
+                    }
+                )
+            if w is not None:
+                self._save(store, w, out)
+        return out
+
+    @staticmethod
+    def _severity_level(rule: Rule, severity: Severity) -> int:
+        chosen = rule.levels[0].level
+        for lv in rule.levels:
+            if SEVERITY_RANK[lv.severity] <= SEVERITY_RANK[severity]:
+                chosen = lv.level
+        return chosen
+
+
+def areas_of(warning: Warning) -> list[str]:
+    return [a.code for a in warning.areas]

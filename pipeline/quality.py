@@ -1,0 +1,156 @@
+"""The data-quality gate in front of the rules.
+
+A reading that fails a check never reaches the hazard rules. A *fault*
+(out of range, spike, stuck) raises a sensor-fault notice for the station's
+owner; *duplicates*, *out-of-order* and *late* readings are counted and set
+aside (they say nothing wrong about the sensor).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.rules.model import Duration
+from topics.models import Reading
+
+
+class Check(StrEnum):
+    DUPLICATE = "duplicate"
+    OUT_OF_ORDER = "out_of_order"
+    LATE = "late"
+    OUT_OF_RANGE = "out_of_range"
+    SPIKE = "spike"
+    STUCK = "stuck"
+
+
+FAULTS = (Check.OUT_OF_RANGE, Check.SPIKE, Check.STUCK)
+
+
+class MetricLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: float | None = None
+    max: float | None = None
+    max_step_per_hour: float | None = Field(
+        default=None, gt=0, description="a faster change than this is a spike"
+    )
+    stuck_after: Duration | None = Field(
+        default=None, description="the same value for this long means a flat-lined sensor"
+    )
+    stuck_tolerance: float = Field(default=1e-9, ge=0)
+
+
+class QualityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_lateness: Duration | None = Field(
+        default=None, description="live only: readings older than this are set aside"
+    )
+    confirm_after: int = Field(
+        default=3, ge=2, description="consecutive consistent readings that confirm a jump"
+    )
+    metrics: dict[str, MetricLimits] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    check: Check | None = None
+    detail: str = ""
+    cleared: tuple[Check, ...] = ()  # faults that this good reading ends
+
+    @property
+    def fault(self) -> bool:
+        return self.check in FAULTS
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def inspect(
+    config: QualityConfig,
+    state: dict[str, Any],
+    reading: Reading,
+    now: datetime | None = None,
+) -> Verdict:
+    """Judge ``reading`` given the station/metric ``state`` (updated in place)."""
+    at = reading.observed_at.timestamp()
+    last_ts: float | None = state.get("ts")
+    limits = config.metrics.get(reading.metric, MetricLimits())
+    value = reading.value
+    active: list[str] = state.setdefault("faults", [])
+
+    if last_ts is not None and at == last_ts:
+        return Verdict(False, Check.DUPLICATE, "a reading for this time was already accepted")
+    if last_ts is not None and at < last_ts:
+        return Verdict(False, Check.OUT_OF_ORDER, "older than the last accepted reading")
+    if (
+        now is not None
+        and config.max_lateness is not None
+        and now - reading.observed_at > config.max_lateness
+    ):
+        age = now - reading.observed_at
+        return Verdict(False, Check.LATE, f"{age} old; the limit is {config.max_lateness}")
+
+    if (limits.min is not None and value < limits.min) or (
+        limits.max is not None and value > limits.max
+    ):
+        return _fault(
+            state,
+            Check.OUT_OF_RANGE,
+            f"{_fmt(value)} is outside {_fmt(limits.min or float('-inf'))}.."
+            f"{_fmt(limits.max or float('inf'))}",
+        )
+
+    last_value: float | None = state.get("value")
+    if limits.max_step_per_hour is not None and last_value is not None and last_ts is not None:
+        hours = max((at - last_ts) / 3600.0, 1 / 60)
+        rate = abs(value - last_value) / hours
+        if rate > limits.max_step_per_hour:
+            # A real jump is confirmed by the readings after it agreeing with it.
+            pending = state.get("jump")
+            if pending and abs(value - pending[1]) / max((at - pending[0]) / 3600, 1 / 60) <= (
+                limits.max_step_per_hour
+            ):
+                pending = [at, value, pending[2] + 1]
+            else:
+                pending = [at, value, 1]
+            state["jump"] = pending
+            if pending[2] < config.confirm_after:
+                return _fault(
+                    state,
+                    Check.SPIKE,
+                    f"{_fmt(value)} jumps {_fmt(value - last_value)} from {_fmt(last_value)} "
+                    f"({rate:.2f}/h > {_fmt(limits.max_step_per_hour)}/h)",
+                )
+    state.pop("jump", None)
+
+    if limits.stuck_after is not None and last_value is not None:
+        same = abs(value - last_value) <= limits.stuck_tolerance
+        since = state.get("same_since", last_ts) if same else at
+        state["same_since"] = since
+        if same and since is not None and at - since >= limits.stuck_after.total_seconds():
+            state["ts"] = at
+            held = timedelta(seconds=at - since)
+            return _fault(state, Check.STUCK, f"{_fmt(value)} unchanged for {held}")
+    else:
+        state["same_since"] = at
+
+    state["ts"] = at
+    state["value"] = value
+    cleared = tuple(Check(c) for c in active)
+    active.clear()
+    return Verdict(True, cleared=cleared)
+
+
+def _fault(state: dict[str, Any], check: Check, detail: str) -> Verdict:
+    active: list[str] = state.setdefault("faults", [])
+    if check.value not in active:
+        active.append(check.value)
+    return Verdict(False, check, detail)
