@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8787)
     p.set_defaults(func=cmd_receiver)
 
+    from canhbao.rules_cli import add_parsers
+
+    add_parsers(sub)
+
     p = sub.add_parser("demo", help="a river rises at Đáp Cầu: watch warnings get delivered")
     p.add_argument(
         "--duration",

@@ -53,9 +53,27 @@ from topics.models import (
 STATION = "dap-cau"
 # A flood wave at Đáp Cầu, hourly (metres). Alarm levels I/II/III: 4.30/5.30/6.30.
 RIVER_SERIES = [
-    3.60, 3.85, 4.10, 4.35, 4.70, 5.05, 5.38, 5.80, 6.20, 6.42, 6.61,
-    6.55, 6.35, 6.15, 5.70, 5.25, 5.10, 4.60, 4.15, 3.90,
-]  # fmt: skip
+    3.60,
+    3.85,
+    4.10,
+    4.35,
+    4.70,
+    5.05,
+    5.38,
+    5.80,
+    6.20,
+    6.42,
+    6.61,
+    6.55,
+    6.35,
+    6.15,
+    5.70,
+    5.25,
+    5.10,
+    4.60,
+    4.15,
+    3.90,
+]
 # Malformed input the pipeline must reject with a reason and survive.
 BAD_INPUT = {
     5: b'{"station_id": "dap-cau", "metric": "water_level_m", "value": 5.0',

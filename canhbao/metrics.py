@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 READINGS_ACCEPTED = Counter(
     "canhbao_readings_accepted_total", "Readings that passed validation", ["domain"]
@@ -35,3 +35,24 @@ def serve(port: int) -> None:
     """Expose /metrics on ``port`` (0 disables)."""
     if port:
         start_http_server(port, addr="0.0.0.0")
+
+
+QUALITY_REJECTIONS = Counter(
+    "canhbao_quality_rejections_total",
+    "Readings the data-quality gate kept from the rules, by check",
+    ["check"],
+)
+COMMANDS_APPLIED = Counter(
+    "canhbao_commands_total", "Operator commands by action and outcome", ["action", "outcome"]
+)
+RULES_ACTIVE = Gauge(
+    "canhbao_rules_active_info", "The rule set version in force (value 1)", ["version"]
+)
+RULES_RELOADS = Counter(
+    "canhbao_rules_reloads_total", "Rule sets received from the control topic", ["outcome"]
+)
+
+
+def set_active_rules(version: str) -> None:
+    RULES_ACTIVE.clear()
+    RULES_ACTIVE.labels(version).set(1)

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     )
     webhook_timeout: float = Field(default=5.0, gt=0)
     webhook_max_attempts: int = Field(default=3, ge=1)
+    tick_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between clock ticks (silent stations, expiry)"
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")
     log_level: str = "info"

@@ -6,9 +6,14 @@ singleton, so tests and the demo can run several with different brokers.
 
 from __future__ import annotations
 
+import logging
+
 import faust
 
 from canhbao.settings import Settings
+from pipeline.rules.loader import RuleSet
+
+log = logging.getLogger(__name__)
 
 
 def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
@@ -18,10 +23,10 @@ def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust
     )
 
 
-def build_app(settings: Settings, bootstrap: str) -> faust.App:
+def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
     from alerting.directory import Directory
-    from pipeline.agents import evaluate, ingest, route
-    from pipeline.rules.loader import load_rules
+    from pipeline.agents import control, evaluate, ingest, route
+    from pipeline.engine import Engine
 
     app = faust.App(
         settings.app_id,
@@ -39,8 +44,9 @@ def build_app(settings: Settings, bootstrap: str) -> faust.App:
         producer_linger_ms=1,
     )
     directory = Directory.load(settings.geography_path, settings.directory_path)
-    rules = load_rules(settings.rules_path)
+    holder = evaluate.EngineHolder(Engine(rules, directory, exercise=settings.exercise))
     ingest.register(app, settings)
-    evaluate.register(app, settings, rules, directory)
+    evaluate.register(app, settings, holder)
     route.register(app, directory)
+    control.register(app, bootstrap, holder)
     return app

@@ -92,7 +92,10 @@ class Outputs:
 
 def _load(store: Store, key: str) -> Warning | None:
     raw = store.get(key)
-    return Warning.model_validate(raw) if raw else None
+    if not raw:
+        return None
+    # Stores may tag values with bookkeeping fields (``_p``: the partition).
+    return Warning.model_validate({k: v for k, v in raw.items() if not k.startswith("_")})
 
 
 class Engine:
@@ -209,9 +212,16 @@ class Engine:
             )
         ]
         w = build(
-            spec, reading.station_id, previous, level, reading.observed_at, evidence, codes,
-            self.ctx, note=detail,
-        )  # fmt: skip
+            spec,
+            reading.station_id,
+            previous,
+            level,
+            reading.observed_at,
+            evidence,
+            codes,
+            self.ctx,
+            note=detail,
+        )
         if w is not None:
             self._save(store, w, out)
 
@@ -270,12 +280,14 @@ class Engine:
                 value=reading.value,
                 observed_at=reading.observed_at,
                 threshold=decisive.value if decisive else None,
-                note="" if rule.condition.kind == "threshold" else f"{rule.condition.kind}: "
-                f"{m.value:.3g}",
+                note=""
+                if rule.condition.kind == "threshold"
+                else f"{rule.condition.kind}: {m.value:.3g}",
             )
         ]
-        w = build(Spec.of(rule), subject, previous, level, reading.observed_at, evidence, codes,
-                  self.ctx)  # fmt: skip
+        w = build(
+            Spec.of(rule), subject, previous, level, reading.observed_at, evidence, codes, self.ctx
+        )
         if w is not None:
             self._save(store, w, out)
 
@@ -387,7 +399,7 @@ class Engine:
         """Keep the commune's index of active warnings and re-check compound rules."""
         out = Outputs()
         xkey = f"x|{area}"
-        index = dict(store.get(xkey) or {})
+        index = _index(store, area)
         if self._is_compound(warning.rule_id):
             return out
         if is_active(warning) and warning.level > 0:
@@ -456,7 +468,7 @@ class Engine:
         """A report corroborates active warnings of its domain in the commune, or
         raises its own warning there when there is none."""
         out = Outputs()
-        index = store.get(f"x|{area}") or {}
+        index = _index(store, area)
         for rule in self.rules.of_kind("report"):
             cond = rule.condition
             assert isinstance(cond, ReportCondition)
@@ -494,8 +506,16 @@ class Engine:
             previous = _load(store, f"w|{rule.id}:{area}")
             if is_active(previous) and previous is not None and previous.level > level:
                 level = previous.level  # a milder report does not lower the warning
-            w = build(Spec.of(rule), area, previous, level, report.observed_at, [evidence],
-                      [area], self.ctx)  # fmt: skip
+            w = build(
+                Spec.of(rule),
+                area,
+                previous,
+                level,
+                report.observed_at,
+                [evidence],
+                [area],
+                self.ctx,
+            )
             if w is None and previous is not None and is_active(previous):
                 # Same level: still a fresh report, which keeps the warning alive.
                 w = previous.model_copy(
@@ -517,6 +537,12 @@ class Engine:
             if SEVERITY_RANK[lv.severity] <= SEVERITY_RANK[severity]:
                 chosen = lv.level
         return chosen
+
+
+def _index(store: Store, area: str) -> dict[str, Any]:
+    """The commune's active warnings, without the store's bookkeeping fields."""
+    raw = store.get(f"x|{area}") or {}
+    return {k: v for k, v in raw.items() if not k.startswith("_")}
 
 
 def areas_of(warning: Warning) -> list[str]:

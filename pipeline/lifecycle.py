@@ -85,9 +85,7 @@ class Spec:
 
 def is_active(previous: Warning | None) -> bool:
     return (
-        previous is not None
-        and previous.active
-        and previous.status is not LifecycleStatus.CLOSED
+        previous is not None and previous.active and previous.status is not LifecycleStatus.CLOSED
     )
 
 

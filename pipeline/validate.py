@@ -6,7 +6,7 @@ import json
 
 from pydantic import ValidationError
 
-from topics.models import DeadLetter, Reading
+from topics.models import DeadLetter, Reading, Report
 
 MAX_READING_BYTES = 64 * 1024
 
@@ -17,6 +17,50 @@ def _field_errors(exc: ValidationError) -> list[str]:
         loc = ".".join(str(p) for p in err["loc"]) or "(message)"
         out.append(f"{loc}: {err['msg']}")
     return out
+
+
+def _decode(raw: bytes | None, limit: int) -> tuple[dict[str, object] | None, str]:
+    """The JSON object in ``raw``, or None and why not."""
+    if not raw:
+        return None, "empty message"
+    if len(raw) > limit:
+        return None, f"message is {len(raw)} bytes; at most {limit} are accepted"
+    try:
+        # Decode explicitly: json.loads(bytes) would guess UTF-16/32 and accept them.
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "not UTF-8 text"
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    if not isinstance(data, dict):
+        return None, f"expected a JSON object, got {type(data).__name__}"
+    return data, ""
+
+
+def validate_report(
+    raw: bytes | None,
+    *,
+    source_topic: str,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> Report | DeadLetter:
+    data, why = _decode(raw, MAX_READING_BYTES)
+    errors: list[str] = []
+    if data is not None:
+        try:
+            return Report.model_validate(data)
+        except ValidationError as exc:
+            errors = _field_errors(exc)
+            why = "invalid report: " + "; ".join(errors)
+    return DeadLetter(
+        source_topic=source_topic,
+        partition=partition,
+        offset=offset,
+        original=raw or b"",
+        stage="validate",
+        reason=why,
+        errors=errors,
+    )
 
 
 def validate_reading(

@@ -48,7 +48,11 @@ INGEST_REPORTS = "canhbao.ingest.reports"
 WARNINGS = "canhbao.warnings"
 RECEIPTS = "canhbao.receipts"
 DEADLETTER = "canhbao.deadletter"
-STATE_WARNINGS = "canhbao.state.warnings"
+STATE_EVALUATE = "canhbao.state.evaluate"
+REGROUP_READINGS = "canhbao.regroup.readings"
+CORRELATE_WARNINGS = "canhbao.correlate.warnings"
+CORRELATE_REPORTS = "canhbao.correlate.reports"
+CLOCK = "canhbao.clock"
 CONTROL_RULES = "canhbao.control.rules"
 COMMANDS = "canhbao.commands"
 
@@ -95,12 +99,39 @@ def _catalogue() -> tuple[TopicSpec, ...]:
             retention_ms=30 * DAY_MS,
         ),
         TopicSpec(
-            STATE_WARNINGS,
-            key="warning_id",
-            value="warning state (Faust table changelog)",
-            description="Active warnings per (rule, subject); rebuilt by a restarted worker",
+            STATE_EVALUATE,
+            key="state key (w|warning, e|rule|subject, q|station|metric, ...)",
+            value="engine state (Faust table changelog)",
+            description="Warning states and rule/quality state; rebuilt by a restarted worker",
             cleanup=Cleanup.COMPACT,
             retention_ms=None,
+        ),
+        TopicSpec(
+            REGROUP_READINGS,
+            key="subject (commune, province or source)",
+            value="Reading",
+            description="Readings re-keyed for rules that group by commune, province or source",
+            retention_ms=1 * DAY_MS,
+        ),
+        TopicSpec(
+            CORRELATE_WARNINGS,
+            key="commune code",
+            value="Warning",
+            description="Each warning state once per affected commune (reports, compound rules)",
+            retention_ms=1 * DAY_MS,
+        ),
+        TopicSpec(
+            CORRELATE_REPORTS,
+            key="commune code",
+            value="Report",
+            description="Validated reports, once per commune they name",
+        ),
+        TopicSpec(
+            CLOCK,
+            key="none (one tick per partition)",
+            value="tick",
+            description="Ticks for time-driven rules (silent stations, expiries, removed rules)",
+            retention_ms=1 * 60 * 60 * 1000,
         ),
     ]
     specs += [

@@ -286,6 +286,25 @@ class Command(Message):
         return self
 
 
+class RuleSetDoc(Message):
+    """A rule set as published on ``canhbao.control.rules`` (compacted, key ``active``).
+
+    It carries the source files themselves, so every worker compiles exactly
+    what ``canhbao rules apply`` checked."""
+
+    version: str
+    sources: dict[str, str]
+    applied_by: str
+    applied_at: AwareDatetime = Field(default_factory=utcnow)
+    comment: str = ""
+
+
+class Tick(Message):
+    """A clock tick on ``canhbao.clock``: time-driven rules run for this partition."""
+
+    at: AwareDatetime
+
+
 class Notification(Message):
     """A rendered message for one receiver on one channel (``canhbao.notifications.<channel>``)."""
 

@@ -1,46 +1,106 @@
-"""Stage 2: evaluate rules per station and keep warning state in a Faust table.
+"""Stage 2: the rule engine as one Faust agent with one changelog-backed table.
 
-The table is changelog-backed (``canhbao.state.warnings``, compacted): a
-restarted worker rebuilds it before processing, so it neither forgets an
-active warning nor raises it twice.
+Every input is keyed by the *subject* the state belongs to (station, commune,
+province, source), so a subject's readings, commands, re-keyed readings and
+ticks all arrive on one partition and its state lives on one worker. The table
+(changelog ``canhbao.state.evaluate``, compacted) is rebuilt by a restarted
+worker before it processes anything: it neither forgets an active warning nor
+raises it twice.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, MutableMapping
+from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from pydantic import ValidationError
 
-from alerting.directory import Directory
-from canhbao.metrics import MESSAGES_REJECTED, WARNING_TRANSITIONS
+from canhbao.metrics import (
+    COMMANDS_APPLIED,
+    MESSAGES_REJECTED,
+    QUALITY_REJECTIONS,
+    WARNING_TRANSITIONS,
+)
 from canhbao.settings import Settings
-from pipeline.lifecycle import Context, step, warning_id
-from pipeline.rules.loader import RuleSet
-from topics.catalogue import DEADLETTER, STATE_WARNINGS, WARNINGS, readings_topic
-from topics.models import DeadLetter, Domain, Reading, Warning
+from pipeline.engine import Engine, Outputs, areas_of
+from topics.catalogue import (
+    CLOCK,
+    COMMANDS,
+    CORRELATE_REPORTS,
+    CORRELATE_WARNINGS,
+    DEADLETTER,
+    REGROUP_READINGS,
+    STATE_EVALUATE,
+    WARNINGS,
+    readings_topic,
+)
+from topics.models import Command, DeadLetter, Domain, Reading, Report, Tick, Warning
 
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, settings: Settings, rules: RuleSet, directory: Directory) -> None:
+class EngineHolder:
+    """The engine in force; the control-topic follower swaps it in one assignment."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+
+class TableStore(MutableMapping[str, Any]):
+    """The Faust table seen as the engine's store; each value remembers the
+    partition it was written from, so a tick only touches its own partition."""
+
+    def __init__(self, table: Any, partition: int) -> None:
+        self.table = table
+        self.partition = partition
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.table.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        value["_p"] = self.partition
+        self.table[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.table[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self.table.keys()))
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def own_keys(self) -> list[str]:
+        return [k for k, v in list(self.table.items()) if v and v.get("_p") == self.partition]
+
+
+def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
     from pipeline.app import raw_topic
 
-    source = app.topic(
-        *[readings_topic(d) for d in Domain],
-        key_type=bytes,
-        value_type=bytes,
-        value_serializer="raw",
-    )
+    n = settings.partitions
+    names = [readings_topic(d) for d in Domain]
+    names += [REGROUP_READINGS, CORRELATE_WARNINGS, CORRELATE_REPORTS, COMMANDS, CLOCK]
+    source = app.topic(*names, key_type=bytes, value_type=bytes, value_serializer="raw")
+    readings = set(names[: len(Domain)])
     warnings_out = raw_topic(app, WARNINGS)
+    correlate_out = raw_topic(app, CORRELATE_WARNINGS)
+    regroup_out = raw_topic(app, REGROUP_READINGS)
+    commands_out = raw_topic(app, COMMANDS)
     dead = raw_topic(app, DEADLETTER, partitions=1)
-    state = app.Table(
-        "warnings",
+    clock = raw_topic(app, CLOCK)
+    table = app.Table(
+        "state",
         default=None,
-        partitions=settings.partitions,
+        partitions=n,
         changelog_topic=app.topic(
-            STATE_WARNINGS,
-            partitions=settings.partitions,
+            STATE_EVALUATE,
+            partitions=n,
             compacting=True,
             deleting=False,
             key_type=str,
@@ -48,42 +108,89 @@ def register(app: faust.App, settings: Settings, rules: RuleSet, directory: Dire
             internal=True,
         ),
     )
-    ctx = Context(directory=directory, exercise=settings.exercise)
+
+    async def reject(msg: Any, raw: bytes | None, stage: str, reason: str) -> None:
+        MESSAGES_REJECTED.labels(msg.topic, stage).inc()
+        await dead.send(
+            key=msg.topic.encode(),
+            value=DeadLetter(
+                source_topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                original=raw or b"",
+                stage=stage,
+                reason=reason,
+            ).to_bytes(),
+        )
+
+    async def publish(out: Outputs, msg: Any, raw: bytes | None) -> None:
+        for check, _ in out.rejected:
+            QUALITY_REJECTIONS.labels(check.value).inc()
+        for error in out.errors:
+            await reject(msg, raw, "command", error)
+        for key, reading in out.forwards:
+            await regroup_out.send(key=key.encode(), value=reading.to_bytes())
+        for w in out.warnings:
+            WARNING_TRANSITIONS.labels(
+                w.domain.value, w.hazard, w.transition.value, str(w.level)
+            ).inc()
+            log.info("%s %s level %s (v%d)", w.warning_id, w.transition.value, w.level, w.version)
+            body = w.to_bytes()
+            await warnings_out.send(key=w.warning_id.encode(), value=body)
+            for area in areas_of(w):
+                await correlate_out.send(key=area.encode(), value=body)
+        for command in out.commands:
+            await commands_out.send(key=command.subject.encode(), value=command.to_bytes())
+
+    def parse(topic: str, raw: bytes | None) -> Reading | Warning | Report | Command | Tick:
+        body = raw or b""
+        if topic in readings or topic == REGROUP_READINGS:
+            return Reading.model_validate_json(body)
+        if topic == CORRELATE_WARNINGS:
+            return Warning.model_validate_json(body)
+        if topic == CORRELATE_REPORTS:
+            return Report.model_validate_json(body)
+        if topic == COMMANDS:
+            return Command.model_validate_json(body)
+        return Tick.model_validate_json(body)
 
     async def evaluate(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
+            msg = event.message
+            raw: bytes | None = event.value
+            store = TableStore(table, msg.partition)
+            engine = holder.engine
+            key = msg.key.decode("utf-8", "replace") if msg.key else ""
             try:
-                reading = Reading.model_validate_json(event.value)
-            except ValueError as exc:
-                # Upstream validated it, so this is a producer writing to the
-                # wrong topic: keep it for inspection rather than crash.
-                msg = event.message
-                MESSAGES_REJECTED.labels(msg.topic, "evaluate").inc()
-                await dead.send(
-                    key=msg.topic.encode(),
-                    value=DeadLetter(
-                        source_topic=msg.topic,
-                        partition=msg.partition,
-                        offset=msg.offset,
-                        key=msg.key,
-                        original=event.value or b"",
-                        stage="evaluate",
-                        reason=f"not a valid reading: {exc}",
-                    ).to_bytes(),
-                )
+                parsed = parse(msg.topic, raw)
+            except ValidationError as exc:
+                await reject(msg, raw, "evaluate", f"not a valid message for {msg.topic}: {exc}")
                 continue
-            for rule in rules.matching(reading):
-                wid = warning_id(rule, reading.station_id)
-                stored = state.get(wid)
-                previous = Warning.model_validate(stored) if stored else None
-                new = step(rule, previous, reading, ctx)
-                if new is None:
-                    continue
-                state[wid] = new.model_dump(mode="json")
-                WARNING_TRANSITIONS.labels(
-                    new.domain.value, new.hazard, new.transition.value, str(new.level)
+            if isinstance(parsed, Reading):
+                if msg.topic == REGROUP_READINGS:
+                    out = engine.on_reading(parsed, store, mode="grouped", key=key)
+                else:
+                    out = engine.on_reading(parsed, store, now=datetime.now(UTC), mode="station")
+            elif isinstance(parsed, Warning):
+                out = engine.on_warning(parsed, key, store, parsed.updated_at)
+            elif isinstance(parsed, Report):
+                out = engine.on_report(parsed, key, store)
+            elif isinstance(parsed, Command):
+                out = engine.on_command(parsed, store)
+                COMMANDS_APPLIED.labels(
+                    parsed.action.value, "refused" if out.errors else "applied"
                 ).inc()
-                log.info("%s %s level %s (v%d)", wid, new.transition.value, new.level, new.version)
-                await warnings_out.send(key=wid.encode(), value=new.to_bytes())
+            else:
+                out = engine.on_tick(parsed.at, store, store.own_keys())
+            await publish(out, msg, raw)
 
     app.agent(source, name="canhbao.evaluate")(evaluate)
+
+    async def tick() -> None:
+        # One tick per partition: each worker then handles the keys it owns.
+        body = Tick(at=datetime.now(UTC)).to_bytes()
+        for partition in range(n):
+            await clock.send(value=body, partition=partition)
+
+    app.timer(settings.tick_interval, on_leader=True)(tick)

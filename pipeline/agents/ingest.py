@@ -1,5 +1,7 @@
-"""Stage 1: validate raw readings; good ones go to their domain's topic, bad ones
-to the dead-letter topic with the reason. Nothing is dropped silently."""
+"""Stage 1: validate raw readings and reports. Good readings go to their domain's
+topic; good reports go to the correlation topic once per commune they name;
+bad input goes to the dead-letter topic with the reason. Nothing is dropped
+silently."""
 
 from __future__ import annotations
 
@@ -9,8 +11,14 @@ import faust
 
 from canhbao.metrics import MESSAGES_REJECTED, READINGS_ACCEPTED
 from canhbao.settings import Settings
-from pipeline.validate import validate_reading
-from topics.catalogue import DEADLETTER, INGEST_READINGS, readings_topic
+from pipeline.validate import validate_reading, validate_report
+from topics.catalogue import (
+    CORRELATE_REPORTS,
+    DEADLETTER,
+    INGEST_READINGS,
+    INGEST_REPORTS,
+    readings_topic,
+)
 from topics.models import DeadLetter, Domain
 
 
@@ -18,7 +26,9 @@ def register(app: faust.App, settings: Settings) -> None:
     from pipeline.app import raw_topic
 
     source = raw_topic(app, INGEST_READINGS)
+    reports_in = raw_topic(app, INGEST_REPORTS)
     by_domain = {d: raw_topic(app, readings_topic(d)) for d in Domain}
+    reports_out = raw_topic(app, CORRELATE_REPORTS)
     dead = raw_topic(app, DEADLETTER, partitions=1)
 
     async def validate(stream: faust.StreamT[Any]) -> None:
@@ -40,4 +50,19 @@ def register(app: faust.App, settings: Settings) -> None:
                 key=result.station_id.encode(), value=result.to_bytes()
             )
 
+    async def validate_reports(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            result = validate_report(
+                event.value, source_topic=msg.topic, partition=msg.partition, offset=msg.offset
+            )
+            if isinstance(result, DeadLetter):
+                MESSAGES_REJECTED.labels(msg.topic, result.stage).inc()
+                await dead.send(key=msg.topic.encode(), value=result.to_bytes())
+                continue
+            body = result.to_bytes()
+            for area in result.areas:
+                await reports_out.send(key=area.encode(), value=body)
+
     app.agent(source, name="canhbao.validate")(validate)
+    app.agent(reports_in, name="canhbao.validate-reports")(validate_reports)

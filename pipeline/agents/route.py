@@ -22,6 +22,8 @@ def register(app: faust.App, directory: Directory) -> None:
     async def route(stream: faust.StreamT[Any]) -> None:
         async for value in stream:
             warning = Warning.model_validate_json(value)
+            if warning.labels.get("notify") == "false":
+                continue  # a rule that only feeds compound rules
             for note in notifications_for(warning, directory):
                 NOTIFICATIONS_ROUTED.labels(note.channel.value).inc()
                 await outs[note.channel].send(key=note.receiver_id.encode(), value=note.to_bytes())

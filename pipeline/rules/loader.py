@@ -148,9 +148,7 @@ class RuleSet:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {r.id: r for r in self.rules})
-        reading_rules = [
-            r for r in self.rules if r.condition.kind not in ("report", "compound")
-        ]
+        reading_rules = [r for r in self.rules if r.condition.kind not in ("report", "compound")]
         object.__setattr__(self, "_reading_rules", tuple(reading_rules))
 
     def get(self, rule_id: str) -> Rule | None:

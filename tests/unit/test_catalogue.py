@@ -33,7 +33,7 @@ def test_topic_names_are_unique() -> None:
     assert set(BY_NAME) == set(names)
 
 
-@pytest.mark.parametrize("name", [catalogue.STATE_WARNINGS, catalogue.CONTROL_RULES])
+@pytest.mark.parametrize("name", [catalogue.STATE_EVALUATE, catalogue.CONTROL_RULES])
 def test_state_and_control_topics_are_compacted_forever(name: str) -> None:
     s = spec(name)
     assert s.cleanup is Cleanup.COMPACT
@@ -44,7 +44,7 @@ def test_state_and_control_topics_are_compacted_forever(name: str) -> None:
 
 def test_only_state_and_control_topics_are_compacted() -> None:
     compacted = {s.name for s in CATALOGUE if s.cleanup is Cleanup.COMPACT}
-    assert compacted == {catalogue.STATE_WARNINGS, catalogue.CONTROL_RULES}
+    assert compacted == {catalogue.STATE_EVALUATE, catalogue.CONTROL_RULES}
 
 
 @pytest.mark.parametrize("domain", list(Domain))
@@ -70,8 +70,12 @@ def test_catalogue_size_matches_domains_and_channels() -> None:
         catalogue.WARNINGS,
         catalogue.RECEIPTS,
         catalogue.DEADLETTER,
-        catalogue.STATE_WARNINGS,
+        catalogue.STATE_EVALUATE,
         catalogue.CONTROL_RULES,
+        catalogue.REGROUP_READINGS,
+        catalogue.CORRELATE_WARNINGS,
+        catalogue.CORRELATE_REPORTS,
+        catalogue.CLOCK,
         catalogue.COMMANDS,
     }
     assert fixed <= set(BY_NAME)

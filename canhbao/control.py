@@ -1,0 +1,51 @@
+"""The rule-set control topic: publish a checked rule set, read the active one."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from pipeline.rules.loader import RuleSet
+from topics.catalogue import CONTROL_RULES
+from topics.models import RuleSetDoc
+
+log = logging.getLogger(__name__)
+ACTIVE_KEY = b"active"
+
+
+async def publish(bootstrap: str, rules: RuleSet, actor: str, comment: str = "") -> RuleSetDoc:
+    doc = RuleSetDoc(
+        version=rules.version, sources=rules.sources, applied_by=actor, comment=comment
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, max_request_size=16 * 1024 * 1024, acks="all"
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(CONTROL_RULES, doc.to_bytes(), key=ACTIVE_KEY)
+    finally:
+        await producer.stop()
+    return doc
+
+
+async def latest(bootstrap: str, timeout_ms: int = 3000) -> RuleSetDoc | None:
+    """The last rule set published, or None when the topic is empty."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(CONTROL_RULES, 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end == 0:
+            return None
+        consumer.seek(tp, end - 1)
+        batch = await consumer.getmany(tp, timeout_ms=timeout_ms)
+        records = batch.get(tp, [])
+        if not records:
+            return None
+        return RuleSetDoc.model_validate_json(records[-1].value or b"")
+    finally:
+        await consumer.stop()

@@ -1,0 +1,276 @@
+"""``canhbao rules check|test|backtest|apply|active`` and ``canhbao warning ...``:
+the engineers' and operators' tools, all on the live pipeline's own code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+import uuid
+from pathlib import Path
+
+from alerting.directory import Directory
+from canhbao.settings import get_settings
+from pipeline.rules.loader import RuleError, RuleSet, load_rules
+
+
+def _directory() -> Directory:
+    s = get_settings()
+    return Directory.load(s.geography_path, s.directory_path)
+
+
+def _load(paths: list[Path]) -> RuleSet | None:
+    try:
+        return load_rules(*paths)
+    except RuleError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s); nothing was changed", file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    rules = _load(args.paths)
+    if rules is None:
+        return 1
+    kinds: dict[str, int] = {}
+    for r in rules.rules:
+        kinds[r.condition.kind] = kinds.get(r.condition.kind, 0) + 1
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+    print(f"ok: {len(rules.rules)} rules ({detail}); version {rules.version}")
+    return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from pipeline.ruletest import find_test_files, run_file
+
+    directory = _directory()
+    files = find_test_files(args.paths)
+    if not files:
+        print("no *.test.yaml files found", file=sys.stderr)
+        return 1
+    total, failed = 0, 0
+    for f in files:
+        cases, failures = run_file(f, directory)
+        total += cases
+        status = "FAIL" if failures else "ok"
+        print(f"{status:4}  {f}  ({cases} case{'s' if cases != 1 else ''})")
+        for failure in failures:
+            print(f"      {failure}")
+        failed += bool(failures)
+    print(f"{len(files) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+class _Progress:
+    """A progress bar on stderr for long data (a line per 10% when not a terminal)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        pct = min(100, done * 100 // max(total, 1))
+        if self.tty:
+            bar = "#" * (pct // 4)
+            print(f"\r  reading history [{bar:<25}] {pct:3d}%", end="", file=sys.stderr)
+        elif pct // 10 > self.last // 10:
+            print(f"  reading history: {pct}%", file=sys.stderr)
+        self.last = pct
+
+    def done(self) -> None:
+        if self.tty and self.last >= 0:
+            print(file=sys.stderr)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from canhbao.htmlreport import render
+    from pipeline.backtest import compare, load_history, run_backtest, transitions_json
+
+    rules = _load([args.rules])
+    other = _load([args.compare]) if args.compare else None
+    if rules is None or (args.compare and other is None):
+        return 1
+    directory = _directory()
+    progress = _Progress()
+    try:
+        history = load_history(args.data, rules, progress)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {args.data}: {exc}", file=sys.stderr)
+        return 1
+    progress.done()
+    for err in history.errors:
+        print(f"skipped {err}", file=sys.stderr)
+    if history.skipped:
+        print(f"{history.skipped} line(s) skipped, {len(history.readings)} read", file=sys.stderr)
+    result = run_backtest(history.readings, rules, directory)
+    other_result = run_backtest(history.readings, other, directory) if other else None
+
+    if args.json:
+        for line in transitions_json(result, "a" if other_result else None):
+            print(line)
+        if other_result is not None:
+            for line in transitions_json(other_result, "b"):
+                print(line)
+    else:
+        print(
+            f"rule set {result.version}: {len(history.readings)} readings, "
+            f"{result.start} → {result.end}"
+        )
+        if result.rejected:
+            print(
+                "  set aside by the quality gate: "
+                + ", ".join(f"{k.value} {v}" for k, v in result.rejected.items())
+            )
+        for s in result.summaries.values():
+            levels = ", ".join(f"{k} {v:.1f} h" for k, v in sorted(s.time_at_level.items()))
+            print(f"\n{s.rule}: raised {s.raised}, flaps {s.flaps}; time at level: {levels or '-'}")
+            for t in s.transitions:
+                print(
+                    f"  {t['at']}  {t['subject']:<16} {t['transition']:<12} level "
+                    f"{t['level_name'] or t['level']}"
+                )
+        if other_result is not None:
+            print(f"\ncompared with {other_result.version} (a = {args.rules}, b = {args.compare}):")
+            for row in compare(result, other_result):
+                shift = row["first_raise_shift_minutes"]
+                print(
+                    f"  {row['rule']}: raised {row['raised'][0]} → {row['raised'][1]}, flaps "
+                    f"{row['flaps'][0]} → {row['flaps'][1]}, hours at level "
+                    f"{row['hours_at_level'][0]} → {row['hours_at_level'][1]}"
+                    + (f", first raise {shift:+.0f} min" if shift is not None else "")
+                )
+    if args.html:
+        args.html.write_text(render(history.readings, rules, result), encoding="utf-8")
+        print(f"HTML report: {args.html}", file=sys.stderr)
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    from canhbao import control
+
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        print(
+            "rules apply needs CANHBAO_KAFKA_BOOTSTRAP: the cluster the workers run on",
+            file=sys.stderr,
+        )
+        return 2
+    rules = _load(args.paths)
+    if rules is None:
+        return 1
+    doc = asyncio.run(control.publish(settings.kafka_bootstrap, rules, args.actor, args.comment))
+    print(
+        f"applied rule set {doc.version} ({len(rules.rules)} rules) as {args.actor}; "
+        "workers switch to it without restarting"
+    )
+    return 0
+
+
+def cmd_active(args: argparse.Namespace) -> int:
+    from canhbao import control
+
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        print("needs CANHBAO_KAFKA_BOOTSTRAP", file=sys.stderr)
+        return 2
+    doc = asyncio.run(control.latest(settings.kafka_bootstrap))
+    if doc is None:
+        print("no rule set applied yet: workers use their rule files")
+        return 0
+    print(
+        json.dumps(
+            {
+                "version": doc.version,
+                "applied_by": doc.applied_by,
+                "applied_at": doc.applied_at.isoformat(),
+                "files": sorted(doc.sources),
+            },
+            ensure_ascii=False,
+        )
+    )
+    return 0
+
+
+def cmd_warning(args: argparse.Namespace) -> int:
+    from aiokafka import AIOKafkaProducer
+    from pydantic import ValidationError
+
+    from topics.catalogue import COMMANDS
+    from topics.models import Command
+
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        print("needs CANHBAO_KAFKA_BOOTSTRAP", file=sys.stderr)
+        return 2
+    try:
+        command = Command(
+            command_id=str(uuid.uuid4()),
+            warning_id=args.warning_id,
+            action=args.action,
+            actor=args.actor,
+            reason=args.reason,
+            phase=args.phase,
+        )
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            print(f"{'.'.join(map(str, e['loc'])) or 'command'}: {e['msg']}", file=sys.stderr)
+        return 1
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(COMMANDS, command.to_bytes(), key=command.subject.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    print(f"sent {command.action.value} for {command.warning_id} ({command.command_id})")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    rules = sub.add_parser("rules", help="check, test, backtest and apply threshold rules")
+    rsub = rules.add_subparsers(dest="rules_command", required=True)
+
+    p = rsub.add_parser("check", help="validate rule files; exit 1 with every problem")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.set_defaults(func=cmd_check)
+
+    p = rsub.add_parser("test", help="run rule unit tests (*.test.yaml)")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.set_defaults(func=cmd_test)
+
+    p = rsub.add_parser("backtest", help="replay history through a rule set")
+    p.add_argument("--rules", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path, help="CSV or JSONL of readings")
+    p.add_argument("--compare", type=Path, help="a second rule set to compare with")
+    p.add_argument("--json", action="store_true", help="transitions as JSON lines")
+    p.add_argument(
+        "--html",
+        type=Path,
+        default=Path("backtest-report.html"),
+        help="write the HTML report here (default: %(default)s)",
+    )
+    p.add_argument("--no-html", dest="html", action="store_const", const=None)
+    p.set_defaults(func=cmd_backtest)
+
+    p = rsub.add_parser("apply", help="publish a checked rule set to the running workers")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--actor", default=getpass.getuser(), help="who applies it (recorded)")
+    p.add_argument("--comment", default="")
+    p.set_defaults(func=cmd_apply)
+
+    p = rsub.add_parser("active", help="show the rule set the workers follow")
+    p.set_defaults(func=cmd_active)
+
+    w = sub.add_parser("warning", help="operator events: verify, respond, recover, close, phase")
+    w.add_argument("action", choices=["verify", "respond", "recover", "close", "set_phase"])
+    w.add_argument("warning_id")
+    w.add_argument("--actor", required=True, help="who decides (recorded on the warning)")
+    w.add_argument("--reason", default="")
+    w.add_argument("--phase", type=int, choices=[1, 2, 3])
+    w.set_defaults(func=cmd_warning)

@@ -1,0 +1,236 @@
+"""Backtests: replay history through a rule set and summarise what it would have done.
+
+History is CSV (``observed_at,station_id,metric,value`` with ISO-8601 times
+carrying an offset; optional ``domain``, ``area``, ``source`` columns) or JSONL
+of ``Reading``. A line that cannot be read is reported with its number and
+skipped; the rest still runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from alerting.directory import Directory
+from pipeline.engine import Engine
+from pipeline.quality import Check
+from pipeline.replay import Replay
+from pipeline.rules.loader import RuleSet
+from topics.models import Domain, Reading, Transition, Warning
+
+FLAP_WINDOW = timedelta(hours=1)
+CSV_COLUMNS = ("observed_at", "station_id", "metric", "value")
+
+
+@dataclass
+class LoadResult:
+    readings: list[Reading]
+    errors: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+
+def _domain_for(rules: RuleSet) -> dict[str, Domain]:
+    return {r.selector.metric: r.domain for r in rules.rules if r.selector.metric}
+
+
+def load_history(
+    path: Path, rules: RuleSet, progress: Callable[[int, int], None] | None = None
+) -> LoadResult:
+    text = path.read_text(encoding="utf-8")
+    total = text.count("\n") or 1
+    domains = _domain_for(rules)
+    out = LoadResult([])
+
+    def bad(line: int, msg: str) -> None:
+        out.skipped += 1
+        if len(out.errors) < 20:
+            out.errors.append(f"{path}:{line}: {msg}")
+
+    if path.suffix in (".jsonl", ".ndjson") or text.lstrip().startswith("{"):
+        for n, line in enumerate(text.splitlines(), start=1):
+            if progress and n % 1000 == 0:
+                progress(n, total)
+            if not line.strip():
+                continue
+            try:
+                out.readings.append(Reading.model_validate_json(line))
+            except ValidationError as exc:
+                bad(
+                    n,
+                    "; ".join(
+                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                        for e in exc.errors(include_url=False)
+                    ),
+                )
+        return out
+
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}: CSV needs columns {', '.join(CSV_COLUMNS)}; missing {missing}")
+    for n, row in enumerate(reader, start=2):
+        if progress and n % 1000 == 0:
+            progress(n, total)
+        metric = row["metric"]
+        domain = row.get("domain") or domains.get(metric)
+        if domain is None:
+            bad(n, f"no rule watches metric {metric!r} and the row has no domain column")
+            continue
+        try:
+            out.readings.append(
+                Reading(
+                    station_id=row["station_id"],
+                    domain=domain,
+                    metric=metric,
+                    value=row["value"],
+                    observed_at=row["observed_at"],
+                    area=row.get("area") or None,
+                    source=row.get("source") or None,
+                )
+            )
+        except ValidationError as exc:
+            bad(
+                n,
+                "; ".join(
+                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                    for e in exc.errors(include_url=False)
+                ),
+            )
+    return out
+
+
+@dataclass
+class RuleSummary:
+    rule: str
+    raised: int = 0
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    time_at_level: dict[str, float] = field(default_factory=dict)  # level name -> hours
+    flaps: int = 0
+
+
+@dataclass
+class BacktestResult:
+    version: str
+    warnings: list[Warning]
+    rejected: dict[Check, int]
+    start: datetime | None
+    end: datetime | None
+    summaries: dict[str, RuleSummary]
+
+    def transitions(self) -> list[dict[str, Any]]:
+        return [t for s in self.summaries.values() for t in s.transitions]
+
+
+def run_backtest(readings: list[Reading], rules: RuleSet, directory: Directory) -> BacktestResult:
+    ordered = sorted(readings, key=lambda r: r.observed_at)
+    replay = Replay(Engine(rules, directory))
+    for r in ordered:
+        replay.reading(r)
+    end = ordered[-1].observed_at if ordered else None
+    return BacktestResult(
+        version=rules.version,
+        warnings=replay.warnings,
+        rejected=dict(replay.rejected),
+        start=ordered[0].observed_at if ordered else None,
+        end=end,
+        summaries=summarise(replay.warnings, end),
+    )
+
+
+def summarise(warnings: list[Warning], end: datetime | None) -> dict[str, RuleSummary]:
+    out: dict[str, RuleSummary] = {}
+    by_warning: dict[str, list[Warning]] = {}
+    for w in warnings:
+        by_warning.setdefault(w.warning_id, []).append(w)
+        s = out.setdefault(w.rule_id, RuleSummary(w.rule_id))
+        s.transitions.append(
+            {
+                "rule": w.rule_id,
+                "subject": w.subject,
+                "level": w.level,
+                "level_name": w.level_name,
+                "transition": w.transition.value,
+                "at": w.updated_at.isoformat(),
+            }
+        )
+        if w.transition is Transition.RAISED:
+            s.raised += 1
+    for states in by_warning.values():
+        s = out[states[0].rule_id]
+        last_clear: datetime | None = None
+        for cur, nxt in zip(states, [*states[1:], None], strict=True):
+            if (
+                cur.transition is Transition.RAISED
+                and last_clear is not None
+                and cur.updated_at - last_clear <= FLAP_WINDOW
+            ):
+                s.flaps += 1
+            if cur.transition is Transition.CLEARED:
+                last_clear = cur.updated_at
+            if cur.level == 0:
+                continue
+            until = nxt.updated_at if nxt is not None else end
+            if until is None:
+                continue
+            hours = max((until - cur.updated_at).total_seconds(), 0.0) / 3600
+            key = cur.level_name or str(cur.level)
+            s.time_at_level[key] = s.time_at_level.get(key, 0.0) + hours
+    return out
+
+
+def compare(a: BacktestResult, b: BacktestResult) -> list[dict[str, Any]]:
+    """Per rule: how the candidate set (b) differs from the baseline (a)."""
+    rows = []
+    for rule in sorted(set(a.summaries) | set(b.summaries)):
+        sa, sb = a.summaries.get(rule), b.summaries.get(rule)
+        first_a = _first_raise(sa)
+        first_b = _first_raise(sb)
+        rows.append(
+            {
+                "rule": rule,
+                "raised": [sa.raised if sa else 0, sb.raised if sb else 0],
+                "flaps": [sa.flaps if sa else 0, sb.flaps if sb else 0],
+                "hours_at_level": [
+                    {k: round(v, 2) for k, v in (sa.time_at_level if sa else {}).items()},
+                    {k: round(v, 2) for k, v in (sb.time_at_level if sb else {}).items()},
+                ],
+                "first_raise": [first_a, first_b],
+                "first_raise_shift_minutes": (
+                    round(
+                        (
+                            datetime.fromisoformat(first_b) - datetime.fromisoformat(first_a)
+                        ).total_seconds()
+                        / 60,
+                        1,
+                    )
+                    if first_a and first_b
+                    else None
+                ),
+            }
+        )
+    return rows
+
+
+def _first_raise(s: RuleSummary | None) -> str | None:
+    if s is None:
+        return None
+    for t in s.transitions:
+        if t["transition"] == "raised":
+            return str(t["at"])
+    return None
+
+
+def transitions_json(result: BacktestResult, label: str | None = None) -> Iterator[str]:
+    for t in result.transitions():
+        obj = {k: t[k] for k in ("rule", "subject", "level", "transition", "at")}
+        if label:
+            obj["set"] = label
+        yield json.dumps(obj, ensure_ascii=False)
