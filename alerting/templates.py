@@ -22,9 +22,18 @@ VIETNAM = timezone(timedelta(hours=7), "ICT")
 
 # How a level is called, per domain (the words the public bulletins use).
 _LEVEL_WORD = {
-    "water": ("BÁO ĐỘNG", "ALARM LEVEL"),
+    "river_flood": ("BÁO ĐỘNG", "ALARM LEVEL"),
 }
-_UNITS = {"water_level_m": "m", "rain_24h_mm": "mm", "pm25_ugm3": "µg/m³"}
+_UNITS = {
+    "water_level_m": "m",
+    "rain_mm": "mm",
+    "rain_24h_mm": "mm",
+    "pm25_ugm3": "µg/m³",
+    "water_level_m:rate_per_h": "m/h",
+    "grid_frequency_hz": "Hz",
+    "fuel_reserve_days": "ngày",
+    "soil_moisture_pct": "%",
+}
 
 
 def _num_vi(value: float) -> str:
@@ -53,7 +62,7 @@ def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
 
 def context(warning: Warning) -> dict[str, Any]:
     ev = warning.evidence[0] if warning.evidence else None
-    vi_word, en_word = _LEVEL_WORD.get(warning.domain.value, ("CẤP", "LEVEL"))
+    vi_word, en_word = _LEVEL_WORD.get(warning.hazard, ("CẤP", "LEVEL"))
     above = True
     margin = 0.0
     if ev is not None and ev.threshold is not None:
@@ -61,7 +70,9 @@ def context(warning: Warning) -> dict[str, Any]:
         above = ev.value >= ev.threshold
     return {
         "w": warning,
-        "unit": _UNITS.get(ev.metric, "") if ev else "",
+        "unit": (_UNITS.get(ev.metric) or _UNITS.get(ev.metric.split(":")[0], ""))
+        if (ev and ":" not in ev.metric) or (ev and ev.metric in _UNITS)
+        else "",
         "level_word_vi": vi_word,
         "level_word_en": en_word,
         "margin": margin,

@@ -65,7 +65,7 @@ def _chart(
 
 def _periods(warnings: list[Warning], end: datetime) -> list[tuple[datetime, datetime, int]]:
     out = []
-    for cur, nxt in zip(warnings, [*warnings[1:], None], strict=True):
+    for cur, nxt in zip(warnings, [*warnings[1:], None], strict=False):
         if cur.level > 0:
             out.append((cur.updated_at, nxt.updated_at if nxt else end, cur.level))
     return out

@@ -33,15 +33,17 @@ from pipeline.lifecycle import (
     station_areas,
 )
 from pipeline.quality import Check, Verdict, inspect
-from pipeline.rules.kinds import measure
+from pipeline.rules.kinds import measure, window_at
 from pipeline.rules.loader import RuleSet
 from pipeline.rules.model import (
     CompoundCondition,
+    EarsCondition,
     GroupBy,
     Level,
     ReportCondition,
     Rule,
     StalenessCondition,
+    WindowCondition,
     _Levelled,
 )
 from pipeline.rules.threshold import decide_level
@@ -52,6 +54,7 @@ from topics.models import (
     Reading,
     Report,
     Severity,
+    Transition,
     Warning,
 )
 
@@ -81,6 +84,8 @@ class Outputs:
     commands: list[Command] = field(default_factory=list)
     rejected: list[tuple[Check, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # (warning_id, version) -> communes to tell: the current ones and any it left.
+    fanout: dict[tuple[str, int], list[str]] = field(default_factory=dict)
 
     def extend(self, other: Outputs) -> None:
         self.warnings += other.warnings
@@ -88,6 +93,7 @@ class Outputs:
         self.commands += other.commands
         self.rejected += other.rejected
         self.errors += other.errors
+        self.fanout.update(other.fanout)
 
 
 def _load(store: Store, key: str) -> Warning | None:
@@ -109,8 +115,12 @@ class Engine:
     # -- helpers -----------------------------------------------------------------
 
     def _save(self, store: Store, w: Warning, out: Outputs) -> None:
-        store[f"w|{w.warning_id}"] = w.model_dump(mode="json")
+        key = f"w|{w.warning_id}"
+        before = store.get(key) or {}
+        left = [a["code"] for a in before.get("areas", []) if a["code"] not in areas_of(w)]
+        store[key] = w.model_dump(mode="json")
         out.warnings.append(w)
+        out.fanout[(w.warning_id, w.version)] = areas_of(w) + left
 
     def area_of(self, reading: Reading) -> str | None:
         if reading.area:
@@ -168,7 +178,10 @@ class Engine:
         return out
 
     def _gate(self, reading: Reading, store: Store, now: datetime | None, out: Outputs) -> Verdict:
-        qkey = f"q|{reading.station_id}|{reading.metric}"
+        # One series per station, metric, commune and source: a unit reporting
+        # several communes' counts keeps a timeline for each.
+        series = f"{reading.station_id}|{reading.metric}|{reading.area or ''}"
+        qkey = f"q|{series}|{reading.source or ''}"
         state = dict(store.get(qkey) or {})
         verdict = inspect(self.rules.quality, state, reading, now)
         store[qkey] = state
@@ -343,6 +356,11 @@ class Engine:
                     w = _load(store, f"w|{rule.id}:{station_id}")
                     if silent > cond.silent_for.total_seconds() and not is_active(w):
                         self._staleness(rule, station_id, seen, 1, now, store, out)
+            elif key.startswith("e|"):
+                _, rule_id, subject = key.split("|", 2)
+                windowed = self.rules.get(rule_id)
+                if windowed is not None and isinstance(windowed.condition, WindowCondition):
+                    self._window_expiry(windowed, subject, now, store, out)
             elif key.startswith("w|"):
                 w = _load(store, key)
                 if w is None or not is_active(w) or w.rule_id.startswith("quality."):
@@ -356,6 +374,41 @@ class Engine:
                 ):
                     self._clear(w, now, "no new report; expired", store, out)
         return out
+
+    def _window_expiry(
+        self, rule: Rule, subject: str, now: datetime, store: Store, out: Outputs
+    ) -> None:
+        """Readings age out of a window even when no new one arrives (an attacker
+        who goes quiet): re-judge an active window warning at ``now``."""
+        cond = rule.condition
+        assert isinstance(cond, WindowCondition)
+        previous = _load(store, f"w|{rule.id}:{subject}")
+        if not is_active(previous) or previous is None or now <= previous.updated_at:
+            return
+        ekey = f"e|{rule.id}|{subject}"
+        state = {k: v for k, v in dict(store.get(ekey) or {}).items() if not k.startswith("_")}
+        value = window_at(cond, state, now.timestamp())
+        store[ekey] = state
+        if value is None:
+            value = 0.0
+        level = decide_level(rule, state, previous.level, value, now)
+        if level == previous.level:
+            return
+        decisive = rule.level(level) if level else rule.level(previous.level)
+        evidence = [
+            Evidence(
+                station_id=subject,
+                metric=f"{rule.selector.metric}:{_quantity(rule)}",
+                value=value,
+                observed_at=now,
+                threshold=decisive.value,
+                note="window moved on with no new readings",
+            )
+        ]
+        codes = [a.code for a in previous.areas]
+        w = build(Spec.of(rule), subject, previous, level, now, evidence, codes, self.ctx)
+        if w is not None:
+            self._save(store, w, out)
 
     def _selected_station(self, rule: Rule, station_id: str, seen: dict[str, Any]) -> bool:
         sel = rule.selector
@@ -384,12 +437,16 @@ class Engine:
 
     def on_command(self, command: Command, store: Store) -> Outputs:
         out = Outputs()
+        seen = f"c|{command.command_id}"
+        if store.get(seen):
+            return out  # already applied: a replayed or duplicated command is a no-op
         key = f"w|{command.warning_id}"
         try:
             w = apply_command(_load(store, key), command, self.ctx)
         except CommandRejected as exc:
             out.errors.append(str(exc))
             return out
+        store[seen] = {"at": command.at.isoformat()}
         self._save(store, w, out)
         return out
 
@@ -402,8 +459,10 @@ class Engine:
         index = _index(store, area)
         if self._is_compound(warning.rule_id):
             return out
-        if is_active(warning) and warning.level > 0:
+        if is_active(warning) and warning.level > 0 and area in areas_of(warning):
+            rule = self.rules.get(warning.rule_id)
             index[warning.warning_id] = {
+                "kind": rule.condition.kind if rule else "quality",
                 "rule": warning.rule_id,
                 "hazard": warning.hazard,
                 "domain": warning.domain.value,
@@ -483,10 +542,15 @@ class Engine:
                 observed_at=report.observed_at,
                 note=f"report {report.report_id}: {report.text[:200]}",
             )
+            # Only hazard warnings are corroborated: not sensor or data-gap notices,
+            # nor components that never notify anyone on their own.
             targets = [
                 (wid, e)
                 for wid, e in index.items()
-                if e["domain"] == report.domain.value and e["rule"] != rule.id
+                if e["domain"] == report.domain.value
+                and e["rule"] != rule.id
+                and e.get("kind") not in ("quality", "staleness", "report", "compound")
+                and e.get("notify", "true") == "true"
             ]
             if targets:
                 for wid, _ in targets:
@@ -521,7 +585,7 @@ class Engine:
                 w = previous.model_copy(
                     update={
                         "version": previous.version + 1,
-                        "transition": "updated",
+                        "transition": Transition.UPDATED,
                         "evidence": [*previous.evidence, evidence][-10:],
                         "updated_at": max(report.observed_at, previous.updated_at),
                     }
@@ -537,6 +601,15 @@ class Engine:
             if SEVERITY_RANK[lv.severity] <= SEVERITY_RANK[severity]:
                 chosen = lv.level
         return chosen
+
+
+def _quantity(rule: Rule) -> str:
+    cond = rule.condition
+    if isinstance(cond, WindowCondition):
+        return f"{cond.aggregate.value}_{int(cond.window.total_seconds())}s"
+    if isinstance(cond, EarsCondition):
+        return f"ears_{cond.method.lower()}"
+    return {"rate_of_change": "rate_per_h", "endemic_channel": "z"}.get(cond.kind, cond.kind)
 
 
 def _index(store: Store, area: str) -> dict[str, Any]:

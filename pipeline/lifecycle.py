@@ -187,7 +187,9 @@ def apply_command(previous: Warning | None, command: Command, ctx: Context) -> W
         raise CommandRejected(f"no warning {command.warning_id} on record")
     update: dict[str, object] = {
         "version": previous.version + 1,
-        "transition": Transition.UPDATED,
+        # A status step after the all-clear keeps it an all-clear: it must not
+        # bring the episode back to life at level 0.
+        "transition": Transition.UPDATED if is_active(previous) else previous.transition,
         "previous_level": previous.level,
         "updated_at": max(command.at, previous.updated_at),
     }

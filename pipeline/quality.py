@@ -43,6 +43,11 @@ class MetricLimits(BaseModel):
         default=None, description="the same value for this long means a flat-lined sensor"
     )
     stuck_tolerance: float = Field(default=1e-9, ge=0)
+    events: bool = Field(
+        default=False,
+        description="counts of events (logins, IDS alerts): several may share a timestamp "
+        "and order does not matter, so only the range check applies",
+    )
 
 
 class QualityConfig(BaseModel):
@@ -86,6 +91,12 @@ def inspect(
     value = reading.value
     active: list[str] = state.setdefault("faults", [])
 
+    if limits.events:
+        if (limits.min is not None and value < limits.min) or (
+            limits.max is not None and value > limits.max
+        ):
+            return _fault(state, Check.OUT_OF_RANGE, f"{_fmt(value)} is outside the limits")
+        return Verdict(True)
     if last_ts is not None and at == last_ts:
         return Verdict(False, Check.DUPLICATE, "a reading for this time was already accepted")
     if last_ts is not None and at < last_ts:
@@ -101,12 +112,9 @@ def inspect(
     if (limits.min is not None and value < limits.min) or (
         limits.max is not None and value > limits.max
     ):
-        return _fault(
-            state,
-            Check.OUT_OF_RANGE,
-            f"{_fmt(value)} is outside {_fmt(limits.min or float('-inf'))}.."
-            f"{_fmt(limits.max or float('inf'))}",
-        )
+        low = _fmt(limits.min) if limits.min is not None else "-inf"
+        high = _fmt(limits.max) if limits.max is not None else "inf"
+        return _fault(state, Check.OUT_OF_RANGE, f"{_fmt(value)} is outside {low}..{high}")
 
     last_value: float | None = state.get("value")
     if limits.max_step_per_hour is not None and last_value is not None and last_ts is not None:

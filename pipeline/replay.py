@@ -15,7 +15,8 @@ from typing import Any
 
 from pipeline.engine import Engine, Outputs, areas_of
 from pipeline.quality import Check
-from pipeline.rules.model import ReportCondition, StalenessCondition
+from pipeline.rules.kinds import window_due
+from pipeline.rules.model import ReportCondition, StalenessCondition, WindowCondition
 from topics.models import Command, Reading, Report, Warning
 
 EPSILON = timedelta(seconds=1)
@@ -69,6 +70,17 @@ class Replay:
                 if k.startswith(prefix) and v.get("transition") != "cleared":
                     updated = datetime.fromisoformat(v["updated_at"]).timestamp()
                     due.append(updated + cond.expires_after.total_seconds())
+        for rule in self.engine.rules.of_kind("window"):
+            cond = rule.condition
+            assert isinstance(cond, WindowCondition)
+            prefix = f"e|{rule.id}|"
+            for k, v in self.store.items():
+                if k.startswith(prefix):
+                    w = self.store.get(f"w|{rule.id}:{k[len(prefix) :]}")
+                    if w and w.get("transition") != "cleared" and w.get("level", 0) > 0:
+                        when = window_due(cond, v)
+                        if when is not None:
+                            due.append(when)
         # Only what falls after the last tick: earlier moments were handled then.
         after = self.clock.timestamp() if self.clock else float("-inf")
         due = [d for d in due if d + EPSILON.total_seconds() > after]
@@ -99,7 +111,7 @@ class Replay:
                 queue.append(self.engine.on_reading(reading, self.store, mode="grouped", key=key))
             for w in out.warnings:
                 self.warnings.append(w)
-                for area in areas_of(w):
+                for area in out.fanout.get((w.warning_id, w.version), areas_of(w)):
                     queue.append(self.engine.on_warning(w, area, self.store, w.updated_at))
             for command in out.commands:
                 queue.append(self.engine.on_command(command, self.store))

@@ -51,11 +51,16 @@ class EngineHolder:
 
 class TableStore(MutableMapping[str, Any]):
     """The Faust table seen as the engine's store; each value remembers the
-    partition it was written from, so a tick only touches its own partition."""
+    partition it was written from, so a tick only touches its own partition.
+
+    Changelog writes are collected and ``flush`` waits until the broker has them:
+    the agent calls it before moving to the next event, so an offset is never
+    committed for an event whose state change could still be lost."""
 
     def __init__(self, table: Any, partition: int) -> None:
         self.table = table
         self.partition = partition
+        self.pending: list[Any] = []
 
     def __getitem__(self, key: str) -> Any:
         value = self.table.get(key)
@@ -64,8 +69,18 @@ class TableStore(MutableMapping[str, Any]):
         return value
 
     def __setitem__(self, key: str, value: Any) -> None:
-        value["_p"] = self.partition
-        self.table[key] = value
+        # A copy: the caller may keep using its dict, without our bookkeeping in it.
+        stored = {**value, "_p": self.partition}
+        self.table.data[key] = stored
+        key_partition = getattr(self.table.data, "_key_partition", None)
+        if key_partition is not None:
+            key_partition[key] = self.partition  # so a revoked partition's keys are dropped
+        self.pending.append(self.table.send_changelog(self.partition, key, stored))
+
+    async def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        for fut in pending:
+            await fut
 
     def __delitem__(self, key: str) -> None:
         del self.table[key]
@@ -94,6 +109,8 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
     commands_out = raw_topic(app, COMMANDS)
     dead = raw_topic(app, DEADLETTER, partitions=1)
     clock = raw_topic(app, CLOCK)
+    # Keys and values are JSON in the changelog, and the table must decode them
+    # the same way on restore, or a restarted worker would not find its state.
     table = app.Table(
         "state",
         default=None,
@@ -104,6 +121,7 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
             compacting=True,
             deleting=False,
             key_type=str,
+            key_serializer="json",
             value_serializer="json",
             internal=True,
         ),
@@ -125,23 +143,29 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
         )
 
     async def publish(out: Outputs, msg: Any, raw: bytes | None) -> None:
+        """Send every output and wait until the broker has them all."""
+        sent: list[Any] = []
         for check, _ in out.rejected:
             QUALITY_REJECTIONS.labels(check.value).inc()
         for error in out.errors:
             await reject(msg, raw, "command", error)
         for key, reading in out.forwards:
-            await regroup_out.send(key=key.encode(), value=reading.to_bytes())
+            sent.append(await regroup_out.send(key=key.encode(), value=reading.to_bytes()))
         for w in out.warnings:
             WARNING_TRANSITIONS.labels(
                 w.domain.value, w.hazard, w.transition.value, str(w.level)
             ).inc()
             log.info("%s %s level %s (v%d)", w.warning_id, w.transition.value, w.level, w.version)
             body = w.to_bytes()
-            await warnings_out.send(key=w.warning_id.encode(), value=body)
-            for area in areas_of(w):
-                await correlate_out.send(key=area.encode(), value=body)
+            sent.append(await warnings_out.send(key=w.warning_id.encode(), value=body))
+            for area in out.fanout.get((w.warning_id, w.version), areas_of(w)):
+                sent.append(await correlate_out.send(key=area.encode(), value=body))
         for command in out.commands:
-            await commands_out.send(key=command.subject.encode(), value=command.to_bytes())
+            sent.append(
+                await commands_out.send(key=command.subject.encode(), value=command.to_bytes())
+            )
+        for fut in sent:
+            await fut
 
     def parse(topic: str, raw: bytes | None) -> Reading | Warning | Report | Command | Tick:
         body = raw or b""
@@ -183,7 +207,10 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
                 ).inc()
             else:
                 out = engine.on_tick(parsed.at, store, store.own_keys())
+            # Outputs first, state second: a crash in between replays the event and
+            # republishes the same versions (deduplicated downstream), never loses one.
             await publish(out, msg, raw)
+            await store.flush()
 
     app.agent(source, name="canhbao.evaluate")(evaluate)
 

@@ -51,11 +51,15 @@ def rate_of_change(cond: RateCondition, state: dict[str, Any], reading: Reading)
 # --- windowed aggregates ------------------------------------------------------------
 
 
-def _combine(agg: Aggregate, buckets: list[list[float]], window_s: float) -> float | None:
+def _combine(
+    agg: Aggregate, buckets: list[list[float]], window_s: float, min_count: int = 1
+) -> float | None:
     if not buckets:
         return None
     total = sum(b[0] for b in buckets)
     count = sum(b[1] for b in buckets)
+    if count < min_count:
+        return None
     if agg is Aggregate.SUM:
         return total
     if agg is Aggregate.COUNT:
@@ -67,6 +71,38 @@ def _combine(agg: Aggregate, buckets: list[list[float]], window_s: float) -> flo
     if agg is Aggregate.MAX:
         return max(b[2] for b in buckets)
     return min(b[3] for b in buckets)
+
+
+def window_at(cond: WindowCondition, state: dict[str, Any], ts: float) -> float | None:
+    """The aggregate at time ``ts`` with nothing new: old readings age out."""
+    w = cond.window.total_seconds()
+    if cond.mode == "tumbling":
+        if state.get("start") != math.floor(ts / w) * w:
+            return _combine(cond.aggregate, [[0.0, 0, -math.inf, math.inf]], w, 1)
+        return _combine(cond.aggregate, [state["b"]], w, cond.min_count)
+    buckets: dict[str, list[float]] = state.setdefault("b", {})
+    _prune(buckets, ts - w)
+    if not buckets:
+        # Empty window: sums and counts are zero (and so below any level).
+        return 0.0 if cond.aggregate in (Aggregate.SUM, Aggregate.COUNT, Aggregate.RATE) else None
+    return _combine(cond.aggregate, list(buckets.values()), w, cond.min_count)
+
+
+def _prune(buckets: dict[str, list[float]], horizon: float) -> None:
+    # A bucket leaves when it starts at or before the window's start: a reading
+    # exactly one window old is out (the edge is exact to within window/60).
+    for k in [k for k in buckets if float(k) <= horizon]:
+        del buckets[k]
+
+
+def window_due(cond: WindowCondition, state: dict[str, Any]) -> float | None:
+    """When the oldest reading in the window ages out (for the clock)."""
+    w = cond.window.total_seconds()
+    if cond.mode == "tumbling":
+        start = state.get("start")
+        return None if start is None else float(start) + w
+    buckets: dict[str, list[float]] = state.get("b", {})
+    return min((float(k) + w for k in buckets), default=None)
 
 
 def window(cond: WindowCondition, state: dict[str, Any], reading: Reading) -> float | None:
@@ -86,7 +122,7 @@ def window(cond: WindowCondition, state: dict[str, Any], reading: Reading) -> fl
         b[1] += 1
         b[2] = max(b[2], v)
         b[3] = min(b[3], v)
-        return _combine(cond.aggregate, [b], w)
+        return _combine(cond.aggregate, [b], w, cond.min_count)
     res = max(w / 60.0, 1.0)
     key = str(math.floor(ts / res) * res)
     buckets: dict[str, list[float]] = state.setdefault("b", {})
@@ -95,10 +131,8 @@ def window(cond: WindowCondition, state: dict[str, Any], reading: Reading) -> fl
     b[1] += 1
     b[2] = max(b[2], v)
     b[3] = min(b[3], v)
-    horizon = ts - w
-    for k in [k for k in buckets if float(k) + res <= horizon]:
-        del buckets[k]
-    return _combine(cond.aggregate, list(buckets.values()), w)
+    _prune(buckets, ts - w)
+    return _combine(cond.aggregate, list(buckets.values()), w, cond.min_count)
 
 
 # --- endemic channel (weekly counts against past seasons) ------------------------------

@@ -146,6 +146,9 @@ class WindowCondition(_Levelled):
     aggregate: Aggregate
     window: Duration
     mode: Literal["sliding", "tumbling"] = "sliding"
+    min_count: int = Field(
+        default=1, ge=1, description="readings needed in the window before it is judged"
+    )
 
 
 class StalenessCondition(BaseModel):

@@ -124,7 +124,8 @@ async def test_malformed_readings_go_to_dead_letter_and_pipeline_keeps_going(
             await p.send_and_wait(INGEST_READINGS, reading(4.0, 0), key=b"dap-cau")
             for bad in (bad_json, missing, wrong_type):
                 await p.send_and_wait(INGEST_READINGS, bad, key=b"dap-cau")
-            await p.send_and_wait(INGEST_READINGS, reading(6.5, 1), key=b"dap-cau")
+            # Six hours later: a plausible rise, not a spike for the quality gate.
+            await p.send_and_wait(INGEST_READINGS, reading(6.5, 6), key=b"dap-cau")
         dead = [
             DeadLetter.model_validate_json(v)
             for v in await collect(broker.bootstrap, DEADLETTER, lambda vs: len(vs) >= 3, 90)

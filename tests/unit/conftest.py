@@ -97,3 +97,47 @@ def reading_dict() -> Callable[..., dict[str, Any]]:
         return data
 
     return build
+
+
+# --- Rule sets built inside the tests (independent of the shipped rules/ folder) ------
+
+# A copy of the shipped Đáp Cầu rule, so that engine tests do not depend on rules/.
+FLOOD_RULE_YAML = """\
+  - id: water.flood.dap-cau
+    domain: water
+    hazard: river_flood
+    selector: {station: dap-cau, metric: water_level_m}
+    condition: {kind: threshold, direction: rising, hysteresis: 0.10}
+    levels:
+      - {level: 1, name: "I", value: 4.30, severity: Moderate}
+      - {level: 2, name: "II", value: 5.30, severity: Severe}
+      - {level: 3, name: "III", value: 6.30, severity: Extreme}
+"""
+
+
+@pytest.fixture
+def compile_yaml() -> Callable[..., RuleSet]:
+    """Compile rule-file bodies (``rules:`` is prepended when missing); ``files`` adds
+    other sources, e.g. baseline CSVs, by name."""
+    from pipeline.rules.loader import compile_rules
+
+    def build(*bodies: str, files: dict[str, str] | None = None) -> RuleSet:
+        sources: dict[str, str] = {}
+        for i, body in enumerate(bodies):
+            text = body if body.lstrip().startswith(("rules:", "quality:")) else "rules:\n" + body
+            sources[f"rules-{i}.yaml"] = text
+        sources.update(files or {})
+        return compile_rules(sources)
+
+    return build
+
+
+@pytest.fixture
+def make_engine(directory: Directory, compile_yaml: Callable[..., RuleSet]) -> Callable[..., Any]:
+    """An ``Engine`` over rules compiled from YAML bodies (see ``compile_yaml``)."""
+    from pipeline.engine import Engine
+
+    def build(*bodies: str, files: dict[str, str] | None = None) -> Engine:
+        return Engine(compile_yaml(*bodies, files=files), directory)
+
+    return build

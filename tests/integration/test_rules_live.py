@@ -1,0 +1,204 @@
+"""Rules in the live pipeline: hot reload without a restart, refusal of an invalid
+set, clearing of a removed rule's warnings, operator phase changes, and a worker
+killed mid-flood that comes back without raising the active warning again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Broker
+from tests.integration.helpers import (
+    REPO,
+    collect,
+    ensure_topics,
+    producer,
+    running_worker,
+    worker_env,
+)
+from topics.catalogue import INGEST_READINGS, WARNINGS
+from topics.models import Domain, Reading, Transition, Warning
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 10, 7, 0, 0, tzinfo=UTC)
+RULE = """
+rules:
+  - id: water.flood.dap-cau
+    domain: water
+    hazard: river_flood
+    selector: {{station: dap-cau, metric: water_level_m}}
+    condition: {{kind: threshold, direction: rising, hysteresis: 0.10}}
+    levels:
+      - {{level: 1, name: "I", value: {i}, severity: Moderate}}
+      - {{level: 2, name: "II", value: {ii}, severity: Severe}}
+      - {{level: 3, name: "III", value: {iii}, severity: Extreme}}
+"""
+OTHER = """
+rules:
+  - id: water.flood.luc-nam
+    domain: water
+    hazard: river_flood
+    selector: {station: luc-nam, metric: water_level_m}
+    condition: {kind: threshold}
+    levels:
+      - {level: 1, name: "I", value: 4.30, severity: Moderate}
+"""
+
+
+def write_rules(path: Path, text: str) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "water.yaml").write_text(text, encoding="utf-8")
+    return path
+
+
+def reading(value: float, hour: float) -> bytes:
+    return Reading(
+        station_id="dap-cau",
+        domain=Domain.WATER,
+        metric="water_level_m",
+        value=value,
+        observed_at=T0 + timedelta(hours=hour),
+    ).to_bytes()
+
+
+def canhbao(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap}
+    return subprocess.run(
+        [sys.executable, "-m", "canhbao", *args],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def has(n: int) -> Callable[[list[bytes]], bool]:
+    return lambda values: len(values) >= n
+
+
+async def warnings(broker: Broker, n: int, timeout: float = 60) -> list[Warning]:
+    values = await collect(broker.bootstrap, WARNINGS, has(n), timeout)
+    return [Warning.model_validate_json(v) for v in values]
+
+
+async def test_thresholds_change_live_and_an_invalid_set_is_refused(
+    broker: Broker, tmp_path: Path
+) -> None:
+    await ensure_topics(broker.bootstrap)
+    v1 = write_rules(tmp_path / "v1", RULE.format(i=4.30, ii=5.30, iii=6.30))
+    v2 = write_rules(tmp_path / "v2", RULE.format(i=4.00, ii=4.80, iii=6.00))
+    bad = write_rules(tmp_path / "bad", RULE.format(i=4.0, ii=4.8, iii=6.0).replace(
+        "hysteresis", "hysteresys"))  # fmt: skip
+    gone = write_rules(tmp_path / "gone", OTHER)
+    env = worker_env(
+        broker.bootstrap, broker.kind, CANHBAO_RULES_PATH=str(v1), CANHBAO_TICK_INTERVAL="1"
+    )
+    log = tmp_path / "worker.log"
+    with running_worker(env, log) as worker:
+        async with producer(broker.bootstrap) as p:
+            await p.send_and_wait(INGEST_READINGS, reading(5.0, 0), key=b"dap-cau")
+            first = await warnings(broker, 1)
+            assert (first[0].transition, first[0].level) == (Transition.RAISED, 1)
+
+            applied = canhbao(broker.bootstrap, "rules", "apply", str(v2), "--actor", "kỹ sư A")
+            assert applied.returncode == 0, applied.stderr
+            version = applied.stdout.split("rule set ")[1].split()[0]
+            refused = canhbao(broker.bootstrap, "rules", "apply", str(bad))
+            assert refused.returncode == 1
+            assert f"{bad / 'water.yaml'}: rule water.flood.dap-cau: condition.hysteresys" in (
+                refused.stderr
+            )
+            active = canhbao(broker.bootstrap, "rules", "active")
+            assert version in active.stdout and "kỹ sư A" in active.stdout
+
+            # 5.1 m is level I under the old thresholds and level II under v2.
+            await p.send_and_wait(INGEST_READINGS, reading(5.1, 1), key=b"dap-cau")
+            second = await warnings(broker, 2)
+            assert (second[1].transition, second[1].level) == (Transition.ESCALATED, 2)
+            assert second[1].evidence[0].threshold == 4.80
+
+            # Removing the rule clears its warning (on the next clock tick).
+            assert canhbao(broker.bootstrap, "rules", "apply", str(gone)).returncode == 0
+            third = await warnings(broker, 3)
+            assert third[2].transition is Transition.CLEARED
+            assert "rule removed" in third[2].annotations["note"]
+        assert worker.poll() is None, "the worker must keep running through every change"
+    text = log.read_text(encoding="utf-8", errors="replace")
+    assert f"active version {version}" in text
+
+
+async def test_operator_sets_phase_two_and_the_police_lead(broker: Broker, tmp_path: Path) -> None:
+    await ensure_topics(broker.bootstrap)
+    env = worker_env(broker.bootstrap, broker.kind)
+    with running_worker(env, tmp_path / "worker.log"):
+        async with producer(broker.bootstrap) as p:
+            await p.send_and_wait(INGEST_READINGS, reading(5.5, 0), key=b"dap-cau")
+            (raised,) = await warnings(broker, 1)
+        assert raised.lead_agency.code == "snnmt"
+        missing_reason = canhbao(
+            broker.bootstrap, "warning", "set_phase", raised.warning_id, "--phase", "2",
+            "--actor", "Trực ban",
+        )  # fmt: skip
+        assert missing_reason.returncode == 1 and "reason" in missing_reason.stderr
+        sent = canhbao(
+            broker.bootstrap, "warning", "set_phase", raised.warning_id, "--phase", "2",
+            "--actor", "Trực ban", "--reason", "đám đông tụ tập tại đê, nguy cơ mất trật tự",
+        )  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        verified = canhbao(
+            broker.bootstrap, "warning", "verify", raised.warning_id, "--actor", "Trực ban"
+        )
+        assert verified.returncode == 0
+        states = await warnings(broker, 3)
+    phase2, ver = states[1], states[2]
+    assert (phase2.transition, phase2.phase, phase2.lead_agency.code) == (
+        Transition.UPDATED, 2, "ca-tinh",
+    )  # fmt: skip
+    assert phase2.annotations["phase_set_by"] == "Trực ban"
+    assert ver.status.value == "verified" and ver.lead_agency.code == "ca-tinh"
+    assert [s.version for s in states] == [1, 2, 3]
+
+
+async def test_worker_killed_mid_flood_does_not_raise_again(broker: Broker, tmp_path: Path) -> None:
+    await ensure_topics(broker.bootstrap)
+    env = worker_env(broker.bootstrap, broker.kind)
+    with running_worker(env, tmp_path / "worker-1.log") as first:
+        async with producer(broker.bootstrap) as p:
+            await p.send_and_wait(INGEST_READINGS, reading(4.5, 0), key=b"dap-cau")
+            await p.send_and_wait(INGEST_READINGS, reading(5.5, 1), key=b"dap-cau")
+        before = await warnings(broker, 2)
+        first.send_signal(signal.SIGKILL)  # no clean shutdown, no final commit
+        first.wait(10)
+    assert [(w.transition, w.level) for w in before] == [
+        (Transition.RAISED, 1),
+        (Transition.ESCALATED, 2),
+    ]
+    with running_worker(env, tmp_path / "worker-2.log"):
+        async with producer(broker.bootstrap) as p:
+            await p.send_and_wait(INGEST_READINGS, reading(5.6, 2), key=b"dap-cau")
+            await p.send_and_wait(INGEST_READINGS, reading(6.4, 3), key=b"dap-cau")
+        values = await collect(
+            broker.bootstrap,
+            WARNINGS,
+            lambda vs: any(Warning.model_validate_json(v).version == 3 for v in vs),
+            timeout=90,
+        )
+    after = [Warning.model_validate_json(v) for v in values]
+    # The restarted worker remembered level II: 5.6 m changed nothing, 6.4 m escalated.
+    # At-least-once: a state whose offset was not committed before the kill may be
+    # published again, but as the same version (receivers deduplicate on it).
+    by_version = {w.version: (w.transition, w.level) for w in after}
+    assert by_version == {
+        1: (Transition.RAISED, 1),
+        2: (Transition.ESCALATED, 2),
+        3: (Transition.ESCALATED, 3),
+    }
+    assert sum(w.transition is Transition.RAISED for w in after) == 1
+    for w in after:
+        first = next(x for x in after if x.version == w.version)
+        assert w.model_dump() == first.model_dump(), "a replay must be identical"
