@@ -55,12 +55,15 @@ class TableStore(MutableMapping[str, Any]):
 
     Changelog writes are collected and ``flush`` waits until the broker has them:
     the agent calls it before moving to the next event, so an offset is never
-    committed for an event whose state change could still be lost."""
+    committed for an event whose state change could still be lost. The quality
+    gate's state (``q|``: "this reading was seen") is written last: if a crash
+    cuts the sequence short, the replayed reading is evaluated again instead of
+    being set aside as a duplicate of a reading whose effects were lost."""
 
     def __init__(self, table: Any, partition: int) -> None:
         self.table = table
         self.partition = partition
-        self.pending: list[Any] = []
+        self.dirty: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
         value = self.table.get(key)
@@ -75,10 +78,12 @@ class TableStore(MutableMapping[str, Any]):
         key_partition = getattr(self.table.data, "_key_partition", None)
         if key_partition is not None:
             key_partition[key] = self.partition  # so a revoked partition's keys are dropped
-        self.pending.append(self.table.send_changelog(self.partition, key, stored))
+        self.dirty[key] = stored
 
     async def flush(self) -> None:
-        pending, self.pending = self.pending, []
+        dirty, self.dirty = self.dirty, {}
+        order = sorted(dirty, key=lambda k: k.startswith("q|"))
+        pending = [self.table.send_changelog(self.partition, k, dirty[k]) for k in order]
         for fut in pending:
             await fut
 
