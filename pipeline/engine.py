@@ -159,9 +159,11 @@ class Engine:
         rules = self.rules
         if mode != "grouped":
             verdict = self._gate(reading, store, now, out)
+            # Any reading proves the station transmits, even one the gate sets
+            # aside: a stuck sensor is a sensor fault, not a data gap.
+            self._heard(reading, store, out)
             if not verdict.ok:
                 return out
-            self._heard(reading, store, out)
         for rule in rules.matching(reading):
             subject = self.subject(rule, reading)
             if subject is None:

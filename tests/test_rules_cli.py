@@ -1,0 +1,119 @@
+"""The engineers' commands, run as engineers run them: check, test, backtest."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+HISTORY = REPO / "examples/history/flood-2025-10.csv"
+
+
+def canhbao(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "canhbao", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_shipped_rules_check_and_their_tests_pass() -> None:
+    check = canhbao("rules", "check", "rules/")
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("ok: ")
+    tests = canhbao("rules", "test", "rules/")
+    assert tests.returncode == 0, tests.stdout
+    assert " 0 failed" in tests.stdout
+    # Every rule kind is exercised by the shipped rule tests.
+    text = "".join(p.read_text(encoding="utf-8") for p in (REPO / "rules").glob("*.test.yaml"))
+    for rule_id in (
+        "water.flood.",
+        "water.rain.24h",
+        "water.gap.",
+        "env.aqi",
+        "health.dengue",
+        "health.ili",
+        "cyber.bruteforce",
+        "water.report",
+        "geology.landslide",
+    ):
+        assert rule_id in text, f"no rule test mentions {rule_id}"
+
+
+def test_a_typo_and_a_negative_window_are_named_by_file_rule_and_field(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        """
+rules:
+  - id: typo.rule
+    domain: water
+    hazard: river_flood
+    selector: {station: dap-cau, metric: water_level_m}
+    condition: {kind: threshold, hysteresys: 0.1}
+    levels: [{level: 1, name: "I", value: 4.3, severity: Moderate}]
+  - id: negative.window
+    domain: water
+    hazard: heavy_rain
+    selector: {metric: rain_mm}
+    condition: {kind: window, aggregate: sum, window: -24h}
+    levels: [{level: 1, name: "heavy", value: 50, severity: Moderate}]
+""",
+        encoding="utf-8",
+    )
+    out = canhbao("rules", "check", str(tmp_path))
+    assert out.returncode == 1
+    assert f"{tmp_path / 'bad.yaml'}: rule typo.rule: condition.hysteresys" in out.stderr
+    assert f"{tmp_path / 'bad.yaml'}: rule negative.window: condition.window" in out.stderr
+    assert "must be positive" in out.stderr
+
+
+def test_backtest_replays_a_flood_and_ignores_faulty_sensors(tmp_path: Path) -> None:
+    report = tmp_path / "report.html"
+    out = canhbao(
+        "rules", "backtest", "--rules", "rules/", "--data", str(HISTORY), "--json",
+        "--html", str(report),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert all(set(r) == {"rule", "subject", "level", "transition", "at"} for r in rows)
+    flood = [(r["transition"], r["level"], r["at"]) for r in rows
+             if r["rule"] == "water.flood.dap-cau"]  # fmt: skip
+    # The wave at 15-minute steps crosses 4.30, 5.30 and 6.30 m, peaks at 6.80 m and
+    # recedes; hysteresis (0.10 m) delays each step down until 10 cm below the level.
+    assert flood == [
+        ("raised", 1, "2025-10-06T21:30:00+07:00"),
+        ("escalated", 2, "2025-10-07T02:15:00+07:00"),
+        ("escalated", 3, "2025-10-07T06:45:00+07:00"),
+        ("deescalated", 2, "2025-10-07T18:00:00+07:00"),
+        ("deescalated", 1, "2025-10-07T22:30:00+07:00"),
+        ("cleared", 0, "2025-10-08T03:15:00+07:00"),
+    ]
+    # The 99 m spike and the frozen Lục Nam sensor raise sensor faults, no flood warning.
+    faults = {(r["rule"], r["subject"]) for r in rows if r["transition"] == "raised"}
+    assert ("quality.out_of_range", "dap-cau") in faults
+    assert ("quality.stuck", "luc-nam") in faults
+    assert not any(r["rule"] == "water.flood.luc-nam" for r in rows)
+    html = report.read_text(encoding="utf-8")
+    assert "<svg" in html and "dap-cau" in html and "water.flood.dap-cau" in html
+
+
+def test_backtest_compare_shows_the_effect_of_lower_thresholds(tmp_path: Path) -> None:
+    import shutil
+
+    lower = tmp_path / "lower"
+    shutil.copytree(REPO / "rules", lower)
+    water = lower / "water.yaml"
+    water.write_text(water.read_text("utf-8").replace("value: 4.30,", "value: 4.00,"), "utf-8")
+    out = canhbao(
+        "rules", "backtest", "--rules", "rules/", "--compare", str(lower),
+        "--data", str(HISTORY), "--no-html",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    diff = out.stdout.split("compared with", 1)[1]
+    line = next(x for x in diff.splitlines() if x.strip().startswith("water.flood.dap-cau:"))
+    # Same one flood, raised earlier: level I at 4.00 m comes before 4.30 m on the rise.
+    assert "raised 1 → 1" in line and "first raise -" in line
