@@ -24,6 +24,7 @@ from pipeline.engine import Engine
 from pipeline.quality import Check
 from pipeline.replay import Replay
 from pipeline.rules.loader import RuleSet
+from pipeline.validate import field_errors
 from topics.models import Domain, Reading, Transition, Warning
 
 FLAP_WINDOW = timedelta(hours=1)
@@ -63,13 +64,7 @@ def load_history(
             try:
                 out.readings.append(Reading.model_validate_json(line))
             except ValidationError as exc:
-                bad(
-                    n,
-                    "; ".join(
-                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                        for e in exc.errors(include_url=False)
-                    ),
-                )
+                bad(n, "; ".join(field_errors(exc)))
         return out
 
     reader = csv.DictReader(io.StringIO(text))
@@ -97,13 +92,7 @@ def load_history(
                 )
             )
         except ValidationError as exc:
-            bad(
-                n,
-                "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                    for e in exc.errors(include_url=False)
-                ),
-            )
+            bad(n, "; ".join(field_errors(exc)))
     return out
 
 

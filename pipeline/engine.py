@@ -288,16 +288,17 @@ class Engine:
         else:
             area = self.area_of(reading)
             codes = list(rule.areas) or ([area] if area else [])
+        plain = rule.condition.kind == "threshold"
         evidence = [
             Evidence(
                 station_id=reading.station_id,
-                metric=reading.metric,
-                value=reading.value,
+                # What was compared with the level: the reading itself, or the
+                # quantity the rule computed from it (a sum, a rate, a z-score).
+                metric=reading.metric if plain else f"{reading.metric}:{_quantity(rule)}",
+                value=reading.value if plain else m.value,
                 observed_at=reading.observed_at,
                 threshold=decisive.value if decisive else None,
-                note=""
-                if rule.condition.kind == "threshold"
-                else f"{rule.condition.kind}: {m.value:.3g}",
+                note="" if plain else f"last reading {reading.value:g}",
             )
         ]
         w = build(

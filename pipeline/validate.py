@@ -11,7 +11,8 @@ from topics.models import DeadLetter, Reading, Report
 MAX_READING_BYTES = 64 * 1024
 
 
-def _field_errors(exc: ValidationError) -> list[str]:
+def field_errors(exc: ValidationError) -> list[str]:
+    """Each pydantic error as 'field.path: message'."""
     out = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"]) or "(message)"
@@ -50,7 +51,7 @@ def validate_report(
         try:
             return Report.model_validate(data)
         except ValidationError as exc:
-            errors = _field_errors(exc)
+            errors = field_errors(exc)
             why = "invalid report: " + "; ".join(errors)
     return DeadLetter(
         source_topic=source_topic,
@@ -83,23 +84,13 @@ def validate_reading(
             errors=errors or [],
         )
 
-    if not raw:
-        return reject("empty message")
-    if len(raw) > MAX_READING_BYTES:
-        return reject(f"message is {len(raw)} bytes; a reading may be at most {MAX_READING_BYTES}")
-    try:
-        # Decode explicitly: json.loads(bytes) would guess UTF-16/32 and accept them.
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        return reject("not UTF-8 text")
-    except json.JSONDecodeError as exc:
-        return reject(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
-    if not isinstance(data, dict):
-        return reject(f"expected a JSON object, got {type(data).__name__}")
+    data, why = _decode(raw, MAX_READING_BYTES)
+    if data is None:
+        return reject(why)
     try:
         reading = Reading.model_validate(data)
     except ValidationError as exc:
-        errors = _field_errors(exc)
+        errors = field_errors(exc)
         return reject("invalid reading: " + "; ".join(errors), errors)
     if key is not None and key.decode("utf-8", "replace") != reading.station_id:
         # The key decides the partition, and so the order and the worker that
