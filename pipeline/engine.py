@@ -591,6 +591,7 @@ class Engine:
                         "transition": Transition.UPDATED,
                         "evidence": [*previous.evidence, evidence][-10:],
                         "updated_at": max(report.observed_at, previous.updated_at),
+                        "previous_updated_at": previous.updated_at,
                     }
                 )
             if w is not None:

@@ -171,6 +171,7 @@ def build(
         evidence=evidence,
         raised_at=previous.raised_at if active and previous is not None else at,
         updated_at=at,
+        previous_updated_at=previous.updated_at if previous is not None else None,
         exercise=ctx.exercise,
         labels={**dict(spec.labels), "domain": spec.domain.value, "hazard": spec.hazard},
         annotations=annotations,
@@ -192,6 +193,7 @@ def apply_command(previous: Warning | None, command: Command, ctx: Context) -> W
         "transition": Transition.UPDATED if is_active(previous) else previous.transition,
         "previous_level": previous.level,
         "updated_at": max(command.at, previous.updated_at),
+        "previous_updated_at": previous.updated_at,
     }
     annotations = dict(previous.annotations)
     if command.action is Action.CORROBORATE:

@@ -229,6 +229,9 @@ class Warning(Message):
     evidence: list[Evidence] = Field(default_factory=list)
     raised_at: AwareDatetime
     updated_at: AwareDatetime
+    previous_updated_at: AwareDatetime | None = Field(
+        default=None, description="when the previous version was issued (CAP references)"
+    )
     exercise: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
