@@ -3,6 +3,12 @@
 Templates are configuration an engineer may edit, so they run in Jinja's
 sandbox: a template cannot reach Python internals (``__class__``, ``__globals__``
 ...) however it is written.
+
+Besides the one-line ``summary``, the channel templates (``templates/<channel>/``,
+rendered by :mod:`alerting.render`) use the filters defined here: numbers, times
+and levels written for reading (``num_vi``, ``time_local``, ``level_label``) and
+for speaking aloud (``num_spoken``, ``unit_spoken``, ``time_spoken``,
+``level_spoken``), in Vietnamese, English and Khmer.
 """
 
 from __future__ import annotations
@@ -48,6 +54,129 @@ def _time_local(value: datetime) -> str:
     return value.astimezone(VIETNAM).strftime("%H:%M %d/%m/%Y")
 
 
+# --- Filters for the channel templates (alerting.render) -------------------------------
+
+_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5}
+_NUMBER_WORDS = {
+    "vi": ("không", "một", "hai", "ba", "bốn", "năm"),
+    "en": ("zero", "one", "two", "three", "four", "five"),
+    "km": ("សូន្យ", "មួយ", "ពីរ", "បី", "បួន", "ប្រាំ"),
+}
+# Units as they are said aloud (a loudspeaker script has no abbreviations).
+_UNIT_WORDS = {
+    "vi": {
+        "m": "mét",
+        "mm": "mi-li-mét",
+        "µg/m³": "micrôgam trên mét khối",
+        "m/h": "mét mỗi giờ",
+        "Hz": "héc",
+        "ngày": "ngày",
+        "%": "phần trăm",
+    },
+    "en": {
+        "m": "metres",
+        "mm": "millimetres",
+        "µg/m³": "micrograms per cubic metre",
+        "m/h": "metres per hour",
+        "Hz": "hertz",
+        "ngày": "days",
+        "%": "per cent",
+    },
+    "km": {
+        "m": "ម៉ែត្រ",
+        "mm": "មីលីម៉ែត្រ",
+        "µg/m³": "មីក្រូក្រាមក្នុងមួយម៉ែត្រគូប",
+        "m/h": "ម៉ែត្រក្នុងមួយម៉ោង",
+        "Hz": "ហឺត",
+        "ngày": "ថ្ងៃ",
+        "%": "ភាគរយ",
+    },
+}
+_MONTHS_EN = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+_AND = {"vi": "và", "en": "and", "km": "និង"}
+
+
+def _num(value: float, lang: str = "vi") -> str:
+    """A measured value as written: decimal comma in Vietnamese and Khmer, point in English."""
+    return _num_en(value) if lang == "en" else _num_vi(value)
+
+
+def _num_spoken(value: float, lang: str = "vi") -> str:
+    """A value to read aloud: "6,42" (vi, km), "6.42" (en); whole numbers without decimals."""
+    if float(value).is_integer():
+        return str(int(value))
+    return _num(value, lang)
+
+
+def _unit_spoken(unit: str, lang: str = "vi") -> str:
+    return _UNIT_WORDS.get(lang, _UNIT_WORDS["vi"]).get(unit, unit)
+
+
+def _time_spoken(value: datetime, lang: str = "vi") -> str:
+    """A time to read aloud, in Vietnam time: "0 giờ 20 phút ngày 7 tháng 10"."""
+    t = value.astimezone(VIETNAM)
+    if lang == "en":
+        hour = t.hour % 12 or 12
+        half = "a.m." if t.hour < 12 else "p.m."
+        return f"{hour}:{t.minute:02d} {half} on {t.day} {_MONTHS_EN[t.month - 1]}"
+    if lang == "km":
+        return f"ម៉ោង {t.hour} និង {t.minute} នាទី ថ្ងៃទី {t.day} ខែ {t.month}"
+    return f"{t.hour} giờ {t.minute} phút ngày {t.day} tháng {t.month}"
+
+
+def _level_number(warning: Warning) -> int | None:
+    """The level as a number when its name is a Roman numeral ("III" -> 3)."""
+    return _ROMAN.get(warning.level_name.strip().upper())
+
+
+def _level_label(warning: Warning, lang: str = "vi") -> str:
+    """The level as written: "báo động III", "alarm level III", "កម្រិតប្រកាសអាសន្នទី 3"."""
+    n = _level_number(warning)
+    if warning.hazard in _LEVEL_WORD and n is not None:
+        return {
+            "vi": f"báo động {warning.level_name}",
+            "en": f"alarm level {warning.level_name}",
+            "km": f"កម្រិតប្រកាសអាសន្នទី {n}",
+        }.get(lang, warning.level_name)
+    if n is not None:
+        return {"vi": f"cấp {warning.level_name}", "en": f"level {warning.level_name}"}.get(
+            lang, f"កម្រិត {n}"
+        )
+    if lang == "vi":
+        return warning.level_name
+    return {"en": f"level {warning.level} ({warning.level_name})"}.get(
+        lang, f"កម្រិត {warning.level} ({warning.level_name})"
+    )
+
+
+def _level_spoken(warning: Warning, lang: str = "vi") -> str:
+    """The level as said aloud, never a bare numeral: "mức báo động ba"."""
+    n = _level_number(warning)
+    if n is None and lang == "vi":
+        return f"mức {warning.level_name}"  # a named level ("mưa to") is already words
+    if n is None:
+        n = warning.level
+    words = _NUMBER_WORDS.get(lang, _NUMBER_WORDS["vi"])
+    word = words[n] if 0 <= n < len(words) else str(n)
+    flood = warning.hazard in _LEVEL_WORD
+    if lang == "en":
+        return f"alarm level {word}" if flood else f"level {word}"
+    if lang == "km":
+        return f"កម្រិតប្រកាសអាសន្នទី{word}" if flood else f"កម្រិតទី{word}"
+    return f"mức báo động {word}" if flood else f"cấp {word}"
+
+
+def _join_and(items: Any, lang: str = "vi") -> str:
+    """["A", "B", "C"] -> "A, B và C" (the last pair joined by the word for "and")."""
+    names = [str(i) for i in items]
+    if len(names) <= 1:
+        return "".join(names)
+    return f"{', '.join(names[:-1])} {_AND.get(lang, 'và')} {names[-1]}"
+
+
 @lru_cache(maxsize=4)
 def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
@@ -56,7 +185,18 @@ def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
         undefined=StrictUndefined,
         keep_trailing_newline=False,
     )
-    env.filters.update(num_vi=_num_vi, num_en=_num_en, time_local=_time_local)
+    env.filters.update(
+        num_vi=_num_vi,
+        num_en=_num_en,
+        num=_num,
+        time_local=_time_local,
+        num_spoken=_num_spoken,
+        unit_spoken=_unit_spoken,
+        time_spoken=_time_spoken,
+        level_label=_level_label,
+        level_spoken=_level_spoken,
+        join_and=_join_and,
+    )
     return env
 
 
@@ -83,6 +223,15 @@ def context(warning: Warning) -> dict[str, Any]:
 def render(template: str, warning: Warning, template_dir: Path = TEMPLATE_DIR) -> str:
     tpl = environment(template_dir).get_template(template)
     return " ".join(tpl.render(context(warning)).split())
+
+
+def render_names(
+    names: list[str], variables: dict[str, Any], template_dir: Path = TEMPLATE_DIR
+) -> str:
+    """Render the first of ``names`` that exists with ``variables``, as the template wrote it
+    (no whitespace folding: e-mails and loudspeaker scripts keep their lines)."""
+    tpl = environment(template_dir).select_template(names)
+    return tpl.render(variables)
 
 
 def summary(warning: Warning, lang: str = "vi") -> str:

@@ -53,6 +53,10 @@ REGROUP_READINGS = "canhbao.regroup.readings"
 CORRELATE_WARNINGS = "canhbao.correlate.warnings"
 CORRELATE_REPORTS = "canhbao.correlate.reports"
 CLOCK = "canhbao.clock"
+STATE_DELIVERIES = "canhbao.state.deliveries"
+APPROVALS = "canhbao.approvals"
+STATE_BROADCASTS = "canhbao.state.broadcasts"
+CONTROL_SILENCES = "canhbao.control.silences"
 CONTROL_RULES = "canhbao.control.rules"
 COMMANDS = "canhbao.commands"
 
@@ -150,6 +154,38 @@ def _catalogue() -> tuple[TopicSpec, ...]:
             value="DeliveryReceipt",
             description="One receipt per delivery attempt",
             retention_ms=30 * DAY_MS,
+        ),
+        TopicSpec(
+            STATE_DELIVERIES,
+            key="notification_id",
+            value="delivery ledger entry",
+            description="Idempotency ledger: a restarted dispatcher never sends twice",
+            cleanup=Cleanup.COMPACT,
+            retention_ms=None,
+        ),
+        TopicSpec(
+            APPROVALS,
+            key="broadcast_id",
+            value="broadcast request or operator decision",
+            description="Citizen broadcasts waiting for two operators; approve, cancel",
+            retention_ms=90 * DAY_MS,
+        ),
+        TopicSpec(
+            STATE_BROADCASTS,
+            key="broadcast_id",
+            value="broadcast state (Faust table changelog)",
+            description="Pending, approved, sent, expired and cancelled broadcasts",
+            cleanup=Cleanup.COMPACT,
+            retention_ms=None,
+        ),
+        TopicSpec(
+            CONTROL_SILENCES,
+            key="silence id",
+            value="Silence",
+            description="Operator silences (time-bound, with author and reason)",
+            partitions=1,
+            cleanup=Cleanup.COMPACT,
+            retention_ms=None,
         ),
         TopicSpec(
             DEADLETTER,

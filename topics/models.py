@@ -318,9 +318,13 @@ class Notification(Message):
     channel: Channel
     audience: Audience
     address: str = Field(min_length=1, description="URL, e-mail, phone or MQTT topic; no secrets")
+    recipients: list[str] = Field(
+        default_factory=list, description="a fan-out batch: many citizens, one rendering"
+    )
     lang: Literal["vi", "en", "km"] = "vi"
     subject: str = ""
     body: str
+    html: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
     exercise: bool = False
     created_at: AwareDatetime = Field(default_factory=utcnow)
@@ -330,6 +334,8 @@ class DeliveryOutcome(StrEnum):
     DELIVERED = "delivered"
     RETRYING = "retrying"
     FAILED = "failed"
+    SUPPRESSED = "suppressed"  # silenced, inhibited or quiet hours: recorded, not sent
+    DUPLICATE = "duplicate"  # already delivered before (ledger): not sent again
 
 
 class DeliveryReceipt(Message):

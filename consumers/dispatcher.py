@@ -1,0 +1,267 @@
+"""The dispatcher every channel shares: consume ``canhbao.notifications.<channel>``,
+deliver through a channel ``Sender``, record a ``DeliveryReceipt`` per attempt.
+
+Guarantee: a notification is delivered once per receiver. Before sending, the
+dispatcher checks the idempotency ledger (``canhbao.state.deliveries``, keyed by
+``<warning>:v<version>:<receiver>...``); after a successful send it records the
+delivery there and waits for the broker's acknowledgement; offsets are committed
+only after that. A dispatcher killed at any point restarts, skips what the ledger
+says was delivered, and delivers the rest. The one request in flight at the
+moment of a kill has an unknown outcome and is sent again; it carries the same
+``Idempotency-Key`` so a receiver can drop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from canhbao.metrics import DELIVERIES, DELIVERY_SECONDS, MESSAGES_REJECTED
+from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
+from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
+from topics.models import Channel, DeadLetter, DeliveryOutcome, DeliveryReceipt, Notification
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """A failed attempt; ``retryable`` False gives up at once (e.g. HTTP 400)."""
+
+    def __init__(self, message: str, status: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class Sender(Protocol):
+    channel: Channel
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, note: Notification) -> int | None:
+        """Deliver once; return a status code if the channel has one, or raise."""
+        ...
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    bootstrap: str
+    group_id: str | None = None
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    rate_per_receiver: float = 20.0
+    burst_per_receiver: float = 40.0
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 15.0
+    rebalance_timeout_ms: int = 10_000
+
+
+class Ledger:
+    """Which notifications were delivered (compacted topic, read whole at start)."""
+
+    def __init__(self) -> None:
+        self.delivered: set[str] = set()
+
+    async def load(self, bootstrap: str) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(STATE_DELIVERIES) or set()
+            tps = [TopicPartition(STATE_DELIVERIES, p) for p in parts]
+            if not tps:
+                return
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+
+            async def behind() -> bool:
+                for tp in tps:
+                    if await consumer.position(tp) < ends[tp]:
+                        return True
+                return False
+
+            while await behind():
+                batch = await consumer.getmany(timeout_ms=1000)
+                for records in batch.values():
+                    for r in records:
+                        if r.key is not None and r.value is not None:
+                            self.delivered.add(r.key.decode())
+        finally:
+            await consumer.stop()
+
+    def __contains__(self, notification_id: object) -> bool:
+        return notification_id in self.delivered
+
+    async def record(self, producer: AIOKafkaProducer, notification_id: str) -> None:
+        value = json.dumps({"delivered_at": time.time()}).encode()
+        await producer.send_and_wait(STATE_DELIVERIES, value, key=notification_id.encode())
+        self.delivered.add(notification_id)
+
+
+@dataclass
+class Dispatcher:
+    sender: Sender
+    config: DispatchConfig
+    ledger: Ledger = field(default_factory=Ledger)
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    _buckets: dict[str, TokenBucket] = field(default_factory=dict)
+    _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+
+    @property
+    def channel(self) -> Channel:
+        return self.sender.channel
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep, but wake at once on stop; True when stopping."""
+        if seconds <= 0:
+            return self._stopping.is_set()
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def run(self) -> None:
+        cfg = self.config
+        topic = notifications_topic(self.channel)
+        await self.ledger.load(cfg.bootstrap)
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=cfg.bootstrap,
+            group_id=cfg.group_id or f"canhbao.dispatch.{self.channel.value}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            rebalance_timeout_ms=cfg.rebalance_timeout_ms,
+            session_timeout_ms=max(6_000, cfg.rebalance_timeout_ms),
+            heartbeat_interval_ms=1_000,
+            max_poll_interval_ms=600_000,
+        )
+        producer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap, linger_ms=1, acks="all")
+        await producer.start()
+        await consumer.start()
+        await self.sender.start()
+        try:
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=100)
+                done: dict[TopicPartition, int] = {}
+                for tp, records in batches.items():
+                    for record in records:
+                        if self._stopping.is_set():
+                            break
+                        finished = await self._handle(producer, topic, record)
+                        if not finished:
+                            break
+                        done[tp] = record.offset + 1
+                if done:
+                    await producer.flush()
+                    await consumer.commit(done)
+        finally:
+            await self.sender.stop()
+            await consumer.stop()
+            await producer.stop()
+
+    async def _handle(self, producer: AIOKafkaProducer, topic: str, record: Any) -> bool:
+        """True when the record reached a final outcome (and its offset may be committed)."""
+        raw: bytes = record.value or b""
+        try:
+            note = Notification.model_validate_json(raw)
+        except ValidationError as exc:
+            MESSAGES_REJECTED.labels(topic, "dispatch").inc()
+            dead = DeadLetter(
+                source_topic=topic,
+                partition=record.partition,
+                offset=record.offset,
+                original=raw,
+                stage="dispatch",
+                reason=f"not a valid notification: {exc.error_count()} error(s)",
+                errors=[f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()],
+            )
+            await producer.send_and_wait(DEADLETTER, dead.to_bytes(), key=topic.encode())
+            return True
+        if note.notification_id in self.ledger:
+            DELIVERIES.labels(self.channel.value, DeliveryOutcome.DUPLICATE.value).inc()
+            log.info("%s already delivered: not sent again", note.notification_id)
+            return True
+        receipt = await self.deliver(producer, note)
+        return receipt is not None
+
+    async def deliver(
+        self, producer: AIOKafkaProducer, note: Notification
+    ) -> DeliveryReceipt | None:
+        """Deliver with retries; None when interrupted by a stop (not final)."""
+        policy = self.config.policy
+        bucket = self._buckets.setdefault(
+            note.receiver_id,
+            TokenBucket(self.config.rate_per_receiver, self.config.burst_per_receiver),
+        )
+        breaker = self._breakers.setdefault(
+            note.receiver_id,
+            CircuitBreaker(self.config.breaker_threshold, self.config.breaker_cooldown),
+        )
+        receipt: DeliveryReceipt | None = None
+        for attempt in range(1, policy.max_attempts + 1):
+            if await self._pause(breaker.wait_time()) or await self._pause(bucket.wait_time()):
+                return None
+            started = time.perf_counter()
+            status: int | None = None
+            error: str | None = None
+            retryable = True
+            try:
+                status = await asyncio.wait_for(self.sender.send(note), policy.timeout)
+            except DeliveryError as exc:
+                status, error, retryable = exc.status, str(exc), exc.retryable
+            except TimeoutError:
+                error = f"no answer within {policy.timeout:g} s"
+            elapsed = time.perf_counter() - started
+            DELIVERY_SECONDS.labels(self.channel.value).observe(elapsed)
+            if error is None:
+                breaker.success()
+                outcome = DeliveryOutcome.DELIVERED
+            else:
+                breaker.failure()
+                last = attempt == policy.max_attempts or not retryable
+                outcome = DeliveryOutcome.FAILED if last else DeliveryOutcome.RETRYING
+            DELIVERIES.labels(self.channel.value, outcome.value).inc()
+            receipt = DeliveryReceipt(
+                notification_id=note.notification_id,
+                warning_id=note.warning_id,
+                receiver_id=note.receiver_id,
+                channel=self.channel,
+                attempt=attempt,
+                outcome=outcome,
+                status_code=status,
+                error=error,
+                latency_seconds=elapsed,
+            )
+            if outcome is DeliveryOutcome.DELIVERED:
+                # The ledger first: once it is acknowledged, a restart never resends.
+                await self.ledger.record(producer, note.notification_id)
+            await producer.send(RECEIPTS, receipt.to_bytes(), key=note.notification_id.encode())
+            if outcome is not DeliveryOutcome.RETRYING:
+                break
+            if await self._pause(policy.backoff(attempt)):
+                return None
+        assert receipt is not None
+        if receipt.outcome is DeliveryOutcome.FAILED:
+            log.warning("%s to %s failed: %s", self.channel.value, note.receiver_id, receipt.error)
+            dead = DeadLetter(
+                source_topic=notifications_topic(self.channel),
+                original=note.to_bytes(),
+                stage="deliver",
+                reason=f"gave up after {receipt.attempt} attempts: {receipt.error}",
+            )
+            await producer.send_and_wait(
+                DEADLETTER, dead.to_bytes(), key=notifications_topic(self.channel).encode()
+            )
+        return receipt

@@ -1,0 +1,85 @@
+"""SMS channel through an HTTP gateway whose request shape is configuration.
+
+The body template is JSON in which the strings ``"$to"``, ``"$recipients"``,
+``"$text"``, ``"$sender"`` and ``"$id"`` are replaced by values (typed: a list
+stays a list), so a message text can never break the request's structure.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiohttp
+
+from consumers.dispatcher import DeliveryError
+from topics.models import Channel, Notification
+
+DEFAULT_TEMPLATE = '{"to": "$recipients", "message": "$text", "sender": "$sender", "ref": "$id"}'
+
+
+def fill(template: Any, values: dict[str, Any]) -> Any:
+    if isinstance(template, str) and template.startswith("$") and template[1:] in values:
+        return values[template[1:]]
+    if isinstance(template, list):
+        return [fill(v, values) for v in template]
+    if isinstance(template, dict):
+        return {k: fill(v, values) for k, v in template.items()}
+    return template
+
+
+class SmsSender:
+    channel = Channel.SMS
+
+    def __init__(
+        self,
+        gateway_url: str,
+        token: str | None = None,
+        template: str = DEFAULT_TEMPLATE,
+        sender_name: str = "CANHBAO",
+        timeout: float = 10.0,
+    ) -> None:
+        self.gateway_url = gateway_url
+        self.token = token
+        self.template = json.loads(template)
+        self.sender_name = sender_name
+        self.timeout = timeout
+        self._http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def request_body(self, note: Notification) -> dict[str, Any]:
+        recipients = note.recipients or [note.address]
+        values = {
+            "to": recipients[0],
+            "recipients": recipients,
+            "text": note.body,
+            "sender": self.sender_name,
+            "id": note.notification_id,
+        }
+        body = fill(self.template, values)
+        assert isinstance(body, dict)
+        return body
+
+    async def send(self, note: Notification) -> int | None:
+        assert self._http is not None, "start() first"
+        headers = {"Idempotency-Key": note.notification_id}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            async with self._http.post(
+                self.gateway_url, json=self.request_body(note), headers=headers
+            ) as resp:
+                await resp.read()
+                if 200 <= resp.status < 300:
+                    return resp.status
+                final = 400 <= resp.status < 500 and resp.status not in (408, 429)
+                raise DeliveryError(f"gateway HTTP {resp.status}", resp.status, not final)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
