@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,11 +24,27 @@ class Province(BaseModel):
     name: str
 
 
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+Longitude = Annotated[float, Field(ge=-180, le=180)]
+
+
 class Commune(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     code: str
     name: str
     province: str
+    geocode: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Official administrative code of the commune (CAP geocode VN-commune)",
+    )
+    polygon: list[tuple[Latitude, Longitude]] | None = Field(
+        default=None,
+        min_length=3,
+        description="Boundary as [lat, lon] points (WGS 84); closed on output if it is not",
+    )
 
 
 class Station(BaseModel):

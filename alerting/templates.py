@@ -132,33 +132,44 @@ def _level_number(warning: Warning) -> int | None:
     return _ROMAN.get(warning.level_name.strip().upper())
 
 
-def _level_label(warning: Warning, lang: str = "vi") -> str:
-    """The level as written: "báo động III", "alarm level III", "កម្រិតប្រកាសអាសន្នទី 3"."""
-    n = _level_number(warning)
+def _level_name(warning: Warning, at: int | None) -> str | None:
+    """The name of level ``at`` (default: the warning's own): Roman numerals are derived
+    from the number; another level of a free-named scale ("mưa to") has no known name."""
+    if at is None or at == warning.level:
+        return warning.level_name
+    if _level_number(warning) is not None and at in _ROMAN.values():
+        return next(name for name, n in _ROMAN.items() if n == at)
+    return None
+
+
+def _level_label(warning: Warning, lang: str = "vi", at: int | None = None) -> str:
+    """A level as written: "báo động III", "alarm level III", "កម្រិតប្រកាសអាសន្នទី 3";
+    ``at`` names another level of the same warning (e.g. ``previous_level``)."""
+    level = warning.level if at is None else at
+    name = _level_name(warning, at)
+    n = _ROMAN.get(name.strip().upper()) if name else None
     if warning.hazard in _LEVEL_WORD and n is not None:
         return {
-            "vi": f"báo động {warning.level_name}",
-            "en": f"alarm level {warning.level_name}",
+            "vi": f"báo động {name}",
+            "en": f"alarm level {name}",
             "km": f"កម្រិតប្រកាសអាសន្នទី {n}",
-        }.get(lang, warning.level_name)
+        }.get(lang, f"{name}")
     if n is not None:
-        return {"vi": f"cấp {warning.level_name}", "en": f"level {warning.level_name}"}.get(
-            lang, f"កម្រិត {n}"
-        )
-    if lang == "vi":
-        return warning.level_name
-    return {"en": f"level {warning.level} ({warning.level_name})"}.get(
-        lang, f"កម្រិត {warning.level} ({warning.level_name})"
-    )
+        return {"vi": f"cấp {name}", "en": f"level {name}"}.get(lang, f"កម្រិត {n}")
+    if name is None:
+        return {"vi": f"cấp {level}", "en": f"level {level}"}.get(lang, f"កម្រិត {level}")
+    return {"vi": name, "en": f"level {level} ({name})"}.get(lang, f"កម្រិត {level} ({name})")
 
 
-def _level_spoken(warning: Warning, lang: str = "vi") -> str:
-    """The level as said aloud, never a bare numeral: "mức báo động ba"."""
-    n = _level_number(warning)
-    if n is None and lang == "vi":
-        return f"mức {warning.level_name}"  # a named level ("mưa to") is already words
+def _level_spoken(warning: Warning, lang: str = "vi", at: int | None = None) -> str:
+    """A level as said aloud, never a bare numeral: "mức báo động ba", "alarm level three"."""
+    level = warning.level if at is None else at
+    name = _level_name(warning, at)
+    n = _ROMAN.get(name.strip().upper()) if name else None
+    if n is None and name and lang == "vi":
+        return f"mức {name}"  # a named level ("mưa to") is already words
     if n is None:
-        n = warning.level
+        n = level
     words = _NUMBER_WORDS.get(lang, _NUMBER_WORDS["vi"])
     word = words[n] if 0 <= n < len(words) else str(n)
     flood = warning.hazard in _LEVEL_WORD
@@ -167,6 +178,11 @@ def _level_spoken(warning: Warning, lang: str = "vi") -> str:
     if lang == "km":
         return f"កម្រិតប្រកាសអាសន្នទី{word}" if flood else f"កម្រិតទី{word}"
     return f"mức báo động {word}" if flood else f"cấp {word}"
+
+
+def _unit_of(metric: str) -> str:
+    """The unit of a metric as written ("m", "mm"); "" when not known."""
+    return _UNITS.get(metric, "")
 
 
 def _join_and(items: Any, lang: str = "vi") -> str:
@@ -181,7 +197,10 @@ def _join_and(items: Any, lang: str = "vi") -> str:
 def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
     env = SandboxedEnvironment(
         loader=FileSystemLoader(str(template_dir)),
-        autoescape=select_autoescape(enabled_extensions=("html", "xml"), default=False),
+        # "email.vi.html.j2" is HTML: the extension before .j2 decides.
+        autoescape=select_autoescape(
+            enabled_extensions=("html", "xml", "html.j2", "xml.j2"), default=False
+        ),
         undefined=StrictUndefined,
         keep_trailing_newline=False,
     )
@@ -196,6 +215,7 @@ def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
         level_label=_level_label,
         level_spoken=_level_spoken,
         join_and=_join_and,
+        unit_of=_unit_of,
     )
     return env
 

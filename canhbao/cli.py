@@ -82,25 +82,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_dispatch(args: argparse.Namespace) -> int:
     from canhbao.broker import kafka_bootstrap
-    from consumers.webhook import WebhookConfig, WebhookDispatcher
+    from canhbao.channels import dispatcher_for
 
     settings = get_settings()
     if not settings.kafka_bootstrap:
         _embedded_env()
         settings = get_settings()
-    secret = (
-        settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
-    )
     with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
-        dispatcher = WebhookDispatcher(
-            WebhookConfig(
-                bootstrap=bootstrap,
-                secret=secret,
-                timeout=settings.webhook_timeout,
-                max_attempts=settings.webhook_max_attempts,
-                rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
-            )
-        )
+        dispatcher = dispatcher_for(args.channel, settings, bootstrap)
 
         async def main() -> None:
             from canhbao import metrics
@@ -169,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("dispatch", help="run a delivery service for one channel")
-    p.add_argument("channel", choices=["webhook"])
+    p.add_argument("channel", choices=["webhook", "email", "sms", "loudspeaker", "cap"])
     p.set_defaults(func=cmd_dispatch)
 
     p = sub.add_parser("receiver", help="run a local webhook receiver (what an agency runs)")

@@ -56,3 +56,13 @@ RULES_RELOADS = Counter(
 def set_active_rules(version: str) -> None:
     RULES_ACTIVE.clear()
     RULES_ACTIVE.labels(version).set(1)
+
+
+NOTIFICATIONS_SUPPRESSED = Counter(
+    "canhbao_notifications_suppressed_total",
+    "Notifications held back by inhibition, silences or quiet hours",
+    ["channel"],
+)
+BROADCASTS = Counter(
+    "canhbao_broadcasts_total", "Citizen broadcasts by what happened to them", ["status"]
+)

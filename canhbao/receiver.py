@@ -7,6 +7,7 @@ signature is wrong, and keeps every accepted delivery (deduplicated by the
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ class Delivery:
     path: str
     key: str
     body: dict[str, Any]
+    xml: str | None = None  # CAP documents arrive as XML
 
 
 @dataclass
@@ -33,6 +35,8 @@ class WebhookReceiver:
     deliveries: list[Delivery] = field(default_factory=list)
     requests: int = 0
     rejected: int = 0
+    duplicates: int = 0
+    delay: float = 0.0  # seconds to answer each request (a slow receiver)
     _runner: web.AppRunner | None = None
 
     @property
@@ -42,6 +46,8 @@ class WebhookReceiver:
     async def _hook(self, request: web.Request) -> web.Response:
         self.requests += 1
         body = await request.read()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.secret is not None:
             ok = signing.verify(
                 self.secret,
@@ -52,15 +58,21 @@ class WebhookReceiver:
             if not ok:
                 self.rejected += 1
                 return web.json_response({"error": "bad signature"}, status=401)
-        try:
-            data = json.loads(body)
-        except ValueError:
-            self.rejected += 1
-            return web.json_response({"error": "not JSON"}, status=400)
+        xml: str | None = None
+        data: dict[str, Any] = {}
+        if request.content_type == "application/cap+xml":
+            xml = body.decode("utf-8", "replace")
+        else:
+            try:
+                data = json.loads(body)
+            except ValueError:
+                self.rejected += 1
+                return web.json_response({"error": "not JSON"}, status=400)
         key = request.headers.get("Idempotency-Key", "")
         if key and any(d.key == key for d in self.deliveries):
+            self.duplicates += 1
             return web.json_response({"status": "duplicate"})
-        delivery = Delivery(path=request.path, key=key, body=data)
+        delivery = Delivery(path=request.path, key=key, body=data, xml=xml)
         self.deliveries.append(delivery)
         if self.on_delivery is not None:
             self.on_delivery(delivery)
@@ -69,6 +81,7 @@ class WebhookReceiver:
     async def start(self) -> WebhookReceiver:
         app = web.Application()
         app.router.add_post("/hooks/{agency}", self._hook)
+        app.router.add_post("/cap/{partner}", self._hook)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

@@ -35,11 +35,33 @@ class Settings(BaseSettings):
     geography_path: Path = REPO_ROOT / "config" / "geography.yaml"
     directory_path: Path = REPO_ROOT / "config" / "directory.yaml"
     routes_path: Path = REPO_ROOT / "config" / "routes.yaml"
+    audiences_path: Path = REPO_ROOT / "config" / "audiences.yaml"
     webhook_secret: SecretStr | None = Field(
         default=None, description="HMAC-SHA256 key for signing webhook deliveries"
     )
     webhook_timeout: float = Field(default=5.0, gt=0)
-    webhook_max_attempts: int = Field(default=3, ge=1)
+    webhook_max_attempts: int = Field(
+        default=10, ge=1, description="attempts before dead-lettering (one to two minutes)"
+    )
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_ca_file: Path | None = Field(
+        default=None, description="CA bundle for the SMTP server's certificate (default: system)"
+    )
+    smtp_from: str = "canhbao@bacninh.gov.vn"
+    sms_gateway_url: str = "http://127.0.0.1:8788/sms"
+    sms_token: SecretStr | None = None
+    sms_body_template: str | None = Field(
+        default=None, description="JSON request body with $to/$recipients/$text/$sender/$id"
+    )
+    sms_sender: str = "CANHBAO"
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
     tick_interval: float = Field(
         default=30.0, gt=0, description="Seconds between clock ticks (silent stations, expiry)"
     )

@@ -12,19 +12,21 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_attempts: int = 8
+    max_attempts: int = 10
     base: float = 0.5
     cap: float = 30.0  # the longest single wait
     timeout: float = 10.0  # one attempt
 
     def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
-        """Full jitter: a random wait up to base·2^(attempt-1), capped. With the
-        defaults the attempts span about a minute: a receiver down for 30 s
-        still gets its notification, one that never returns is given up on."""
-        return float(rng() * min(self.cap, self.base * 2 ** (attempt - 1)))
+        """Equal jitter: half of base·2^(attempt-1) (capped) for sure, the other half
+        at random, so dispatchers do not retry in lockstep yet the total is bounded
+        below. With the defaults the retries of one notification take 60 to 120 s:
+        a receiver down for 30 s still gets it; one that never returns is given up on."""
+        step = min(self.cap, self.base * 2 ** (attempt - 1))
+        return float(step / 2 + rng() * step / 2)
 
     def budget(self) -> float:
-        """The longest the retries of one notification can take (for docs and tests)."""
+        """The longest the waits of one notification's retries can add up to."""
         return float(
             sum(min(self.cap, self.base * 2 ** (a - 1)) for a in range(1, self.max_attempts))
         )

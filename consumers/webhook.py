@@ -88,7 +88,7 @@ class WebhookConfig:
     group_id: str | None = None
     secret: bytes | None = None
     timeout: float = 5.0
-    max_attempts: int = 8
+    max_attempts: int = 10
     backoff_base: float = 0.5
     rebalance_timeout_ms: int = 10_000
 

@@ -25,7 +25,7 @@ def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust
 
 def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
     from alerting.directory import Directory
-    from pipeline.agents import control, evaluate, ingest, route
+    from pipeline.agents import approvals, control, evaluate, ingest, route
     from pipeline.engine import Engine
 
     app = faust.App(
@@ -47,6 +47,7 @@ def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
     holder = evaluate.EngineHolder(Engine(rules, directory, exercise=settings.exercise))
     ingest.register(app, settings)
     evaluate.register(app, settings, holder)
-    route.register(app, directory)
+    route.register(app, settings, directory, bootstrap)
+    approvals.register(app, settings, directory)
     control.register(app, bootstrap, holder)
     return app

@@ -330,6 +330,60 @@ class Notification(Message):
     created_at: AwareDatetime = Field(default_factory=utcnow)
 
 
+class BroadcastStatus(StrEnum):
+    PENDING = "pending"  # waiting for two operators
+    SENT = "sent"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    SUPERSEDED = "superseded"  # a newer state of the warning asked for its own
+
+
+class Broadcast(Message):
+    """A message to citizens of some communes, held until two operators approve it."""
+
+    broadcast_id: str
+    warning: Warning
+    communes: list[str]
+    channels: list[Channel]
+    requested_at: AwareDatetime
+    expires_at: AwareDatetime
+    status: BroadcastStatus = BroadcastStatus.PENDING
+    approvals: list[str] = Field(default_factory=list)
+    sent_at: AwareDatetime | None = None
+    cancelled_by: str | None = None
+    reason: str = ""
+
+
+class ApprovalAction(StrEnum):
+    REQUEST = "request"
+    APPROVE = "approve"
+    CANCEL = "cancel"
+
+
+class ApprovalEvent(Message):
+    """On ``canhbao.approvals``, keyed by the warning id (all its broadcasts together)."""
+
+    event_id: str
+    broadcast_id: str
+    action: ApprovalAction
+    actor: Annotated[str, Field(min_length=1, max_length=128)]
+    reason: str = ""
+    broadcast: Broadcast | None = None
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _request_has_broadcast(self) -> ApprovalEvent:
+        if self.action is ApprovalAction.REQUEST and self.broadcast is None:
+            raise ValueError("a request carries the broadcast")
+        if self.action is ApprovalAction.CANCEL and not self.reason.strip():
+            raise ValueError("a cancellation needs a reason")
+        return self
+
+    @property
+    def warning_id(self) -> str:
+        return self.broadcast_id.rsplit(":v", 1)[0]
+
+
 class DeliveryOutcome(StrEnum):
     DELIVERED = "delivered"
     RETRYING = "retrying"

@@ -11,7 +11,6 @@ raises it twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +24,7 @@ from canhbao.metrics import (
     WARNING_TRANSITIONS,
 )
 from canhbao.settings import Settings
+from pipeline.agents.store import TableStore
 from pipeline.engine import Engine, Outputs, areas_of
 from topics.catalogue import (
     CLOCK,
@@ -47,57 +47,6 @@ class EngineHolder:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-
-
-class TableStore(MutableMapping[str, Any]):
-    """The Faust table seen as the engine's store; each value remembers the
-    partition it was written from, so a tick only touches its own partition.
-
-    Changelog writes are collected and ``flush`` waits until the broker has them:
-    the agent calls it before moving to the next event, so an offset is never
-    committed for an event whose state change could still be lost. The quality
-    gate's state (``q|``: "this reading was seen") is written last: if a crash
-    cuts the sequence short, the replayed reading is evaluated again instead of
-    being set aside as a duplicate of a reading whose effects were lost."""
-
-    def __init__(self, table: Any, partition: int) -> None:
-        self.table = table
-        self.partition = partition
-        self.dirty: dict[str, Any] = {}
-
-    def __getitem__(self, key: str) -> Any:
-        value = self.table.get(key)
-        if value is None:
-            raise KeyError(key)
-        return value
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        # A copy: the caller may keep using its dict, without our bookkeeping in it.
-        stored = {**value, "_p": self.partition}
-        self.table.data[key] = stored
-        key_partition = getattr(self.table.data, "_key_partition", None)
-        if key_partition is not None:
-            key_partition[key] = self.partition  # so a revoked partition's keys are dropped
-        self.dirty[key] = stored
-
-    async def flush(self) -> None:
-        dirty, self.dirty = self.dirty, {}
-        order = sorted(dirty, key=lambda k: k.startswith("q|"))
-        pending = [self.table.send_changelog(self.partition, k, dirty[k]) for k in order]
-        for fut in pending:
-            await fut
-
-    def __delitem__(self, key: str) -> None:
-        del self.table[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self.table.keys()))
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def own_keys(self) -> list[str]:
-        return [k for k, v in list(self.table.items()) if v and v.get("_p") == self.partition]
 
 
 def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:

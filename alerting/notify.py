@@ -1,0 +1,296 @@
+"""From one warning state to the notifications it causes: the routing tree picks
+receivers; inhibition, silences and quiet hours hold some back (recorded, not
+dropped silently); messages to citizens above the configured severity become a
+``Broadcast`` that waits for two operators. Pure logic."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
+
+from alerting.audiences import Audiences
+from alerting.directory import Directory
+from alerting.governance import coordinators
+from alerting.routes import (
+    ReceiverConfig,
+    RoutingConfig,
+    Silence,
+    inhibited_by,
+    needs_approval,
+    quiet,
+    receivers_for,
+    silenced_by,
+)
+from topics.models import Audience, Broadcast, Channel, Notification, Warning
+
+Lang = Literal["vi", "en", "km"]
+SMS_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Message:
+    subject: str
+    body: str
+    html: str | None = None
+    payload: dict[str, object] = field(default_factory=dict)
+
+
+Renderer = Callable[[Warning, Channel, Lang, Audience], Message]
+
+
+@dataclass(frozen=True)
+class Suppressed:
+    notification_id: str
+    receiver_id: str
+    channel: Channel
+    reason: str
+
+
+@dataclass
+class Plan:
+    notifications: list[Notification] = field(default_factory=list)
+    suppressed: list[Suppressed] = field(default_factory=list)
+    broadcasts: list[Broadcast] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    channel: Channel
+    address: str
+    audience: Audience
+    lang: Lang = "vi"
+
+
+def _lang(value: str) -> Lang:
+    return value if value in ("vi", "en", "km") else "vi"  # type: ignore[return-value]
+
+
+def _agency_targets(directory: Directory, code: str, channels: list[Channel]) -> list[Target]:
+    agency = directory.agencies.get(code)
+    if agency is None:
+        return []
+    return [
+        Target(r.id, r.channel, r.address, Audience.AGENCY, _lang(r.lang))
+        for r in agency.receivers
+        if r.channel in channels
+    ]
+
+
+def targets(
+    receiver: ReceiverConfig, warning: Warning, directory: Directory, audiences: Audiences
+) -> list[Target]:
+    """Everyone a (non-citizen) receiver addresses for this warning, per channel."""
+    to, channels = receiver.to, receiver.channels
+    out: list[Target] = []
+    if to.lead_agency:
+        out += _agency_targets(directory, warning.lead_agency.code, channels)
+    if to.coordinators:
+        for code in coordinators(directory, warning.domain, warning.phase):
+            out += _agency_targets(directory, code, channels)
+    if to.station_owner:
+        station = directory.station(warning.subject)
+        if station is not None:
+            out += _agency_targets(directory, station.owner, channels)
+    for code in to.agencies:
+        out += _agency_targets(directory, code, channels)
+        partner = audiences.partner(code)
+        if partner is not None:
+            if partner.cap and Channel.CAP in channels:
+                out.append(Target(code, Channel.CAP, partner.cap, Audience.PARTNER,
+                                  _lang(partner.lang)))  # fmt: skip
+            if partner.webhook and Channel.WEBHOOK in channels:
+                out.append(Target(code, Channel.WEBHOOK, partner.webhook, Audience.PARTNER,
+                                  _lang(partner.lang)))  # fmt: skip
+    if to.commune_committees:
+        for area in warning.areas:
+            c = audiences.committee(area.code)
+            if c is None:
+                continue
+            rid = f"ubnd-{area.code}"
+            for channel, address in (
+                (Channel.WEBHOOK, c.webhook),
+                (Channel.SMS, c.sms),
+                (Channel.EMAIL, c.email),
+            ):
+                if address and channel in channels:
+                    out.append(Target(rid, channel, address, Audience.COMMUNE))
+    seen: set[tuple[str, Channel]] = set()
+    unique = []
+    for t in out:
+        if (t.id, t.channel) not in seen:
+            seen.add((t.id, t.channel))
+            unique.append(t)
+    return unique
+
+
+def notification_id(warning: Warning, target_id: str, channel: Channel) -> str:
+    return f"{warning.warning_id}:v{warning.version}:{target_id}:{channel.value}"
+
+
+def _note(warning: Warning, t: Target, msg: Message, recipients: list[str] | None = None,
+          nid: str | None = None) -> Notification:  # fmt: skip
+    return Notification(
+        notification_id=nid or notification_id(warning, t.id, t.channel),
+        warning_id=warning.warning_id,
+        warning_version=warning.version,
+        receiver_id=t.id,
+        channel=t.channel,
+        audience=t.audience,
+        address=t.address,
+        recipients=recipients or [],
+        lang=t.lang,
+        subject=msg.subject,
+        body=msg.body,
+        html=msg.html,
+        payload=dict(msg.payload),
+        exercise=warning.exercise,
+    )
+
+
+def citizen_notifications(
+    warning: Warning,
+    communes: list[str],
+    channels: list[Channel],
+    audiences: Audiences,
+    render: Renderer,
+    batch: int = SMS_BATCH,
+) -> list[Notification]:
+    """The fan-out: rendered once per language and channel, sent in batches."""
+    out: list[Notification] = []
+    cache: dict[tuple[Channel, Lang], Message] = {}
+
+    def message(channel: Channel, lang: Lang) -> Message:
+        if (channel, lang) not in cache:
+            cache[(channel, lang)] = render(warning, channel, lang, Audience.CITIZEN)
+        return cache[(channel, lang)]
+
+    for commune in communes:
+        if Channel.SMS in channels:
+            by_lang: dict[Lang, list[str]] = {}
+            for sub in audiences.subscribers(commune):
+                by_lang.setdefault(_lang(sub.lang), []).append(sub.phone)
+            for lang, phones in sorted(by_lang.items()):
+                for i in range(0, len(phones), batch):
+                    rid = f"citizens-{commune}-{lang}-{i // batch}"
+                    t = Target(rid, Channel.SMS, "batch", Audience.CITIZEN, lang)
+                    out.append(_note(warning, t, message(Channel.SMS, lang), phones[i : i + batch]))
+        if Channel.LOUDSPEAKER in channels:
+            speaker = audiences.loudspeaker(commune)
+            if speaker is not None:
+                t = Target(f"loa-{commune}", Channel.LOUDSPEAKER, speaker.topic, Audience.CITIZEN)
+                msg = message(Channel.LOUDSPEAKER, "vi")
+                siren = warning.active and warning.level >= 3
+                out.append(_note(warning, t, Message(msg.subject, msg.body, None,
+                                                     {**msg.payload, "siren": siren})))  # fmt: skip
+    return out
+
+
+def plan(
+    warning: Warning,
+    config: RoutingConfig,
+    directory: Directory,
+    audiences: Audiences,
+    render: Renderer,
+    *,
+    active: list[Warning],
+    silences: list[Silence],
+    now: datetime,
+) -> Plan:
+    out = Plan()
+    if warning.labels.get("notify") == "false":
+        return out  # a rule that only feeds compound rules
+    receivers = receivers_for(config, warning)
+    inhibitor = inhibited_by(config, warning, active)
+    silence = silenced_by(config.silences + silences, warning, now)
+    for receiver in receivers:
+        if receiver.to.citizens:
+            _citizens(warning, receiver, audiences, render, now, out, inhibitor, silence)
+        for t in targets(receiver, warning, directory, audiences):
+            nid = notification_id(warning, t.id, t.channel)
+            reason = None
+            if inhibitor is not None:
+                reason = f"inhibited by {inhibitor.warning_id} (level {inhibitor.level})"
+            elif silence is not None:
+                reason = (
+                    f"silenced by {silence.created_by} until {silence.ends_at}: {silence.comment}"
+                )
+            elif quiet(config, t.channel, warning, now):
+                reason = "quiet hours (not urgent)"
+            if reason is not None:
+                out.suppressed.append(Suppressed(nid, t.id, t.channel, reason))
+                continue
+            out.notifications.append(_note(warning, t, render(warning, t.channel, t.lang,
+                                                               t.audience)))  # fmt: skip
+    return out
+
+
+def _citizens(
+    warning: Warning,
+    receiver: ReceiverConfig,
+    audiences: Audiences,
+    render: Renderer,
+    now: datetime,
+    out: Plan,
+    inhibitor: Warning | None,
+    silence: Silence | None,
+) -> None:
+    communes = [a.code for a in warning.areas]
+    nid = f"{warning.warning_id}:v{warning.version}:citizens"
+    if inhibitor is not None or silence is not None:
+        why = "inhibited" if inhibitor is not None else "silenced"
+        for channel in receiver.channels:
+            out.suppressed.append(Suppressed(nid, "citizens", channel, why))
+        return
+    if needs_approval(receiver, warning):
+        assert receiver.approval is not None
+        out.broadcasts.append(
+            Broadcast(
+                broadcast_id=nid,
+                warning=warning,
+                communes=communes,
+                channels=list(receiver.channels),
+                requested_at=now,
+                expires_at=now + receiver.approval.expires_after,
+            )
+        )
+        return
+    out.notifications += citizen_notifications(
+        warning, communes, list(receiver.channels), audiences, render
+    )
+
+
+CANCEL_TEXT = {
+    "vi": "HỦY TIN: tin cảnh báo {hazard} lúc {time} đã bị hủy ({reason}). Không cần thực hiện.",
+    "en": "CANCELLED: the {hazard} warning sent at {time} is withdrawn ({reason}). No action.",
+    "km": "បានលុបចោល៖ ការព្រមាន {hazard} នៅម៉ោង {time} ត្រូវបានលុបចោល ({reason})។",
+}
+
+
+def cancel_notifications(
+    broadcast: Broadcast, reason: str, audiences: Audiences, at: datetime
+) -> list[Notification]:
+    """A Cancel on every channel the broadcast went out on, to the same people."""
+    w = broadcast.warning
+    local = (broadcast.sent_at or at) + timedelta(hours=7)
+    hazard = w.annotations.get("summary_vi", w.hazard)
+
+    def render(_: Warning, channel: Channel, lang: Lang, __: Audience) -> Message:
+        text = CANCEL_TEXT[lang].format(
+            hazard=hazard if lang == "vi" else w.annotations.get("summary_en", w.hazard),
+            time=local.strftime("%H:%M %d/%m"),
+            reason=reason,
+        )
+        if w.exercise:
+            text = {"vi": "[DIỄN TẬP] ", "en": "[EXERCISE] ", "km": "[សមយុទ្ធ] "}[lang] + text
+        return Message(subject=text[:60], body=text, payload={"cancel": True})
+
+    notes = citizen_notifications(w, broadcast.communes, broadcast.channels, audiences, render)
+    return [
+        n.model_copy(
+            update={"notification_id": n.notification_id.replace(":citizens", ":cancel", 1)}
+        )
+        for n in notes
+    ]

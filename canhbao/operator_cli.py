@@ -1,0 +1,192 @@
+"""Operators' commands: approve or cancel a citizen broadcast, list pending ones,
+silence noise for a while. Every command records who did it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
+
+from alerting.routes import Silence
+from canhbao.settings import get_settings
+from pipeline.rules.model import _parse_duration
+from topics.catalogue import APPROVALS, CONTROL_SILENCES, STATE_BROADCASTS
+from topics.models import ApprovalAction, ApprovalEvent, Broadcast
+
+
+def _bootstrap() -> str | None:
+    b = get_settings().kafka_bootstrap
+    if not b:
+        print("needs CANHBAO_KAFKA_BOOTSTRAP: the cluster the pipeline runs on", file=sys.stderr)
+    return b
+
+
+async def _send(bootstrap: str, topic: str, key: bytes, value: bytes | None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def broadcasts(bootstrap: str) -> dict[str, Broadcast]:
+    """The latest state of every broadcast (read from the compacted changelog)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    out: dict[str, Broadcast] = {}
+    try:
+        parts = consumer.partitions_for_topic(STATE_BROADCASTS) or set()
+        tps = [TopicPartition(STATE_BROADCASTS, p) for p in parts]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+            if not behind:
+                break
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    if r.value is None:
+                        continue
+                    data = json.loads(r.value)
+                    data = {k: v for k, v in data.items() if not k.startswith("_")}
+                    b = Broadcast.model_validate(data)
+                    out[b.broadcast_id] = b
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _describe(b: Broadcast) -> str:
+    w = b.warning
+    who = ", ".join(b.approvals) or "nobody yet"
+    return (f"{b.broadcast_id}  {b.status.value:<10} {w.hazard} level {w.level_name or w.level} "
+            f"[{w.severity.value}] communes {', '.join(b.communes)} via "
+            f"{', '.join(c.value for c in b.channels)}; approved by {who}; "
+            f"expires {b.expires_at.isoformat()}")  # fmt: skip
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    bootstrap = _bootstrap()
+    if not bootstrap:
+        return 2
+    try:
+        ev = ApprovalEvent(
+            event_id=str(uuid.uuid4()),
+            broadcast_id=args.broadcast_id,
+            action=ApprovalAction(args.decision),
+            actor=args.actor,
+            reason=getattr(args, "reason", "") or "",
+        )
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            print(f"{'.'.join(map(str, e['loc'])) or args.decision}: {e['msg']}", file=sys.stderr)
+        return 1
+
+    async def go() -> Broadcast | None:
+        before = (await broadcasts(bootstrap)).get(args.broadcast_id)
+        await _send(bootstrap, APPROVALS, ev.warning_id.encode(), ev.to_bytes())
+        # Show what the pipeline made of it (two operators are needed to send).
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            after = (await broadcasts(bootstrap)).get(args.broadcast_id)
+            if after is not None and after != before:
+                return after
+            await asyncio.sleep(0.5)
+        return None
+
+    after = asyncio.run(go())
+    if after is None:
+        print(f"sent {args.decision} for {args.broadcast_id}; no change seen yet "
+              "(refused? see canhbao.deadletter)")  # fmt: skip
+        return 0
+    print(_describe(after))
+    return 0
+
+
+def cmd_pending(args: argparse.Namespace) -> int:
+    bootstrap = _bootstrap()
+    if not bootstrap:
+        return 2
+    found = asyncio.run(broadcasts(bootstrap))
+    shown = [b for b in found.values() if args.all or b.status.value == "pending"]
+    for b in sorted(shown, key=lambda b: b.requested_at):
+        print(_describe(b))
+    if not shown:
+        print("no broadcast waiting for approval")
+    return 0
+
+
+def cmd_silence(args: argparse.Namespace) -> int:
+    bootstrap = _bootstrap()
+    if not bootstrap:
+        return 2
+    now = datetime.now(UTC)
+    try:
+        silence = Silence(
+            id=args.id or uuid.uuid4().hex[:12],
+            matchers=args.match,
+            starts_at=now,
+            ends_at=now + _parse_duration(args.duration),
+            created_by=args.author,
+            comment=args.comment,
+        )
+    except (ValidationError, ValueError) as exc:
+        print(f"silence refused: {exc}", file=sys.stderr)
+        return 1
+    asyncio.run(_send(bootstrap, CONTROL_SILENCES, silence.id.encode(),
+                      silence.model_dump_json().encode()))  # fmt: skip
+    print(f"silence {silence.id} until {silence.ends_at.isoformat()} by {silence.created_by}")
+    return 0
+
+
+def cmd_unsilence(args: argparse.Namespace) -> int:
+    bootstrap = _bootstrap()
+    if not bootstrap:
+        return 2
+    asyncio.run(_send(bootstrap, CONTROL_SILENCES, args.id.encode(), None))
+    print(f"silence {args.id} removed")
+    return 0
+
+
+def add_operator_parsers(asub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = asub.add_parser("approve", help="approve a citizen broadcast (two operators needed)")
+    p.add_argument("broadcast_id")
+    p.add_argument("--actor", required=True)
+    p.add_argument("--wait", type=float, default=10.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_decide, decision="approve")
+
+    p = asub.add_parser("cancel", help="cancel a broadcast; a sent one is cancelled everywhere")
+    p.add_argument("broadcast_id")
+    p.add_argument("--actor", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--wait", type=float, default=10.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_decide, decision="cancel")
+
+    p = asub.add_parser("pending", help="broadcasts waiting for approval")
+    p.add_argument("--all", action="store_true", help="also sent, expired, cancelled")
+    p.set_defaults(func=cmd_pending)
+
+    p = asub.add_parser("silence", help="silence matching warnings for a while")
+    p.add_argument("--match", action="append", required=True, help='e.g. hazard="data_gap"')
+    p.add_argument("--duration", required=True, help="e.g. 2h")
+    p.add_argument("--author", required=True)
+    p.add_argument("--comment", required=True)
+    p.add_argument("--id")
+    p.set_defaults(func=cmd_silence)
+
+    p = asub.add_parser("unsilence", help="end a silence")
+    p.add_argument("id")
+    p.set_defaults(func=cmd_unsilence)
