@@ -611,14 +611,20 @@ def clean_text(text: str) -> str:
     return _NOT_XML.sub("", text)
 
 
-def _sub(parent: ET.Element, tag: str, text: str | None = None, ns: str = CAP_NS) -> ET.Element:
-    el = ET.SubElement(parent, f"{{{ns}}}{tag}")
+def _sub(
+    parent: ET.Element,
+    tag: str,
+    text: str | None = None,
+    ns: str | None = CAP_NS,
+    attrib: dict[str, str] | None = None,
+) -> ET.Element:
+    el = ET.SubElement(parent, f"{{{ns}}}{tag}" if ns else tag, attrib or {})
     if text is not None:
         el.text = clean_text(text)
     return el
 
 
-def _serialize(root: ET.Element, namespace: str) -> str:
+def _serialize(root: ET.Element, namespace: str | None) -> str:
     ET.indent(root)
     body = ET.tostring(root, encoding="unicode", default_namespace=namespace)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
@@ -703,26 +709,26 @@ def atom_feed(
     document (``rel="alternate"``, ``type="application/cap+xml"``), as CAP feed readers
     (e.g. Google Public Alerts) expect. ``entries`` pairs each warning state with the
     URL of its CAP message."""
-    feed = ET.Element(f"{{{ATOM_NS}}}feed", {XML_LANG: "vi"})
-    _sub(feed, "id", feed_url, ATOM_NS)
-    _sub(feed, "title", title, ATOM_NS)
-    _sub(feed, "updated", atom_time(updated), ATOM_NS)
-    author = _sub(feed, "author", ns=ATOM_NS)
-    _sub(author, "name", "canhbao", ATOM_NS)
-    ET.SubElement(feed, f"{{{ATOM_NS}}}link", {"rel": "self", "type": ATOM_MIME, "href": feed_url})
-    _sub(feed, "generator", "canhbao", ATOM_NS)
+    # ElementTree cannot write unprefixed attributes (rel, href) with a default namespace,
+    # so the Atom elements are unqualified and the root declares the namespace itself.
+    feed = ET.Element("feed", {"xmlns": ATOM_NS, XML_LANG: "vi"})
+    _sub(feed, "id", feed_url, None)
+    _sub(feed, "title", title, None)
+    _sub(feed, "updated", atom_time(updated), None)
+    author = _sub(feed, "author", ns=None)
+    _sub(author, "name", "canhbao", None)
+    _sub(feed, "link", ns=None, attrib={"rel": "self", "type": ATOM_MIME, "href": feed_url})
+    _sub(feed, "generator", "canhbao", None)
     for warning, url in entries:
-        entry = _sub(feed, "entry", ns=ATOM_NS)
-        _sub(entry, "id", alert_identifier(warning), ATOM_NS)
-        _sub(entry, "title", headline(warning, "vi"), ATOM_NS)
-        _sub(entry, "updated", atom_time(warning.updated_at), ATOM_NS)
-        _sub(entry, "published", atom_time(warning.updated_at), ATOM_NS)
-        entry_author = _sub(entry, "author", ns=ATOM_NS)
-        _sub(entry_author, "name", warning.lead_agency.name_vi, ATOM_NS)
-        ET.SubElement(
-            entry, f"{{{ATOM_NS}}}link", {"rel": "alternate", "type": CAP_MIME, "href": url}
-        )
+        entry = _sub(feed, "entry", ns=None)
+        _sub(entry, "id", alert_identifier(warning), None)
+        _sub(entry, "title", headline(warning, "vi"), None)
+        _sub(entry, "updated", atom_time(warning.updated_at), None)
+        _sub(entry, "published", atom_time(warning.updated_at), None)
+        entry_author = _sub(entry, "author", ns=None)
+        _sub(entry_author, "name", warning.lead_agency.name_vi, None)
+        _sub(entry, "link", ns=None, attrib={"rel": "alternate", "type": CAP_MIME, "href": url})
         for cat in categories(warning):
-            ET.SubElement(entry, f"{{{ATOM_NS}}}category", {"term": cat})
-        _sub(entry, "summary", description(warning, "vi"), ATOM_NS).set("type", "text")
-    return _serialize(feed, ATOM_NS)
+            _sub(entry, "category", ns=None, attrib={"term": cat})
+        _sub(entry, "summary", description(warning, "vi"), None, {"type": "text"})
+    return _serialize(feed, None)

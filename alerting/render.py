@@ -38,8 +38,15 @@ LANGS: tuple[Lang, ...] = get_args(Lang)
 EXERCISE_MARK: dict[str, str] = {"vi": "[DIỄN TẬP]", "en": "[EXERCISE]", "km": "[សមយុទ្ធ]"}
 SPOKEN_EXERCISE_MARK: dict[str, str] = {"vi": "Diễn tập.", "en": "Exercise.", "km": "សមយុទ្ធ។"}
 
-# A citizen SMS longer than this is truncated (visibly: SmsMessage.truncated).
-SMS_MAX_SEGMENTS = 4
+# An SMS longer than this many segments is truncated (visibly: SmsMessage.truncated).
+# Citizens get short messages (the templates aim at 3 segments); the few agency,
+# commune and partner receivers may get a longer one with the facts.
+SMS_MAX_SEGMENTS: dict[Audience, int] = {
+    Audience.CITIZEN: 4,
+    Audience.COMMUNE: 6,
+    Audience.AGENCY: 6,
+    Audience.PARTNER: 6,
+}
 
 
 class RenderError(ValueError):
@@ -116,7 +123,8 @@ def _variables(warning: Warning, channel: Channel, lang: str, audience: Audience
     }
 
 
-def _check_lang(lang: str) -> Lang:
+def as_lang(lang: str) -> Lang:
+    """``lang`` as a supported language code, or ValueError."""
     for known in LANGS:
         if lang == known:
             return known
@@ -126,7 +134,7 @@ def _check_lang(lang: str) -> Lang:
 def cap_texts(warning: Warning, lang: str = "vi", *, template_dir: Path = TEMPLATE_DIR) -> CapTexts:
     """Headline, description and instruction of the CAP ``info`` block in ``lang``
     (``cap/cap.<lang>.txt.j2`` defines them as macros)."""
-    lang = _check_lang(lang)
+    lang = as_lang(lang)
     variables = _variables(warning, Channel.CAP, lang, Audience.CITIZEN)
     tpl = environment(template_dir).select_template(
         _names("cap", Audience.CITIZEN.value, lang, "txt")
@@ -154,7 +162,7 @@ def render(
     template_dir: Path = TEMPLATE_DIR,
 ) -> Rendered:
     """Render ``warning`` for one channel, language and audience (see the module doc)."""
-    lang = _check_lang(lang)
+    lang = as_lang(lang)
     channel, audience = Channel(channel), Audience(audience)
     variables = _variables(warning, channel, lang, audience)
     ch, aud = channel.value, audience.value
@@ -177,8 +185,9 @@ def render(
         html = render_names(_names(ch, aud, lang, "html"), variables, template_dir).strip()
     elif channel is Channel.SMS:
         full = _one_line(render_names(_names(ch, aud, lang, "txt"), variables, template_dir))
-        sms = split(full, SMS_MAX_SEGMENTS)
-        gsm = split(to_gsm7(full), SMS_MAX_SEGMENTS) if lang != "km" else None
+        most = SMS_MAX_SEGMENTS[audience]
+        sms = split(full, most)
+        gsm = split(to_gsm7(full), most) if lang != "km" else None
         text = sms.text
     elif channel is Channel.WEBHOOK:
         texts = {
@@ -217,24 +226,23 @@ def render(
 
 
 def _check_exercise(r: Rendered) -> None:
-    mark = exercise_mark(r.channel, r.lang)
     where = f"{r.channel.value}/{r.audience.value}/{r.lang}"
     problems = []
-    if not r.text.startswith(mark):
+    if not starts_marked(r.text, r.channel, r.lang):
         problems.append("text")
-    if r.channel in (Channel.EMAIL, Channel.CAP) and not r.subject.startswith(
-        EXERCISE_MARK[r.lang]
+    if r.channel in (Channel.EMAIL, Channel.CAP) and not starts_marked(
+        r.subject, Channel.EMAIL, r.lang
     ):
         problems.append("subject")
-    if r.html is not None and EXERCISE_MARK[r.lang] not in r.html:
+    if r.html is not None and EXERCISE_MARK[r.lang][1:-1] not in r.html:
         problems.append("HTML banner")
-    if r.sms_gsm7 is not None and not r.sms_gsm7.text.startswith(to_gsm7(mark)):
+    if r.sms_gsm7 is not None and not r.sms_gsm7.text.startswith(to_gsm7(EXERCISE_MARK[r.lang])):
         problems.append("unaccented SMS")
     if r.payload is not None:
         problems += [
             f"webhook text {code}"
             for code, text in r.payload["text"].items()
-            if not text.startswith(EXERCISE_MARK[code])
+            if not starts_marked(text, Channel.WEBHOOK, code)
         ]
     if problems:
         raise RenderError(

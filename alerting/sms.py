@@ -8,10 +8,11 @@ as two. Anything else -- Vietnamese with its diacritics, Khmer -- needs UCS-2:
 70 characters in a single SMS, 67 per concatenated segment (counted in UTF-16
 code units, so a character outside the BMP counts as two).
 
-:func:`split` cuts a text into segments **only between words** (after
+:func:`split` (on the NFC form of the text: decomposed Vietnamese would count
+each accent as a character) cuts it into segments **only between words** (after
 whitespace), keeping the whitespace at the end of the earlier part, so that
 ``"".join(parts) == text`` and a phone that joins the parts shows the text as
-written.
+written. (The one change: whitespace that would overflow a full segment is dropped.)
 
 Too long for ``max_segments``: by default the message is **truncated, visibly**:
 ``truncated`` is True, the cut is at a word boundary, the last part ends with an
@@ -22,8 +23,8 @@ than a whole segment cannot be split without cutting it: that is always a
 ``ValueError``.
 
 :func:`to_gsm7` gives the unaccented form of a Vietnamese text ("Nước sông Cầu"
--> "Nuoc song Cau"): three times shorter on the air, for the phones and gateways
-that garble UCS-2.
+-> "Nuoc song Cau"): 160 characters per SMS instead of 70, for the phones and
+gateways that garble UCS-2.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def split(text: str, max_segments: int = 4, *, strict: bool = False) -> SmsMessa
             f"the text needs {len(parts)} {enc} segments ({units(text, enc)} characters); "
             f"at most {max_segments} are allowed"
         )
-    return _truncate(text, tokens, enc, max_segments)
+    return _truncate(tokens, enc, max_segments)
 
 
 def _fit(token: str, enc: Encoding, capacity: int) -> str:
@@ -213,7 +214,7 @@ def _fit(token: str, enc: Encoding, capacity: int) -> str:
     return token
 
 
-def _truncate(text: str, tokens: list[str], enc: Encoding, max_segments: int) -> SmsMessage:
+def _truncate(tokens: list[str], enc: Encoding, max_segments: int) -> SmsMessage:
     single, multi = limits(enc)
     capacity = single if max_segments == 1 else multi
     mark = ELLIPSIS[enc]

@@ -54,6 +54,11 @@ def _time_local(value: datetime) -> str:
     return value.astimezone(VIETNAM).strftime("%H:%M %d/%m/%Y")
 
 
+def _time_short(value: datetime) -> str:
+    """Vietnam time without the year, for SMS: "00:20 07/10"."""
+    return value.astimezone(VIETNAM).strftime("%H:%M %d/%m")
+
+
 # --- Filters for the channel templates (alerting.render) -------------------------------
 
 _ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5}
@@ -123,8 +128,10 @@ def _time_spoken(value: datetime, lang: str = "vi") -> str:
         half = "a.m." if t.hour < 12 else "p.m."
         return f"{hour}:{t.minute:02d} {half} on {t.day} {_MONTHS_EN[t.month - 1]}"
     if lang == "km":
-        return f"ម៉ោង {t.hour} និង {t.minute} នាទី ថ្ងៃទី {t.day} ខែ {t.month}"
-    return f"{t.hour} giờ {t.minute} phút ngày {t.day} tháng {t.month}"
+        minutes = f" និង {t.minute} នាទី" if t.minute else ""
+        return f"ម៉ោង {t.hour}{minutes} ថ្ងៃទី {t.day} ខែ {t.month}"
+    minutes = f" {t.minute} phút" if t.minute else ""
+    return f"{t.hour} giờ{minutes} ngày {t.day} tháng {t.month}"
 
 
 def _level_number(warning: Warning) -> int | None:
@@ -137,7 +144,10 @@ def _level_name(warning: Warning, at: int | None) -> str | None:
     from the number; another level of a free-named scale ("mưa to") has no known name."""
     if at is None or at == warning.level:
         return warning.level_name
-    if _level_number(warning) is not None and at in _ROMAN.values():
+    roman = _level_number(warning) is not None or (
+        not warning.level_name and warning.hazard in _LEVEL_WORD  # an all-clear has no name
+    )
+    if roman and at in _ROMAN.values():
         return next(name for name, n in _ROMAN.items() if n == at)
     return None
 
@@ -209,6 +219,7 @@ def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
         num_en=_num_en,
         num=_num,
         time_local=_time_local,
+        time_short=_time_short,
         num_spoken=_num_spoken,
         unit_spoken=_unit_spoken,
         time_spoken=_time_spoken,

@@ -131,6 +131,27 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cap_feed(args: argparse.Namespace) -> int:
+    from alerting.directory import Directory
+    from canhbao.broker import kafka_bootstrap
+    from consumers.cap_feed import serve
+
+    settings = get_settings()
+    directory = Directory.load(settings.geography_path, settings.directory_path)
+    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+
+        async def main() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await serve(bootstrap, args.host, args.port, directory, base_url=args.base_url,
+                        stop_event=stop)  # fmt: skip
+
+        asyncio.run(main())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from canhbao.demo import run_demo
 
@@ -168,9 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8787)
     p.set_defaults(func=cmd_receiver)
 
+    from canhbao.alerts_cli import add_parsers as add_alerts
+    from canhbao.operator_cli import add_operator_parsers
     from canhbao.rules_cli import add_parsers
 
     add_parsers(sub)
+    add_operator_parsers(add_alerts(sub))
+
+    p = sub.add_parser("cap-feed", help="serve the CAP 1.2 Atom feed of the current alerts")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8790)
+    p.add_argument("--base-url", default=None, help="public URL the feed links use")
+    p.set_defaults(func=cmd_cap_feed)
 
     p = sub.add_parser("demo", help="a river rises at Đáp Cầu: watch warnings get delivered")
     p.add_argument(

@@ -110,6 +110,12 @@ async def test_flaky_receiver_is_retried_and_dead_receiver_dead_lettered(broker:
         DeliveryOutcome.RETRYING,
         DeliveryOutcome.FAILED,
     ]
+    from prometheus_client import REGISTRY
+
+    failed = REGISTRY.get_sample_value(
+        "canhbao_deliveries_total", {"channel": "webhook", "outcome": "failed"}
+    )
+    assert failed is not None and failed >= 1, "a given-up delivery is visible in the metrics"
     reasons = sorted(d.reason for d in dead)
     assert any(r.startswith("gave up after 3 attempts") for r in reasons)
     assert any(r.startswith("not a valid notification") for r in reasons)

@@ -1,19 +1,20 @@
-"""Rendered warning text (alerting.templates) and who receives it (alerting.routing)."""
+"""Rendered warning text (alerting.templates) and who receives it (alerting.notify)."""
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from jinja2.exceptions import SecurityError
 
 from alerting.directory import Directory
-from alerting.routing import notifications_for, receivers_for
 from alerting.templates import render, summary
 from pipeline.lifecycle import Context, step
 from pipeline.rules.model import Rule
 from topics.models import Audience, Channel, Notification, Phase, Transition, Warning
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -125,51 +126,77 @@ def test_undefined_variable_fails_loudly(level_two: Warning, tmp_path: Path) -> 
         render("typo.txt.j2", level_two, template_dir=tmp_path)
 
 
-def test_water_warning_goes_to_snnmt_webhook(level_two: Warning, directory: Directory) -> None:
-    (n,) = notifications_for(level_two, directory)
-    assert isinstance(n, Notification)
-    assert n.receiver_id == "snnmt-webhook"
-    assert n.channel is Channel.WEBHOOK
+@pytest.fixture(scope="module")
+def routing():
+    from alerting.routes import load_routing
+
+    return load_routing(REPO / "config/routes.yaml")
+
+
+@pytest.fixture(scope="module")
+def audiences():
+    from alerting.audiences import Audiences
+
+    return Audiences.load(REPO / "config/audiences.yaml")
+
+
+def _plan(w: Warning, directory: Directory, routing, audiences, at: datetime | None = None):
+    from alerting.messages import renderer
+    from alerting.notify import plan
+
+    noon = datetime(2025, 10, 7, 5, 0, tzinfo=UTC)  # 12:00 in Vietnam: no quiet hours
+    return plan(w, routing, directory, audiences, renderer(directory), active=[], silences=[],
+                now=at or noon)  # fmt: skip
+
+
+def _to(p, receiver_id: str, channel: Channel) -> Notification:
+    (n,) = [n for n in p.notifications if n.receiver_id == receiver_id and n.channel is channel]
+    return n
+
+
+def test_water_warning_goes_to_snnmt_webhook_and_email(
+    level_two: Warning, directory: Directory, routing, audiences
+) -> None:
+    p = _plan(level_two, directory, routing, audiences)
+    n = _to(p, "snnmt-webhook", Channel.WEBHOOK)
     assert n.audience is Audience.AGENCY
-    assert n.notification_id == f"{level_two.warning_id}:v{level_two.version}:snnmt-webhook"
-    assert n.notification_id == "water.flood.dap-cau:dap-cau:v2:snnmt-webhook"
-    assert n.warning_id == level_two.warning_id
+    assert n.notification_id == "water.flood.dap-cau:dap-cau:v2:snnmt-webhook:webhook"
     assert n.warning_version == 2
     assert n.address.endswith("/hooks/snnmt")
-    assert n.lang == "vi"
-    assert n.body == summary(level_two, "vi")
-    assert n.subject == "CẢNH BÁO BÁO ĐỘNG II"
-    assert not n.exercise
+    assert n.lang == "vi" and not n.exercise
+    mail = _to(p, "snnmt-email", Channel.EMAIL)
+    assert "II" in mail.subject and mail.html is not None and "<html" in mail.html.lower()
+    # The affected communes' committees hear of it too, and the coordinating agencies.
+    assert {"ubnd-bn-vu-ninh", "ubnd-bn-kinh-bac", "bchqs-webhook", "svhttdl-webhook"} <= {
+        n.receiver_id for n in p.notifications
+    }
+    # Level II is not for citizens: no broadcast.
+    assert p.broadcasts == []
 
 
-def test_webhook_payload(level_two: Warning, directory: Directory) -> None:
-    (n,) = notifications_for(level_two, directory)
+def test_webhook_payload(level_two: Warning, directory: Directory, routing, audiences) -> None:
+    n = _to(_plan(level_two, directory, routing, audiences), "snnmt-webhook", Channel.WEBHOOK)
     p = n.payload
     assert p["type"] == "canhbao.warning"
     assert p["warning"]["level"] == 2
-    assert p["warning"]["warning_id"] == level_two.warning_id
     assert p["warning"]["transition"] == "escalated"
     assert Warning.model_validate(p["warning"]) == level_two
-    assert p["text"]["vi"] == summary(level_two, "vi")
-    assert p["text"]["en"] == summary(level_two, "en")
     assert "5,38" in p["text"]["vi"] and "5.38" in p["text"]["en"]
-
-
-def test_notification_serialises(level_two: Warning, directory: Directory) -> None:
-    (n,) = notifications_for(level_two, directory)
     assert Notification.model_validate_json(n.to_bytes()) == n
 
 
 def test_each_version_gets_its_own_notification_id(
-    level_two: Warning, cleared: Warning, directory: Directory
+    level_two: Warning, cleared: Warning, directory: Directory, routing, audiences
 ) -> None:
-    (a,) = notifications_for(level_two, directory)
-    (b,) = notifications_for(cleared, directory)
+    a = _to(_plan(level_two, directory, routing, audiences), "snnmt-webhook", Channel.WEBHOOK)
+    b = _to(_plan(cleared, directory, routing, audiences), "snnmt-webhook", Channel.WEBHOOK)
     assert a.notification_id != b.notification_id
-    assert b.notification_id.endswith(":v3:snnmt-webhook")
+    assert b.notification_id.endswith(":v3:snnmt-webhook:webhook")
 
 
-def test_phase_three_water_goes_to_military(level_two: Warning, directory: Directory) -> None:
+def test_phase_three_water_goes_to_military(
+    level_two: Warning, directory: Directory, routing, audiences
+) -> None:
     from alerting.governance import lead_agency
 
     w = level_two.model_copy(
@@ -178,22 +205,40 @@ def test_phase_three_water_goes_to_military(level_two: Warning, directory: Direc
             "lead_agency": lead_agency(directory, level_two.domain, Phase.EMERGENCY),
         }
     )
-    assert [r.id for r in receivers_for(w, directory)] == ["bchqs-webhook"]
-    (n,) = notifications_for(w, directory)
+    p = _plan(w, directory, routing, audiences)
+    n = _to(p, "bchqs-webhook", Channel.WEBHOOK)
     assert n.address.endswith("/hooks/bchqs")
-    assert "Bộ Chỉ huy Quân sự tỉnh" in n.body
+    # The department still coordinates (webhook), and the police join in phase 3.
+    assert {"snnmt-webhook", "ca-tinh-webhook"} <= {x.receiver_id for x in p.notifications}
+    assert w.lead_agency.code == "bchqs"
 
 
-def test_exercise_notification_is_flagged(level_two: Warning, directory: Directory) -> None:
-    (n,) = notifications_for(_drill(level_two), directory)
-    assert n.exercise
-    assert n.body.startswith("[DIỄN TẬP")
+def test_exercise_notification_is_flagged(
+    level_two: Warning, directory: Directory, routing, audiences
+) -> None:
+    p = _plan(_drill(level_two), directory, routing, audiences)
+    assert all(n.exercise for n in p.notifications)
+    assert _to(p, "snnmt-email", Channel.EMAIL).subject.startswith("[DIỄN TẬP")
 
 
 def test_exercise_subject_still_names_the_level(
-    level_two: Warning, cleared: Warning, directory: Directory
+    level_two: Warning, cleared: Warning, directory: Directory, routing, audiences
 ) -> None:
-    (n2,) = notifications_for(_drill(level_two), directory)
-    (n0,) = notifications_for(_drill(cleared), directory)
-    assert "BÁO ĐỘNG II" in n2.subject
+    n2 = _to(_plan(_drill(level_two), directory, routing, audiences), "snnmt-email", Channel.EMAIL)
+    n0 = _to(_plan(_drill(cleared), directory, routing, audiences), "snnmt-email", Channel.EMAIL)
+    assert "II" in n2.subject
     assert n2.subject != n0.subject
+
+
+def test_quiet_hours_hold_back_a_moderate_sms_at_night_but_record_it(
+    dap_cau: Rule, ctx: Context, make_reading, directory: Directory, routing, audiences
+) -> None:
+    level_one = step(dap_cau, None, make_reading(4.35), ctx)
+    assert level_one is not None and level_one.severity.value == "Moderate"
+    night = datetime(2025, 10, 7, 16, 0, tzinfo=UTC)  # 23:00 in Vietnam
+    p = _plan(level_one, directory, routing, audiences, at=night)
+    assert not [n for n in p.notifications if n.channel is Channel.SMS]
+    held = [s for s in p.suppressed if s.channel is Channel.SMS]
+    assert held and all("quiet hours" in s.reason for s in held)
+    # The webhook still goes: quiet hours are for the channels that wake people up.
+    assert _to(p, "snnmt-webhook", Channel.WEBHOOK)

@@ -1,0 +1,111 @@
+"""Delivery guarantees with a real HTTP receiver: a dispatcher killed mid-batch and
+restarted sends nothing twice (at most the one request in flight, which the
+receiver recognises by its Idempotency-Key) and loses nothing; a receiver that is
+down for 30 s gets its notifications when it comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from canhbao.broker import free_port
+from canhbao.receiver import WebhookReceiver
+from consumers.webhook import WebhookConfig, WebhookDispatcher
+from tests.conftest import Broker
+from tests.integration.helpers import REPO, collect, ensure_topics, producer, wait_for
+from topics.catalogue import RECEIPTS, notifications_topic
+from topics.models import Audience, Channel, DeliveryOutcome, DeliveryReceipt, Notification
+
+pytestmark = pytest.mark.integration
+
+
+def note(i: int, address: str) -> Notification:
+    return Notification(
+        notification_id=f"w.test:s:v{i}:snnmt-webhook:webhook", warning_id="w.test:s",
+        warning_version=i, receiver_id="snnmt-webhook", channel=Channel.WEBHOOK,
+        audience=Audience.AGENCY, address=address or "http://127.0.0.1:9/", body=f"thông báo {i}",
+    )  # fmt: skip
+
+
+def dispatcher_process(bootstrap: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
+           "CANHBAO_REBALANCE_TIMEOUT": "2", "CANHBAO_LOG_LEVEL": "info"}  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "canhbao", "dispatch", "webhook"], env=env, cwd=REPO,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+async def test_killed_dispatcher_sends_nothing_twice_and_loses_nothing(
+    broker: Broker, tmp_path: Path
+) -> None:
+    await ensure_topics(broker.bootstrap)
+    receiver = await WebhookReceiver(delay=0.02).start()
+    total = 150
+    async with producer(broker.bootstrap) as p:
+        for i in range(1, total + 1):
+            n = note(i, f"{receiver.base_url}/hooks/snnmt")
+            await p.send(notifications_topic(Channel.WEBHOOK), n.to_bytes(), key=b"snnmt-webhook")
+    first = dispatcher_process(broker.bootstrap, tmp_path / "dispatch-1.log")
+    try:
+        await wait_for(lambda: receiver.requests >= 40, 90, "the first deliveries")
+        first.send_signal(signal.SIGKILL)  # mid-batch, no clean shutdown
+        first.wait(10)
+        at_kill = len(receiver.deliveries)
+        assert at_kill < total
+        second = dispatcher_process(broker.bootstrap, tmp_path / "dispatch-2.log")
+        try:
+            await wait_for(lambda: len(receiver.deliveries) == total, 120, "every notification")
+            await asyncio.sleep(2)  # nothing else may arrive afterwards
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.wait(20)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        await receiver.stop()
+    assert sorted(d.key for d in receiver.deliveries) == sorted(
+        note(i, "").notification_id for i in range(1, total + 1)
+    )
+    # Only the request in flight at the kill may come again, and it is recognisable.
+    assert receiver.duplicates <= 1
+    assert receiver.requests == total + receiver.duplicates
+
+
+async def test_receiver_down_for_30_seconds_gets_its_notifications(broker: Broker) -> None:
+    await ensure_topics(broker.bootstrap)
+    port = free_port()
+    address = f"http://127.0.0.1:{port}/hooks/snnmt"
+    async with producer(broker.bootstrap) as p:
+        for i in (1, 2):
+            await p.send_and_wait(notifications_topic(Channel.WEBHOOK), note(i, address).to_bytes(),
+                                  key=b"snnmt-webhook")  # fmt: skip
+    dispatcher = WebhookDispatcher(
+        WebhookConfig(bootstrap=broker.bootstrap, timeout=2, rebalance_timeout_ms=2000)
+    )
+    task = asyncio.create_task(dispatcher.run())
+    receiver = WebhookReceiver(port=port)
+    try:
+        await asyncio.sleep(30)  # the receiver is down
+        await receiver.start()
+        await wait_for(lambda: len(receiver.deliveries) == 2, 120, "delivery after the outage")
+    finally:
+        dispatcher.stop()
+        await asyncio.wait_for(task, 30)
+        await receiver.stop()
+    receipts = [
+        DeliveryReceipt.model_validate_json(v)
+        for v in await collect(
+            broker.bootstrap, RECEIPTS,
+            lambda vs: sum(b'"delivered"' in v for v in vs) >= 2, 30,
+        )
+    ]  # fmt: skip
+    first = [r for r in receipts if r.notification_id.endswith(":v1:snnmt-webhook:webhook")]
+    assert first[0].outcome is DeliveryOutcome.RETRYING and "Connect" in (first[0].error or "")
+    assert first[-1].outcome is DeliveryOutcome.DELIVERED and first[-1].attempt > 3
