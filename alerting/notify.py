@@ -288,9 +288,5 @@ def cancel_notifications(
         return Message(subject=text[:60], body=text, payload={"cancel": True})
 
     notes = citizen_notifications(w, broadcast.communes, broadcast.channels, audiences, render)
-    return [
-        n.model_copy(
-            update={"notification_id": n.notification_id.replace(":citizens", ":cancel", 1)}
-        )
-        for n in notes
-    ]
+    # Their own ids: the ledger must not take a Cancel for the message it cancels.
+    return [n.model_copy(update={"notification_id": f"{n.notification_id}:cancel"}) for n in notes]

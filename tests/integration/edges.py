@@ -12,7 +12,7 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,7 @@ def smtp_server(
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            box.messages.append(message_from_bytes(envelope.content))
+            box.messages.append(message_from_bytes(envelope.content, policy=policy.default))
             return "250 OK"
 
     def authenticator(
