@@ -43,6 +43,7 @@ async def broadcasts(bootstrap: str) -> dict[str, Broadcast]:
     await consumer.start()
     out: dict[str, Broadcast] = {}
     try:
+        await consumer.topics()  # fetch metadata: a no-group consumer has none yet
         parts = consumer.partitions_for_topic(STATE_BROADCASTS) or set()
         tps = [TopicPartition(STATE_BROADCASTS, p) for p in parts]
         if not tps:

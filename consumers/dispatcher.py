@@ -74,6 +74,7 @@ class Ledger:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
         await consumer.start()
         try:
+            await consumer.topics()  # fetch metadata: a no-group consumer has none yet
             parts = consumer.partitions_for_topic(STATE_DELIVERIES) or set()
             tps = [TopicPartition(STATE_DELIVERIES, p) for p in parts]
             if not tps:
