@@ -11,11 +11,12 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
 from alerting.routes import Silence
 from canhbao.settings import get_settings
+from consumers.kafka_util import partitions
 from pipeline.rules.model import _parse_duration
 from topics.catalogue import APPROVALS, CONTROL_SILENCES, STATE_BROADCASTS
 from topics.models import ApprovalAction, ApprovalEvent, Broadcast
@@ -43,9 +44,7 @@ async def broadcasts(bootstrap: str) -> dict[str, Broadcast]:
     await consumer.start()
     out: dict[str, Broadcast] = {}
     try:
-        await consumer.topics()  # fetch metadata: a no-group consumer has none yet
-        parts = consumer.partitions_for_topic(STATE_BROADCASTS) or set()
-        tps = [TopicPartition(STATE_BROADCASTS, p) for p in parts]
+        tps = await partitions(consumer, STATE_BROADCASTS)
         if not tps:
             return out
         consumer.assign(tps)

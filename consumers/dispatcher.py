@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from canhbao.metrics import DELIVERIES, DELIVERY_SECONDS, MESSAGES_REJECTED
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
+from consumers.kafka_util import partitions
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
 from topics.models import Channel, DeadLetter, DeliveryOutcome, DeliveryReceipt, Notification
 
@@ -74,9 +75,7 @@ class Ledger:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
         await consumer.start()
         try:
-            await consumer.topics()  # fetch metadata: a no-group consumer has none yet
-            parts = consumer.partitions_for_topic(STATE_DELIVERIES) or set()
-            tps = [TopicPartition(STATE_DELIVERIES, p) for p in parts]
+            tps = await partitions(consumer, STATE_DELIVERIES)
             if not tps:
                 return
             consumer.assign(tps)
