@@ -42,6 +42,8 @@ class Matcher:
                 'name!~"regex", or level>=2'
             )
         name, op, value = m.groups()
+        if value[:1] in ("=", "~", "!", "<", ">"):
+            raise ValueError(f"{text!r} is not a matcher: the operator is {op!r}, then a value")
         if op in (">=", "<=", ">", "<") and name not in NUMERIC and name != "severity":
             raise ValueError(f"{text!r}: only level, phase and severity compare with {op}")
         if op in ("=~", "!~"):

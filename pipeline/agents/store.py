@@ -40,7 +40,12 @@ class TableStore(MutableMapping[str, Any]):
     async def flush(self) -> None:
         dirty, self.dirty = self.dirty, {}
         order = sorted(dirty, key=lambda k: k.startswith("q|"))
-        pending = [self.table.send_changelog(self.partition, k, dirty[k]) for k in order]
+        # Sent now, not through Faust's send_soon buffer (whose flush can return
+        # early, and which a stream that waits on it may never see drained).
+        changelog = self.table.changelog_topic
+        pending = [
+            await changelog.send(key=k, value=dirty[k], partition=self.partition) for k in order
+        ]
         for fut in pending:
             await fut
 

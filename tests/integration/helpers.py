@@ -25,7 +25,7 @@ def worker_env(bootstrap: str, kind: str, **extra: str) -> dict[str, str]:
         "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
         # Tansu answers JoinGroup after the rebalance timeout; keep it short there.
         "CANHBAO_REBALANCE_TIMEOUT": "2" if kind == "tansu" else "10",
-        "CANHBAO_LOG_LEVEL": "info",
+        "CANHBAO_LOG_LEVEL": os.environ.get("TEST_WORKER_LOG_LEVEL", "info"),
     }
     env.update(extra)
     return env
