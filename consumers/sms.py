@@ -10,9 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
-
-from consumers.dispatcher import DeliveryError
+from consumers.http import HttpClient
 from topics.models import Channel, Notification
 
 DEFAULT_TEMPLATE = '{"to": "$recipients", "message": "$text", "sender": "$sender", "ref": "$id"}'
@@ -28,7 +26,7 @@ def fill(template: Any, values: dict[str, Any]) -> Any:
     return template
 
 
-class SmsSender:
+class SmsSender(HttpClient):
     channel = Channel.SMS
 
     def __init__(
@@ -39,20 +37,11 @@ class SmsSender:
         sender_name: str = "CANHBAO",
         timeout: float = 10.0,
     ) -> None:
+        super().__init__(timeout)
         self.gateway_url = gateway_url
         self.token = token
         self.template = json.loads(template)
         self.sender_name = sender_name
-        self.timeout = timeout
-        self._http: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     def request_body(self, note: Notification) -> dict[str, Any]:
         recipients = note.recipients or [note.address]
@@ -68,18 +57,11 @@ class SmsSender:
         return body
 
     async def send(self, note: Notification) -> int | None:
-        assert self._http is not None, "start() first"
-        headers = {"Idempotency-Key": note.notification_id}
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Idempotency-Key": note.notification_id,
+        }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        try:
-            async with self._http.post(
-                self.gateway_url, json=self.request_body(note), headers=headers
-            ) as resp:
-                await resp.read()
-                if 200 <= resp.status < 300:
-                    return resp.status
-                final = 400 <= resp.status < 500 and resp.status not in (408, 429)
-                raise DeliveryError(f"gateway HTTP {resp.status}", resp.status, not final)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        body = json.dumps(self.request_body(note), ensure_ascii=False).encode("utf-8")
+        return await self.post(self.gateway_url, body, headers, what="gateway HTTP")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import aiohttp
-
 from consumers import signing
 from consumers.delivery import RetryPolicy
-from consumers.dispatcher import DeliveryError, DispatchConfig, Dispatcher
+from consumers.dispatcher import DispatchConfig, Dispatcher
+from consumers.http import HttpClient
 from topics.models import Channel, Notification
 
 
@@ -26,30 +25,20 @@ def webhook_body(note: Notification) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-class HttpSender:
-    """POSTs a body to ``note.address``; 2xx is delivered, 4xx (but 408/429) is final."""
+class HttpSender(HttpClient):
+    """POSTs a body to ``note.address``, signed, with the notification as idempotency key."""
 
     channel = Channel.WEBHOOK
     content_type = "application/json; charset=utf-8"
 
     def __init__(self, secret: bytes | None = None, timeout: float = 10.0) -> None:
+        super().__init__(timeout)
         self.secret = secret
-        self.timeout = timeout
-        self._http: aiohttp.ClientSession | None = None
-
-    async def start(self) -> None:
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     def body(self, note: Notification) -> bytes:
         return webhook_body(note)
 
     async def send(self, note: Notification) -> int | None:
-        assert self._http is not None, "start() first"
         body = self.body(note)
         headers = {
             "Content-Type": self.content_type,
@@ -57,15 +46,7 @@ class HttpSender:
             "User-Agent": "canhbao/1",
             **signing.headers(self.secret, body),
         }
-        try:
-            async with self._http.post(note.address, data=body, headers=headers) as resp:
-                await resp.read()
-                if 200 <= resp.status < 300:
-                    return resp.status
-                final = 400 <= resp.status < 500 and resp.status not in (408, 429)
-                raise DeliveryError(f"HTTP {resp.status}", resp.status, retryable=not final)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        return await self.post(note.address, body, headers)
 
 
 class WebhookSender(HttpSender):
