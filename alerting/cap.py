@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Literal
 
-from alerting.directory import Commune, Directory, Station
+from alerting.directory import Directory, Station
 from alerting.templates import VIETNAM, context, summary
 from topics.models import Domain, Evidence, LifecycleStatus, Severity, Transition, Warning
 
@@ -542,13 +542,6 @@ def parameters(warning: Warning) -> list[tuple[str, str]]:
 # --- Areas ---------------------------------------------------------------------------
 
 
-def _commune(directory: Directory, code: str) -> Commune | None:
-    for c in directory.geography.communes:
-        if c.code == code:
-            return c
-    return None
-
-
 def polygon_text(points: Sequence[tuple[float, float]]) -> str | None:
     """A CAP polygon ("lat,lon lat,lon ...", first = last, at least 4 points), or None
     when the points do not make one (fewer than 3 distinct)."""
@@ -580,7 +573,7 @@ def _area(parent: ET.Element, warning: Warning, directory: Directory, code: str)
     area_el = _sub(parent, "area")
     desc = f"{area.name}, {area.province}" if area.province else area.name
     _sub(area_el, "areaDesc", desc)
-    commune = _commune(directory, code)
+    commune = directory.commune(code)
     poly = polygon_text(commune.polygon) if commune is not None and commune.polygon else None
     if poly is not None:
         _sub(area_el, "polygon", poly)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -182,24 +183,40 @@ class Directory:
         if problems:
             raise ConfigError("\n".join(problems))
 
+    # Lookups run for every reading: index once instead of scanning the lists.
+    @cached_property
+    def _stations(self) -> dict[str, Station]:
+        return {s.id: s for s in self.geography.stations}
+
+    @cached_property
+    def _communes(self) -> dict[str, Commune]:
+        return {c.code: c for c in self.geography.communes}
+
+    @cached_property
+    def _areas(self) -> dict[str, Area]:
+        names = {p.code: p.name for p in self.geography.provinces}
+        return {
+            c.code: Area(code=c.code, name=c.name, province=names[c.province])
+            for c in self.geography.communes
+        }
+
     def station(self, station_id: str) -> Station | None:
-        for s in self.geography.stations:
-            if s.id == station_id:
-                return s
-        return None
+        return self._stations.get(station_id)
+
+    def commune(self, commune_code: str) -> Commune | None:
+        return self._communes.get(commune_code)
 
     def area(self, commune_code: str) -> Area:
-        province_names = {p.code: p.name for p in self.geography.provinces}
-        for c in self.geography.communes:
-            if c.code == commune_code:
-                return Area(code=c.code, name=c.name, province=province_names[c.province])
-        raise KeyError(f"unknown commune {commune_code!r}")
+        try:
+            return self._areas[commune_code]
+        except KeyError:
+            raise KeyError(f"unknown commune {commune_code!r}") from None
 
     def province_of(self, commune_code: str) -> str:
-        for c in self.geography.communes:
-            if c.code == commune_code:
-                return c.province
-        raise KeyError(f"unknown commune {commune_code!r}")
+        commune = self._communes.get(commune_code)
+        if commune is None:
+            raise KeyError(f"unknown commune {commune_code!r}")
+        return commune.province
 
     def agency(self, code: str) -> AgencyEntry:
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -105,8 +106,14 @@ def labels_of(warning: Warning) -> dict[str, list[str]]:
     return labels
 
 
-def _matchers(value: list[str]) -> list[Matcher]:
-    return [Matcher.parse(v) for v in value]
+def _matchers(value: list[str]) -> tuple[Matcher, ...]:
+    return _parse_all(tuple(value))
+
+
+@lru_cache(maxsize=4096)
+def _parse_all(texts: tuple[str, ...]) -> tuple[Matcher, ...]:
+    # Matchers are checked for every warning and every route: parse each text once.
+    return tuple(Matcher.parse(v) for v in texts)
 
 
 class Route(BaseModel):
@@ -124,7 +131,7 @@ class Route(BaseModel):
         _matchers(value)
         return value
 
-    def parsed(self) -> list[Matcher]:
+    def parsed(self) -> tuple[Matcher, ...]:
         return _matchers(self.matchers)
 
 

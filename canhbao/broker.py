@@ -22,6 +22,14 @@ from canhbao.kafka_probe import wait_for_broker
 
 log = logging.getLogger(__name__)
 
+# Tansu answers a consumer-group JoinGroup only once the rebalance timeout has
+# passed, so clients of the embedded broker use a short one; Kafka keeps the default.
+EMBEDDED_REBALANCE_TIMEOUT = 2.0
+
+
+def rebalance_timeout(embedded: bool, configured: float) -> float:
+    return EMBEDDED_REBALANCE_TIMEOUT if embedded else configured
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -12,13 +12,11 @@ import time
 
 from canhbao.settings import Settings, get_settings
 
-# Tansu answers a JoinGroup only when the rebalance timeout has passed, so the
-# embedded broker gets a short one; a real cluster keeps the longer default.
-EMBEDDED_REBALANCE_TIMEOUT = "2"
-
 
 def _embedded_env() -> None:
-    os.environ.setdefault("CANHBAO_REBALANCE_TIMEOUT", EMBEDDED_REBALANCE_TIMEOUT)
+    from canhbao.broker import EMBEDDED_REBALANCE_TIMEOUT
+
+    os.environ.setdefault("CANHBAO_REBALANCE_TIMEOUT", str(EMBEDDED_REBALANCE_TIMEOUT))
     get_settings.cache_clear()
 
 

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from canhbao.broker import EmbeddedBroker
+from canhbao.broker import EmbeddedBroker, rebalance_timeout
 from canhbao.receiver import Delivery, WebhookReceiver
 from canhbao.settings import Settings
 from consumers.webhook import WebhookConfig, WebhookDispatcher
@@ -244,7 +244,7 @@ async def _demo(
 
     run_id = secrets.token_hex(3)
     embedded = broker_kind == "tansu"
-    rebalance = 2.0 if embedded else settings.rebalance_timeout
+    rebalance = rebalance_timeout(embedded, settings.rebalance_timeout)
     worker_log = workdir / "worker.log"
     worker = _start_worker(
         bootstrap,

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from alerting.routes import Silence
 from canhbao.settings import get_settings
 from consumers.kafka_util import partitions
+from pipeline.agents.store import without_bookkeeping
 from pipeline.rules.model import _parse_duration
 from topics.catalogue import APPROVALS, CONTROL_SILENCES, STATE_BROADCASTS
 from topics.models import ApprovalAction, ApprovalEvent, Broadcast
@@ -38,35 +39,47 @@ async def _send(bootstrap: str, topic: str, key: bytes, value: bytes | None) -> 
         await producer.stop()
 
 
+class BroadcastReader:
+    """Follows the broadcasts' compacted changelog: the latest state of each one."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        self.states: dict[str, Broadcast] = {}
+
+    async def __aenter__(self) -> BroadcastReader:
+        await self.consumer.start()
+        tps = await partitions(self.consumer, STATE_BROADCASTS)
+        if tps:
+            self.consumer.assign(tps)
+            await self.consumer.seek_to_beginning(*tps)
+            ends = await self.consumer.end_offsets(tps)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(
+                [await self.consumer.position(tp) < ends[tp] for tp in tps]
+            ):
+                await self.poll(0.5)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def poll(self, seconds: float) -> None:
+        """Read what arrived since the last call (waiting up to ``seconds``)."""
+        if not self.consumer.assignment():
+            await asyncio.sleep(seconds)
+            return
+        batch = await self.consumer.getmany(timeout_ms=int(seconds * 1000))
+        for records in batch.values():
+            for r in records:
+                if r.value is not None:
+                    b = Broadcast.model_validate(without_bookkeeping(json.loads(r.value)))
+                    self.states[b.broadcast_id] = b
+
+
 async def broadcasts(bootstrap: str) -> dict[str, Broadcast]:
-    """The latest state of every broadcast (read from the compacted changelog)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await consumer.start()
-    out: dict[str, Broadcast] = {}
-    try:
-        tps = await partitions(consumer, STATE_BROADCASTS)
-        if not tps:
-            return out
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            behind = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
-            if not behind:
-                break
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for r in records:
-                    if r.value is None:
-                        continue
-                    data = json.loads(r.value)
-                    data = {k: v for k, v in data.items() if not k.startswith("_")}
-                    b = Broadcast.model_validate(data)
-                    out[b.broadcast_id] = b
-    finally:
-        await consumer.stop()
-    return out
+    """The latest state of every broadcast."""
+    async with BroadcastReader(bootstrap) as reader:
+        return reader.states
 
 
 def _describe(b: Broadcast) -> str:
@@ -96,15 +109,16 @@ def cmd_decide(args: argparse.Namespace) -> int:
         return 1
 
     async def go() -> Broadcast | None:
-        before = (await broadcasts(bootstrap)).get(args.broadcast_id)
-        await _send(bootstrap, APPROVALS, ev.warning_id.encode(), ev.to_bytes())
-        # Show what the pipeline made of it (two operators are needed to send).
-        deadline = time.monotonic() + args.wait
-        while time.monotonic() < deadline:
-            after = (await broadcasts(bootstrap)).get(args.broadcast_id)
-            if after is not None and after != before:
-                return after
-            await asyncio.sleep(0.5)
+        async with BroadcastReader(bootstrap) as reader:
+            before = reader.states.get(args.broadcast_id)
+            await _send(bootstrap, APPROVALS, ev.warning_id.encode(), ev.to_bytes())
+            # Show what the pipeline made of it (two operators are needed to send).
+            deadline = time.monotonic() + args.wait
+            while time.monotonic() < deadline:
+                await reader.poll(0.5)
+                after = reader.states.get(args.broadcast_id)
+                if after is not None and after != before:
+                    return after
         return None
 
     after = asyncio.run(go())

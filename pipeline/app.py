@@ -24,7 +24,9 @@ def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust
 
 
 def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
+    from alerting.audiences import Audiences
     from alerting.directory import Directory
+    from alerting.messages import renderer
     from pipeline.agents import approvals, control, evaluate, ingest, route
     from pipeline.engine import Engine
 
@@ -47,7 +49,10 @@ def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
     holder = evaluate.EngineHolder(Engine(rules, directory, exercise=settings.exercise))
     ingest.register(app, settings)
     evaluate.register(app, settings, holder)
-    route.register(app, settings, directory, bootstrap)
-    approvals.register(app, settings, directory)
+    # Loaded once and shared: the subscriber lists can be large.
+    audiences = Audiences.load(settings.audiences_path)
+    render = renderer(directory)
+    route.register(app, settings, directory, audiences, render, bootstrap)
+    approvals.register(app, settings, audiences, render)
     control.register(app, bootstrap, holder)
     return app

@@ -98,10 +98,7 @@ class Outputs:
 
 def _load(store: Store, key: str) -> Warning | None:
     raw = store.get(key)
-    if not raw:
-        return None
-    # Stores may tag values with bookkeeping fields (``_p``: the partition).
-    return Warning.model_validate({k: v for k, v in raw.items() if not k.startswith("_")})
+    return Warning.model_validate(raw) if raw else None
 
 
 class Engine:
@@ -257,6 +254,13 @@ class Engine:
             if is_active(w):
                 self._staleness(rule, reading.station_id, seen, 0, reading.observed_at, store, out)
 
+    def evaluate_rule(self, rule: Rule, reading: Reading, store: Store) -> Outputs:
+        """One levelled rule on one reading, without the quality gate (the rule's
+        subject must be the reading's station)."""
+        out = Outputs()
+        self._levelled(rule, reading.station_id, reading, store, out)
+        return out
+
     def _levelled(
         self, rule: Rule, subject: str, reading: Reading, store: Store, out: Outputs
     ) -> None:
@@ -389,7 +393,7 @@ class Engine:
         if not is_active(previous) or previous is None or now <= previous.updated_at:
             return
         ekey = f"e|{rule.id}|{subject}"
-        state = {k: v for k, v in dict(store.get(ekey) or {}).items() if not k.startswith("_")}
+        state = dict(store.get(ekey) or {})
         value = window_at(cond, state, now.timestamp())
         store[ekey] = state
         if value is None:
@@ -617,9 +621,8 @@ def _quantity(rule: Rule) -> str:
 
 
 def _index(store: Store, area: str) -> dict[str, Any]:
-    """The commune's active warnings, without the store's bookkeeping fields."""
-    raw = store.get(f"x|{area}") or {}
-    return {k: v for k, v in raw.items() if not k.startswith("_")}
+    """The commune's active warnings (warning id -> what compound rules need)."""
+    return dict(store.get(f"x|{area}") or {})
 
 
 def areas_of(warning: Warning) -> list[str]:

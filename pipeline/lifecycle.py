@@ -16,7 +16,6 @@ from datetime import datetime
 from alerting.directory import Directory
 from alerting.governance import lead_agency, scope_tier
 from pipeline.rules.model import Rule
-from pipeline.rules.threshold import next_level
 from topics.models import (
     Action,
     Agency,
@@ -228,31 +227,17 @@ def apply_command(previous: Warning | None, command: Command, ctx: Context) -> W
 
 
 def step(rule: Rule, previous: Warning | None, reading: Reading, ctx: Context) -> Warning | None:
-    """A plain threshold rule's next state after ``reading`` (no sustained duration)."""
-    if previous is not None and reading.observed_at < previous.updated_at:
-        return None  # an older reading must not undo a newer decision
-    current = previous.level if is_active(previous) and previous is not None else 0
-    level = next_level(rule, current, reading.value)
-    decisive = rule.level(level) if level else rule.level(current) if current else None
-    evidence = [
-        Evidence(
-            station_id=reading.station_id,
-            metric=reading.metric,
-            value=reading.value,
-            observed_at=reading.observed_at,
-            threshold=decisive.value if decisive else None,
-        )
-    ]
-    return build(
-        Spec.of(rule),
-        reading.station_id,
-        previous,
-        level,
-        reading.observed_at,
-        evidence,
-        station_areas(rule, reading, ctx.directory),
-        ctx,
-    )
+    """One rule's next state after ``reading``, from the engine itself (no quality
+    gate): a short way to drive a warning through its lifecycle."""
+    from pipeline.engine import Engine
+    from pipeline.rules.loader import RuleSet
+
+    store: dict[str, object] = {}
+    if previous is not None:
+        store[f"w|{previous.warning_id}"] = previous.model_dump(mode="json")
+    engine = Engine(RuleSet((rule,)), ctx.directory, exercise=ctx.exercise)
+    out = engine.evaluate_rule(rule, reading, store)
+    return out.warnings[-1] if out.warnings else None
 
 
 def station_areas(rule: Rule, reading: Reading, directory: Directory) -> list[str]:

@@ -12,24 +12,29 @@ from pydantic import ValidationError
 
 from alerting import broadcast as rules
 from alerting.audiences import Audiences
-from alerting.directory import Directory
-from alerting.messages import renderer
-from alerting.notify import cancel_notifications, citizen_notifications
+from alerting.notify import Renderer, cancel_notifications, citizen_notifications
 from canhbao.metrics import BROADCASTS, MESSAGES_REJECTED
 from canhbao.settings import Settings
 from pipeline.agents.store import TableStore
 from topics.catalogue import APPROVALS, CLOCK, DEADLETTER, STATE_BROADCASTS, notifications_topic
-from topics.models import ApprovalEvent, Broadcast, Channel, DeadLetter, Notification, Tick
+from topics.models import (
+    ApprovalAction,
+    ApprovalEvent,
+    Broadcast,
+    BroadcastStatus,
+    Channel,
+    DeadLetter,
+    Notification,
+    Tick,
+)
 
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, settings: Settings, directory: Directory) -> None:
+def register(app: faust.App, settings: Settings, audiences: Audiences, render: Renderer) -> None:
     from pipeline.app import raw_topic
 
     n = settings.partitions
-    audiences = Audiences.load(settings.audiences_path)
-    render = renderer(directory)
     source = app.topic(APPROVALS, CLOCK, key_type=bytes, value_type=bytes, value_serializer="raw")
     outs = {c: raw_topic(app, notifications_topic(c)) for c in Channel}
     dead = raw_topic(app, DEADLETTER, partitions=1)
@@ -47,7 +52,7 @@ def register(app: faust.App, settings: Settings, directory: Directory) -> None:
         raw = store.get(key)
         if not raw:
             return None
-        return Broadcast.model_validate({k: v for k, v in raw.items() if not k.startswith("_")})
+        return Broadcast.model_validate(raw)
 
     async def send_all(notes: list[Notification]) -> None:
         futures = [
@@ -111,8 +116,11 @@ def register(app: faust.App, settings: Settings, directory: Directory) -> None:
             if step.cancel_sent:
                 when = ev.at if ev.at.tzinfo else datetime.now(UTC)
                 await send_all(cancel_notifications(b, ev.reason, audiences, when))
-            BROADCASTS.labels(b.status.value if ev.action.value != "approve" or step.send
-                              else "approval").inc()  # fmt: skip
+            # A first approval leaves the broadcast pending: count it as such.
+            first_approval = (
+                ev.action is ApprovalAction.APPROVE and b.status is BroadcastStatus.PENDING
+            )
+            BROADCASTS.labels("approval" if first_approval else b.status.value).inc()
             store[b.broadcast_id] = b.model_dump(mode="json")
             await store.flush()
 

@@ -14,8 +14,7 @@ from pydantic import ValidationError
 
 from alerting.audiences import Audiences
 from alerting.directory import Directory
-from alerting.messages import renderer
-from alerting.notify import plan
+from alerting.notify import Renderer, plan
 from alerting.routes import Silence, load_routing
 from canhbao.metrics import MESSAGES_REJECTED, NOTIFICATIONS_ROUTED, NOTIFICATIONS_SUPPRESSED
 from canhbao.settings import Settings
@@ -77,12 +76,17 @@ class Views:
             await consumer.stop()
 
 
-def register(app: faust.App, settings: Settings, directory: Directory, bootstrap: str) -> None:
+def register(
+    app: faust.App,
+    settings: Settings,
+    directory: Directory,
+    audiences: Audiences,
+    render: Renderer,
+    bootstrap: str,
+) -> None:
     from pipeline.app import raw_topic
 
     config = load_routing(settings.routes_path)
-    audiences = Audiences.load(settings.audiences_path)
-    render = renderer(directory)
     views = Views()
     source = raw_topic(app, WARNINGS)
     outs = {c: raw_topic(app, notifications_topic(c)) for c in Channel}

@@ -5,6 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+PARTITION = "_p"
+
+
+def without_bookkeeping(value: dict[str, Any]) -> dict[str, Any]:
+    """A stored value as the engine wrote it (the changelog also carries ``_p``)."""
+    return {k: v for k, v in value.items() if k != PARTITION}
+
 
 class TableStore(MutableMapping[str, Any]):
     """The Faust table seen as the engine's store; each value remembers the
@@ -26,11 +33,11 @@ class TableStore(MutableMapping[str, Any]):
         value = self.table.get(key)
         if value is None:
             raise KeyError(key)
-        return value
+        return without_bookkeeping(value)
 
     def __setitem__(self, key: str, value: Any) -> None:
         # A copy: the caller may keep using its dict, without our bookkeeping in it.
-        stored = {**value, "_p": self.partition}
+        stored = {**value, PARTITION: self.partition}
         self.table.data[key] = stored
         key_partition = getattr(self.table.data, "_key_partition", None)
         if key_partition is not None:
@@ -59,4 +66,4 @@ class TableStore(MutableMapping[str, Any]):
         return len(self.table)
 
     def own_keys(self) -> list[str]:
-        return [k for k, v in list(self.table.items()) if v and v.get("_p") == self.partition]
+        return [k for k, v in list(self.table.items()) if v and v.get(PARTITION) == self.partition]

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipeline.quality import QualityConfig
 from pipeline.rules.kinds import Baseline
-from pipeline.rules.model import CompoundCondition, EndemicCondition, GroupBy, Rule
+from pipeline.rules.model import CompoundCondition, EndemicCondition, Rule
 from topics.models import Reading
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -146,24 +146,36 @@ class RuleSet:
     version: str = "files"
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
+    # Indexes, built once: the engine asks these for every reading.
+    _by_id: dict[str, Rule] = field(init=False, repr=False, compare=False)
+    _by_kind: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    _by_metric: dict[str | None, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
+        by_kind: dict[str, list[Rule]] = {}
+        by_metric: dict[str | None, list[Rule]] = {}
+        for r in self.rules:
+            by_kind.setdefault(r.condition.kind, []).append(r)
+            if r.condition.kind not in ("report", "compound"):
+                by_metric.setdefault(r.selector.metric, []).append(r)
         object.__setattr__(self, "_by_id", {r.id: r for r in self.rules})
-        reading_rules = [r for r in self.rules if r.condition.kind not in ("report", "compound")]
-        object.__setattr__(self, "_reading_rules", tuple(reading_rules))
+        object.__setattr__(self, "_by_kind", {k: tuple(v) for k, v in by_kind.items()})
+        object.__setattr__(self, "_by_metric", {k: tuple(v) for k, v in by_metric.items()})
 
     def get(self, rule_id: str) -> Rule | None:
-        by_id: dict[str, Rule] = self._by_id  # type: ignore[attr-defined]
-        return by_id.get(rule_id)
+        return self._by_id.get(rule_id)
 
     def matching(self, reading: Reading) -> list[Rule]:
-        return [r for r in self._reading_rules if _matches(r, reading)]  # type: ignore[attr-defined]
+        candidates = self._by_metric.get(reading.metric, ()) + self._by_metric.get(None, ())
+        found = [r for r in candidates if _matches(r, reading)]
+        if self._by_metric.get(None) and len(found) > 1:
+            found.sort(key=self.rules.index)  # keep the order the rules were written in
+        return found
 
     def of_kind(self, *kinds: str) -> list[Rule]:
+        if len(kinds) == 1:
+            return list(self._by_kind.get(kinds[0], ()))
         return [r for r in self.rules if r.condition.kind in kinds]
-
-    @property
-    def grouped(self) -> bool:
-        return any(r.group_by is not GroupBy.STATION for r in self.rules)
 
 
 def compile_rules(sources: dict[str, str]) -> RuleSet:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from canhbao.broker import rebalance_timeout
 from topics.admin import create_topics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +25,7 @@ def worker_env(bootstrap: str, kind: str, **extra: str) -> dict[str, str]:
         **os.environ,
         "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
         # Tansu answers JoinGroup after the rebalance timeout; keep it short there.
-        "CANHBAO_REBALANCE_TIMEOUT": "2" if kind == "tansu" else "10",
+        "CANHBAO_REBALANCE_TIMEOUT": str(rebalance_timeout(kind == "tansu", 10.0)),
         "CANHBAO_LOG_LEVEL": os.environ.get("TEST_WORKER_LOG_LEVEL", "info"),
     }
     env.update(extra)
