@@ -188,11 +188,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_receiver)
 
     from canhbao.alerts_cli import add_parsers as add_alerts
+    from canhbao.feeds_cli import add_parsers as add_feeds
     from canhbao.operator_cli import add_operator_parsers
     from canhbao.rules_cli import add_parsers
+    from canhbao.simulate_cli import add_parsers as add_simulate
 
     add_parsers(sub)
     add_operator_parsers(add_alerts(sub))
+    add_feeds(sub)
+    add_simulate(sub)
 
     p = sub.add_parser("cap-feed", help="serve the CAP 1.2 Atom feed of the current alerts")
     p.add_argument("--host", default="127.0.0.1")
