@@ -1,11 +1,15 @@
 """From one warning state to the notifications it causes: the routing tree picks
 receivers; inhibition, silences and quiet hours hold some back (recorded, not
 dropped silently); messages to citizens above the configured severity become a
-``Broadcast`` that waits for two operators. Pure logic."""
+``Broadcast`` that waits for two operators. On a grouped route, agency and committee
+messages (webhook, e-mail, SMS) also become ``GroupEntry``s for their aggregation
+group (:mod:`alerting.grouping`); those that need not wait are sent at once too.
+Pure logic."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -13,17 +17,20 @@ from typing import Literal
 from alerting.audiences import Audiences
 from alerting.directory import Directory
 from alerting.governance import coordinators
+from alerting.grouping import Flush, Group, group_key, group_labels
 from alerting.routes import (
+    Grouping,
     ReceiverConfig,
     RoutingConfig,
     Silence,
     inhibited_by,
+    labels_of,
     needs_approval,
     quiet,
-    receivers_for,
+    receivers_with_grouping,
     silenced_by,
 )
-from topics.models import Audience, Broadcast, Channel, Notification, Warning
+from topics.models import Audience, Broadcast, Channel, GroupEntry, Notification, Warning
 
 Lang = Literal["vi", "en", "km"]
 SMS_BATCH = 500
@@ -38,6 +45,14 @@ class Message:
 
 
 Renderer = Callable[[Warning, Channel, Lang, Audience], Message]
+# What a group flush says: its warnings, the ids of those that changed, and whether
+# it is a reminder. One warning renders as a Renderer would (marked when a reminder).
+FlushRenderer = Callable[
+    [Sequence[Warning], frozenset[str], Channel, Lang, Audience, bool, dict[str, str]], Message
+]
+# CAP is one alert per message with references to the ones before: never a digest.
+# Citizens and loudspeakers get plain, single instructions.
+GROUPED_CHANNELS = frozenset({Channel.WEBHOOK, Channel.EMAIL, Channel.SMS})
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,7 @@ class Plan:
     notifications: list[Notification] = field(default_factory=list)
     suppressed: list[Suppressed] = field(default_factory=list)
     broadcasts: list[Broadcast] = field(default_factory=list)
+    grouped: list[GroupEntry] = field(default_factory=list)  # for canhbao.group.notifications
 
 
 @dataclass(frozen=True)
@@ -188,6 +204,58 @@ def citizen_notifications(
     return out
 
 
+def hold_reason(
+    config: RoutingConfig,
+    warning: Warning,
+    channel: Channel,
+    *,
+    active: list[Warning],
+    silences: list[Silence],
+    now: datetime,
+) -> str | None:
+    """Why a message about ``warning`` on ``channel`` must not go out now, if it must not."""
+    inhibitor = inhibited_by(config, warning, active)
+    silence = silenced_by(config.silences + silences, warning, now)
+    return _reason(config, warning, channel, inhibitor, silence, now)
+
+
+def _reason(
+    config: RoutingConfig,
+    warning: Warning,
+    channel: Channel,
+    inhibitor: Warning | None,
+    silence: Silence | None,
+    now: datetime,
+) -> str | None:
+    if inhibitor is not None:
+        return f"inhibited by {inhibitor.warning_id} (level {inhibitor.level})"
+    if silence is not None:
+        return f"silenced by {silence.created_by} until {silence.ends_at}: {silence.comment}"
+    if quiet(config, channel, warning, now):
+        return "quiet hours (not urgent)"
+    return None
+
+
+def _entry(warning: Warning, t: Target, g: Grouping, labels: dict[str, list[str]], sent: bool,
+           now: datetime) -> GroupEntry:  # fmt: skip
+    values = group_labels(g.by, labels, warning.warning_id)
+    return GroupEntry(
+        group_key=group_key(t.id, t.channel, values, warning.exercise),
+        labels=values,
+        receiver_id=t.id,
+        channel=t.channel,
+        audience=t.audience,
+        address=t.address,
+        lang=t.lang,
+        warning=warning,
+        group_wait=g.wait.total_seconds(),
+        group_interval=g.interval.total_seconds(),
+        repeat_interval=None if g.repeat is None else g.repeat.total_seconds(),
+        sent=sent,
+        routed_at=now,
+    )
+
+
 def plan(
     warning: Warning,
     config: RoutingConfig,
@@ -202,29 +270,52 @@ def plan(
     out = Plan()
     if warning.labels.get("notify") == "false":
         return out  # a rule that only feeds compound rules
-    receivers = receivers_for(config, warning)
+    labels = labels_of(warning)
     inhibitor = inhibited_by(config, warning, active)
     silence = silenced_by(config.silences + silences, warning, now)
-    for receiver in receivers:
+    for receiver, grouping in receivers_with_grouping(config, warning):
         if receiver.to.citizens:
             _citizens(warning, receiver, audiences, render, now, out, inhibitor, silence)
         for t in targets(receiver, warning, directory, audiences):
-            nid = notification_id(warning, t.id, t.channel)
-            reason = None
-            if inhibitor is not None:
-                reason = f"inhibited by {inhibitor.warning_id} (level {inhibitor.level})"
-            elif silence is not None:
-                reason = (
-                    f"silenced by {silence.created_by} until {silence.ends_at}: {silence.comment}"
-                )
-            elif quiet(config, t.channel, warning, now):
-                reason = "quiet hours (not urgent)"
+            reason = _reason(config, warning, t.channel, inhibitor, silence, now)
             if reason is not None:
+                nid = notification_id(warning, t.id, t.channel)
                 out.suppressed.append(Suppressed(nid, t.id, t.channel, reason))
                 continue
-            out.notifications.append(_note(warning, t, render(warning, t.channel, t.lang,
-                                                               t.audience)))  # fmt: skip
+            at_once = True
+            if grouping is not None and t.channel in GROUPED_CHANNELS:
+                # Urgent states, and routes with nothing to wait for, go out now as
+                # always; the group only hears of them (for its digests and reminders).
+                at_once = grouping.immediate or grouping.is_urgent(warning, labels)
+                out.grouped.append(_entry(warning, t, grouping, labels, at_once, now))
+            if at_once:
+                out.notifications.append(_note(warning, t, render(warning, t.channel, t.lang,
+                                                                   t.audience)))  # fmt: skip
     return out
+
+
+def flush_notification(group: Group, flush: Flush, render: FlushRenderer) -> Notification:
+    """The one message a group flush sends to its target.
+
+    Its id is unique per flush and stable when a flush is replayed: one warning's
+    update keeps today's id (so the dispatcher's ledger knows it, however it was
+    routed); a reminder counts the group's reminders; a digest names the group, the
+    flush and the warning versions it lists."""
+    t = Target(group.receiver_id, group.channel, group.address, group.audience, group.lang)
+    msg = render(flush.warnings, flush.changed, t.channel, t.lang, t.audience, flush.reminder,
+                 dict(group.labels))  # fmt: skip
+    if len(flush.warnings) == 1:
+        (w,) = flush.warnings
+        nid = notification_id(w, t.id, t.channel)
+        if flush.reminder:
+            nid += f":reminder{group.reminders + 1}"
+        return _note(w, t, msg, nid=nid)
+    versions = ",".join(f"{w.warning_id}:v{w.version}" for w in flush.warnings)
+    digest = hashlib.sha256(f"{flush.kind}|{versions}".encode()).hexdigest()[:12]
+    note = _note(flush.warnings[0], t, msg,
+                 nid=f"{group.id}:f{flush.seq}:{digest}:{t.id}:{t.channel.value}")  # fmt: skip
+    # Receipts of a digest are about the group: its id, and the flush as its version.
+    return note.model_copy(update={"warning_id": group.id, "warning_version": flush.seq})
 
 
 def _citizens(

@@ -16,11 +16,16 @@ edited template cannot silently drop it.
 
 Loudspeaker scripts do not depend on the audience (they are heard by everyone);
 e-mail and webhook have one form for all audiences; SMS has a citizen form.
+
+Aggregation groups (:mod:`alerting.grouping`): a flush of one warning renders as
+above; a reminder says so right after the exercise mark (``reminder=True``). A flush
+of several warnings is one digest (:func:`render_digest`, ``templates/digest/``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -37,6 +42,10 @@ LANGS: tuple[Lang, ...] = get_args(Lang)
 # A loudspeaker script starts with the spoken form.
 EXERCISE_MARK: dict[str, str] = {"vi": "[DIỄN TẬP]", "en": "[EXERCISE]", "km": "[សមយុទ្ធ]"}
 SPOKEN_EXERCISE_MARK: dict[str, str] = {"vi": "Diễn tập.", "en": "Exercise.", "km": "សមយុទ្ធ។"}
+# A reminder of a warning still in force (repeat_interval), after the exercise mark if any.
+REMINDER_MARK: dict[str, str] = {"vi": "[NHẮC LẠI]", "en": "[REMINDER]", "km": "[រំលឹក]"}
+# The channels a group may flush to (alerting.notify.GROUPED_CHANNELS).
+DIGEST_CHANNELS = (Channel.WEBHOOK, Channel.EMAIL, Channel.SMS)
 
 # An SMS longer than this many segments is truncated (visibly: SmsMessage.truncated).
 # Citizens get short messages (the templates aim at 3 segments); the few agency,
@@ -153,17 +162,30 @@ def cap_texts(warning: Warning, lang: str = "vi", *, template_dir: Path = TEMPLA
     return texts
 
 
+def with_reminder(text: str, lang: str) -> str:
+    """``text`` marked as a reminder: first, or right after the exercise mark."""
+    mark = REMINDER_MARK[lang]
+    if starts_marked(text, Channel.WEBHOOK, lang):
+        end = text.index("]") + 1
+        return f"{text[:end]} {mark}{text[end:]}"
+    return f"{mark} {text}"
+
+
 def render(
     warning: Warning,
     channel: Channel,
     lang: Lang = "vi",
     audience: Audience = Audience.AGENCY,
     *,
+    reminder: bool = False,
     template_dir: Path = TEMPLATE_DIR,
 ) -> Rendered:
-    """Render ``warning`` for one channel, language and audience (see the module doc)."""
+    """Render ``warning`` for one channel, language and audience (see the module doc).
+    ``reminder``: the same message, marked as a reminder (webhook, e-mail, SMS)."""
     lang = as_lang(lang)
     channel, audience = Channel(channel), Audience(audience)
+    if reminder and channel not in DIGEST_CHANNELS:
+        raise ValueError(f"reminders go by webhook, e-mail or SMS, not {channel.value}")
     variables = _variables(warning, channel, lang, audience)
     ch, aud = channel.value, audience.value
 
@@ -174,7 +196,9 @@ def render(
             template_dir,
         )
     )
-    variables["subject"] = subject
+    if reminder:
+        subject = with_reminder(subject, lang)
+    variables["subject"] = subject  # e-mails start with it: the reminder mark comes along
 
     html: str | None = None
     payload: dict[str, Any] | None = None
@@ -185,6 +209,8 @@ def render(
         html = render_names(_names(ch, aud, lang, "html"), variables, template_dir).strip()
     elif channel is Channel.SMS:
         full = _one_line(render_names(_names(ch, aud, lang, "txt"), variables, template_dir))
+        if reminder:
+            full = with_reminder(full, lang)
         most = SMS_MAX_SEGMENTS[audience]
         sms = split(full, most)
         gsm = split(to_gsm7(full), most) if lang != "km" else None
@@ -198,11 +224,15 @@ def render(
             )
             for code in LANGS
         }
+        if reminder:
+            texts = {code: with_reminder(t, code) for code, t in texts.items()}
         payload = {
             "type": "canhbao.warning",
             "warning": warning.model_dump(mode="json"),
             "text": texts,
         }
+        if reminder:
+            payload["reminder"] = True
         text = texts[lang]
     elif channel is Channel.LOUDSPEAKER:
         text = _tidy(render_names(_names(ch, aud, lang, "txt"), variables, template_dir))
@@ -221,6 +251,89 @@ def render(
         sms_gsm7=gsm,
     )
     if warning.exercise:
+        _check_exercise(out)
+    return out
+
+
+def _digest_items(warnings: Sequence[Warning], changed: Collection[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            **context(w),
+            "ev": w.evidence[0] if w.evidence else None,
+            "changed": w.warning_id in changed,
+        }
+        for w in warnings
+    ]
+
+
+def render_digest(
+    warnings: Sequence[Warning],
+    channel: Channel,
+    lang: Lang = "vi",
+    audience: Audience = Audience.AGENCY,
+    *,
+    changed: Collection[str] = (),
+    reminder: bool = False,
+    labels: Mapping[str, str] | None = None,
+    template_dir: Path = TEMPLATE_DIR,
+) -> Rendered:
+    """Several warnings of one aggregation group in one message: a headline, one line
+    per warning (the ``changed`` ones tagged with what changed), the lead agencies.
+    The words are in ``templates/digest/digest.<lang>.txt.j2``."""
+    lang = as_lang(lang)
+    channel, audience = Channel(channel), Audience(audience)
+    if channel not in DIGEST_CHANNELS:
+        raise ValueError(f"a digest goes by webhook, e-mail or SMS, not {channel.value}")
+    if len(warnings) < 2:
+        raise ValueError("a digest lists several warnings; one renders with render()")
+    if len({w.exercise for w in warnings}) > 1:
+        raise RenderError("a digest cannot mix exercise and real warnings")
+    exercise = warnings[0].exercise
+    env = environment(template_dir)
+    items = _digest_items(warnings, changed)
+
+    def variables(code: str) -> dict[str, Any]:
+        return {
+            "items": items, "exercise": exercise,
+            "reminder": reminder, "reminder_mark": REMINDER_MARK[code],
+            "labels": dict(labels or {}), "lang": code, "channel": channel.value,
+            "audience": audience.value,
+        }  # fmt: skip
+
+    def words(code: str) -> Any:
+        return env.get_template(f"digest/digest.{code}.txt.j2").make_module(variables(code))
+
+    module = words(lang)
+    subject = _one_line(str(module.subject()))
+    text = _tidy(str(module.text()))
+    html: str | None = None
+    payload: dict[str, Any] | None = None
+    sms: SmsMessage | None = None
+    gsm: SmsMessage | None = None
+    if channel is Channel.EMAIL:
+        html = render_names(
+            ["digest/digest.html.j2"], {**variables(lang), "subject": subject}, template_dir
+        ).strip()
+    elif channel is Channel.SMS:
+        full = _one_line(str(module.sms()))
+        most = SMS_MAX_SEGMENTS[audience]
+        sms = split(full, most)
+        gsm = split(to_gsm7(full), most) if lang != "km" else None
+        text = sms.text
+    else:
+        texts = {code: _tidy(str(words(code).text())) for code in LANGS}
+        payload = {
+            "type": "canhbao.digest",
+            "group": dict(labels or {}),
+            "reminder": reminder,
+            "changed": sorted(w.warning_id for w in warnings if w.warning_id in changed),
+            "warnings": [w.model_dump(mode="json") for w in warnings],
+            "text": texts,
+        }
+        text = texts[lang]
+    out = Rendered(channel=channel, lang=lang, audience=audience, subject=subject, text=text,
+                   html=html, payload=payload, sms=sms, sms_gsm7=gsm)  # fmt: skip
+    if exercise:
         _check_exercise(out)
     return out
 

@@ -6,6 +6,12 @@ Labels of a warning state: its own ``labels`` plus ``domain``, ``hazard``,
 ``level``, ``severity``, ``phase``, ``status``, ``scope``, ``transition``,
 ``rule``, ``subject``, ``exercise`` and ``area`` (which matches when *any* of
 the affected communes matches).
+
+Aggregation groups (``group_by``, ``group_wait``, ``group_interval``,
+``repeat_interval``, ``urgent``) are set on routes and inherited by their children,
+as in Alertmanager; :class:`Grouping` is what a route ends up with, and
+:mod:`alerting.grouping` applies it. A route where none of the four is set (nor on an
+ancestor) is not grouped: its notifications go out at once, as they always have.
 """
 
 from __future__ import annotations
@@ -15,12 +21,22 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from pipeline.rules.model import Duration
+from pipeline.rules.model import Duration, _format_duration, _parse_duration
 from topics.models import Channel, Severity, Warning
 
 _MATCHER = re.compile(r'^\s*([a-z_][a-z0-9_]*)\s*(=~|!~|!=|>=|<=|=|>|<)\s*"?([^"]*)"?\s*$')
@@ -116,6 +132,56 @@ def _parse_all(texts: tuple[str, ...]) -> tuple[Matcher, ...]:
     return tuple(Matcher.parse(v) for v in texts)
 
 
+_ZERO = re.compile(r"^\s*0+(\.0*)?\s*[smhdw]?\s*$")
+
+
+def _delay(value: Any) -> timedelta:
+    # Like a rule's Duration, but zero is allowed: "group_wait: 0s" means "do not wait".
+    if not isinstance(value, bool) and (
+        value == 0 or (isinstance(value, str) and _ZERO.match(value))
+    ):
+        return timedelta(0)
+    return _parse_duration(value)
+
+
+Delay = Annotated[
+    timedelta, BeforeValidator(_delay), PlainSerializer(_format_duration, return_type=str)
+]
+EACH_WARNING = "..."  # group_by: [...]: every warning is a group of its own
+MAX_GROUP_WAIT = timedelta(hours=1)
+MAX_GROUP_INTERVAL = timedelta(days=1)
+DEFAULT_URGENT = ('severity>="Severe"',)
+_LABEL = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """The aggregation options a route ends up with, its ancestors' included.
+
+    ``by`` None: each warning is its own group. ``urgent``: an active state that
+    matches all of them is sent at once, alone, whatever the group is waiting for."""
+
+    by: tuple[str, ...] | None = None
+    wait: timedelta = timedelta(0)
+    interval: timedelta = timedelta(0)
+    repeat: timedelta | None = None
+    urgent: tuple[str, ...] = DEFAULT_URGENT
+
+    @property
+    def immediate(self) -> bool:
+        """Each warning alone and nothing to wait for: every state can go out at once
+        (the group then only keeps time for reminders)."""
+        return self.by is None and not self.wait and not self.interval
+
+    def is_urgent(self, warning: Warning, labels: dict[str, list[str]]) -> bool:
+        # An all-clear is never urgent: it may wait for the group like any change.
+        return (
+            warning.active
+            and bool(self.urgent)
+            and all(m.matches(labels) for m in _matchers(list(self.urgent)))
+        )
+
+
 class Route(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -123,7 +189,13 @@ class Route(BaseModel):
     receivers: list[str] = Field(default_factory=list)
     continue_: bool = Field(default=False, alias="continue")
     routes: list[Route] = Field(default_factory=list)
+    # Aggregation groups; unset means "as the parent route" (see Grouping).
+    group_by: list[str] | None = None
+    group_wait: Delay | None = None
+    group_interval: Delay | None = None
     repeat_interval: Duration | None = None
+    urgent: list[str] | None = None
+    _grouping: Grouping | None = PrivateAttr(default=None)
 
     @field_validator("matchers")
     @classmethod
@@ -131,8 +203,58 @@ class Route(BaseModel):
         _matchers(value)
         return value
 
+    @field_validator("urgent")
+    @classmethod
+    def _valid_urgent(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            _matchers(value)
+        return value
+
+    @field_validator("group_by")
+    @classmethod
+    def _valid_group_by(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        if EACH_WARNING in value and len(value) > 1:
+            raise ValueError(
+                "'...' makes each warning its own group: it cannot be combined with label names"
+            )
+        for name in value:
+            if name != EACH_WARNING and not _LABEL.match(name):
+                raise ValueError(
+                    f"{name!r} is not a label name (e.g. domain, hazard, area, or a rule's label)"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("a label is named twice")
+        return value
+
+    @field_validator("group_wait")
+    @classmethod
+    def _wait_bound(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value > MAX_GROUP_WAIT:
+            raise ValueError(
+                f"group_wait {_format_duration(value)} holds warnings back too long "
+                f"(at most {_format_duration(MAX_GROUP_WAIT)})"
+            )
+        return value
+
+    @field_validator("group_interval")
+    @classmethod
+    def _interval_bound(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value > MAX_GROUP_INTERVAL:
+            raise ValueError(
+                f"group_interval {_format_duration(value)} is too long "
+                f"(at most {_format_duration(MAX_GROUP_INTERVAL)})"
+            )
+        return value
+
     def parsed(self) -> tuple[Matcher, ...]:
         return _matchers(self.matchers)
+
+    @property
+    def grouping(self) -> Grouping | None:
+        """The route's aggregation options (inherited); None when it is not grouped."""
+        return self._grouping
 
 
 class Target(BaseModel):
@@ -261,6 +383,7 @@ class RoutingConfig(BaseModel):
     inhibit_rules: list[InhibitRule] = Field(default_factory=list)
     quiet_hours: list[QuietHours] = Field(default_factory=list)
     silences: list[Silence] = Field(default_factory=list)
+    # The root route's repeat_interval when it sets none (kept for older files).
     default_repeat_interval: Duration | None = None
 
     @model_validator(mode="after")
@@ -282,6 +405,11 @@ class RoutingConfig(BaseModel):
             raise ValueError("; ".join(missing))
         if not self.route.receivers:
             raise ValueError("route: the root route needs a default receiver")
+        problems: list[str] = []
+        root = _Inherited(repeat=self.default_repeat_interval)
+        _resolve_grouping(self.route, root, "route", problems)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def receiver(self, name: str) -> ReceiverConfig:
@@ -289,6 +417,52 @@ class RoutingConfig(BaseModel):
             if r.name == name:
                 return r
         raise KeyError(name)
+
+
+@dataclass(frozen=True)
+class _Inherited:
+    """Grouping options as set so far down the tree (None: not set)."""
+
+    by: tuple[str, ...] | None = None
+    wait: timedelta | None = None
+    interval: timedelta | None = None
+    repeat: timedelta | None = None
+    urgent: tuple[str, ...] | None = None
+
+    def below(self, route: Route) -> _Inherited:
+        by = None if route.group_by is None else tuple(route.group_by)
+        urgent = None if route.urgent is None else tuple(route.urgent)
+        return _Inherited(
+            by=self.by if by is None else by,
+            wait=self.wait if route.group_wait is None else route.group_wait,
+            interval=self.interval if route.group_interval is None else route.group_interval,
+            repeat=self.repeat if route.repeat_interval is None else route.repeat_interval,
+            urgent=self.urgent if urgent is None else urgent,
+        )
+
+    def grouping(self) -> Grouping | None:
+        if self.by is None and self.wait is None and self.interval is None and self.repeat is None:
+            return None  # nothing configured: today's behaviour, every state at once
+        return Grouping(
+            by=None if self.by is None or self.by == (EACH_WARNING,) else self.by,
+            wait=self.wait or timedelta(0),
+            interval=self.interval or timedelta(0),
+            repeat=self.repeat,
+            urgent=DEFAULT_URGENT if self.urgent is None else self.urgent,
+        )
+
+
+def _resolve_grouping(route: Route, parent: _Inherited, path: str, problems: list[str]) -> None:
+    here = parent.below(route)
+    grouping = here.grouping()
+    if grouping is not None and grouping.repeat is not None and grouping.repeat < grouping.interval:
+        problems.append(
+            f"{path}: repeat_interval {_format_duration(grouping.repeat)} is shorter than "
+            f"group_interval {_format_duration(grouping.interval)}"
+        )
+    route._grouping = grouping
+    for i, child in enumerate(route.routes):
+        _resolve_grouping(child, here, f"{path}.routes.{i}", problems)
 
 
 class RoutingError(ValueError):
@@ -327,13 +501,20 @@ def matching_routes(route: Route, labels: dict[str, list[str]]) -> list[Route]:
 
 
 def receivers_for(config: RoutingConfig, warning: Warning) -> list[ReceiverConfig]:
+    return [r for r, _ in receivers_with_grouping(config, warning)]
+
+
+def receivers_with_grouping(
+    config: RoutingConfig, warning: Warning
+) -> list[tuple[ReceiverConfig, Grouping | None]]:
+    """Each receiver once, with the grouping of the first matching route that names it."""
     labels = labels_of(warning)
-    names: list[str] = []
+    found: dict[str, Grouping | None] = {}
     for route in matching_routes(config.route, labels):
         for name in route.receivers:
-            if name not in names:
-                names.append(name)
-    return [config.receiver(n) for n in names]
+            if name not in found:
+                found[name] = route.grouping
+    return [(config.receiver(n), g) for n, g in found.items()]
 
 
 def inhibited_by(config: RoutingConfig, warning: Warning, active: list[Warning]) -> Warning | None:

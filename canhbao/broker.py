@@ -25,6 +25,17 @@ log = logging.getLogger(__name__)
 # Tansu answers a consumer-group JoinGroup only once the rebalance timeout has
 # passed, so clients of the embedded broker use a short one; Kafka keeps the default.
 EMBEDDED_REBALANCE_TIMEOUT = 2.0
+# Tansu does not answer a long-polling fetch when data arrives, only when its wait is
+# over: every consumer hop would add the whole wait (Faust's 1.5 s) to latency.
+EMBEDDED_FETCH_MAX_WAIT_MS = 10
+
+
+def embedded_env() -> dict[str, str]:
+    """Settings every canhbao process on the embedded broker needs (as environment)."""
+    return {
+        "CANHBAO_REBALANCE_TIMEOUT": str(EMBEDDED_REBALANCE_TIMEOUT),
+        "CANHBAO_FETCH_MAX_WAIT_MS": str(EMBEDDED_FETCH_MAX_WAIT_MS),
+    }
 
 
 def rebalance_timeout(embedded: bool, configured: float) -> float:

@@ -66,5 +66,6 @@ def dispatcher_for(channel: str, settings: Settings, bootstrap: str) -> Dispatch
                 max_attempts=settings.webhook_max_attempts, timeout=settings.webhook_timeout
             ),
             rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
+            fetch_max_wait_ms=settings.fetch_max_wait_ms,
         ),
     )

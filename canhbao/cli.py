@@ -14,9 +14,10 @@ from canhbao.settings import Settings, get_settings
 
 
 def _embedded_env() -> None:
-    from canhbao.broker import EMBEDDED_REBALANCE_TIMEOUT
+    from canhbao.broker import embedded_env
 
-    os.environ.setdefault("CANHBAO_REBALANCE_TIMEOUT", str(EMBEDDED_REBALANCE_TIMEOUT))
+    for name, value in embedded_env().items():
+        os.environ.setdefault(name, value)
     get_settings.cache_clear()
 
 
@@ -152,8 +153,16 @@ def cmd_cap_feed(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from canhbao.demo import run_demo
+    from feeds.scenarios import get
 
-    return run_demo(get_settings(), duration=args.duration, as_json=args.json)
+    try:
+        get(args.scenario)
+    except KeyError as exc:
+        print(f"canhbao demo: {exc.args[0]}", file=sys.stderr)
+        return 2
+    return run_demo(
+        get_settings(), duration=args.duration, as_json=args.json, scenario=args.scenario
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_receiver)
 
     from canhbao.alerts_cli import add_parsers as add_alerts
+    from canhbao.bench_cli import add_parsers as add_bench
     from canhbao.feeds_cli import add_parsers as add_feeds
     from canhbao.operator_cli import add_operator_parsers
     from canhbao.rules_cli import add_parsers
@@ -197,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_operator_parsers(add_alerts(sub))
     add_feeds(sub)
     add_simulate(sub)
+    add_bench(sub)
 
     p = sub.add_parser("cap-feed", help="serve the CAP 1.2 Atom feed of the current alerts")
     p.add_argument("--host", default="127.0.0.1")
@@ -204,12 +215,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", default=None, help="public URL the feed links use")
     p.set_defaults(func=cmd_cap_feed)
 
-    p = sub.add_parser("demo", help="a river rises at Đáp Cầu: watch warnings get delivered")
+    p = sub.add_parser(
+        "demo", help="a scenario end to end (default: a multi-hazard day in every domain)"
+    )
+    p.add_argument(
+        "--scenario",
+        default="multi",
+        help="multi (default), flood, air, dengue, cyber or faulty (see `canhbao simulate --list`)",
+    )
     p.add_argument(
         "--duration",
         type=float,
-        default=30.0,
-        help="seconds the demo runs (the river series is time-compressed into it)",
+        default=45.0,
+        help="seconds the demo runs (the scenario is time-compressed into it)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
     p.set_defaults(func=cmd_demo)

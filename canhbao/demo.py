@@ -1,9 +1,11 @@
-"""``canhbao demo``: one river rises at Đáp Cầu, and the whole path runs for real.
+"""``canhbao demo``: a scenario runs end to end, for real.
 
 Embedded broker (unless CANHBAO_KAFKA_BOOTSTRAP is set) → topics → Faust worker
-(subprocess) → webhook dispatcher → a local receiver standing in for the Dept.
-of Agriculture and Environment. What happens is read back from the topics
-themselves and printed as it happens.
+(subprocess) → webhook dispatcher → a local receiver standing in for every agency
+and commune committee. A scenario from ``feeds.scenarios`` (by default ``multi``:
+warnings in every domain) is played in compressed time, with two malformed
+messages among it to show dead-lettering. What happens is read back from the
+topics themselves and printed as it happens.
 """
 
 from __future__ import annotations
@@ -18,20 +20,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
-from canhbao.broker import EmbeddedBroker, rebalance_timeout
-from canhbao.receiver import Delivery, WebhookReceiver
+from canhbao.broker import EmbeddedBroker, embedded_env, rebalance_timeout
+from canhbao.demo_report import Printer, Tally, describe, summary_text
+from canhbao.receiver import WebhookReceiver
 from canhbao.settings import Settings
 from consumers.webhook import WebhookConfig, WebhookDispatcher
+from feeds.scenarios import DEFAULT, get
+from feeds.scenarios.base import Scenario, align
+from feeds.simulate import KafkaBroadcaster, Outgoing, Played, play, schedule
+from feeds.sink import KafkaSink
 from topics.admin import create_topics
 from topics.catalogue import (
+    APPROVALS,
     DEADLETTER,
     INGEST_READINGS,
     RECEIPTS,
@@ -40,101 +46,33 @@ from topics.catalogue import (
     readings_topic,
 )
 from topics.models import (
+    ApprovalAction,
+    ApprovalEvent,
     Channel,
     DeadLetter,
     DeliveryOutcome,
     DeliveryReceipt,
     Domain,
     Notification,
-    Reading,
     Warning,
 )
 
-STATION = "dap-cau"
-# A flood wave at Đáp Cầu, hourly (metres). Alarm levels I/II/III: 4.30/5.30/6.30.
-RIVER_SERIES = [
-    3.60,
-    3.85,
-    4.10,
-    4.35,
-    4.70,
-    5.05,
-    5.38,
-    5.80,
-    6.20,
-    6.42,
-    6.61,
-    6.55,
-    6.35,
-    6.15,
-    5.70,
-    5.25,
-    5.10,
-    4.60,
-    4.15,
-    3.90,
-]
-# Malformed input the pipeline must reject with a reason and survive.
-BAD_INPUT = {
-    5: b'{"station_id": "dap-cau", "metric": "water_level_m", "value": 5.0',
-    12: b'{"station_id": "dap-cau", "domain": "water", "metric": "water_level_m", '
+# Malformed input the pipeline must reject with a reason and survive. The first one
+# also tells us the worker is consuming (its dead letter comes back).
+BAD_INPUT = (
+    b'{"station_id": "dap-cau", "metric": "water_level_m", "value": 5.0',
+    b'{"station_id": "dap-cau", "domain": "water", "metric": "water_level_m", '
     b'"value": "high", "observed_at": "2025-10-07T08:00:00+07:00"}',
-}
-
-
-@dataclass
-class Tally:
-    sent: int = 0
-    ingested: int = 0
-    rejected: int = 0
-    warnings: Counter[str] = field(default_factory=Counter)
-    notifications: int = 0
-    delivered: int = 0
-    failed: int = 0
-    received: int = 0
-    last_event: float = field(default_factory=time.monotonic)
-
-    def summary(self, broker: str, elapsed: float) -> dict[str, Any]:
-        return {
-            "broker": broker,
-            "readings": {"sent": self.sent, "ingested": self.ingested, "rejected": self.rejected},
-            "warnings": {"total": sum(self.warnings.values()), "by_level": dict(self.warnings)},
-            "notifications": {"sent": self.notifications},
-            "deliveries": {"ok": self.delivered, "failed": self.failed},
-            "received_by_agency": self.received,
-            "elapsed_seconds": round(elapsed, 1),
-        }
-
-
-class Printer:
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.t0 = time.monotonic()
-
-    def __call__(self, tag: str, text: str) -> None:
-        print(f"{time.monotonic() - self.t0:6.1f}s  {tag:<9} {text}", file=self.out, flush=True)
-
-
-def _reading_bytes(value: float, at: datetime) -> bytes:
-    return Reading(
-        station_id=STATION,
-        domain=Domain.WATER,
-        metric="water_level_m",
-        value=value,
-        unit="m",
-        observed_at=at,
-        source="demo",
-    ).to_bytes()
+)
+SETTLE_RESERVE = 8.0  # seconds of --duration kept for the last warnings to be delivered
+GRACE = 10.0  # seconds past --duration the demo waits for a slow machine to catch up
 
 
 async def _observe(bootstrap: str, tally: Tally, show: Printer, ready: asyncio.Event) -> None:
-    topics = [
-        readings_topic(Domain.WATER),
-        DEADLETTER,
-        WARNINGS,
-        notifications_topic(Channel.WEBHOOK),
-        RECEIPTS,
-    ]
+    webhooks = notifications_topic(Channel.WEBHOOK)
+    readings = {readings_topic(d) for d in Domain}
+    notes = {notifications_topic(c) for c in Channel}
+    topics = [*readings, *notes, DEADLETTER, WARNINGS, RECEIPTS, APPROVALS]
     consumer = AIOKafkaConsumer(
         *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="latest"
     )
@@ -149,46 +87,59 @@ async def _observe(bootstrap: str, tally: Tally, show: Printer, ready: asyncio.E
         async for rec in consumer:
             tally.last_event = time.monotonic()
             value = rec.value or b""
-            if rec.topic == readings_topic(Domain.WATER):
-                r = Reading.model_validate_json(value)
-                if r.station_id == STATION:
-                    tally.ingested += 1
-                    show("reading", f"{r.station_id} {r.metric} = {r.value:.2f} m")
+            if rec.topic in readings:
+                tally.ingested += 1
             elif rec.topic == DEADLETTER:
                 d = DeadLetter.model_validate_json(value)
                 tally.rejected += 1
+                tally.probe.set()
                 show("REJECTED", f"{d.source_topic} → {DEADLETTER}: {d.reason}")
             elif rec.topic == WARNINGS:
                 w = Warning.model_validate_json(value)
-                label = f"level {w.level_name}" if w.level else "all-clear"
-                tally.warnings[w.level_name or "all-clear"] += 1
-                ev = w.evidence[0] if w.evidence else None
-                why = f" ({ev.value:.2f} m vs {ev.threshold:.2f} m)" if ev and ev.threshold else ""
-                show(
-                    "WARNING",
-                    f"{w.warning_id} {w.transition.value} → {label} [{w.severity.value}]{why}; "
-                    f"scope {w.scope_tier.value}, lead: {w.lead_agency.name_en}",
-                )
-            elif rec.topic == notifications_topic(Channel.WEBHOOK):
+                tag, text = describe(w, tally, tally.scenario_start)
+                show(tag, text)
+            elif rec.topic in notes:
                 n = Notification.model_validate_json(value)
-                tally.notifications += 1
-                show("NOTIFY", f"{n.channel.value} → {n.receiver_id} ({n.address})")
+                tally.by_channel[n.channel.value] += 1
+                if rec.topic == webhooks:
+                    tally.notifications += 1
             elif rec.topic == RECEIPTS:
-                rc = DeliveryReceipt.model_validate_json(value)
-                if rc.outcome is DeliveryOutcome.DELIVERED:
-                    tally.delivered += 1
+                _receipt(DeliveryReceipt.model_validate_json(value), tally, show)
+            elif rec.topic == APPROVALS:
+                a = ApprovalEvent.model_validate_json(value)
+                if a.action is ApprovalAction.REQUEST and a.broadcast is not None:
+                    tally.broadcasts += 1
+                    b = a.broadcast
+                    how = "/".join(c.value for c in b.channels)
                     show(
-                        "DELIVERED",
-                        f"{rc.receiver_id} HTTP {rc.status_code} in "
-                        f"{rc.latency_seconds * 1000:.0f} ms (attempt {rc.attempt})",
+                        "APPROVAL",
+                        f"{how} to citizens of {', '.join(b.communes)} ({b.warning.hazard} "
+                        f"level {b.warning.level}) needs two operators' approval",
                     )
-                elif rc.outcome is DeliveryOutcome.FAILED:
-                    tally.failed += 1
-                    show("FAILED", f"{rc.receiver_id}: {rc.error}")
-                else:
-                    show("RETRY", f"{rc.receiver_id}: {rc.error}")
     finally:
         await consumer.stop()
+
+
+def _receipt(rc: DeliveryReceipt, tally: Tally, show: Printer) -> None:
+    if rc.outcome is DeliveryOutcome.DELIVERED:
+        tally.delivered += 1
+        tally.by_receiver[rc.receiver_id] += 1
+        tally.pending_deliveries[rc.receiver_id] += 1
+    elif rc.outcome is DeliveryOutcome.FAILED:
+        tally.failed += 1
+        show("FAILED", f"{rc.receiver_id}: {rc.error}")
+    elif rc.outcome is DeliveryOutcome.SUPPRESSED:
+        # Quiet hours, inhibition, silences: recorded, not sent (e-mail/SMS at night).
+        tally.suppressed += 1
+    else:
+        show("RETRY", f"{rc.receiver_id}: {rc.error}")
+
+
+async def _flush_deliveries(tally: Tally, show: Printer) -> None:
+    """Deliveries, grouped every 1.5 s: one line per batch, not one per webhook."""
+    while True:
+        await asyncio.sleep(1.5)
+        tally.flush_deliveries(show)
 
 
 def _start_worker(bootstrap: str, env_extra: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -214,8 +165,16 @@ def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
         proc.wait()
 
 
+def _with_bad_input(items: list[Outgoing]) -> list[Outgoing]:
+    """The second malformed message goes in halfway through the feed."""
+    middle = items[len(items) // 2].at if items else 0.0
+    bad = Outgoing(middle, INGEST_READINGS, b"dap-cau", BAD_INPUT[1], "raw")
+    return sorted([*items, bad], key=lambda o: o.at)
+
+
 async def _demo(
     settings: Settings,
+    scenario: Scenario,
     bootstrap: str,
     broker_kind: str,
     duration: float,
@@ -234,13 +193,8 @@ async def _demo(
     show("topics", f"{len(report.created)} created, {len(report.existing)} already there")
 
     secret = secrets.token_bytes(32)
-
-    def received(d: Delivery) -> None:
-        tally.received += 1
-        show("RECEIVED", f"{d.path}: {d.body.get('body', '')}")
-
-    receiver = await WebhookReceiver(secret=secret, on_delivery=received).start()
-    show("receiver", f"Dept. of Agriculture and Environment listens on {receiver.base_url}")
+    receiver = await WebhookReceiver(secret=secret, on_delivery=tally.on_delivery(show)).start()
+    show("receiver", f"agencies and commune committees answer at {receiver.base_url}/hooks/<id>")
 
     run_id = secrets.token_hex(3)
     embedded = broker_kind == "tansu"
@@ -251,8 +205,11 @@ async def _demo(
         {
             "CANHBAO_AGENCY_WEBHOOK_BASE": receiver.base_url,
             "CANHBAO_APP_ID": settings.app_id if embedded else f"canhbao-demo-{run_id}",
+            **(embedded_env() if embedded else {}),
             "CANHBAO_REBALANCE_TIMEOUT": str(rebalance),
             "CANHBAO_LOG_LEVEL": "warning",
+            # Simulated data: every message must say it is an exercise.
+            "CANHBAO_EXERCISE": "true",
         },
         worker_log,
     )
@@ -260,7 +217,8 @@ async def _demo(
     dispatcher = WebhookDispatcher(
         WebhookConfig(
             bootstrap=bootstrap,
-            group_id="canhbao.dispatch.webhook" if embedded else f"canhbao-demo-{run_id}",
+            # Not the worker's group: Faust's assignor and aiokafka's cannot share one.
+            group_id="canhbao.dispatch.webhook" if embedded else f"canhbao-demo-{run_id}.webhook",
             secret=secret,
             rebalance_timeout_ms=int(rebalance * 1000),
         )
@@ -268,61 +226,101 @@ async def _demo(
     dispatch_task = asyncio.create_task(dispatcher.run())
     observed = asyncio.Event()
     observe_task = asyncio.create_task(_observe(bootstrap, tally, show, observed))
+    flush_task = asyncio.create_task(_flush_deliveries(tally, show))
     await asyncio.wait_for(observed.wait(), 30)
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
-    await producer.start()
+    sink = KafkaSink(bootstrap, linger_ms=1)
+    await sink.start()
+    clock = KafkaBroadcaster(bootstrap)
+    await clock.start()
     try:
-        # Play the series across most of the run, leaving time to drain.
-        feed_window = max(2.0, (deadline - time.monotonic()) * 0.6)
-        gap = feed_window / (len(RIVER_SERIES) + len(BAD_INPUT))
-        t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=len(RIVER_SERIES))
-        show("feed", f"{len(RIVER_SERIES)} hourly readings at {STATION}, one every {gap:.1f} s")
-        for i, level in enumerate(RIVER_SERIES):
-            if i in BAD_INPUT:
-                await producer.send_and_wait(INGEST_READINGS, BAD_INPUT[i], key=STATION.encode())
-                tally.sent += 1
-                await asyncio.sleep(gap)
-            at = t0 + timedelta(hours=i)
-            await producer.send_and_wait(
-                INGEST_READINGS, _reading_bytes(level, at), key=STATION.encode()
-            )
-            tally.sent += 1
-            await asyncio.sleep(gap)
+        # The first bad message doubles as a probe: once its dead letter is back, the
+        # worker consumes, and the scenario clock may start.
+        await sink.send(INGEST_READINGS, b"dap-cau", BAD_INPUT[0])
+        tally.sent += 1
+        while not tally.probe.is_set():
             if worker.poll() is not None:
                 raise RuntimeError(f"the worker exited with {worker.returncode}; see {worker_log}")
+            if time.monotonic() - started > 90:
+                raise RuntimeError(f"the worker did not start in 90 s; see {worker_log}")
+            await asyncio.sleep(0.1)
+        feed_window = max(8.0, deadline - time.monotonic() - SETTLE_RESERVE)
+        speed = scenario.duration.total_seconds() / feed_window
+        start = datetime.now(UTC)
+        items = _with_bad_input(schedule(scenario, start, speed))
+        tally.scenario_start = align(start)
+        tally.scenario = {
+            "name": scenario.name,
+            "hours": round(scenario.duration.total_seconds() / 3600, 2),
+            "speed": round(speed, 1),
+        }
+        n_readings = sum(1 for o in items if o.kind == "reading")
+        n_reports = sum(1 for o in items if o.kind == "report")
+        show(
+            "feed",
+            f"{scenario.name}: {n_readings} readings and {n_reports} reports, "
+            f"{_span(scenario)} of scenario time in {feed_window:.0f} s ({speed:.0f}×)",
+        )
+
+        def sent(p: Played) -> None:
+            tally.sent = 1 + p.readings + p.raw
+            tally.reports_sent = p.reports
+            if p.last is not None and p.last.scenario_at is not None:
+                tally.scenario_now = p.last.scenario_at
+            tally.progress(show)
+
+        feed = asyncio.create_task(play(items, sink, clock, on_sent=sent))
+        while not feed.done():
+            if worker.poll() is not None:
+                feed.cancel()
+                raise RuntimeError(f"the worker exited with {worker.returncode}; see {worker_log}")
+            await asyncio.sleep(0.2)
+        await feed
         # Drain: wait until every reading is accounted for and every notification
-        # has a final receipt, or the time is up.
-        hard_stop = max(deadline, time.monotonic() + 5.0) + 15.0
+        # has a final receipt, or the time (and a little grace) is up.
+        hard_stop = max(deadline, time.monotonic() + 5.0) + GRACE
         while time.monotonic() < hard_stop:
+            quiet = time.monotonic() - tally.last_event
             settled = (
                 tally.ingested + tally.rejected >= tally.sent
                 and tally.notifications > 0
                 and tally.delivered + tally.failed >= tally.notifications
-                and time.monotonic() - tally.last_event > 1.0
             )
-            if settled and time.monotonic() >= min(deadline, hard_stop):
+            if settled and quiet > 1.5:
                 break
-            if settled and time.monotonic() - tally.last_event > 3.0:
-                break
+            tally.progress(show)
             await asyncio.sleep(0.2)
+        if tally.ingested + tally.rejected < tally.sent:
+            show("timeout", f"{tally.sent - tally.ingested - tally.rejected} readings still queued")
     finally:
-        await producer.stop()
+        await sink.stop()
+        await clock.stop()
         dispatcher.stop()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(dispatch_task, 15)
-        observe_task.cancel()
-        with contextlib.suppress(BaseException):
-            await observe_task
+        for task in (observe_task, flush_task):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        tally.flush_deliveries(show)
         await asyncio.get_running_loop().run_in_executor(None, _stop_process, worker)
         await receiver.stop()
     return tally.summary(broker_kind, time.monotonic() - started)
 
 
-def run_demo(settings: Settings, duration: float = 30.0, as_json: bool = False) -> int:
+def _span(scenario: Scenario) -> str:
+    hours = scenario.duration.total_seconds() / 3600
+    return f"{hours / 24:g} days" if hours >= 48 else f"{hours:g} h"
+
+
+def run_demo(
+    settings: Settings, duration: float = 45.0, as_json: bool = False, scenario: str = DEFAULT
+) -> int:
     out = sys.stderr if as_json else sys.stdout
+    chosen = get(scenario)
     workdir = Path(tempfile.mkdtemp(prefix="canhbao-demo-"))
     broker: EmbeddedBroker | None = None
+    print(f"Scenario {chosen.name}: {chosen.summary_vi}\n  ({chosen.summary_en})", file=out)
     if settings.kafka_bootstrap:
         bootstrap, kind = settings.kafka_bootstrap, "kafka"
         print(f"Using the Kafka cluster at {bootstrap}", file=out)
@@ -331,23 +329,15 @@ def run_demo(settings: Settings, duration: float = 30.0, as_json: bool = False) 
         bootstrap, kind = broker.bootstrap, "tansu"
         print(f"Embedded Tansu broker on {bootstrap} (memory only: nothing kept on disk)", file=out)
     try:
-        summary = asyncio.run(_demo(settings, bootstrap, kind, duration, out, workdir))
+        summary = asyncio.run(_demo(settings, chosen, bootstrap, kind, duration, out, workdir))
     finally:
         if broker is not None:
             broker.stop()
-    ok = sum(summary["warnings"]["by_level"].values()) > 0 and summary["deliveries"]["ok"] > 0
+    ok = summary["warnings"]["total"] > 0 and summary["deliveries"]["ok"] > 0
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
-        w = summary["warnings"]
-        print(
-            f"\nSummary: {summary['readings']['ingested']} readings ingested, "
-            f"{summary['readings']['rejected']} rejected; {w['total']} warning states "
-            f"({', '.join(f'{k}: {v}' for k, v in w['by_level'].items())}); "
-            f"{summary['notifications']['sent']} notifications, "
-            f"{summary['deliveries']['ok']} delivered, {summary['deliveries']['failed']} failed.",
-            file=out,
-        )
+        print(summary_text(summary), file=out)
     if not ok:
         print(f"The demo did not deliver a warning; logs are in {workdir}", file=sys.stderr)
     return 0 if ok else 1

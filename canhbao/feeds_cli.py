@@ -8,7 +8,13 @@ import importlib
 from typing import Any
 
 # One line per adapter; the order is the order of ``canhbao feed --help``.
-ADAPTERS: tuple[str, ...] = ()
+ADAPTERS: tuple[str, ...] = (
+    "feeds.http_api",
+    "feeds.file_replay",
+    "feeds.mqtt_bridge",
+    "feeds.suricata",
+    "feeds.cap_ingest",
+)
 
 
 def add_parsers(sub: Any) -> None:

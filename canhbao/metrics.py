@@ -12,6 +12,9 @@ MESSAGES_REJECTED = Counter(
     "Messages sent to the dead-letter topic",
     ["source_topic", "stage"],
 )
+READINGS_EVALUATED = Counter(
+    "canhbao_readings_evaluated_total", "Readings the rule engine evaluated", ["domain"]
+)
 WARNING_TRANSITIONS = Counter(
     "canhbao_warning_transitions_total",
     "Warning state changes",
@@ -65,4 +68,40 @@ NOTIFICATIONS_SUPPRESSED = Counter(
 )
 BROADCASTS = Counter(
     "canhbao_broadcasts_total", "Citizen broadcasts by what happened to them", ["status"]
+)
+
+
+# The inbound edge (feeds/): what adapters took in and what they refused before producing.
+FEED_HTTP_REQUESTS = Counter(
+    "canhbao_feed_http_requests_total",
+    "Requests to the HTTP ingest API by endpoint and status code",
+    ["endpoint", "status"],
+)
+FEED_MESSAGES = Counter(
+    "canhbao_feed_messages_total",
+    "Messages an inbound adapter handed to an ingest topic (acknowledged)",
+    ["feed", "source", "kind"],
+)
+FEED_REFUSED = Counter(
+    "canhbao_feed_refused_total",
+    "Items an inbound adapter refused before producing them, by reason",
+    ["feed", "reason"],
+)
+
+
+# Aggregation groups (alerting.grouping, pipeline/agents/group.py).
+NOTIFICATIONS_HELD = Counter(
+    "canhbao_notifications_held_total",
+    "Notifications held for an aggregation group instead of sent at once",
+    ["channel"],
+)
+GROUP_FLUSHES = Counter(
+    "canhbao_group_flushes_total",
+    "Messages sent by aggregation groups: update or reminder, one warning or a digest",
+    ["kind", "form"],
+)
+GROUP_MEMBERS_LEFT = Counter(
+    "canhbao_group_members_left_total",
+    "Warnings that left an aggregation group unannounced (flap, or newer state elsewhere)",
+    ["reason"],
 )

@@ -31,6 +31,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds the group coordinator waits for members to rejoin",
     )
+    fetch_max_wait_ms: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Longest a consumer's fetch waits at the broker for data. Kafka answers "
+        "as soon as data arrives; Tansu waits it out, so embedded runs use 10 ms",
+    )
     rules_path: Path = REPO_ROOT / "rules"
     geography_path: Path = REPO_ROOT / "config" / "geography.yaml"
     directory_path: Path = REPO_ROOT / "config" / "directory.yaml"
@@ -62,8 +69,34 @@ class Settings(BaseSettings):
     mqtt_port: int = 1883
     mqtt_username: str | None = None
     mqtt_password: SecretStr | None = None
+    mqtt_bridge_config: Path = Field(
+        default=REPO_ROOT / "config" / "mqtt_bridge.yaml",
+        description="Topic-to-reading mappings of `canhbao feed mqtt`",
+    )
+    feeds_state_dir: Path = Field(
+        default=REPO_ROOT / "canhbao-data" / "feeds",
+        description="Where feeds keep their place (Suricata offsets, CAP alerts already seen)",
+    )
+    batch_size: int = Field(
+        default=500, ge=1, description="Most events a stream processor takes at once"
+    )
+    batch_wait: float = Field(
+        default=0.005,
+        gt=0,
+        description="Seconds a stream processor waits to fill a batch (adds to latency)",
+    )
     tick_interval: float = Field(
         default=30.0, gt=0, description="Seconds between clock ticks (silent stations, expiry)"
+    )
+    api_keys_path: Path = Field(
+        default=REPO_ROOT / "config" / "api_keys.yaml",
+        description="Per-source API keys of the HTTP ingest API (SHA-256 hashes only)",
+    )
+    feed_http_max_body: int = Field(
+        default=1024 * 1024, ge=1, description="Largest request body the HTTP ingest API reads"
+    )
+    feed_http_max_items: int = Field(
+        default=5000, ge=1, description="Most readings or reports in one HTTP ingest batch"
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")

@@ -63,6 +63,7 @@ class DispatchConfig:
     breaker_threshold: int = 5
     breaker_cooldown: float = 15.0
     rebalance_timeout_ms: int = 10_000
+    fetch_max_wait_ms: int = 500
 
 
 class Ledger:
@@ -146,6 +147,7 @@ class Dispatcher:
             session_timeout_ms=max(6_000, cfg.rebalance_timeout_ms),
             heartbeat_interval_ms=1_000,
             max_poll_interval_ms=600_000,
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
         )
         producer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap, linger_ms=1, acks="all")
         await producer.start()

@@ -72,6 +72,7 @@ class WebhookConfig:
     max_attempts: int = 10
     backoff_base: float = 0.5
     rebalance_timeout_ms: int = 10_000
+    fetch_max_wait_ms: int = 500
 
 
 def WebhookDispatcher(config: WebhookConfig) -> Dispatcher:
@@ -84,5 +85,6 @@ def WebhookDispatcher(config: WebhookConfig) -> Dispatcher:
                 max_attempts=config.max_attempts, base=config.backoff_base, timeout=config.timeout
             ),
             rebalance_timeout_ms=config.rebalance_timeout_ms,
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
         ),
     )

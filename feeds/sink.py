@@ -20,18 +20,21 @@ class Sink(Protocol):
 
 
 class KafkaSink:
-    """An idempotent, acks=all producer: an acknowledged reading is on the broker."""
+    """An acks=all producer: an acknowledged reading is on the broker. Not idempotent
+    (Tansu refuses InitProducerId): a retried send may store a reading twice, and the
+    quality gate sets the copy aside as a duplicate."""
 
     def __init__(self, bootstrap: str, *, linger_ms: int = 5) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=linger_ms,
+            bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms
         )
 
     async def start(self) -> None:
-        await self._producer.start()
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()  # or aiokafka warns of an unclosed producer
+            raise
 
     async def stop(self) -> None:
         await self._producer.stop()

@@ -59,6 +59,8 @@ STATE_BROADCASTS = "canhbao.state.broadcasts"
 CONTROL_SILENCES = "canhbao.control.silences"
 CONTROL_RULES = "canhbao.control.rules"
 COMMANDS = "canhbao.commands"
+GROUP_NOTIFICATIONS = "canhbao.group.notifications"
+STATE_GROUPS = "canhbao.state.groups"
 
 
 def readings_topic(domain: Domain) -> str:
@@ -146,6 +148,22 @@ def _catalogue() -> tuple[TopicSpec, ...]:
             description=f"Rendered notifications for the {c.value} channel",
         )
         for c in Channel
+    ]
+    specs += [
+        TopicSpec(
+            GROUP_NOTIFICATIONS,
+            key="group key (receiver|channel|live or exercise|group labels)",
+            value="GroupEntry",
+            description="Warning states held for aggregation groups (digests, reminders)",
+        ),
+        TopicSpec(
+            STATE_GROUPS,
+            key="group key",
+            value="aggregation group (Faust table changelog)",
+            description="Members and timers of every aggregation group; rebuilt on restart",
+            cleanup=Cleanup.COMPACT,
+            retention_ms=None,
+        ),
     ]
     specs += [
         TopicSpec(

@@ -330,6 +330,27 @@ class Notification(Message):
     created_at: AwareDatetime = Field(default_factory=utcnow)
 
 
+class GroupEntry(Message):
+    """One warning state for one receiver, held for an aggregation group
+    (``canhbao.group.notifications``, keyed by ``group_key``). ``sent``: the route stage
+    already delivered it (urgent, or nothing to wait for); the group only keeps count,
+    for its digests and reminders. Durations are in seconds."""
+
+    group_key: Annotated[str, Field(min_length=1, max_length=1000)]
+    labels: dict[str, str] = Field(default_factory=dict)
+    receiver_id: Identifier
+    channel: Channel
+    audience: Audience
+    address: str = Field(min_length=1)
+    lang: Literal["vi", "en", "km"] = "vi"
+    warning: Warning
+    group_wait: float = Field(default=0, ge=0)
+    group_interval: float = Field(default=0, ge=0)
+    repeat_interval: float | None = Field(default=None, gt=0)
+    sent: bool = False
+    routed_at: AwareDatetime = Field(default_factory=utcnow)
+
+
 class BroadcastStatus(StrEnum):
     PENDING = "pending"  # waiting for two operators
     SENT = "sent"

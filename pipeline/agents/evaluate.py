@@ -11,6 +11,7 @@ raises it twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from canhbao.metrics import (
     COMMANDS_APPLIED,
     MESSAGES_REJECTED,
     QUALITY_REJECTIONS,
+    READINGS_EVALUATED,
     WARNING_TRANSITIONS,
 )
 from canhbao.settings import Settings
@@ -50,18 +52,18 @@ class EngineHolder:
 
 
 def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
-    from pipeline.app import raw_topic
+    from pipeline.app import Out, batches, raw_topic
 
     n = settings.partitions
     names = [readings_topic(d) for d in Domain]
     names += [REGROUP_READINGS, CORRELATE_WARNINGS, CORRELATE_REPORTS, COMMANDS, CLOCK]
     source = app.topic(*names, key_type=bytes, value_type=bytes, value_serializer="raw")
     readings = set(names[: len(Domain)])
-    warnings_out = raw_topic(app, WARNINGS)
-    correlate_out = raw_topic(app, CORRELATE_WARNINGS)
-    regroup_out = raw_topic(app, REGROUP_READINGS)
-    commands_out = raw_topic(app, COMMANDS)
-    dead = raw_topic(app, DEADLETTER, partitions=1)
+    warnings_out = Out(app, WARNINGS)
+    correlate_out = Out(app, CORRELATE_WARNINGS)
+    regroup_out = Out(app, REGROUP_READINGS)
+    commands_out = Out(app, COMMANDS)
+    dead = Out(app, DEADLETTER)
     clock = raw_topic(app, CLOCK)
     # Keys and values are JSON in the changelog, and the table must decode them
     # the same way on restore, or a restarted worker would not find its state.
@@ -81,11 +83,15 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
         ),
     )
 
+    async def flush_all(stores: Iterable[TableStore]) -> None:
+        # Every partition's quality marks (q|) go last, after all other state.
+        await TableStore.flush_together(list(stores))
+
     async def reject(msg: Any, raw: bytes | None, stage: str, reason: str) -> None:
         MESSAGES_REJECTED.labels(msg.topic, stage).inc()
-        await dead.send(
-            key=msg.topic.encode(),
-            value=DeadLetter(
+        done = await dead.send(
+            msg.topic.encode(),
+            DeadLetter(
                 source_topic=msg.topic,
                 partition=msg.partition,
                 offset=msg.offset,
@@ -95,31 +101,27 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
                 reason=reason,
             ).to_bytes(),
         )
+        await done  # rare: wait for the broker here rather than carry the future along
 
-    async def publish(out: Outputs, msg: Any, raw: bytes | None) -> None:
-        """Send every output and wait until the broker has them all."""
-        sent: list[Any] = []
+    async def publish(out: Outputs, msg: Any, raw: bytes | None, sent: list[Any]) -> None:
+        """Send every output; the futures go to ``sent`` for the batch to await."""
         for check, _ in out.rejected:
             QUALITY_REJECTIONS.labels(check.value).inc()
         for error in out.errors:
             await reject(msg, raw, "command", error)
         for key, reading in out.forwards:
-            sent.append(await regroup_out.send(key=key.encode(), value=reading.to_bytes()))
+            sent.append(await regroup_out.send(key.encode(), reading.to_bytes()))
         for w in out.warnings:
             WARNING_TRANSITIONS.labels(
                 w.domain.value, w.hazard, w.transition.value, str(w.level)
             ).inc()
             log.info("%s %s level %s (v%d)", w.warning_id, w.transition.value, w.level, w.version)
             body = w.to_bytes()
-            sent.append(await warnings_out.send(key=w.warning_id.encode(), value=body))
+            sent.append(await warnings_out.send(w.warning_id.encode(), body))
             for area in out.fanout.get((w.warning_id, w.version), areas_of(w)):
-                sent.append(await correlate_out.send(key=area.encode(), value=body))
+                sent.append(await correlate_out.send(area.encode(), body))
         for command in out.commands:
-            sent.append(
-                await commands_out.send(key=command.subject.encode(), value=command.to_bytes())
-            )
-        for fut in sent:
-            await fut
+            sent.append(await commands_out.send(command.subject.encode(), command.to_bytes()))
 
     def parse(topic: str, raw: bytes | None) -> Reading | Warning | Report | Command | Tick:
         body = raw or b""
@@ -133,38 +135,55 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
             return Command.model_validate_json(body)
         return Tick.model_validate_json(body)
 
-    async def evaluate(stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
-            msg = event.message
-            raw: bytes | None = event.value
-            store = TableStore(table, msg.partition)
-            engine = holder.engine
-            key = msg.key.decode("utf-8", "replace") if msg.key else ""
-            try:
-                parsed = parse(msg.topic, raw)
-            except ValidationError as exc:
-                await reject(msg, raw, "evaluate", f"not a valid message for {msg.topic}: {exc}")
-                continue
-            if isinstance(parsed, Reading):
-                if msg.topic == REGROUP_READINGS:
-                    out = engine.on_reading(parsed, store, mode="grouped", key=key)
-                else:
-                    out = engine.on_reading(parsed, store, now=datetime.now(UTC), mode="station")
-            elif isinstance(parsed, Warning):
-                out = engine.on_warning(parsed, key, store, parsed.updated_at)
-            elif isinstance(parsed, Report):
-                out = engine.on_report(parsed, key, store)
-            elif isinstance(parsed, Command):
-                out = engine.on_command(parsed, store)
-                COMMANDS_APPLIED.labels(
-                    parsed.action.value, "refused" if out.errors else "applied"
-                ).inc()
+    evaluated = {d: READINGS_EVALUATED.labels(d.value) for d in Domain}
+
+    async def handle(event: Any, store: TableStore, sent: list[Any]) -> None:
+        msg = event.message
+        raw: bytes | None = event.value
+        engine = holder.engine
+        key = msg.key.decode("utf-8", "replace") if msg.key else ""
+        try:
+            parsed = parse(msg.topic, raw)
+        except ValidationError as exc:
+            await reject(msg, raw, "evaluate", f"not a valid message for {msg.topic}: {exc}")
+            return
+        if isinstance(parsed, Reading):
+            evaluated[parsed.domain].inc()
+            if msg.topic == REGROUP_READINGS:
+                out = engine.on_reading(parsed, store, mode="grouped", key=key)
             else:
-                out = engine.on_tick(parsed.at, store, store.own_keys())
-            # Outputs first, state second: a crash in between replays the event and
-            # republishes the same versions (deduplicated downstream), never loses one.
-            await publish(out, msg, raw)
-            await store.flush()
+                out = engine.on_reading(parsed, store, now=datetime.now(UTC), mode="station")
+        elif isinstance(parsed, Warning):
+            out = engine.on_warning(parsed, key, store, parsed.updated_at)
+        elif isinstance(parsed, Report):
+            out = engine.on_report(parsed, key, store)
+        elif isinstance(parsed, Command):
+            out = engine.on_command(parsed, store)
+            COMMANDS_APPLIED.labels(
+                parsed.action.value, "refused" if out.errors else "applied"
+            ).inc()
+        else:
+            out = engine.on_tick(parsed.at, store, store.own_keys())
+        await publish(out, msg, raw, sent)
+
+    async def evaluate(stream: faust.StreamT[Any]) -> None:
+        # In batches, as the validate stage. Outputs first, state second: every
+        # output of the batch is acknowledged before any of its state is written,
+        # so a crash in between replays the batch and republishes the same versions
+        # (deduplicated downstream), never loses one. Within a batch the engine sees
+        # its own writes at once (the table is updated in memory as it goes).
+        async for events in batches(stream, settings):
+            stores: dict[int, TableStore] = {}
+            sent: list[Any] = []
+            for event in events:
+                partition = event.message.partition
+                store = stores.get(partition)
+                if store is None:
+                    store = stores[partition] = TableStore(table, partition)
+                await handle(event, store, sent)
+            for fut in sent:
+                await fut
+            await flush_all(stores.values())
 
     app.agent(source, name="canhbao.evaluate")(evaluate)
 

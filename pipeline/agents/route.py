@@ -1,8 +1,12 @@
 """Stage 3: route each warning state (routing tree, inhibition, silences, quiet
-hours) into rendered notifications; citizen broadcasts go to approval first."""
+hours) into rendered notifications; citizen broadcasts go to approval first. On
+grouped routes, states also go to their aggregation group
+(``canhbao.group.notifications``, see :mod:`pipeline.agents.group`); only those that
+must not wait are sent from here."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -16,12 +20,18 @@ from alerting.audiences import Audiences
 from alerting.directory import Directory
 from alerting.notify import Renderer, plan
 from alerting.routes import Silence, load_routing
-from canhbao.metrics import MESSAGES_REJECTED, NOTIFICATIONS_ROUTED, NOTIFICATIONS_SUPPRESSED
+from canhbao.metrics import (
+    MESSAGES_REJECTED,
+    NOTIFICATIONS_HELD,
+    NOTIFICATIONS_ROUTED,
+    NOTIFICATIONS_SUPPRESSED,
+)
 from canhbao.settings import Settings
 from topics.catalogue import (
     APPROVALS,
     CONTROL_SILENCES,
     DEADLETTER,
+    GROUP_NOTIFICATIONS,
     RECEIPTS,
     WARNINGS,
     notifications_topic,
@@ -41,18 +51,37 @@ log = logging.getLogger(__name__)
 
 class Views:
     """What every routing worker needs whole, whatever partitions it owns: the active
-    warnings (for inhibition) and the silences. Both follow their topics from the
-    start with no consumer group."""
+    warnings (for inhibition), the silences, and the newest version of every warning
+    (aggregation groups drop members whose newer state went elsewhere). They follow
+    their topics from the start with no consumer group; ``ready`` is set once they
+    have caught up with what was there at start."""
 
     def __init__(self) -> None:
         self.active: dict[str, Warning] = {}
         self.silences: dict[str, Silence] = {}
+        self.latest: dict[str, tuple[int, datetime]] = {}
+        self.ready = asyncio.Event()
 
     def apply_warning(self, w: Warning) -> None:
         if w.active and w.level > 0:
             self.active[w.warning_id] = w
         else:
             self.active.pop(w.warning_id, None)
+        seen = self.latest.get(w.warning_id)
+        if seen is None or w.version > seen[0]:
+            self.latest[w.warning_id] = (w.version, datetime.now(UTC))
+
+    def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        try:
+            if topic == WARNINGS:
+                self.apply_warning(Warning.model_validate_json(value or b""))
+            elif value is None:
+                self.silences.pop((key or b"").decode(), None)
+            else:
+                s = Silence.model_validate_json(value)
+                self.silences[s.id] = s
+        except ValidationError as exc:
+            log.warning("skipping an unreadable %s record: %s", topic, exc)
 
     async def follow(self, bootstrap: str) -> None:
         consumer = AIOKafkaConsumer(
@@ -60,18 +89,23 @@ class Views:
             auto_offset_reset="earliest",
         )  # fmt: skip
         await consumer.start()
+        ends: dict[Any, int] | None = None
         try:
-            async for record in consumer:
-                try:
-                    if record.topic == WARNINGS:
-                        self.apply_warning(Warning.model_validate_json(record.value or b""))
-                    elif record.value is None:
-                        self.silences.pop((record.key or b"").decode(), None)
-                    else:
-                        s = Silence.model_validate_json(record.value)
-                        self.silences[s.id] = s
-                except ValidationError as exc:
-                    log.warning("skipping an unreadable %s record: %s", record.topic, exc)
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for r in records:
+                        self.apply(r.topic, r.key, r.value)
+                if self.ready.is_set():
+                    continue
+                tps = list(consumer.assignment())
+                if not tps:
+                    continue
+                if ends is None:
+                    ends = await consumer.end_offsets(tps)
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(pos >= ends.get(tp, 0) for tp, pos in zip(tps, positions, strict=True)):
+                    self.ready.set()
         finally:
             await consumer.stop()
 
@@ -83,7 +117,9 @@ def register(
     audiences: Audiences,
     render: Renderer,
     bootstrap: str,
-) -> None:
+) -> Views:
+    """Register the agent and its views' follower; the views are shared with the
+    group stage (pipeline.agents.group)."""
     from pipeline.app import raw_topic
 
     config = load_routing(settings.routes_path)
@@ -92,6 +128,7 @@ def register(
     outs = {c: raw_topic(app, notifications_topic(c)) for c in Channel}
     receipts = raw_topic(app, RECEIPTS)
     approvals = raw_topic(app, APPROVALS)
+    groups = raw_topic(app, GROUP_NOTIFICATIONS)
     dead = raw_topic(app, DEADLETTER, partitions=1)
 
     async def route(stream: faust.StreamT[Any]) -> None:
@@ -124,6 +161,10 @@ def register(
                         key=note.receiver_id.encode(), value=note.to_bytes()
                     )
                 )
+            for entry in p.grouped:
+                if not entry.sent:
+                    NOTIFICATIONS_HELD.labels(entry.channel.value).inc()
+                sent.append(await groups.send(key=entry.group_key.encode(), value=entry.to_bytes()))
             for s in p.suppressed:
                 NOTIFICATIONS_SUPPRESSED.labels(s.channel.value).inc()
                 receipt = DeliveryReceipt(
@@ -152,3 +193,4 @@ def register(
         await views.follow(bootstrap)
 
     app.task(follow_views)
+    return views

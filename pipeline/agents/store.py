@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from faust.serializers.codecs import get_codec
+
+from pipeline.app import Out
+
 PARTITION = "_p"
+_JSON = get_codec("json")
 
 
 def without_bookkeeping(value: dict[str, Any]) -> dict[str, Any]:
@@ -45,14 +50,32 @@ class TableStore(MutableMapping[str, Any]):
         self.dirty[key] = stored
 
     async def flush(self) -> None:
-        dirty, self.dirty = self.dirty, {}
-        order = sorted(dirty, key=lambda k: k.startswith("q|"))
+        await TableStore.flush_together([self])
+
+    @staticmethod
+    async def flush_together(stores: list[TableStore]) -> None:
+        """Write the changes of several partitions' stores: all other state first,
+        the quality marks (``q|``) of every partition last."""
+        writes: list[tuple[bool, TableStore, str, Any]] = []
+        for store in stores:
+            dirty, store.dirty = store.dirty, {}
+            writes += [(k.startswith("q|"), store, k, v) for k, v in dirty.items()]
+        writes.sort(key=lambda w: w[0])
         # Sent now, not through Faust's send_soon buffer (whose flush can return
-        # early, and which a stream that waits on it may never see drained).
-        changelog = self.table.changelog_topic
-        pending = [
-            await changelog.send(key=k, value=dirty[k], partition=self.partition) for k in order
-        ]
+        # early, and which a stream that waits on it may never see drained), and
+        # encoded as the changelog topic's JSON serializer would, so a restarting
+        # worker's table reads them back.
+        pending: list[Any] = []
+        marks_from = next((i for i, w in enumerate(writes) if w[0]), len(writes))
+        for i, (_, store, k, v) in enumerate(writes):
+            if i == marks_from:
+                # The marks may only land once the rest is acknowledged: Kafka keeps
+                # order within a partition, not across the changelog's partitions.
+                for fut in pending:
+                    await fut
+                pending = []
+            out = Out(store.table.app, store.table.changelog_topic.get_topic_name())
+            pending.append(await out.send(_JSON.dumps(k), _JSON.dumps(v), store.partition))
         for fut in pending:
             await fut
 

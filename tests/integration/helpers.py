@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from canhbao.broker import rebalance_timeout
+from canhbao.broker import embedded_env, rebalance_timeout
 from topics.admin import create_topics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,6 +28,8 @@ def worker_env(bootstrap: str, kind: str, **extra: str) -> dict[str, str]:
         "CANHBAO_REBALANCE_TIMEOUT": str(rebalance_timeout(kind == "tansu", 10.0)),
         "CANHBAO_LOG_LEVEL": os.environ.get("TEST_WORKER_LOG_LEVEL", "info"),
     }
+    if kind == "tansu":
+        env.update(embedded_env())
     env.update(extra)
     return env
 

@@ -82,6 +82,8 @@ def test_catalogue_size_matches_domains_and_channels() -> None:
         catalogue.STATE_BROADCASTS,
         catalogue.CONTROL_SILENCES,
         catalogue.COMMANDS,
+        catalogue.GROUP_NOTIFICATIONS,
+        catalogue.STATE_GROUPS,
     }
     assert fixed <= set(BY_NAME)
     assert len(CATALOGUE) == len(fixed) + len(Domain) + len(Channel)

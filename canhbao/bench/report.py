@@ -1,0 +1,71 @@
+"""The benchmark's figures as a table, with the goals from the issue beside them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (label, figure key, goal, better when) — goals on the reference 2-core machine.
+GOALS = {
+    "ratio_to_baseline": (0.5, "higher"),
+    "p99_ms_at_2000": (250.0, "lower"),
+    "fanout_seconds": (10.0, "lower"),
+    "worker_peak_rss_mb": (300.0, "lower"),
+}
+
+
+def _mark(key: str, value: float | None) -> str:
+    goal, better = GOALS[key]
+    if value is None or value != value:
+        return "n/a"
+    ok = value >= goal if better == "higher" else value <= goal
+    shown = f"{goal:.0%}" if key == "ratio_to_baseline" else f"{goal:g}"
+    return ("meets" if ok else "misses") + f" goal {'≥' if better == 'higher' else '≤'} {shown}"
+
+
+def table(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"canhbao bench — broker {r['broker']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, "
+        f"Python {m['python']}",
+        "",
+        f"  baseline (raw aiokafka + json.loads)  {r['baseline_readings_per_second']:>10,} /s",
+        f"  pipeline (validate, quality, rules)   {r['pipeline_readings_per_second']:>10,} /s",
+        f"  ratio to baseline                     {r['ratio_to_baseline']:>10.1%}   "
+        + _mark("ratio_to_baseline", r["ratio_to_baseline"]),
+        "",
+        "  end-to-end latency, reading produced → webhook delivered",
+        "    offered/s  achieved/s  probes   p50 ms   p95 ms   p99 ms",
+    ]
+    for x in r["latency"]:
+        lines.append(
+            f"    {x['offered_per_second']:>9,}  {x['achieved_per_second']:>10,.0f}  "
+            f"{x['delivered']:>3}/{x['probes']:<3} {x['p50_ms']:>7}  {x['p95_ms']:>7}  "
+            f"{x['p99_ms']:>7}"
+        )
+    lines.append(f"    p99 at 2,000/s: {_mark('p99_ms_at_2000', r['p99_ms_at_2000'])}")
+    f = r["fanout"]
+    lines += [
+        "",
+        f"  fan-out: {f['subscribers']:,} subscribers in {f['notifications']:,} batches, "
+        f"{f['seconds']:.2f} s   " + _mark("fanout_seconds", f["seconds"]),
+        f"  worker peak RSS ({r['stations']:,} stations): {r['worker_peak_rss_mb']:.0f} MB   "
+        + _mark("worker_peak_rss_mb", r["worker_peak_rss_mb"]),
+        "",
+        chart(r["latency"]),
+    ]
+    return "\n".join(lines)
+
+
+def chart(loads: list[dict[str, Any]], width: int = 40) -> str:
+    """p50 and p99 latency against offered load, as text bars."""
+    if not loads:
+        return ""
+    top = max((x["p99_ms"] for x in loads if x["p99_ms"] == x["p99_ms"]), default=1.0) or 1.0
+    out = ["  latency vs offered load (█ p50, ░ up to p99)"]
+    for x in loads:
+        p50 = x["p50_ms"] if x["p50_ms"] == x["p50_ms"] else 0
+        p99 = x["p99_ms"] if x["p99_ms"] == x["p99_ms"] else 0
+        a = round(p50 / top * width)
+        b = max(0, round(p99 / top * width) - a)
+        out.append(f"  {x['offered_per_second']:>6,}/s |{'█' * a}{'░' * b} {p50:g} / {p99:g} ms")
+    return "\n".join(out)

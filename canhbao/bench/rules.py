@@ -1,0 +1,34 @@
+"""The rule set the benchmark's worker runs: the shipped packs plus one probe rule.
+
+The probe rule raises at 1 and clears below 0.5, so alternating probe readings make
+every probe a warning state change: each one is routed and delivered, which is what
+end-to-end latency is measured on. Nothing else in the shipped packs fires on the
+calm load."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from canhbao.bench.load import PROBE_METRIC, PROBE_STATION
+
+PROBE_RULE = f"""\
+rules:
+  - id: bench.probe
+    domain: energy
+    hazard: bench_probe
+    selector: {{station: {PROBE_STATION}, metric: {PROBE_METRIC}}}
+    condition: {{kind: threshold, direction: rising, hysteresis: 0.5}}
+    levels:
+      - {{level: 1, name: "benchmark probe", value: 1.0, severity: Moderate}}
+    annotations:
+      summary_vi: "Phép đo thử của benchmark"
+      summary_en: "Benchmark probe"
+"""
+
+
+def bench_rules(shipped: Path, into: Path) -> Path:
+    target = into / "rules"
+    shutil.copytree(shipped, target, ignore=shutil.ignore_patterns("*.test.yaml"))
+    (target / "bench.yaml").write_text(PROBE_RULE, encoding="utf-8")
+    return target

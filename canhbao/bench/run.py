@@ -1,0 +1,136 @@
+"""One benchmark run: every phase against the same broker, figures in one object."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import secrets
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from canhbao.bench import baseline, fanout, latency, load
+from canhbao.bench.brokers import bench_broker
+from canhbao.bench.rules import bench_rules
+from canhbao.bench.worker import Worker, peak_rss_mb, start, stop, wait_for_count
+from canhbao.broker import embedded_env
+from canhbao.receiver import WebhookReceiver
+from canhbao.settings import Settings
+from topics.admin import create_topics
+from topics.catalogue import INGEST_READINGS
+
+EVALUATED = "canhbao_readings_evaluated_total"
+
+
+@dataclass
+class BenchConfig:
+    broker: str = "tansu"
+    readings: int = 100_000
+    stations: int = 10_000
+    loads: list[int] = field(default_factory=lambda: [500, 1000, 2000, 4000])
+    seconds_per_load: float = 10.0
+    subscribers: int = 100_000
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+    }
+
+
+async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="canhbao-bench-") as tmp,
+        bench_broker(cfg.broker, settings.kafka_bootstrap) as broker,
+    ):
+        work = Path(tmp)
+        say(f"broker: {broker.kind} at {broker.bootstrap}")
+        await create_topics(broker.bootstrap, default_partitions=settings.partitions)
+        stations = load.station_ids(cfg.stations)
+        # A minute apart per station, ending about now: older data followed by the
+        # live load would look like stuck sensors (unchanged for hours) to the gate.
+        per_station = -(-cfg.readings // cfg.stations)
+        start_at = datetime.now(UTC) - timedelta(minutes=per_station + 1)
+        messages = load.calm_readings(stations, cfg.readings, start_at, timedelta(minutes=1))
+        produce_s = await baseline.produce(broker.bootstrap, INGEST_READINGS, messages)
+        say(f"produced {cfg.readings:,} readings ({cfg.stations:,} stations) in {produce_s:.1f} s")
+
+        raw_s = await baseline.raw_consume(broker.bootstrap, INGEST_READINGS, cfg.readings)
+        raw_rate = cfg.readings / raw_s
+        say(f"baseline: raw aiokafka + json.loads: {raw_rate:,.0f} readings/s")
+
+        secret = secrets.token_hex(32)
+        probes = latency.Probes()
+        receiver = await WebhookReceiver(
+            secret=secret.encode(), on_delivery=probes.on_delivery
+        ).start()
+        run_id = secrets.token_hex(3)
+        env = {
+            "CANHBAO_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "CANHBAO_APP_ID": f"canhbao-bench-{run_id}",
+            "CANHBAO_RULES_PATH": str(bench_rules(settings.rules_path, work)),
+            "CANHBAO_AGENCY_WEBHOOK_BASE": receiver.base_url,
+            "CANHBAO_WEBHOOK_SECRET": secret,
+            "CANHBAO_LOG_LEVEL": "warning",
+            **(embedded_env() if broker.kind == "tansu" else {}),
+        }
+        dispatcher = start(["dispatch", "webhook"], env, work / "dispatch.log")
+        worker = Worker(env, work / "worker.log")
+        try:
+            worker.start()
+            first, t_first, last, t_last = await wait_for_count(
+                worker, EVALUATED, cfg.readings, limit_seconds=600
+            )
+            rate = (last - first) / (t_last - t_first) if t_last > t_first else float("nan")
+            say(f"pipeline: {rate:,.0f} readings/s ({rate / raw_rate:.0%} of the baseline)")
+
+            loads = []
+            for offered in cfg.loads:
+                r = await latency.run_load(
+                    broker.bootstrap, stations, offered, cfg.seconds_per_load, probes
+                )
+                say(
+                    f"latency at {offered:,}/s: p50 {r.p50_ms} ms, p95 {r.p95_ms} ms, "
+                    f"p99 {r.p99_ms} ms ({r.delivered}/{r.probes} probes delivered)"
+                )
+                loads.append(asdict(r))
+
+            fan = await fanout.run_fanout(broker.bootstrap, settings, cfg.subscribers)
+            say(f"fan-out: {fan.subscribers:,} subscribers enqueued in {fan.seconds:.2f} s")
+            assert worker.proc is not None
+            rss = peak_rss_mb(worker.proc.pid)
+        finally:
+            worker.stop()
+            stop(dispatcher)
+            await receiver.stop()
+    at_2000 = next((x for x in loads if x["offered_per_second"] == 2000), None)
+    return {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "broker": broker.kind,
+        "readings": cfg.readings,
+        "stations": cfg.stations,
+        "baseline_readings_per_second": round(raw_rate),
+        "pipeline_readings_per_second": round(rate),
+        "ratio_to_baseline": round(rate / raw_rate, 3),
+        "latency": loads,
+        "p99_ms_at_2000": at_2000["p99_ms"] if at_2000 else None,
+        "fanout": asdict(fan),
+        "worker_peak_rss_mb": round(rss, 1),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def run_sync(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
+    return asyncio.run(run(cfg, settings, say))

@@ -1,0 +1,99 @@
+"""The pipeline under test, as users run it: ``canhbao worker`` and ``canhbao dispatch
+webhook`` in their own processes, watched through the worker's /metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from canhbao.broker import free_port
+
+
+def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "canhbao", *args],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the most resident memory the process ever had."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Worker:
+    env: dict[str, str]
+    log: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = start(
+            ["worker"], {**self.env, "CANHBAO_METRICS_PORT": str(self.port)}, self.log
+        )
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+    def check(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+            raise RuntimeError(f"the worker exited; the end of its log:\n{tail}")
+
+    def counter(self, name: str) -> float:
+        """Sum of a counter over its labels, from /metrics (0 until it is up)."""
+        try:
+            url = f"http://127.0.0.1:{self.port}/metrics"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return 0.0
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") or line.startswith(name + " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+async def wait_for_count(
+    worker: Worker, name: str, target: float, limit_seconds: float, poll: float = 0.2
+) -> tuple[float, float, float, float]:
+    """Poll until ``name`` reaches ``target``: (first count seen > 0, its time, last count,
+    its time), times from ``time.perf_counter``."""
+    first = first_at = 0.0
+    deadline = time.monotonic() + limit_seconds
+    while True:
+        worker.check()
+        count = await asyncio.to_thread(worker.counter, name)
+        now = time.perf_counter()
+        if count > 0 and not first:
+            first, first_at = count, now
+        if count >= target:
+            return first, first_at, count, now
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: {count:.0f} of {target:.0f} in {limit_seconds:.0f} s")
+        await asyncio.sleep(poll)

@@ -1,0 +1,59 @@
+"""``canhbao bench``: measure the pipeline against a raw aiokafka consumer, same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def _loads(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError("give positive readings/s, e.g. 500,1000,2000")
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from canhbao.bench.report import table
+    from canhbao.bench.run import BenchConfig, run_sync
+    from canhbao.settings import get_settings
+
+    cfg = BenchConfig(
+        broker=args.broker,
+        readings=args.readings,
+        stations=args.stations,
+        loads=args.loads,
+        seconds_per_load=args.seconds,
+        subscribers=args.subscribers,
+    )
+
+    def say(text: str) -> None:
+        print(f"  … {text}", file=sys.stderr, flush=True)
+
+    result = run_sync(cfg, get_settings(), say)
+    print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else table(result))
+    return 0
+
+
+def add_parsers(sub: Any) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="benchmark: pipeline throughput vs raw aiokafka, latency, fan-out, memory",
+        description="Runs every phase against one broker: embedded Tansu (default), a local "
+        "Apache Kafka (--broker kafka, from infra/kafka), or CANHBAO_KAFKA_BOOTSTRAP if set.",
+    )
+    p.add_argument("--broker", choices=["tansu", "kafka"], default="tansu")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the figures")
+    p.add_argument("--readings", type=int, default=100_000, help="readings for throughput")
+    p.add_argument("--stations", type=int, default=10_000, help="distinct stations")
+    p.add_argument(
+        "--loads", type=_loads, default=[500, 1000, 2000, 4000], help="offered readings/s"
+    )
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds at each offered load")
+    p.add_argument("--subscribers", type=int, default=100_000, help="citizens in the fan-out")
+    p.set_defaults(func=cmd_bench)

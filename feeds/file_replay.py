@@ -1,0 +1,319 @@
+"""File replay (``canhbao feed replay``): recorded history back onto the ingest topic.
+
+Files are CSV in the backtest format (``observed_at,station_id,metric,value`` and
+optional ``domain``, ``area``, ``source``, ``unit`` columns; a row without a domain
+takes ``--domain`` or the domain of the rules that watch its metric) or JSONL of
+``Reading``. All files are merged and played in time order.
+
+Time compression: ``--speed 3600`` plays one hour of history per second, ``--speed 0``
+(the default) as fast as the broker takes it.
+
+``--shift-to-now`` is for drills: the first reading is stamped with the time the replay
+starts and every later one keeps its original distance from it, so rates of rise,
+windows and the quality gate see the same series as in the original. The gaps are
+compressed only in wall time: at ``--speed`` above 1 the stamps run ahead of the clock.
+(Stamping each reading with its compressed send time instead would make a 15-minute
+rise look like a jump within seconds.) Without it the original stamps are kept: a
+backfill, which a live quality gate with ``max_lateness`` set rejects as late.
+
+A line that cannot be read is reported as ``file:line: reason`` and skipped; the
+replay goes on, and the command exits 1 at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from feeds.sink import Sink
+    from topics.models import Domain, Reading
+
+BATCH = 500
+FEED = "replay"
+
+
+@dataclass(frozen=True)
+class BadLine:
+    path: Path
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Planned:
+    due: float  # seconds after the start of the replay
+    reading: Reading  # as it is sent (shifted, when asked)
+
+
+@dataclass
+class Loaded:
+    readings: list[Reading] = field(default_factory=list)
+    bad: list[BadLine] = field(default_factory=list)
+
+
+def _is_jsonl(path: Path, text: str) -> bool:
+    return path.suffix in (".jsonl", ".ndjson") or text.lstrip().startswith("{")
+
+
+def _jsonl(path: Path, text: str) -> Iterator[Reading | BadLine]:
+    from pydantic import ValidationError
+
+    from pipeline.validate import field_errors
+    from topics.models import Reading
+
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield Reading.model_validate_json(line)
+        except ValidationError as exc:
+            yield BadLine(path, n, "; ".join(field_errors(exc)))
+
+
+def _csv(
+    path: Path, text: str, domains: Mapping[str, Domain], default: Domain | None
+) -> Iterator[Reading | BadLine]:
+    import csv
+    import io
+
+    from pydantic import ValidationError
+
+    from pipeline.backtest import CSV_COLUMNS
+    from pipeline.validate import field_errors
+    from topics.models import Reading
+
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        yield BadLine(path, 1, f"CSV needs columns {', '.join(CSV_COLUMNS)}; missing {missing}")
+        return
+    for row in reader:
+        line = reader.line_num  # the physical line, right even after a quoted newline
+        metric = row["metric"]
+        domain = row.get("domain") or default or domains.get(metric)
+        if domain is None:
+            yield BadLine(
+                path,
+                line,
+                f"no domain for metric {metric!r}: add a domain "
+                "column or --domain, or a rule that watches it",
+            )
+            continue
+        try:
+            yield Reading(
+                station_id=row["station_id"],
+                domain=domain,
+                metric=metric,
+                value=row["value"],
+                observed_at=row["observed_at"],
+                unit=row.get("unit") or None,
+                area=row.get("area") or None,
+                source=row.get("source") or None,
+            )
+        except ValidationError as exc:
+            yield BadLine(path, line, "; ".join(field_errors(exc)))
+
+
+def read_history(
+    paths: Iterable[Path],
+    domains: Mapping[str, Domain] | None = None,
+    default: Domain | None = None,
+) -> Loaded:
+    """Every reading in ``paths``, and every line that could not be read."""
+    out = Loaded()
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            out.bad.append(BadLine(path, 0, f"cannot read: {exc}"))
+            continue
+        rows = (
+            _jsonl(path, text)
+            if _is_jsonl(path, text)
+            else _csv(path, text, domains or {}, default)
+        )
+        for r in rows:
+            if isinstance(r, BadLine):
+                out.bad.append(r)
+            else:
+                out.readings.append(r)
+    return out
+
+
+def plan(
+    readings: Iterable[Reading], speed: float, shift_to: datetime | None = None
+) -> list[Planned]:
+    """When each reading goes out (seconds after the start) and how it is stamped."""
+    if speed < 0:
+        raise ValueError("speed must be 0 (as fast as possible) or positive")
+    ordered = sorted(readings, key=lambda r: r.observed_at)  # stable: ties keep file order
+    if not ordered:
+        return []
+    t0 = ordered[0].observed_at
+    shift = shift_to - t0 if shift_to is not None else None
+    out = []
+    for r in ordered:
+        span = (r.observed_at - t0).total_seconds()
+        if shift is not None:
+            r = r.model_copy(update={"observed_at": r.observed_at + shift})
+        out.append(Planned(span / speed if speed else 0.0, r))
+    return out
+
+
+def _message(r: Reading) -> tuple[str, bytes | None, bytes]:
+    from topics.catalogue import INGEST_READINGS
+
+    return INGEST_READINGS, r.station_id.encode(), r.to_bytes()
+
+
+async def replay(
+    planned: list[Planned],
+    sink: Sink,
+    *,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], Awaitable[Any]] | None = None,
+    batch: int = BATCH,
+    on_batch: Callable[[float, list[Planned]], None] | None = None,
+) -> int:
+    """Send ``planned`` through ``sink`` on schedule; readings that are due together go
+    in one batch. ``clock`` (monotonic seconds) and ``sleep`` are injectable for tests."""
+    import asyncio
+    import time
+
+    clock = clock or time.monotonic
+    sleep = sleep or asyncio.sleep
+    start = clock()
+    i = 0
+    while i < len(planned):
+        wait = planned[i].due - (clock() - start)
+        if wait > 0:
+            await sleep(wait)
+        now = clock() - start
+        j = i + 1  # at least one, even when sleep woke a hair early
+        while j < len(planned) and j - i < batch and planned[j].due <= now:
+            j += 1
+        chunk = planned[i:j]
+        await sink.send_many([_message(p.reading) for p in chunk])
+        if on_batch is not None:
+            on_batch(now, chunk)
+        i = j
+    return len(planned)
+
+
+def print_plan(planned: list[Planned], out: TextIO) -> None:
+    """What a dry run shows: when each reading would go, where, and exactly what."""
+    for p in planned:
+        topic, key, value = _message(p.reading)
+        print(f"{p.due:+11.3f}s  {topic}  key={(key or b'').decode()}  {value.decode()}", file=out)
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+def _rule_domains() -> dict[str, Domain]:
+    """metric -> domain from the rules in force (for CSV rows without a domain)."""
+    from canhbao.settings import get_settings
+    from pipeline.rules.loader import RuleError, load_rules
+
+    try:
+        rules = load_rules(get_settings().rules_path)
+    except (RuleError, OSError) as exc:
+        print(f"warning: rules not loaded, CSV rows need a domain: {exc}", file=sys.stderr)
+        return {}
+    return {r.selector.metric: r.domain for r in rules.rules if r.selector.metric}
+
+
+async def _send(planned: list[Planned], speed: float) -> None:
+    from canhbao.broker import kafka_bootstrap
+    from canhbao.settings import get_settings
+    from feeds.sink import KafkaSink
+    from topics.admin import create_topics
+
+    settings = get_settings()
+
+    def progress(at: float, chunk: list[Planned]) -> None:
+        if speed:
+            last = chunk[-1].reading
+            print(
+                f"+{at:8.1f}s  sent {len(chunk):4}  up to {last.observed_at.isoformat()} "
+                f"({last.station_id})",
+                file=sys.stderr,
+            )
+
+    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+        if not settings.kafka_bootstrap:
+            print(
+                f"embedded Tansu broker on {bootstrap}: memory only, gone when the replay "
+                "ends; set CANHBAO_KAFKA_BOOTSTRAP to feed a running pipeline",
+                file=sys.stderr,
+            )
+            await create_topics(bootstrap, default_partitions=settings.partitions)
+        async with KafkaSink(bootstrap) as sink:
+            await replay(planned, sink, on_batch=progress)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+    from datetime import UTC
+
+    from topics.models import Domain
+
+    try:
+        default = Domain(args.domain) if args.domain else None
+    except ValueError:
+        print(f"--domain: one of {', '.join(d.value for d in Domain)}", file=sys.stderr)
+        return 2
+    loaded = read_history(args.files, _rule_domains() if not default else {}, default)
+    for bad in loaded.bad:
+        print(bad, file=sys.stderr)
+    shift_to = datetime.now(UTC).replace(microsecond=0) if args.shift_to_now else None
+    planned = plan(loaded.readings, args.speed, shift_to)
+    if args.dry_run:
+        print_plan(planned, sys.stdout)
+    elif planned:
+        asyncio.run(_send(planned, args.speed))
+    what = "would send" if args.dry_run else "sent"
+    span = f" over {planned[-1].due:.1f} s" if planned else ""
+    print(
+        f"{what} {len(planned)} readings from {len(args.files)} file(s){span}; "
+        f"{len(loaded.bad)} bad line(s)",
+        file=sys.stderr,
+    )
+    return 1 if loaded.bad else 0
+
+
+def _speed(text: str) -> float:
+    value = float(text)
+    if value < 0 or value != value:
+        raise argparse.ArgumentTypeError("0 (as fast as possible) or a positive factor")
+    return value
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("replay", help="replay CSV/JSONL history onto the ingest topic")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="CSV or JSONL history")
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=0.0,
+        help="history seconds per wall second (3600: an hour a second); "
+        "0 (default): as fast as possible",
+    )
+    p.add_argument(
+        "--shift-to-now",
+        action="store_true",
+        help="stamp the first reading now, keep the gaps (a drill); "
+        "default: keep the original times (a backfill)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print what would be sent, and when")
+    p.add_argument("--domain", default=None, help="domain for CSV rows without one")
+    p.set_defaults(func=cmd_replay)

@@ -1,0 +1,556 @@
+"""The HTTP ingest API (``canhbao feed http``): sensors and agencies POST JSON.
+
+- ``POST /v1/readings`` / ``POST /v1/reports``: one ``Reading`` / ``Report`` object, or
+  a JSON array of them (a batch). Answers 202 with the count once the broker has
+  acknowledged every message, so an accepted reading is never lost.
+- A batch is all-or-nothing: if any item is invalid (400) or not allowed for the
+  sender (403), nothing is produced and the answer lists each failing item's index,
+  field and reason; the client fixes and resends the whole batch, without duplicates.
+- Every request carries a per-source key (``Authorization: Bearer <key>`` or
+  ``X-API-Key``); each reading's ``source`` is set to the key's source id.
+- ``GET /openapi.json`` (OpenAPI 3.1, from the message models), ``GET /healthz``.
+
+Readings are keyed by ``station_id`` and reports by their first area, as the topic
+catalogue says. The pipeline's validate stage stays the authority: this API refuses
+early only so that the sender learns why, while it can still fix it.
+
+Module imports stay light: ``canhbao feed`` imports every adapter to build its help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from multidict import CIMultiDictProxy
+
+    from feeds.apikeys import KeyStore, Source
+    from feeds.sink import Sink
+    from topics.models import Reading, Report
+
+    Item = Reading | Report
+
+log = logging.getLogger(__name__)
+
+READINGS_PATH = "/v1/readings"
+REPORTS_PATH = "/v1/reports"
+JSON_TYPE = "application/json"
+FEED = "http"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An answer, kept apart from aiohttp so each step is a plain function."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What one endpoint takes: the model, the topic, the key, and who may send it."""
+
+    name: str
+    model: type[Reading] | type[Report]
+    topic: str
+    key: Callable[[Any], str]
+    station: Callable[[Any], str | None]  # None: not bound to a station (reports)
+    stamp: Callable[[Any, Source], Item]
+
+
+def _kinds() -> dict[str, Kind]:
+    from topics.catalogue import INGEST_READINGS, INGEST_REPORTS
+    from topics.models import Reading, Report
+
+    def stamp_reading(r: Reading, source: Source) -> Reading:
+        # The key says who sent it; a client-supplied ``source`` is not trusted.
+        return r.model_copy(update={"source": source.id})
+
+    readings = Kind(
+        name="readings",
+        model=Reading,
+        topic=INGEST_READINGS,
+        key=lambda r: r.station_id,
+        station=lambda r: r.station_id,
+        stamp=stamp_reading,
+    )
+    # The catalogue keys raw reports by their first area; validate fans them out per area.
+    reports = Kind(
+        name="reports",
+        model=Report,
+        topic=INGEST_REPORTS,
+        key=lambda r: r.areas[0],
+        station=lambda r: None,
+        stamp=lambda r, source: r,  # a Report has no source field; its reporter is a person
+    )
+    return {k.name: k for k in (readings, reports)}
+
+
+def error(status: int, message: str, detail: str = "", **extra: Any) -> Outcome:
+    body: dict[str, Any] = {"error": message}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return Outcome(status, body)
+
+
+def presented_key(headers: CIMultiDictProxy[str]) -> str | None:
+    auth = headers.get("Authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get("X-API-Key") or None
+
+
+def parse_items(body: bytes) -> list[Any] | Outcome:
+    """The items of a JSON object or array, or a 400 saying where the JSON broke."""
+    try:
+        # Decode explicitly: json.loads(bytes) would guess UTF-16/32 and accept them.
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        return error(400, "body is not UTF-8", f"invalid byte at position {exc.start}")
+    except json.JSONDecodeError as exc:
+        return error(
+            400,
+            "invalid JSON",
+            f"{exc.msg} at line {exc.lineno} column {exc.colno}",
+            line=exc.lineno,
+            column=exc.colno,
+            position=exc.pos,
+        )
+    except RecursionError:
+        return error(400, "invalid JSON", "nested too deeply")
+    if isinstance(data, dict):
+        return [data]
+    if isinstance(data, list):
+        return data
+    return error(400, "expected a JSON object or an array of objects", f"got {type(data).__name__}")
+
+
+def validate_items(kind: Kind, items: list[Any]) -> list[Item] | Outcome:
+    """Every item as a model, or a 400 listing every invalid item (index, field, message)."""
+    from pydantic import ValidationError
+
+    models: list[Item] = []
+    failures: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            models.append(kind.model.model_validate(item))
+        except ValidationError as exc:
+            # The same field paths as the pipeline's dead letters (pipeline.validate).
+            errors = [
+                {"field": ".".join(str(p) for p in e["loc"]) or "(item)", "message": e["msg"]}
+                for e in exc.errors(include_url=False)
+            ]
+            failures.append({"index": index, "errors": errors})
+    if failures:
+        return error(
+            400,
+            f"{len(failures)} of {len(items)} {kind.name} are invalid",
+            "nothing was accepted; fix these and send the whole batch again",
+            items=failures,
+        )
+    return models
+
+
+def authorize(kind: Kind, source: Source, models: list[Item]) -> Outcome | None:
+    """A 403 naming every item the source may not send, or None when all are allowed."""
+    failures = []
+    for index, m in enumerate(models):
+        refused = source.refusal(m.domain, kind.station(m))
+        if refused is not None:
+            failures.append(
+                {"index": index, "errors": [{"field": refused[0], "message": refused[1]}]}
+            )
+    if not failures:
+        return None
+    return error(
+        403,
+        f"{len(failures)} of {len(models)} {kind.name} are not allowed for source {source.id!r}",
+        "nothing was accepted",
+        items=failures,
+    )
+
+
+class IngestAPI:
+    """The endpoints; ``sink`` is a KafkaSink in production and a MemorySink in tests."""
+
+    def __init__(
+        self, sink: Sink, keys: KeyStore, *, max_body: int = 1024 * 1024, max_items: int = 5000
+    ) -> None:
+        self.sink = sink
+        self.keys = keys
+        self.max_body = max_body
+        self.max_items = max_items
+        self.kinds = _kinds()
+
+    def app(self) -> web.Application:
+        from aiohttp import web
+
+        # aiohttp refuses a larger body itself (chunked ones too): client_max_size.
+        app = web.Application(client_max_size=self.max_body)
+        app.router.add_post(READINGS_PATH, self._endpoint(self.kinds["readings"]))
+        app.router.add_post(REPORTS_PATH, self._endpoint(self.kinds["reports"]))
+        app.router.add_get("/openapi.json", self._openapi)
+        app.router.add_get("/healthz", self._healthz)
+        return app
+
+    def _endpoint(self, kind: Kind) -> Callable[[web.Request], Any]:
+        from aiohttp import web
+
+        from canhbao.metrics import FEED_HTTP_REQUESTS
+
+        async def handler(request: web.Request) -> web.Response:
+            outcome = await self.ingest(kind, request)
+            FEED_HTTP_REQUESTS.labels(kind.name, str(outcome.status)).inc()
+            return web.json_response(outcome.body, status=outcome.status, headers=outcome.headers)
+
+        return handler
+
+    async def ingest(self, kind: Kind, request: web.Request) -> Outcome:
+        from canhbao.metrics import FEED_REFUSED
+
+        self.keys.refresh()
+        source = self.keys.authenticate(presented_key(request.headers))
+        if source is None:
+            FEED_REFUSED.labels(FEED, "unauthenticated").inc()
+            out = error(
+                401,
+                "missing or unknown API key",
+                "send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            )
+            return Outcome(out.status, out.body, {"WWW-Authenticate": 'Bearer realm="canhbao"'})
+        if request.content_type != JSON_TYPE:
+            FEED_REFUSED.labels(FEED, "media_type").inc()
+            return error(
+                415, f"expected Content-Type {JSON_TYPE}", f"got {request.content_type or 'none'}"
+            )
+        body = await self._read(request)
+        if isinstance(body, Outcome):
+            FEED_REFUSED.labels(FEED, "too_large").inc()
+            return body
+        return await self._accept(kind, source, body)
+
+    async def _read(self, request: web.Request) -> bytes | Outcome:
+        from aiohttp import web
+
+        too_large = error(
+            413,
+            f"the body is larger than {self.max_body} bytes",
+            "split the batch",
+            limit=self.max_body,
+        )
+        if request.content_length is not None and request.content_length > self.max_body:
+            return too_large  # said up front: no need to read it
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return too_large
+
+    async def _accept(self, kind: Kind, source: Source, body: bytes) -> Outcome:
+        from canhbao.metrics import FEED_MESSAGES, FEED_REFUSED
+
+        items = parse_items(body)
+        if isinstance(items, Outcome):
+            FEED_REFUSED.labels(FEED, "invalid_json").inc()
+            return items
+        if len(items) > self.max_items:
+            FEED_REFUSED.labels(FEED, "too_many_items").inc()
+            return error(
+                413,
+                f"{len(items)} items; at most {self.max_items} per request",
+                "split the batch",
+                limit=self.max_items,
+            )
+        models = validate_items(kind, items)
+        if isinstance(models, Outcome):
+            FEED_REFUSED.labels(FEED, "invalid").inc()
+            return models
+        refused = authorize(kind, source, models)
+        if refused is not None:
+            FEED_REFUSED.labels(FEED, "forbidden").inc()
+            return refused
+        stamped = [kind.stamp(m, source) for m in models]
+        messages: list[tuple[str, bytes | None, bytes]] = [
+            (kind.topic, kind.key(m).encode(), m.to_bytes()) for m in stamped
+        ]
+        try:
+            await self.sink.send_many(messages)
+        except Exception:  # any broker failure: the client must know to resend
+            log.exception(
+                "feed http: the broker did not acknowledge %d %s", len(messages), kind.name
+            )
+            FEED_REFUSED.labels(FEED, "broker").inc()
+            out = error(
+                503,
+                "the broker did not acknowledge",
+                "some items may have been stored; send the whole batch again "
+                "(the quality gate drops a reading it already has as a duplicate)",
+            )
+            return Outcome(503, out.body, {"Retry-After": "5"})
+        FEED_MESSAGES.labels(FEED, source.id, kind.name).inc(len(messages))
+        return Outcome(202, {"accepted": len(messages), "topic": kind.topic, "source": source.id})
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        return web.json_response(openapi(self.max_body, self.max_items))
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        return web.json_response({"status": "ok", "sources": len(self.keys.sources)})
+
+
+def _error_schema() -> dict[str, Any]:
+    problem = {
+        "type": "object",
+        "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+        "required": ["field", "message"],
+    }
+    item = {
+        "type": "object",
+        "properties": {
+            "index": {"type": "integer", "description": "0-based position in the batch"},
+            "errors": {"type": "array", "items": problem},
+        },
+        "required": ["index", "errors"],
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "error": {"type": "string"},
+            "detail": {"type": "string"},
+            "items": {"type": "array", "items": item},
+            "line": {"type": "integer"},
+            "column": {"type": "integer"},
+            "position": {"type": "integer"},
+            "limit": {"type": "integer"},
+        },
+        "required": ["error"],
+    }
+
+
+def _operation(model: str, noun: str, max_items: int, max_body: int) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{model}"}
+
+    def err(description: str) -> dict[str, Any]:
+        schema = {"$ref": "#/components/schemas/Error"}
+        return {"description": description, "content": {JSON_TYPE: {"schema": schema}}}
+
+    accepted = {"$ref": "#/components/schemas/Accepted"}
+    return {
+        "summary": f"Send one {noun} or a batch of up to {max_items}",
+        "description": "All-or-nothing: when any item is invalid or not allowed, nothing "
+        "is accepted and the answer lists every failing item; fix and resend the batch.",
+        "security": [{"bearer": []}, {"apiKey": []}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON_TYPE: {
+                    "schema": {
+                        "oneOf": [ref, {"type": "array", "items": ref, "maxItems": max_items}]
+                    }
+                }
+            },
+        },
+        "responses": {
+            "202": {
+                "description": "Stored on the broker",
+                "content": {JSON_TYPE: {"schema": accepted}},
+            },
+            "400": err("Invalid JSON (with its position) or invalid items (index, field)"),
+            "401": err("Missing or unknown API key"),
+            "403": err("Items outside the source's allowed domains or stations"),
+            "413": err(f"Body above {max_body} bytes or more than {max_items} items"),
+            "415": err(f"Content-Type is not {JSON_TYPE}"),
+            "503": err("The broker did not acknowledge; send the batch again"),
+        },
+    }
+
+
+def openapi(max_body: int = 1024 * 1024, max_items: int = 5000) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API, its schemas taken from the message models."""
+    from pydantic.json_schema import models_json_schema
+
+    from topics.models import Reading, Report
+
+    _, defs = models_json_schema(
+        [(Reading, "validation"), (Report, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    schemas = dict(defs.get("$defs", {}))
+    schemas["Error"] = _error_schema()
+    schemas["Accepted"] = {
+        "type": "object",
+        "properties": {
+            "accepted": {"type": "integer"},
+            "topic": {"type": "string"},
+            "source": {"type": "string"},
+        },
+        "required": ["accepted", "topic", "source"],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "canhbao ingest API",
+            "version": "1",
+            "description": "Readings and reports into the early-warning pipeline.",
+        },
+        "paths": {
+            READINGS_PATH: {"post": _operation("Reading", "reading", max_items, max_body)},
+            REPORTS_PATH: {"post": _operation("Report", "report", max_items, max_body)},
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness",
+                    "security": [],
+                    "responses": {"200": {"description": "Up"}},
+                }
+            },
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Authorization: Bearer <per-source API key>",
+                },
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    }
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+async def serve_http(api: IngestAPI, host: str, port: int, stop: Any) -> None:
+    """Serve until ``stop`` (an asyncio.Event) is set."""
+    from aiohttp import web
+
+    runner = web.AppRunner(api.app())
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1] if runner.addresses else port  # port 0: the OS chose
+        print(
+            f"HTTP ingest API on http://{host}:{bound} (POST {READINGS_PATH}, {REPORTS_PATH}; "
+            "GET /openapi.json)",
+            flush=True,
+        )
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def cmd_http(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+    import sys
+
+    from canhbao import metrics
+    from canhbao.broker import kafka_bootstrap
+    from canhbao.settings import get_settings
+    from feeds.apikeys import KeyFileError, KeyStore
+    from feeds.sink import KafkaSink
+    from topics.admin import create_topics
+
+    settings = get_settings()
+    try:
+        keys = KeyStore.load(args.keys or settings.api_keys_path)
+    except KeyFileError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    for s in keys.sources:
+        if s.sample:
+            print(f"warning: source {s.id!r} is a SAMPLE with a published key", file=sys.stderr)
+
+    async def main(bootstrap: str, embedded: bool) -> None:
+        if embedded:  # nothing else would create them on a fresh embedded broker
+            await create_topics(bootstrap, default_partitions=settings.partitions)
+        metrics.serve(settings.metrics_port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with KafkaSink(bootstrap) as sink:
+            api = IngestAPI(
+                sink,
+                keys,
+                max_body=settings.feed_http_max_body,
+                max_items=settings.feed_http_max_items,
+            )
+            await serve_http(api, args.host, args.port, stop)
+
+    embedded = not settings.kafka_bootstrap
+    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+        if embedded:
+            print(f"embedded Tansu broker on {bootstrap} (memory only)", file=sys.stderr)
+        asyncio.run(main(bootstrap, embedded))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    import sys
+
+    from canhbao.settings import get_settings
+    from feeds.apikeys import KeyFileError, add_source, read_key_file, remove_source
+
+    path = args.keys or get_settings().api_keys_path
+    try:
+        if args.action == "add":
+            key = add_source(
+                path, args.source_id, domains=args.domain, stations=args.station, rotate=args.rotate
+            )
+            print(key)
+            print(
+                f"the key of {args.source_id!r}: shown only now; {path} keeps its SHA-256",
+                file=sys.stderr,
+            )
+        elif args.action == "remove":
+            if not remove_source(path, args.source_id):
+                print(f"{path}: no source {args.source_id!r}", file=sys.stderr)
+                return 1
+        else:
+            for s in read_key_file(path).sources:
+                domains = ",".join(d.value for d in s.domains) if s.domains else "*"
+                stations = ",".join(s.stations) if s.stations else "*"
+                note = f"  # {s.note}" if s.note else ""
+                print(f"{s.id:24} domains={domains} stations={stations}{note}")
+    except KeyFileError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    from pathlib import Path
+
+    p = sub.add_parser("http", help="HTTP ingest API: POST readings and reports with an API key")
+    p.add_argument("--host", default="127.0.0.1", help="address (0.0.0.0 in a container)")
+    p.add_argument("--port", type=int, default=8780)
+    p.add_argument("--keys", type=Path, default=None, help="key file (CANHBAO_API_KEYS_PATH)")
+    p.set_defaults(func=cmd_http)
+
+    p = sub.add_parser("keys", help="API keys of the HTTP ingest API (only hashes are stored)")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--keys", type=Path, default=None, help="key file (CANHBAO_API_KEYS_PATH)")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("add", parents=[common], help="make a key for a source, print it once")
+    a.add_argument("source_id")
+    a.add_argument("--domain", action="append", default=[], help="allowed domain (repeatable)")
+    a.add_argument("--station", action="append", default=[], help="allowed station (repeatable)")
+    a.add_argument("--rotate", action="store_true", help="replace the key of an existing source")
+    actions.add_parser("list", parents=[common], help="the sources and their limits (no secrets)")
+    r = actions.add_parser("remove", parents=[common], help="revoke a source's key")
+    r.add_argument("source_id")
+    p.set_defaults(func=cmd_keys)

@@ -1,0 +1,207 @@
+"""Stage 3c: aggregation groups. Warning states that the route stage held for a group
+(``canhbao.group.notifications``, keyed by group key) wait here for the group's timers
+(:mod:`alerting.grouping`), and go out as one message per flush: the warning as usual
+when it is alone, a digest when there are several, a reminder when nothing changed
+for ``repeat_interval``.
+
+The groups live in a changelog-backed Faust table (``canhbao.state.groups``,
+compacted, JSON), so a restarted worker rebuilds them before it goes on. Clock ticks
+(``canhbao.clock``, one per partition, every ``tick_interval``) flush them by time
+when no warning arrives; that interval is also the timers' resolution. As in
+:mod:`pipeline.agents.evaluate`, outputs are sent and acknowledged before the state is
+written: a crash in between sends the same flush again under the same notification
+id, which the dispatcher's ledger drops.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from alerting import grouping
+from alerting.notify import FlushRenderer, flush_notification, hold_reason
+from alerting.routes import RoutingConfig, load_routing
+from canhbao.metrics import (
+    GROUP_FLUSHES,
+    GROUP_MEMBERS_LEFT,
+    MESSAGES_REJECTED,
+    NOTIFICATIONS_ROUTED,
+)
+from canhbao.settings import Settings
+from pipeline.agents.route import Views
+from topics.catalogue import (
+    CLOCK,
+    DEADLETTER,
+    GROUP_NOTIFICATIONS,
+    STATE_GROUPS,
+    notifications_topic,
+)
+from topics.models import Channel, DeadLetter, GroupEntry, Warning
+
+log = logging.getLogger(__name__)
+PARTITION = "_p"  # as in pipeline.agents.store: which partition wrote the group
+WAKE = "_wake"  # grouping.next_wake, so that a tick skips the groups with nothing to do
+
+
+class GroupStore:
+    """One partition's groups in the Faust table. Changes (deletions included) go to
+    the changelog in ``flush``, which waits until the broker has them all."""
+
+    def __init__(self, table: Any, partition: int) -> None:
+        self.table = table
+        self.partition = partition
+        self.dirty: dict[str, dict[str, Any] | None] = {}
+
+    def get(self, key: str) -> grouping.Group | None:
+        raw = self.table.data.get(key)
+        if not raw:
+            return None
+        try:
+            return grouping.Group.model_validate(
+                {k: v for k, v in raw.items() if k not in (PARTITION, WAKE)}
+            )
+        except ValidationError as exc:
+            log.error("group %s is unreadable and starts afresh: %s", key, exc)
+            return None
+
+    def put(self, key: str, group: grouping.Group | None) -> None:
+        data = self.table.data
+        if group is None:
+            if data.get(key) is not None:
+                data.pop(key, None)
+                getattr(data, "_key_partition", {}).pop(key, None)
+                self.dirty[key] = None
+            return
+        wake = grouping.next_wake(group)
+        value = {
+            **group.model_dump(mode="json"),
+            PARTITION: self.partition,
+            WAKE: None if wake is None else wake.isoformat(),
+        }
+        if data.get(key) == value:
+            return  # a tick that changed nothing writes nothing
+        data[key] = value
+        key_partition = getattr(data, "_key_partition", None)
+        if key_partition is not None:
+            key_partition[key] = self.partition  # so a revoked partition's keys are dropped
+        self.dirty[key] = value
+
+    def due_keys(self, now: datetime) -> list[str]:
+        """This partition's groups whose wake-up time has come."""
+        return [
+            k
+            for k, v in list(self.table.data.items())
+            if v
+            and v.get(PARTITION) == self.partition
+            and v.get(WAKE) is not None
+            and datetime.fromisoformat(v[WAKE]) <= now
+        ]
+
+    async def flush(self) -> None:
+        dirty, self.dirty = self.dirty, {}
+        changelog = self.table.changelog_topic
+        pending = []
+        for key, value in dirty.items():
+            if value is None:  # a tombstone: compaction forgets the group
+                fut = await changelog.send(
+                    key=key, value=None, partition=self.partition, value_serializer="raw"
+                )
+            else:
+                fut = await changelog.send(key=key, value=value, partition=self.partition)
+            pending.append(fut)
+        for fut in pending:
+            await fut
+
+
+def register(app: faust.App, settings: Settings, render: FlushRenderer, views: Views) -> None:
+    from pipeline.app import raw_topic
+
+    n = settings.partitions
+    config: RoutingConfig = load_routing(settings.routes_path)
+    source = app.topic(
+        GROUP_NOTIFICATIONS, CLOCK, key_type=bytes, value_type=bytes, value_serializer="raw"
+    )
+    outs = {c: raw_topic(app, notifications_topic(c)) for c in Channel}
+    dead = raw_topic(app, DEADLETTER, partitions=1)
+    table = app.Table(
+        "groups",
+        default=None,
+        partitions=n,
+        changelog_topic=app.topic(
+            STATE_GROUPS, partitions=n, compacting=True, deleting=False, key_type=str,
+            key_serializer="json", value_serializer="json", internal=True,
+        ),
+    )  # fmt: skip
+
+    def held(channel: Channel, now: datetime) -> grouping.Held:
+        """A reminder leaves out what is silenced, inhibited or in quiet hours now."""
+
+        def check(w: Warning) -> bool:
+            reason = hold_reason(config, w, channel, active=list(views.active.values()),
+                                 silences=list(views.silences.values()), now=now)  # fmt: skip
+            return reason is not None
+
+        return check
+
+    async def step(store: GroupStore, key: str, entry: GroupEntry | None, now: datetime) -> None:
+        group = store.get(key)
+        if entry is not None:
+            group, outcome = grouping.receive(group, entry, now)
+            if outcome == "flap":
+                GROUP_MEMBERS_LEFT.labels("flap").inc()
+                log.info("%s raised and cleared before %s heard of it: not announced",
+                         entry.warning.warning_id, entry.receiver_id)  # fmt: skip
+        if group is None:
+            return
+        settled, left = grouping.settle(group, now, views.latest)
+        for _ in left:
+            GROUP_MEMBERS_LEFT.labels("superseded").inc()
+        if settled is not None:
+            flush = grouping.due(
+                settled, now, latest=views.latest, reminders=views.ready.is_set(),
+                held=held(settled.channel, now),
+            )  # fmt: skip
+            if flush is not None:
+                note = flush_notification(settled, flush, render)
+                await (await outs[note.channel].send(key=note.receiver_id.encode(),
+                                                     value=note.to_bytes()))  # fmt: skip
+                NOTIFICATIONS_ROUTED.labels(note.channel.value).inc()
+                form = "digest" if len(flush.warnings) > 1 else "single"
+                GROUP_FLUSHES.labels(flush.kind, form).inc()
+                log.info("%s %s to %s: %d warning(s)", settled.id, flush.kind,
+                         settled.receiver_id, len(flush.warnings))  # fmt: skip
+                settled = grouping.flushed(settled, flush, now)
+        store.put(key, settled)
+
+    async def reject(msg: Any, raw: bytes, reason: str) -> None:
+        MESSAGES_REJECTED.labels(msg.topic, "group").inc()
+        await dead.send(
+            key=msg.topic.encode(),
+            value=DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                             key=msg.key, original=raw, stage="group",
+                             reason=reason).to_bytes(),
+        )  # fmt: skip
+
+    async def group(stream: faust.StreamT[Any]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            raw: bytes = event.value or b""
+            store = GroupStore(table, msg.partition)
+            now = datetime.now(UTC)
+            if msg.topic == CLOCK:
+                for key in store.due_keys(now):
+                    await step(store, key, None, now)
+            else:
+                try:
+                    entry = GroupEntry.model_validate_json(raw)
+                except ValidationError as exc:
+                    await reject(msg, raw, f"not a valid group entry: {exc}")
+                    continue
+                await step(store, entry.group_key, entry, now)
+            await store.flush()
+
+    app.agent(source, name="canhbao.group")(group)
