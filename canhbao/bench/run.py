@@ -16,7 +16,7 @@ from typing import Any
 from canhbao.bench import baseline, fanout, latency, load
 from canhbao.bench.brokers import bench_broker
 from canhbao.bench.rules import bench_rules
-from canhbao.bench.worker import Worker, peak_rss_mb, start, stop, wait_for_count
+from canhbao.bench.worker import Worker, peak_rss_mb, rate_until, start, stop
 from canhbao.broker import embedded_env
 from canhbao.receiver import WebhookReceiver
 from canhbao.settings import Settings
@@ -89,10 +89,7 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
         worker = Worker(env, work / "worker.log")
         try:
             worker.start()
-            first, t_first, last, t_last = await wait_for_count(
-                worker, EVALUATED, cfg.readings, limit_seconds=600
-            )
-            rate = (last - first) / (t_last - t_first) if t_last > t_first else float("nan")
+            rate = await rate_until(worker, EVALUATED, cfg.readings, limit_seconds=600)
             say(f"pipeline: {rate:,.0f} readings/s ({rate / raw_rate:.0%} of the baseline)")
 
             loads = []

@@ -64,14 +64,14 @@ class Worker:
             tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
             raise RuntimeError(f"the worker exited; the end of its log:\n{tail}")
 
-    def counter(self, name: str) -> float:
-        """Sum of a counter over its labels, from /metrics (0 until it is up)."""
+    def counter(self, name: str) -> float | None:
+        """Sum of a counter over its labels, from /metrics (None until that is up)."""
         try:
             url = f"http://127.0.0.1:{self.port}/metrics"
             with urllib.request.urlopen(url, timeout=2) as resp:
                 text = resp.read().decode()
         except OSError:
-            return 0.0
+            return None
         total = 0.0
         for line in text.splitlines():
             if line.startswith(name + "{") or line.startswith(name + " "):
@@ -79,21 +79,28 @@ class Worker:
         return total
 
 
-async def wait_for_count(
+async def rate_until(
     worker: Worker, name: str, target: float, limit_seconds: float, poll: float = 0.2
-) -> tuple[float, float, float, float]:
-    """Poll until ``name`` reaches ``target``: (first count seen > 0, its time, last count,
-    its time), times from ``time.perf_counter``."""
-    first = first_at = 0.0
+) -> float:
+    """Poll until ``name`` reaches ``target``; the counter's rate per second between the
+    first poll that saw it move and the one that saw it done. When one poll saw it all
+    (a small run), from the worker's metrics coming up instead: joining the consumer
+    group then counts too, so small runs understate the rate."""
+    first = first_at = up_at = 0.0
     deadline = time.monotonic() + limit_seconds
     while True:
         worker.check()
-        count = await asyncio.to_thread(worker.counter, name)
+        seen = await asyncio.to_thread(worker.counter, name)
         now = time.perf_counter()
+        count = seen or 0.0
+        if seen is not None and not up_at:
+            up_at = now
         if count > 0 and not first:
             first, first_at = count, now
         if count >= target:
-            return first, first_at, count, now
+            if now > first_at and count > first:
+                return (count - first) / (now - first_at)
+            return count / (now - up_at)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{name}: {count:.0f} of {target:.0f} in {limit_seconds:.0f} s")
         await asyncio.sleep(poll)

@@ -208,7 +208,9 @@ async def test_worker_killed_mid_flood_does_not_raise_again(
         2: (Transition.ESCALATED, 2),
         3: (Transition.ESCALATED, 3),
     }
-    assert sum(w.transition is Transition.RAISED for w in after) == 1
+    # Never raised anew: the only raise is version 1, and any replay of it (the worker
+    # processes in batches, so a kill may replay a whole batch) is identical to it.
+    assert {w.version for w in after if w.transition is Transition.RAISED} == {1}
     for w in after:
         first = next(x for x in after if x.version == w.version)
         assert w.model_dump() == first.model_dump(), "a replay must be identical"
