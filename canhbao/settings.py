@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     partitions: int = Field(default=3, ge=1, description="Default partitions per topic")
     replication_factor: int = Field(default=1, ge=1)
     app_id: str = Field(default="canhbao", description="Faust app id (= consumer group)")
+    group_instance_id: str | None = Field(
+        default=None,
+        description="Static group membership (Kafka KIP-345): a worker restarted with the "
+        "same id takes its partitions back at once, without a rebalance. One stable, "
+        "distinct value per worker (e.g. the host name); unset on the embedded broker",
+    )
     rebalance_timeout: float = Field(
         default=10.0,
         gt=0,

@@ -100,6 +100,7 @@ def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
         stream_recovery_delay=0.0,
         consumer_auto_offset_reset="earliest",
         producer_linger_ms=1,
+        consumer_group_instance_id=settings.group_instance_id,
         # aiokafka holds one open batch per partition: once it is full, every send
         # waits for a broker round trip. Faust's 16 KiB (about 60 readings) made
         # that the worker's limit; 512 KiB stays under the 1 MiB request size.
