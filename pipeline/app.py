@@ -28,9 +28,10 @@ def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> faust
 class Out:
     """Bytes to one topic through the app's producer, without Faust's per-message
     ``Topic.send`` machinery: that path awaits ``maybe_start_producer``, whose
-    stampede guard yields to the event loop on every call, which cost the worker
-    more than half a millisecond per message. ``send`` returns the broker
-    acknowledgement's future without waiting for it."""
+    stampede guard yields to the event loop on every call (more than half a
+    millisecond per message in the worker), and feeds Faust's send sensors, which
+    nothing here reads. ``send`` returns the broker acknowledgement's future
+    without waiting for it."""
 
     def __init__(self, app: faust.App, name: str) -> None:
         self.app = app
@@ -39,12 +40,11 @@ class Out:
     async def send(
         self, key: bytes | None, value: bytes, partition: int | None = None
     ) -> Awaitable[Any]:
-        producer = self.app.producer
+        # The aiokafka producer Faust started and owns (created on first use).
+        producer = cast(Any, self.app.producer)._ensure_producer()
         return cast(
             Awaitable[Any],
-            await producer.send(
-                self.name, key, value, partition=partition, timestamp=None, headers=None
-            ),
+            await producer.send(self.name, value, key=key, partition=partition),
         )
 
 
@@ -109,7 +109,7 @@ def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
     _fetch_max_wait(app, settings.fetch_max_wait_ms)
     directory = Directory.load(settings.geography_path, settings.directory_path)
     holder = evaluate.EngineHolder(Engine(rules, directory, exercise=settings.exercise))
-    ingest.register(app, settings)
+    ingest.register(app, settings, bootstrap)
     evaluate.register(app, settings, holder)
     # Loaded once and shared: the subscriber lists can be large.
     audiences = Audiences.load(settings.audiences_path)
