@@ -79,6 +79,16 @@ def _fetch_max_wait(app: faust.App, wait_ms: int) -> None:
     app._canhbao_fetch_max_wait_ms = wait_ms  # type: ignore[attr-defined]
 
 
+class App(faust.App):
+    def on_init_dependencies(self) -> Any:
+        deps = super().on_init_dependencies()
+        # Faust's Monitor sensor keeps per-event statistics for its web UI, which a
+        # canhbao worker does not run (metrics are Prometheus): a cost on every event.
+        # The monitor object stays for the few places that call it directly.
+        self.sensors.remove(self.monitor)
+        return deps
+
+
 def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
     from alerting.audiences import Audiences
     from alerting.directory import Directory
@@ -86,7 +96,7 @@ def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
     from pipeline.agents import approvals, control, evaluate, group, ingest, route
     from pipeline.engine import Engine
 
-    app = faust.App(
+    app = App(
         settings.app_id,
         broker=f"kafka://{bootstrap}",
         store="memory://",
