@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -512,8 +511,8 @@ def cmd_cap(args: argparse.Namespace) -> int:
     import sys
 
     from alerting.directory import Directory
-    from canhbao.broker import kafka_bootstrap
     from canhbao.settings import get_settings
+    from feeds.runner import brokers
 
     if bool(args.files) == bool(args.url):
         print("canhbao feed cap: give either CAP files or --url", file=sys.stderr)
@@ -526,9 +525,7 @@ def cmd_cap(args: argparse.Namespace) -> int:
     state: Path | None = args.state or settings.feeds_state_dir / "cap-seen.json"
     if not settings.kafka_bootstrap and args.state is None:
         state = None  # the embedded broker forgets what it got: so must we
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
-        if not settings.kafka_bootstrap:
-            print(f"embedded Tansu broker on {bootstrap} (memory only)", file=sys.stderr)
+    with brokers(settings) as bootstrap:
         try:
             return asyncio.run(_main(args, areas, state, settings.exercise, bootstrap))
         except CapError as exc:
@@ -539,13 +536,13 @@ def cmd_cap(args: argparse.Namespace) -> int:
 async def _main(
     args: argparse.Namespace, areas: Areas, state: Path | None, exercise: bool, bootstrap: str
 ) -> int:
-    import signal
     import sys
 
     import aiohttp
 
     from canhbao import metrics
     from canhbao.settings import get_settings
+    from feeds.runner import until_signalled
     from feeds.sink import KafkaSink
 
     async with KafkaSink(bootstrap) as sink:
@@ -563,10 +560,5 @@ async def _main(
             )
             return 0
         metrics.serve(get_settings().metrics_port)
-        task = asyncio.create_task(ingest.follow(args.url, args.interval))
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await until_signalled(ingest.follow(args.url, args.interval))
     return 0

@@ -458,9 +458,9 @@ def cmd_http(args: argparse.Namespace) -> int:
     import sys
 
     from canhbao import metrics
-    from canhbao.broker import kafka_bootstrap
     from canhbao.settings import get_settings
     from feeds.apikeys import KeyFileError, KeyStore
+    from feeds.runner import brokers
     from feeds.sink import KafkaSink
     from topics.admin import create_topics
 
@@ -491,11 +491,8 @@ def cmd_http(args: argparse.Namespace) -> int:
             )
             await serve_http(api, args.host, args.port, stop)
 
-    embedded = not settings.kafka_bootstrap
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
-        if embedded:
-            print(f"embedded Tansu broker on {bootstrap} (memory only)", file=sys.stderr)
-        asyncio.run(main(bootstrap, embedded))
+    with brokers(settings) as bootstrap:
+        asyncio.run(main(bootstrap, not settings.kafka_bootstrap))
     return 0
 
 

@@ -401,8 +401,8 @@ def add_parser(sub: Any) -> None:
 def cmd_mqtt(args: argparse.Namespace) -> int:
     import sys
 
-    from canhbao.broker import kafka_bootstrap
     from canhbao.settings import get_settings
+    from feeds.runner import brokers
 
     settings = get_settings()
     try:
@@ -410,18 +410,15 @@ def cmd_mqtt(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
-        if not settings.kafka_bootstrap:
-            print(f"embedded Tansu broker on {bootstrap} (memory only)", file=sys.stderr)
+    with brokers(settings) as bootstrap:
         asyncio.run(_main(config, bootstrap))
     return 0
 
 
 async def _main(config: BridgeConfig, bootstrap: str) -> None:
-    import signal
-
     from canhbao import metrics
     from canhbao.settings import get_settings
+    from feeds.runner import until_signalled
     from feeds.sink import KafkaSink
 
     settings = get_settings()
@@ -436,15 +433,7 @@ async def _main(config: BridgeConfig, bootstrap: str) -> None:
             username=settings.mqtt_username,
             password=password,
         )
-        task = asyncio.create_task(bridge.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            log.info(
-                "mqtt-bridge: stopped (%d sent, %d rejected)",
-                bridge.stats.sent,
-                bridge.stats.rejected,
-            )
+        await until_signalled(bridge.run())
+        log.info(
+            "mqtt-bridge: stopped (%d sent, %d rejected)", bridge.stats.sent, bridge.stats.rejected
+        )

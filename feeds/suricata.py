@@ -566,8 +566,8 @@ def station_areas(geography_path: Path, directory_path: Path) -> dict[str, list[
 def cmd_suricata(args: argparse.Namespace) -> int:
     import sys
 
-    from canhbao.broker import kafka_bootstrap
     from canhbao.settings import get_settings
+    from feeds.runner import brokers
 
     settings = get_settings()
     try:
@@ -587,9 +587,7 @@ def cmd_suricata(args: argparse.Namespace) -> int:
             # The embedded broker forgets what it got: an offset saved for it would make a
             # later run against the real cluster skip those events.
             state = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "state.json"
-        bootstrap = stack.enter_context(kafka_bootstrap(settings.kafka_bootstrap))
-        if not settings.kafka_bootstrap:
-            print(f"embedded Tansu broker on {bootstrap} (memory only)", file=sys.stderr)
+        bootstrap = stack.enter_context(brokers(settings))
         try:
             asyncio.run(_main(args.eve_file, state, config, args.from_start, bootstrap))
         except EveError as exc:
@@ -601,21 +599,15 @@ def cmd_suricata(args: argparse.Namespace) -> int:
 async def _main(
     eve: Path, state: Path, config: EveConfig, from_start: bool, bootstrap: str
 ) -> None:
-    import signal
-
     from canhbao import metrics
     from canhbao.settings import get_settings
+    from feeds.runner import until_signalled
     from feeds.sink import KafkaSink
 
     metrics.serve(get_settings().metrics_port)
     async with KafkaSink(bootstrap) as sink:
         tailer = EveTailer(eve, state, sink, config, from_start=from_start)
-        task = asyncio.create_task(tailer.run())
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await until_signalled(tailer.run())
         log.info(
             "suricata: stopped at %s (%d lines, %d sent, %d rejected)",
             state,
