@@ -13,10 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +23,13 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer
 
-from canhbao.broker import EmbeddedBroker, embedded_env, rebalance_timeout
+from canhbao import processes
+from canhbao.broker import (
+    EMBEDDED_FETCH_MAX_WAIT_MS,
+    EmbeddedBroker,
+    embedded_env,
+    rebalance_timeout,
+)
 from canhbao.demo_report import Printer, Tally, describe, summary_text
 from canhbao.receiver import WebhookReceiver
 from canhbao.settings import Settings
@@ -142,29 +145,6 @@ async def _flush_deliveries(tally: Tally, show: Printer) -> None:
         tally.flush_deliveries(show)
 
 
-def _start_worker(bootstrap: str, env_extra: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, **env_extra, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap}
-    out = open(log, "wb")  # noqa: SIM115 - handed to the child
-    return subprocess.Popen(
-        [sys.executable, "-m", "canhbao", "worker"],
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def _with_bad_input(items: list[Outgoing]) -> list[Outgoing]:
     """The second malformed message goes in halfway through the feed."""
     middle = items[len(items) // 2].at if items else 0.0
@@ -200,9 +180,10 @@ async def _demo(
     embedded = broker_kind == "tansu"
     rebalance = rebalance_timeout(embedded, settings.rebalance_timeout)
     worker_log = workdir / "worker.log"
-    worker = _start_worker(
-        bootstrap,
+    worker = processes.spawn(
+        ["worker"],
         {
+            "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
             "CANHBAO_AGENCY_WEBHOOK_BASE": receiver.base_url,
             "CANHBAO_APP_ID": settings.app_id if embedded else f"canhbao-demo-{run_id}",
             **(embedded_env() if embedded else {}),
@@ -221,6 +202,9 @@ async def _demo(
             group_id="canhbao.dispatch.webhook" if embedded else f"canhbao-demo-{run_id}.webhook",
             secret=secret,
             rebalance_timeout_ms=int(rebalance * 1000),
+            fetch_max_wait_ms=EMBEDDED_FETCH_MAX_WAIT_MS
+            if embedded
+            else settings.fetch_max_wait_ms,
         )
     )
     dispatch_task = asyncio.create_task(dispatcher.run())
@@ -303,7 +287,7 @@ async def _demo(
             with contextlib.suppress(BaseException):
                 await task
         tally.flush_deliveries(show)
-        await asyncio.get_running_loop().run_in_executor(None, _stop_process, worker)
+        await asyncio.get_running_loop().run_in_executor(None, processes.stop, worker, 15.0)
         await receiver.stop()
     return tally.summary(broker_kind, time.monotonic() - started)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 READINGS_ACCEPTED = Counter(
@@ -32,6 +34,21 @@ DELIVERY_SECONDS = Histogram(
     ["channel"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+
+
+def scrape_counter(port: int, name: str) -> float | None:
+    """A counter summed over its labels, read from the ``/metrics`` a process serves on
+    127.0.0.1:``port``; None while nothing answers there (not started yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + "{", name + " "))
+    )
 
 
 def serve(port: int) -> None:

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from canhbao.metrics import DELIVERIES, DELIVERY_SECONDS, MESSAGES_REJECTED
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
-from consumers.kafka_util import partitions
+from consumers.kafka_util import membership, partitions
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
 from topics.models import Channel, DeadLetter, DeliveryOutcome, DeliveryReceipt, Notification
 
@@ -143,9 +143,7 @@ class Dispatcher:
             group_id=cfg.group_id or f"canhbao.dispatch.{self.channel.value}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            rebalance_timeout_ms=cfg.rebalance_timeout_ms,
-            session_timeout_ms=max(6_000, cfg.rebalance_timeout_ms),
-            heartbeat_interval_ms=1_000,
+            **membership(cfg.rebalance_timeout_ms),
             max_poll_interval_ms=600_000,
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
         )

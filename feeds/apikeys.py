@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import secrets
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +19,7 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from feeds.atomic import replace_file
 from pipeline.validate import field_errors
 from topics.models import Domain, Identifier
 
@@ -120,19 +119,8 @@ def write_key_file(path: Path, keys: KeyFile) -> None:
         s.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for s in keys.sources
     ]
     text = HEADER + yaml.safe_dump({"sources": entries}, sort_keys=False, allow_unicode=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp makes the file 0600; keep the old file's mode so the API's user can still
-    # read it (it holds hashes only, no secret).
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # The old file's mode is kept, so the API's user can still read it (hashes only).
+    replace_file(path, text)
 
 
 def add_source(

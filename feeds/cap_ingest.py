@@ -50,6 +50,7 @@ from xml.parsers import expat
 
 from pydantic import ValidationError
 
+from feeds.atomic import replace_file
 from topics.catalogue import DEADLETTER, INGEST_REPORTS
 from topics.models import DeadLetter, Domain, Report, Severity, utcnow
 
@@ -328,10 +329,7 @@ class Seen:
     def add(self, rid: str, now: datetime) -> None:
         self.ids[rid] = now.isoformat()
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps(self.ids), encoding="utf-8")
-            tmp.replace(self.path)
+            replace_file(self.path, json.dumps(self.ids))
 
 
 @dataclass

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import ValidationError
 
+from feeds.atomic import replace_file
 from topics.catalogue import DEADLETTER, INGEST_READINGS, INGEST_REPORTS
 from topics.models import DeadLetter, Domain, Reading, Report, Severity
 
@@ -277,14 +278,7 @@ class TailState:
             raise EveError(f"{path}: unreadable state file: {exc}") from exc
 
     def save(self, path: Path) -> None:
-        # Write a new file and rename it over the old: a crash leaves one or the other.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(asdict(self), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace_file(path, json.dumps(asdict(self)))  # a crash leaves the old or the new
 
 
 @dataclass

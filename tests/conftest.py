@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from canhbao.broker import EmbeddedBroker, free_port
-from canhbao.kafka_probe import wait_for_broker
+from canhbao.broker import EmbeddedBroker
+from canhbao.kafka_local import KafkaStartError, apache_kafka
 
 REPO = Path(__file__).resolve().parent.parent
 BROKER_KINDS = ("tansu", "kafka")
@@ -62,29 +61,11 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
 
 
 def _apache_kafka(state: Path) -> Iterator[Broker]:
-    port, controller = free_port(), free_port()
-    env = {
-        **os.environ,
-        "KAFKA_PORT": str(port),
-        "KAFKA_CONTROLLER_PORT": str(controller),
-        "KAFKA_STATE_DIR": str(state),
-        # Jars are fetched once into the repo's .kafka/lib and shared by every test.
-        "KAFKA_LIB_DIR": os.environ.get("KAFKA_LIB_DIR", str(REPO / ".kafka" / "lib")),
-        "KAFKA_HEAP_OPTS": "-Xms128m -Xmx512m",
-    }
-    start = subprocess.run(
-        [str(REPO / "infra/kafka/start.sh")], env=env, capture_output=True, text=True, timeout=300
-    )
-    if start.returncode != 0:
-        pytest.fail(f"Apache Kafka did not start:\n{start.stdout}\n{start.stderr}")
     try:
-        bootstrap = f"127.0.0.1:{port}"
-        wait_for_broker(bootstrap, 30)
-        yield Broker("kafka", bootstrap)
-    finally:
-        subprocess.run(
-            [str(REPO / "infra/kafka/stop.sh")], env=env, capture_output=True, timeout=60
-        )
+        with apache_kafka(state, heap="-Xms128m -Xmx512m") as bootstrap:
+            yield Broker("kafka", bootstrap)
+    except KafkaStartError as exc:
+        pytest.fail(str(exc))
 
 
 def port_is_open(port: int) -> bool:

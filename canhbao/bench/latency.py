@@ -36,7 +36,6 @@ class Probes:
 
     sent_at: dict[float, float] = field(default_factory=dict)
     latencies: dict[float, list[float]] = field(default_factory=dict)
-    answered: set[float] = field(default_factory=set)
     counter: itertools.count[int] = field(default_factory=itertools.count)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -50,7 +49,6 @@ class Probes:
         if value is None or value not in self.sent_at:
             return
         self.latencies.setdefault(value, []).append(time.time() - self.sent_at[value])
-        self.answered.add(value)
         self.changed.set()
 
 
@@ -124,7 +122,7 @@ async def run_load(
     # Late deliveries still count (they are the tail); lost ones show as undelivered.
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(DRAIN_SECONDS):
-            while not wanted <= probes.answered:
+            while not wanted <= probes.latencies.keys():
                 probes.changed.clear()
                 await probes.changed.wait()
     # Only this load's probes: a late delivery from the previous load is not ours.
@@ -133,7 +131,7 @@ async def run_load(
         offered_per_second=rate,
         achieved_per_second=round(achieved, 1),
         probes=len(wanted),
-        delivered=len(wanted & probes.answered),
+        delivered=len(wanted & probes.latencies.keys()),
         p50_ms=round(percentile(ms, 50), 1),
         p95_ms=round(percentile(ms, 95), 1),
         p99_ms=round(percentile(ms, 99), 1),

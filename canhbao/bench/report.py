@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# (label, figure key, goal, better when) — goals on the reference 2-core machine.
+# figure → (goal, which way is better): issue 5's goals for the reference 2-core machine.
 GOALS = {
     "ratio_to_baseline": (0.5, "higher"),
     "p99_ms_at_2000": (250.0, "lower"),

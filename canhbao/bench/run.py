@@ -7,7 +7,6 @@ import os
 import platform
 import secrets
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +15,9 @@ from typing import Any
 from canhbao.bench import baseline, fanout, latency, load
 from canhbao.bench.brokers import bench_broker
 from canhbao.bench.rules import bench_rules
-from canhbao.bench.worker import Worker, peak_rss_mb, rate_until, start, stop
+from canhbao.bench.worker import Worker, peak_rss_mb, rate_until
 from canhbao.broker import embedded_env
+from canhbao.processes import spawn, stop
 from canhbao.receiver import WebhookReceiver
 from canhbao.settings import Settings
 from topics.admin import create_topics
@@ -85,7 +85,7 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
             "CANHBAO_LOG_LEVEL": "warning",
             **(embedded_env() if broker.kind == "tansu" else {}),
         }
-        dispatcher = start(["dispatch", "webhook"], env, work / "dispatch.log")
+        dispatcher = spawn(["dispatch", "webhook"], env, work / "dispatch.log")
         worker = Worker(env, work / "worker.log")
         try:
             worker.start()
@@ -125,7 +125,6 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
         "p99_ms_at_2000": at_2000["p99_ms"] if at_2000 else None,
         "fanout": asdict(fan),
         "worker_peak_rss_mb": round(rss, 1),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 

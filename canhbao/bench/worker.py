@@ -4,35 +4,14 @@ webhook`` in their own processes, watched through the worker's /metrics endpoint
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from canhbao.broker import free_port
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "canhbao", *args],
-            env={**os.environ, **env},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from canhbao.metrics import scrape_counter
+from canhbao.processes import spawn, stop
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -51,9 +30,8 @@ class Worker:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = start(
-            ["worker"], {**self.env, "CANHBAO_METRICS_PORT": str(self.port)}, self.log
-        )
+        env = {**self.env, "CANHBAO_METRICS_PORT": str(self.port)}
+        self.proc = spawn(["worker"], env, self.log)
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -65,18 +43,7 @@ class Worker:
             raise RuntimeError(f"the worker exited; the end of its log:\n{tail}")
 
     def counter(self, name: str) -> float | None:
-        """Sum of a counter over its labels, from /metrics (None until that is up)."""
-        try:
-            url = f"http://127.0.0.1:{self.port}/metrics"
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                text = resp.read().decode()
-        except OSError:
-            return None
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return scrape_counter(self.port, name)
 
 
 async def rate_until(

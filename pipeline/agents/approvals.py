@@ -13,17 +13,16 @@ from pydantic import ValidationError
 from alerting import broadcast as rules
 from alerting.audiences import Audiences
 from alerting.notify import Renderer, cancel_notifications, citizen_notifications
-from canhbao.metrics import BROADCASTS, MESSAGES_REJECTED
+from canhbao.metrics import BROADCASTS
 from canhbao.settings import Settings
-from pipeline.agents.store import TableStore
-from topics.catalogue import APPROVALS, CLOCK, DEADLETTER, STATE_BROADCASTS, notifications_topic
+from pipeline.agents.store import TableStore, json_table
+from topics.catalogue import APPROVALS, CLOCK, STATE_BROADCASTS, notifications_topic
 from topics.models import (
     ApprovalAction,
     ApprovalEvent,
     Broadcast,
     BroadcastStatus,
     Channel,
-    DeadLetter,
     Notification,
     Tick,
 )
@@ -32,21 +31,13 @@ log = logging.getLogger(__name__)
 
 
 def register(app: faust.App, settings: Settings, audiences: Audiences, render: Renderer) -> None:
-    from pipeline.app import raw_topic
+    from pipeline.app import DeadLetters, raw_topic
 
     n = settings.partitions
     source = app.topic(APPROVALS, CLOCK, key_type=bytes, value_type=bytes, value_serializer="raw")
     outs = {c: raw_topic(app, notifications_topic(c)) for c in Channel}
-    dead = raw_topic(app, DEADLETTER, partitions=1)
-    table = app.Table(
-        "broadcasts",
-        default=None,
-        partitions=n,
-        changelog_topic=app.topic(
-            STATE_BROADCASTS, partitions=n, compacting=True, deleting=False, key_type=str,
-            key_serializer="json", value_serializer="json", internal=True,
-        ),
-    )  # fmt: skip
+    dead = DeadLetters(app)
+    table = json_table(app, "broadcasts", STATE_BROADCASTS, n)
 
     def load(store: TableStore, key: str) -> Broadcast | None:
         raw = store.get(key)
@@ -63,14 +54,8 @@ def register(app: faust.App, settings: Settings, audiences: Audiences, render: R
             await fut
 
     async def refuse(msg: Any, raw: bytes, reason: str) -> None:
-        MESSAGES_REJECTED.labels(msg.topic, "approval").inc()
         log.warning("approval refused: %s", reason)
-        await dead.send(
-            key=msg.topic.encode(),
-            value=DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                             key=msg.key, original=raw, stage="approval",
-                             reason=reason).to_bytes(),
-        )  # fmt: skip
+        await dead.reject(msg, raw, "approval", reason)
 
     async def approve(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():

@@ -20,26 +20,24 @@ from pydantic import ValidationError
 
 from canhbao.metrics import (
     COMMANDS_APPLIED,
-    MESSAGES_REJECTED,
     QUALITY_REJECTIONS,
     READINGS_EVALUATED,
     WARNING_TRANSITIONS,
 )
 from canhbao.settings import Settings
-from pipeline.agents.store import TableStore
+from pipeline.agents.store import TableStore, json_table
 from pipeline.engine import Engine, Outputs, areas_of
 from topics.catalogue import (
     CLOCK,
     COMMANDS,
     CORRELATE_REPORTS,
     CORRELATE_WARNINGS,
-    DEADLETTER,
     REGROUP_READINGS,
     STATE_EVALUATE,
     WARNINGS,
     readings_topic,
 )
-from topics.models import Command, DeadLetter, Domain, Reading, Report, Tick, Warning
+from topics.models import Command, Domain, Reading, Report, Tick, Warning
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +50,7 @@ class EngineHolder:
 
 
 def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
-    from pipeline.app import Out, batches, raw_topic
+    from pipeline.app import DeadLetters, Out, batches, raw_topic
 
     n = settings.partitions
     names = [readings_topic(d) for d in Domain]
@@ -63,52 +61,22 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
     correlate_out = Out(app, CORRELATE_WARNINGS)
     regroup_out = Out(app, REGROUP_READINGS)
     commands_out = Out(app, COMMANDS)
-    dead = Out(app, DEADLETTER)
+    dead = DeadLetters(app)
     clock = raw_topic(app, CLOCK)
     # Keys and values are JSON in the changelog, and the table must decode them
     # the same way on restore, or a restarted worker would not find its state.
-    table = app.Table(
-        "state",
-        default=None,
-        partitions=n,
-        changelog_topic=app.topic(
-            STATE_EVALUATE,
-            partitions=n,
-            compacting=True,
-            deleting=False,
-            key_type=str,
-            key_serializer="json",
-            value_serializer="json",
-            internal=True,
-        ),
-    )
+    table = json_table(app, "state", STATE_EVALUATE, n)
 
     async def flush_all(stores: Iterable[TableStore]) -> None:
         # Every partition's quality marks (q|) go last, after all other state.
         await TableStore.flush_together(list(stores))
-
-    async def reject(msg: Any, raw: bytes | None, stage: str, reason: str) -> None:
-        MESSAGES_REJECTED.labels(msg.topic, stage).inc()
-        done = await dead.send(
-            msg.topic.encode(),
-            DeadLetter(
-                source_topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key,
-                original=raw or b"",
-                stage=stage,
-                reason=reason,
-            ).to_bytes(),
-        )
-        await done  # rare: wait for the broker here rather than carry the future along
 
     async def publish(out: Outputs, msg: Any, raw: bytes | None, sent: list[Any]) -> None:
         """Send every output; the futures go to ``sent`` for the batch to await."""
         for check, _ in out.rejected:
             QUALITY_REJECTIONS.labels(check.value).inc()
         for error in out.errors:
-            await reject(msg, raw, "command", error)
+            await dead.reject(msg, raw, "command", error)
         for key, reading in out.forwards:
             sent.append(await regroup_out.send(key.encode(), reading.to_bytes()))
         for w in out.warnings:
@@ -145,7 +113,7 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
         try:
             parsed = parse(msg.topic, raw)
         except ValidationError as exc:
-            await reject(msg, raw, "evaluate", f"not a valid message for {msg.topic}: {exc}")
+            await dead.reject(msg, raw, "evaluate", f"not a valid message for {msg.topic}: {exc}")
             return
         if isinstance(parsed, Reading):
             evaluated[parsed.domain].inc()

@@ -28,97 +28,68 @@ from alerting.routes import RoutingConfig, load_routing
 from canhbao.metrics import (
     GROUP_FLUSHES,
     GROUP_MEMBERS_LEFT,
-    MESSAGES_REJECTED,
     NOTIFICATIONS_ROUTED,
 )
 from canhbao.settings import Settings
 from pipeline.agents.route import Views
+from pipeline.agents.store import TableStore, json_table
 from topics.catalogue import (
     CLOCK,
-    DEADLETTER,
     GROUP_NOTIFICATIONS,
     STATE_GROUPS,
     notifications_topic,
 )
-from topics.models import Channel, DeadLetter, GroupEntry, Warning
+from topics.models import Channel, GroupEntry, Warning
 
 log = logging.getLogger(__name__)
-PARTITION = "_p"  # as in pipeline.agents.store: which partition wrote the group
 WAKE = "_wake"  # grouping.next_wake, so that a tick skips the groups with nothing to do
 
 
 class GroupStore:
-    """One partition's groups in the Faust table. Changes (deletions included) go to
-    the changelog in ``flush``, which waits until the broker has them all."""
+    """One partition's groups, typed, on the shared :class:`TableStore` (partition
+    bookkeeping, tombstones, a changelog flush that waits for the broker)."""
 
     def __init__(self, table: Any, partition: int) -> None:
-        self.table = table
-        self.partition = partition
-        self.dirty: dict[str, dict[str, Any] | None] = {}
+        self.store = TableStore(table, partition)
 
     def get(self, key: str) -> grouping.Group | None:
-        raw = self.table.data.get(key)
+        raw = self.store.get(key)
         if not raw:
             return None
         try:
-            return grouping.Group.model_validate(
-                {k: v for k, v in raw.items() if k not in (PARTITION, WAKE)}
-            )
+            return grouping.Group.model_validate({k: v for k, v in raw.items() if k != WAKE})
         except ValidationError as exc:
             log.error("group %s is unreadable and starts afresh: %s", key, exc)
             return None
 
     def put(self, key: str, group: grouping.Group | None) -> None:
-        data = self.table.data
         if group is None:
-            if data.get(key) is not None:
-                data.pop(key, None)
-                getattr(data, "_key_partition", {}).pop(key, None)
-                self.dirty[key] = None
+            if key in self.store:
+                del self.store[key]
             return
         wake = grouping.next_wake(group)
         value = {
             **group.model_dump(mode="json"),
-            PARTITION: self.partition,
             WAKE: None if wake is None else wake.isoformat(),
         }
-        if data.get(key) == value:
+        if self.store.get(key) == value:
             return  # a tick that changed nothing writes nothing
-        data[key] = value
-        key_partition = getattr(data, "_key_partition", None)
-        if key_partition is not None:
-            key_partition[key] = self.partition  # so a revoked partition's keys are dropped
-        self.dirty[key] = value
+        self.store[key] = value
 
     def due_keys(self, now: datetime) -> list[str]:
         """This partition's groups whose wake-up time has come."""
         return [
             k
-            for k, v in list(self.table.data.items())
-            if v
-            and v.get(PARTITION) == self.partition
-            and v.get(WAKE) is not None
-            and datetime.fromisoformat(v[WAKE]) <= now
+            for k, v in self.store.own_items()
+            if v.get(WAKE) is not None and datetime.fromisoformat(v[WAKE]) <= now
         ]
 
     async def flush(self) -> None:
-        dirty, self.dirty = self.dirty, {}
-        changelog = self.table.changelog_topic
-        pending = []
-        for key, value in dirty.items():
-            if value is None:  # a tombstone: compaction forgets the group
-                fut = await changelog.send(
-                    key=key, value=None, partition=self.partition, value_serializer="raw"
-                )
-            else:
-                fut = await changelog.send(key=key, value=value, partition=self.partition)
-            pending.append(fut)
-        for fut in pending:
-            await fut
+        await self.store.flush()
 
 
 def register(app: faust.App, settings: Settings, render: FlushRenderer, views: Views) -> None:
-    from pipeline.app import raw_topic
+    from pipeline.app import DeadLetters, raw_topic
 
     n = settings.partitions
     config: RoutingConfig = load_routing(settings.routes_path)
@@ -126,16 +97,8 @@ def register(app: faust.App, settings: Settings, render: FlushRenderer, views: V
         GROUP_NOTIFICATIONS, CLOCK, key_type=bytes, value_type=bytes, value_serializer="raw"
     )
     outs = {c: raw_topic(app, notifications_topic(c)) for c in Channel}
-    dead = raw_topic(app, DEADLETTER, partitions=1)
-    table = app.Table(
-        "groups",
-        default=None,
-        partitions=n,
-        changelog_topic=app.topic(
-            STATE_GROUPS, partitions=n, compacting=True, deleting=False, key_type=str,
-            key_serializer="json", value_serializer="json", internal=True,
-        ),
-    )  # fmt: skip
+    dead = DeadLetters(app)
+    table = json_table(app, "groups", STATE_GROUPS, n)
 
     def held(channel: Channel, now: datetime) -> grouping.Held:
         """A reminder leaves out what is silenced, inhibited or in quiet hours now."""
@@ -177,15 +140,6 @@ def register(app: faust.App, settings: Settings, render: FlushRenderer, views: V
                 settled = grouping.flushed(settled, flush, now)
         store.put(key, settled)
 
-    async def reject(msg: Any, raw: bytes, reason: str) -> None:
-        MESSAGES_REJECTED.labels(msg.topic, "group").inc()
-        await dead.send(
-            key=msg.topic.encode(),
-            value=DeadLetter(source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                             key=msg.key, original=raw, stage="group",
-                             reason=reason).to_bytes(),
-        )  # fmt: skip
-
     async def group(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             msg = event.message
@@ -199,7 +153,7 @@ def register(app: faust.App, settings: Settings, render: FlushRenderer, views: V
                 try:
                     entry = GroupEntry.model_validate_json(raw)
                 except ValidationError as exc:
-                    await reject(msg, raw, f"not a valid group entry: {exc}")
+                    await dead.reject(msg, raw, "group", f"not a valid group entry: {exc}")
                     continue
                 await step(store, entry.group_key, entry, now)
             await store.flush()

@@ -10,12 +10,12 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer
 
-from canhbao.metrics import MESSAGES_REJECTED, READINGS_ACCEPTED
+from canhbao.metrics import READINGS_ACCEPTED
 from canhbao.settings import Settings
+from consumers.kafka_util import membership
 from pipeline.validate import validate_reading, validate_report
 from topics.catalogue import (
     CORRELATE_REPORTS,
-    DEADLETTER,
     INGEST_READINGS,
     INGEST_REPORTS,
     readings_topic,
@@ -24,12 +24,12 @@ from topics.models import DeadLetter, Domain
 
 
 def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
-    from pipeline.app import Out, raw_topic
+    from pipeline.app import DeadLetters, Out, raw_topic
 
     reports_in = raw_topic(app, INGEST_REPORTS)
     by_domain = {d: Out(app, readings_topic(d)) for d in Domain}
     reports_out = Out(app, CORRELATE_REPORTS)
-    dead = Out(app, DEADLETTER)
+    dead = DeadLetters(app)
 
     accepted = {d: READINGS_ACCEPTED.labels(d.value) for d in Domain}
 
@@ -46,8 +46,7 @@ def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
                 key=record.key,
             )
             if isinstance(result, DeadLetter):
-                MESSAGES_REJECTED.labels(record.topic, result.stage).inc()
-                sent.append(await dead.send(record.topic.encode(), result.to_bytes()))
+                sent.append(await dead.send(result))
                 continue
             accepted[result.domain].inc()
             sent.append(
@@ -74,9 +73,7 @@ def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
-            session_timeout_ms=int(max(6.0, settings.rebalance_timeout) * 1000),
-            heartbeat_interval_ms=1000,
+            **membership(int(settings.rebalance_timeout * 1000)),
         )
         await consumer.start()
         try:
@@ -98,8 +95,7 @@ def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
                 event.value, source_topic=msg.topic, partition=msg.partition, offset=msg.offset
             )
             if isinstance(result, DeadLetter):
-                MESSAGES_REJECTED.labels(msg.topic, result.stage).inc()
-                await (await dead.send(msg.topic.encode(), result.to_bytes()))
+                await (await dead.send(result))
                 continue
             body = result.to_bytes()
             for area in result.areas:

@@ -21,7 +21,6 @@ from alerting.directory import Directory
 from alerting.notify import Renderer, plan
 from alerting.routes import Silence, load_routing
 from canhbao.metrics import (
-    MESSAGES_REJECTED,
     NOTIFICATIONS_HELD,
     NOTIFICATIONS_ROUTED,
     NOTIFICATIONS_SUPPRESSED,
@@ -30,7 +29,6 @@ from canhbao.settings import Settings
 from topics.catalogue import (
     APPROVALS,
     CONTROL_SILENCES,
-    DEADLETTER,
     GROUP_NOTIFICATIONS,
     RECEIPTS,
     WARNINGS,
@@ -40,7 +38,6 @@ from topics.models import (
     ApprovalAction,
     ApprovalEvent,
     Channel,
-    DeadLetter,
     DeliveryOutcome,
     DeliveryReceipt,
     Warning,
@@ -120,7 +117,7 @@ def register(
 ) -> Views:
     """Register the agent and its views' follower; the views are shared with the
     group stage (pipeline.agents.group)."""
-    from pipeline.app import raw_topic
+    from pipeline.app import DeadLetters, raw_topic
 
     config = load_routing(settings.routes_path)
     views = Views()
@@ -129,7 +126,7 @@ def register(
     receipts = raw_topic(app, RECEIPTS)
     approvals = raw_topic(app, APPROVALS)
     groups = raw_topic(app, GROUP_NOTIFICATIONS)
-    dead = raw_topic(app, DEADLETTER, partitions=1)
+    dead = DeadLetters(app)
 
     async def route(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
@@ -137,14 +134,7 @@ def register(
             try:
                 warning = Warning.model_validate_json(raw)
             except ValidationError as exc:
-                msg = event.message
-                MESSAGES_REJECTED.labels(msg.topic, "route").inc()
-                await dead.send(
-                    key=msg.topic.encode(),
-                    value=DeadLetter(source_topic=msg.topic, partition=msg.partition,
-                                     offset=msg.offset, original=raw, stage="route",
-                                     reason=f"not a valid warning: {exc}").to_bytes(),
-                )  # fmt: skip
+                await dead.reject(event.message, raw, "route", f"not a valid warning: {exc}")
                 continue
             views.apply_warning(warning)
             now = datetime.now(UTC)

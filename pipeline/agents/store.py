@@ -32,7 +32,8 @@ class TableStore(MutableMapping[str, Any]):
     def __init__(self, table: Any, partition: int) -> None:
         self.table = table
         self.partition = partition
-        self.dirty: dict[str, Any] = {}
+        self.dirty: dict[str, Any] = {}  # None: deleted (a tombstone for compaction)
+        self.out = Out(table.app, table.changelog_topic.get_topic_name())
 
     def __getitem__(self, key: str) -> Any:
         value = self.table.get(key)
@@ -74,13 +75,18 @@ class TableStore(MutableMapping[str, Any]):
                 for fut in pending:
                     await fut
                 pending = []
-            out = Out(store.table.app, store.table.changelog_topic.get_topic_name())
-            pending.append(await out.send(_JSON.dumps(k), _JSON.dumps(v), store.partition))
+            value = None if v is None else _JSON.dumps(v)
+            pending.append(await store.out.send(_JSON.dumps(k), value, store.partition))
         for fut in pending:
             await fut
 
     def __delitem__(self, key: str) -> None:
-        del self.table[key]
+        # Like a write: in memory now, a tombstone on the changelog at ``flush``.
+        if self.table.data.get(key) is None:
+            raise KeyError(key)
+        del self.table.data[key]
+        getattr(self.table.data, "_key_partition", {}).pop(key, None)
+        self.dirty[key] = None
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self.table.keys()))
@@ -88,5 +94,30 @@ class TableStore(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self.table)
 
+    def own_items(self) -> list[tuple[str, dict[str, Any]]]:
+        """This partition's entries, as stored (bookkeeping included)."""
+        items = list(self.table.data.items())
+        return [(k, v) for k, v in items if v and v.get(PARTITION) == self.partition]
+
     def own_keys(self) -> list[str]:
-        return [k for k, v in list(self.table.items()) if v and v.get(PARTITION) == self.partition]
+        return [k for k, _ in self.own_items()]
+
+
+def json_table(app: Any, name: str, changelog: str, partitions: int) -> Any:
+    """A Faust table whose changelog (compacted) holds JSON keys and values: what the
+    stores write, and what a restarted worker decodes the same way on recovery."""
+    return app.Table(
+        name,
+        default=None,
+        partitions=partitions,
+        changelog_topic=app.topic(
+            changelog,
+            partitions=partitions,
+            compacting=True,
+            deleting=False,
+            key_type=str,
+            key_serializer="json",
+            value_serializer="json",
+            internal=True,
+        ),
+    )

@@ -188,7 +188,7 @@ async def mqtt_listener(port: int, topic: str) -> AsyncIterator[list[tuple[str, 
 
         async def pump() -> None:
             async for message in client.messages:
-                got.append((str(message.topic), json.loads(bytes(message.payload))))  # type: ignore[arg-type]
+                got.append((str(message.topic), json.loads(bytes(message.payload))))
 
         task = asyncio.create_task(pump())
         try:

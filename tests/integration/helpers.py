@@ -20,6 +20,21 @@ from topics.admin import create_topics
 REPO = Path(__file__).resolve().parents[2]
 
 
+def run_canhbao(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``canhbao ARGS`` as a user runs it, output captured; ``env`` is the whole
+    environment (default: this process's)."""
+    return subprocess.run(
+        [sys.executable, "-m", "canhbao", *args],
+        env=os.environ if env is None else env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def worker_env(bootstrap: str, kind: str, **extra: str) -> dict[str, str]:
     env = {
         **os.environ,

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +26,13 @@ from consumers.sms import SmsSender
 from consumers.webhook import CapSender, WebhookSender
 from tests.conftest import Broker
 from tests.integration.edges import Gateway, mosquitto, mqtt_listener, smtp_server
-from tests.integration.helpers import REPO, ensure_topics, producer, running_worker, wait_for
+from tests.integration.helpers import (
+    ensure_topics,
+    producer,
+    run_canhbao,
+    running_worker,
+    wait_for,
+)
 from tests.integration.helpers import worker_env as base_env
 from topics.catalogue import INGEST_READINGS
 from topics.models import Domain, Reading
@@ -44,9 +49,7 @@ def reading(value: float, hour: int) -> bytes:
 
 
 def _canhbao(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap}
-    return subprocess.run([sys.executable, "-m", "canhbao", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return run_canhbao(*args, env={**os.environ, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap})
 
 
 async def canhbao(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from canhbao.broker import embedded_env
 from tests.conftest import Broker
-from tests.integration.helpers import REPO
+from tests.integration.helpers import run_canhbao
 
 pytestmark = pytest.mark.integration
 
@@ -25,14 +23,7 @@ def test_bench_measures_every_phase_against_the_same_broker(broker: Broker) -> N
         env.update(embedded_env())
     args = ["--readings", "600", "--stations", "60", "--loads", "100,200"]
     args += ["--seconds", "2", "--subscribers", "900", "--json"]
-    done = subprocess.run(
-        [sys.executable, "-m", "canhbao", "bench", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_canhbao("bench", *args, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads(done.stdout)
     assert r["broker"] == "existing" and r["readings"] == 600 and r["stations"] == 60

@@ -7,15 +7,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 
 import pytest
 
 from feeds.scenarios import get
-from tests.conftest import REPO, Broker
-from tests.integration.helpers import collect, ensure_topics
+from tests.conftest import Broker
+from tests.integration.helpers import collect, ensure_topics, run_canhbao
 from topics.catalogue import CLOCK, INGEST_READINGS
 from topics.models import Reading, Tick
 
@@ -27,14 +25,7 @@ def test_the_default_demo_shows_every_core_domain(broker: Broker) -> None:
     if broker.kind != "tansu":
         # On Tansu the demo starts its own embedded broker, as `make demo` does.
         env |= {"CANHBAO_KAFKA_BOOTSTRAP": broker.bootstrap}
-    run = subprocess.run(
-        [sys.executable, "-m", "canhbao", "demo", "--json", "--duration", "40"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
+    run = run_canhbao("demo", "--json", "--duration", "40", env=env, timeout=240)
     assert run.returncode == 0, run.stderr[-3000:]
     s = json.loads(run.stdout)
     assert s["scenario"]["name"] == "multi"
@@ -58,13 +49,7 @@ async def test_simulate_plays_a_scenario_into_the_ingest_topics(broker: Broker) 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CANHBAO_")}
     env["CANHBAO_KAFKA_BOOTSTRAP"] = broker.bootstrap
     run = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "canhbao", "simulate", "faulty", "--speed", "10000"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        run_canhbao, "simulate", "faulty", "--speed", "10000", env=env, timeout=120
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "drill" in run.stderr  # a configured cluster is warned about scenario time

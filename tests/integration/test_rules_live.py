@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,10 +15,10 @@ import pytest
 
 from tests.conftest import Broker
 from tests.integration.helpers import (
-    REPO,
     collect,
     ensure_topics,
     producer,
+    run_canhbao,
     running_worker,
     worker_env,
 )
@@ -70,11 +69,7 @@ def reading(value: float, hour: float) -> bytes:
 
 
 def canhbao(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap}
-    return subprocess.run(
-        [sys.executable, "-m", "canhbao", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    return run_canhbao(*args, env={**os.environ, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap})
 
 
 def has(n: int) -> Callable[[list[bytes]], bool]:
@@ -206,5 +201,5 @@ async def test_worker_killed_mid_flood_does_not_raise_again(broker: Broker, tmp_
     # processes in batches, so a kill may replay a whole batch) is identical to it.
     assert {w.version for w in after if w.transition is Transition.RAISED} == {1}
     for w in after:
-        first = next(x for x in after if x.version == w.version)
-        assert w.model_dump() == first.model_dump(), "a replay must be identical"
+        original = next(x for x in after if x.version == w.version)
+        assert w.model_dump() == original.model_dump(), "a replay must be identical"

@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from canhbao.broker import free_port
+from canhbao.metrics import scrape_counter
 from tests.conftest import Broker
 from tests.integration.helpers import (
     collect,
@@ -53,16 +53,7 @@ def river(value: float, minute: int) -> bytes:
 
 def evaluated(port: int) -> float:
     """This worker's ``canhbao_readings_evaluated_total`` (0 until it serves /metrics)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return 0.0
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("canhbao_readings_evaluated_total{")
-    )
+    return scrape_counter(port, "canhbao_readings_evaluated_total") or 0.0
 
 
 async def counts(*ports: int) -> list[float]:
