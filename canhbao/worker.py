@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
-import signal
 
 from canhbao import control, metrics
 from canhbao.settings import Settings
@@ -30,16 +28,6 @@ async def initial_rules(settings: Settings, bootstrap: str) -> RuleSet:
     return rules
 
 
-def dump_tasks(loop: asyncio.AbstractEventLoop) -> None:
-    """``kill -USR1 <pid>``: log where every task of the worker's loop is waiting (for
-    a worker that looks alive but does nothing)."""
-    out = io.StringIO()
-    for task in asyncio.all_tasks(loop):
-        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=out)
-        task.print_stack(limit=12, file=out)
-    log.warning("asyncio tasks:\n%s", out.getvalue())
-
-
 def run_worker(settings: Settings, bootstrap: str) -> None:
     import faust
 
@@ -56,9 +44,7 @@ def run_worker(settings: Settings, bootstrap: str) -> None:
         return await initial_rules(settings, bootstrap)
 
     rules = asyncio.run(prepare())
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    loop.add_signal_handler(signal.SIGUSR1, dump_tasks, loop)
+    asyncio.set_event_loop(asyncio.new_event_loop())
     app = build_app(settings, bootstrap, rules)
     metrics.serve(settings.metrics_port)
 

@@ -118,7 +118,14 @@ class App(faust.App):
         # canhbao worker does not run (metrics are Prometheus): a cost on every event.
         # The monitor object stays for the few places that call it directly.
         self.sensors.remove(self.monitor)
+        # Without a sensor, every rebalance would log a warning that no sensor kept
+        # state for it: true, and not a problem.
+        self.log.logger.addFilter(_no_sensor_state_warning)
         return deps
+
+
+def _no_sensor_state_warning(record: logging.LogRecord) -> bool:
+    return "Missing sensor state" not in record.getMessage()
 
 
 def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
