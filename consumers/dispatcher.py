@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from canhbao.metrics import DELIVERIES, DELIVERY_SECONDS, MESSAGES_REJECTED
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
-from consumers.kafka_util import membership, partitions
+from consumers.kafka_util import commit_owned, membership, partitions
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
 from topics.models import Channel, DeadLetter, DeliveryOutcome, DeliveryReceipt, Notification
 
@@ -165,7 +165,7 @@ class Dispatcher:
                         done[tp] = record.offset + 1
                 if done:
                     await producer.flush()
-                    await consumer.commit(done)
+                    await commit_owned(consumer, done)
         finally:
             await self.sender.stop()
             await consumer.stop()

@@ -90,28 +90,10 @@ def batches(stream: faust.StreamT[Any], settings: Settings) -> AsyncIterator[Seq
     )
 
 
-def _fetch_max_wait(app: faust.App, wait_ms: int) -> None:
-    """Faust's aiokafka driver hard-codes the worker consumer's fetch wait (1.5 s);
-    make it the configured one for this app's consumer."""
-    from faust.transport.drivers import aiokafka as driver
-
-    thread = driver.AIOKafkaConsumerThread
-    if not getattr(thread, "_canhbao_fetch_wait", False):
-        original = thread._create_worker_consumer
-
-        def create(self: Any, transport: Any) -> Any:
-            consumer = original(self, transport)
-            wait = getattr(self.app, "_canhbao_fetch_max_wait_ms", None)
-            if wait is not None:
-                consumer._fetch_max_wait_ms = wait  # read when the consumer starts
-            return consumer
-
-        setattr(thread, "_create_worker_consumer", create)  # noqa: B010
-        setattr(thread, "_canhbao_fetch_wait", True)  # noqa: B010
-    app._canhbao_fetch_max_wait_ms = wait_ms  # type: ignore[attr-defined]
-
-
 class App(faust.App):
+    #: The worker consumer's fetch wait (see :mod:`pipeline.transport`).
+    fetch_max_wait_ms: int | None = None
+
     def on_init_dependencies(self) -> Any:
         deps = super().on_init_dependencies()
         # Faust's Monitor sensor keeps per-event statistics for its web UI, which a
@@ -122,6 +104,11 @@ class App(faust.App):
         # state for it: true, and not a problem.
         self.log.logger.addFilter(_no_sensor_state_warning)
         return deps
+
+    def _new_transport(self) -> Any:
+        from pipeline.transport import Transport
+
+        return Transport(self.conf.broker_consumer, self)
 
 
 def _no_sensor_state_warning(record: logging.LogRecord) -> bool:
@@ -155,7 +142,7 @@ def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
         # that the worker's limit; 512 KiB stays under the 1 MiB request size.
         producer_max_batch_size=512 * 1024,
     )
-    _fetch_max_wait(app, settings.fetch_max_wait_ms)
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # read by pipeline.transport
     directory = Directory.load(settings.geography_path, settings.directory_path)
     holder = evaluate.EngineHolder(Engine(rules, directory, exercise=settings.exercise))
     ingest.register(app, settings, bootstrap)

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer
 
 from canhbao.metrics import READINGS_ACCEPTED
 from canhbao.settings import Settings
-from consumers.kafka_util import membership
+from consumers.kafka_util import commit_owned, membership
 from pipeline.validate import validate_reading, validate_report
 from topics.catalogue import (
     CORRELATE_REPORTS,
@@ -82,8 +82,9 @@ def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
                 if not batch:
                     continue
                 await validate_batch([r for records in batch.values() for r in records])
-                await consumer.commit(
-                    {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+                await commit_owned(
+                    consumer,
+                    {tp: records[-1].offset + 1 for tp, records in batch.items() if records},
                 )
         finally:
             await consumer.stop()

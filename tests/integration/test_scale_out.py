@@ -111,7 +111,10 @@ async def test_two_workers_split_the_work_and_survive_one_exit(
         values = await collect(broker.bootstrap, WARNINGS, lambda vs: len(vs) >= 2, timeout=120)
         deadline = time.monotonic() + 60
         while (await counts(port_a))[0] - a_before < later:
-            assert time.monotonic() < deadline, "the surviving worker did not take over"
+            assert time.monotonic() < deadline, (
+                f"the surviving worker did not take over: it evaluated "
+                f"{(await counts(port_a))[0] - a_before:.0f} of the {later} new readings"
+            )
             await asyncio.sleep(0.2)
     assert split[0] > 0 and split[1] > 0, f"work split between the workers: {split}"
     states = [Warning.model_validate_json(v) for v in values]

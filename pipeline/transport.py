@@ -1,0 +1,121 @@
+"""The worker's Kafka transport: Faust's aiokafka driver with three corrections.
+
+Subclasses, not patches: only a canhbao app uses them (``App._new_transport``).
+
+1. **Fetch wait.** The driver hard-codes the consumer's fetch wait (1.5 s), which
+   is then the floor of the pipeline's latency on a quiet partition; it becomes
+   the configured ``fetch_max_wait_ms``.
+2. **No records of paused partitions.** Faust hands aiokafka its *live* set of
+   active partitions, and aiokafka's ``fetched_records`` reads it again after
+   every wait, treating an empty set as "every partition". When table recovery
+   pauses the changelog partitions during that wait, the set becomes empty and
+   aiokafka returns, and moves past, prefetched records of stream partitions that
+   Faust then drops as inactive. The fetch now sees the live set through a view
+   that is never empty-means-all. (Not a copy: a copy taken before a rebalance
+   still names partitions paused since, and hands out records of a changelog
+   that recovery has just rewound, which Faust then drops: recovery waits for
+   them forever.)
+3. **A rewind that rewinds.** After every rebalance Faust seeks the stream
+   partitions back to their committed offsets, so that records dropped during
+   the rebalance are read again. aiokafka skips partitions with no committed
+   offset yet (``if offset and offset > 0``), which leaves them past the dropped
+   records: those now go back to the start, as ``auto_offset_reset=earliest``
+   says. And Faust lowers its read offsets only after the seek, from the other
+   thread, so records fetched again in between were dropped as already read:
+   each read offset now moves with its partition's position. (Reading again is
+   safe: the quality gate sets duplicates aside and warning states are versioned.)
+
+Without 2 and 3 a worker that joined a group could silently skip the readings a
+partition had received before its first commit: the scale-out test caught it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, cast
+
+import aiokafka
+from aiokafka import TopicPartition
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+
+
+class LivePartitions:
+    """Faust's live set of active partitions as aiokafka's ``fetched_records`` reads
+    it (``if partitions and tp not in partitions``), except that it is never false:
+    once every partition is paused, it lets nothing through instead of everything."""
+
+    def __init__(self, live: set[TP]) -> None:
+        self.live = live
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self.live
+
+    def __iter__(self) -> Iterator[TP]:
+        return iter(set(self.live))
+
+    def __len__(self) -> int:
+        return len(self.live)
+
+
+class ConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.app, "fetch_max_wait_ms", None)  # set on canhbao apps
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait  # read when the consumer starts
+        return consumer
+
+    async def _fetch_records(
+        self,
+        consumer: aiokafka.AIOKafkaConsumer,
+        active_partitions: set[TP],
+        timeout: float | None = None,  # noqa: ASYNC109 (the overridden signature)
+        max_records: int | None = None,
+    ) -> Any:
+        if active_partitions is None:
+            return await super()._fetch_records(consumer, active_partitions, timeout, max_records)
+        if not active_partitions:
+            return {}  # nothing is active: never "every partition"
+        live = cast(set[TP], LivePartitions(active_partitions))
+        return await super()._fetch_records(consumer, live, timeout, max_records)
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed: Mapping[TP, int] = await self.call_thread(self._seek_to_committed)
+        return committed
+
+    async def _seek_to_committed(self) -> Mapping[TP, int]:
+        consumer = self._ensure_consumer()
+        read_offset = self.consumer._read_offset
+        rewind = self.app.conf.consumer_auto_offset_reset == "earliest"
+        changelogs = self.app.tables.changelog_topics
+        committed: dict[TP, int] = {}
+        to_beginning: list[TopicPartition] = []
+        for tp in consumer.assignment():
+            offset = await consumer.committed(tp)
+            committed[tp] = offset
+            # The read offset moves with the position, in one step of this thread:
+            # records fetched after the seek are never compared with the old one
+            # (and dropped as already read, as Faust's own update comes later).
+            if offset is not None and offset > 0:
+                consumer.seek(tp, offset)
+                read_offset[tp] = offset
+            elif rewind and tp.topic not in changelogs:
+                # Changelog partitions are positioned by table recovery, not by commits.
+                to_beginning.append(tp)
+                read_offset[tp] = None
+        if to_beginning:
+            await consumer.seek_to_beginning(*to_beginning)
+        return committed
+
+
+class Consumer(driver.Consumer):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class Transport(driver.Transport):
+    Consumer: ClassVar[Any] = Consumer

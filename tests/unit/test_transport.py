@@ -1,0 +1,168 @@
+"""The worker's Kafka transport never lets a rebalance skip readings.
+
+aiokafka itself is replaced by a stand-in that keeps its documented behaviour:
+``fetched_records`` re-reads the partitions it was given after each wait and
+treats an empty set as every partition; ``seek_to_committed`` leaves partitions
+without a committed offset where they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from faust.types import TP
+
+from pipeline.transport import ConsumerThread
+
+WATER = TP("canhbao.readings.water", 2)
+CHANGELOG = TP("canhbao.state.evaluate", 2)
+
+
+class FakeFetcher:
+    """Records already fetched in the background, per partition, like aiokafka's."""
+
+    _closed = False
+
+    def __init__(self, records: dict[TP, list[str]]) -> None:
+        self.records = records
+        self.released = asyncio.Event()
+        self.waiting = asyncio.Event()
+        self._subscriptions = SimpleNamespace(fetch_context=contextlib.nullcontext)
+
+    async def fetched_records(
+        self, partitions: set[TP] | None, timeout: float = 0, max_records: int | None = None
+    ) -> dict[TP, list[str]]:
+        self.waiting.set()
+        await self.released.wait()  # the set may change meanwhile: it is read after the wait
+        drained = {}
+        for tp in list(self.records):
+            if partitions and tp not in partitions:
+                continue
+            drained[tp] = self.records.pop(tp)  # handed out: the position moves past them
+        return drained
+
+
+def thread(
+    aiokafka_consumer: Any, *, reset: str = "earliest", changelogs: set[str] | None = None
+) -> ConsumerThread:
+    t = object.__new__(ConsumerThread)  # no service start-up: only the methods under test
+    t.consumer = SimpleNamespace(flow_active=True)  # type: ignore[assignment]
+    t.app = SimpleNamespace(  # type: ignore[assignment]
+        conf=SimpleNamespace(consumer_auto_offset_reset=reset),
+        tables=SimpleNamespace(changelog_topics=changelogs or {CHANGELOG.topic}),
+    )
+    t._consumer = aiokafka_consumer
+
+    async def call_thread(fun: Any, *args: Any, **kwargs: Any) -> Any:
+        return await fun(*args, **kwargs)
+
+    t.call_thread = call_thread  # type: ignore[method-assign]
+    return t
+
+
+@pytest.fixture
+def fetcher() -> Iterator[FakeFetcher]:
+    yield FakeFetcher({WATER: ["reading 98", "reading 99"], CHANGELOG: ["state"]})
+
+
+async def test_records_of_partitions_paused_during_the_fetch_stay_unread(
+    fetcher: FakeFetcher,
+) -> None:
+    consumer = SimpleNamespace(_fetcher=fetcher, _closed=False)
+    t = thread(consumer)
+    active = {CHANGELOG}  # table recovery: only the changelog is being read
+    fetch = asyncio.ensure_future(t._fetch_records(consumer, active, timeout=1.0))  # type: ignore[arg-type]
+    await fetcher.waiting.wait()
+    active.clear()  # "Done reading from changelog topics": recovery pauses it
+    fetcher.released.set()
+    got = await fetch
+    # Nothing paused is handed out (aiokafka would move past it and Faust drop it):
+    # not the stream partition, nor the changelog recovery has just paused.
+    assert got == {}
+    assert fetcher.records[WATER] == ["reading 98", "reading 99"]  # still there to read
+    assert fetcher.records[CHANGELOG] == ["state"]
+
+
+async def test_a_partition_resumed_during_the_fetch_is_handed_out(fetcher: FakeFetcher) -> None:
+    consumer = SimpleNamespace(_fetcher=fetcher, _closed=False)
+    active = {CHANGELOG}
+    fetch = asyncio.ensure_future(thread(consumer)._fetch_records(consumer, active, timeout=1.0))  # type: ignore[arg-type]
+    await fetcher.waiting.wait()
+    active.add(WATER)  # recovery done: the stream partition is resumed
+    fetcher.released.set()
+    assert set(await fetch) == {CHANGELOG, WATER}
+
+
+async def test_nothing_active_fetches_nothing(fetcher: FakeFetcher) -> None:
+    consumer = SimpleNamespace(_fetcher=fetcher, _closed=False)
+    fetch = thread(consumer)._fetch_records(consumer, set())  # type: ignore[arg-type]
+    got = await asyncio.wait_for(fetch, 2)
+    assert got == {}
+    assert not fetcher.waiting.is_set()
+    assert WATER in fetcher.records
+
+
+class FakeConsumer:
+    """aiokafka's consumer as the rewind uses it: committed offsets, seeks."""
+
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        self.committed_offsets = committed
+        self.positions: dict[TP, int] = {tp: 100 for tp in committed}  # past what was dropped
+        self.to_beginning: list[TP] = []
+
+    def assignment(self) -> set[TP]:
+        return set(self.committed_offsets)
+
+    async def committed(self, tp: TP) -> int | None:
+        return self.committed_offsets[tp]
+
+    def seek(self, tp: TP, offset: int) -> None:
+        self.positions[tp] = offset
+
+    async def seek_to_beginning(self, *partitions: Any) -> None:
+        for p in partitions:
+            tp = TP(p.topic, p.partition)
+            self.to_beginning.append(tp)
+            self.positions[tp] = 0
+
+
+def rewinding(
+    consumer: FakeConsumer, reset: str = "earliest"
+) -> tuple[ConsumerThread, dict[TP, Any]]:
+    t = thread(consumer, reset=reset)
+    read_offset: dict[TP, Any] = {tp: 100 for tp in consumer.committed_offsets}  # Faust's, stale
+    t.consumer._read_offset = read_offset  # type: ignore[attr-defined]
+    return t, read_offset
+
+
+W0, W1, W2 = (TP("canhbao.readings.water", p) for p in range(3))
+
+
+async def test_after_a_rebalance_every_partition_is_read_again_from_its_commit() -> None:
+    committed: dict[TP, int | None] = {
+        W0: 57,
+        W1: None,  # the group has not committed it yet
+        W2: 0,
+        CHANGELOG: None,  # recovery positions changelogs itself
+    }
+    consumer = FakeConsumer(committed)
+    t, read_offset = rewinding(consumer)
+    result = await t.seek_to_committed()
+    assert result == committed
+    assert consumer.positions == {W0: 57, W1: 0, W2: 0, CHANGELOG: 100}
+    assert sorted(consumer.to_beginning) == [W1, W2]
+    # Faust's read offsets moved with the positions, at once: what is fetched after
+    # the rewind is delivered, not dropped as "already read".
+    assert read_offset == {W0: 57, W1: None, W2: None, CHANGELOG: 100}
+
+
+async def test_latest_reset_keeps_aiokafkas_behaviour() -> None:
+    consumer = FakeConsumer({W1: None})
+    t, _ = rewinding(consumer, reset="latest")
+    await t.seek_to_committed()
+    assert consumer.to_beginning == [] and consumer.positions == {W1: 100}
