@@ -84,19 +84,25 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         return await super()._fetch_records(consumer, live, timeout, max_records)
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
+        # As aiokafka's, None stands for "nothing committed" (Faust's type omits it).
         committed: Mapping[TP, int] = await self.call_thread(self._seek_to_committed)
         return committed
 
-    async def _seek_to_committed(self) -> Mapping[TP, int]:
+    async def _seek_to_committed(self) -> Mapping[TP, int | None]:
         consumer = self._ensure_consumer()
         read_offset = self.consumer._read_offset
         rewind = self.app.conf.consumer_auto_offset_reset == "earliest"
         changelogs = self.app.tables.changelog_topics
-        committed: dict[TP, int] = {}
+        assigned = list(consumer.assignment())
+        # One OffsetFetch for every partition (aiokafka's ``committed`` asks per
+        # partition); -1 is Kafka's "none committed".
+        fetched = await consumer._coordinator.fetch_committed_offsets(assigned)
+        committed: dict[TP, int | None] = {
+            tp: fetched[tp].offset if tp in fetched and fetched[tp].offset != -1 else None
+            for tp in assigned
+        }
         to_beginning: list[TopicPartition] = []
-        for tp in consumer.assignment():
-            offset = await consumer.committed(tp)
-            committed[tp] = offset
+        for tp, offset in committed.items():
             # The read offset moves with the position, in one step of this thread:
             # records fetched after the seek are never compared with the old one
             # (and dropped as already read, as Faust's own update comes later).

@@ -21,13 +21,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def run_canhbao(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str,
+    env: dict[str, str] | None = None,
+    bootstrap: str | None = None,
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """``canhbao ARGS`` as a user runs it, output captured; ``env`` is the whole
-    environment (default: this process's)."""
+    environment (default: this process's), ``bootstrap`` the brokers to use."""
+    env = dict(os.environ if env is None else env)
+    if bootstrap is not None:
+        env["CANHBAO_KAFKA_BOOTSTRAP"] = bootstrap
     return subprocess.run(
         [sys.executable, "-m", "canhbao", *args],
-        env=os.environ if env is None else env,
+        env=env,
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -48,14 +47,10 @@ def reading(value: float, hour: int) -> bytes:
     ).to_bytes()  # fmt: skip
 
 
-def _canhbao(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_canhbao(*args, env={**os.environ, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap})
-
-
 async def canhbao(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     # In a thread: the dispatchers in this event loop must keep heartbeating to
     # their consumer group while an operator command runs.
-    return await asyncio.to_thread(_canhbao, bootstrap, *args)
+    return await asyncio.to_thread(run_canhbao, *args, bootstrap=bootstrap)
 
 
 @contextlib.asynccontextmanager

@@ -4,7 +4,6 @@ killed mid-flood that comes back without raising the active warning again."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 from collections.abc import Callable
@@ -69,7 +68,7 @@ def reading(value: float, hour: float) -> bytes:
 
 
 def canhbao(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_canhbao(*args, env={**os.environ, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap})
+    return run_canhbao(*args, bootstrap=bootstrap)
 
 
 def has(n: int) -> Callable[[list[bytes]], bool]:

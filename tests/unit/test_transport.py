@@ -115,11 +115,18 @@ class FakeConsumer:
         self.positions: dict[TP, int] = {tp: 100 for tp in committed}  # past what was dropped
         self.to_beginning: list[TP] = []
 
+        self._coordinator = self  # the one OffsetFetch goes through aiokafka's coordinator
+
     def assignment(self) -> set[TP]:
         return set(self.committed_offsets)
 
-    async def committed(self, tp: TP) -> int | None:
-        return self.committed_offsets[tp]
+    async def fetch_committed_offsets(self, partitions: list[TP]) -> dict[TP, Any]:
+        # Nothing committed comes back as -1 or not at all: both are exercised.
+        return {
+            tp: SimpleNamespace(offset=-1 if o is None else o)
+            for tp in partitions
+            if (o := self.committed_offsets[tp]) is not None or tp.partition % 2
+        }
 
     def seek(self, tp: TP, offset: int) -> None:
         self.positions[tp] = offset
