@@ -188,6 +188,7 @@ async def _demo(
             "CANHBAO_APP_ID": settings.app_id if embedded else f"canhbao-demo-{run_id}",
             **(embedded_env() if embedded else {}),
             "CANHBAO_REBALANCE_TIMEOUT": str(rebalance),
+            "CANHBAO_DATA_DIR": str(workdir / "data"),
             "CANHBAO_LOG_LEVEL": "warning",
             # Simulated data: every message must say it is an exercise.
             "CANHBAO_EXERCISE": "true",

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         default=REPO_ROOT / "config" / "mqtt_bridge.yaml",
         description="Topic-to-reading mappings of `canhbao feed mqtt`",
     )
+    data_dir: Path = Field(
+        default=REPO_ROOT / "canhbao-data",
+        description="The worker's local files (Faust's data directory, one per app id); "
+        "the tables themselves live in Kafka changelogs, so nothing here needs a backup",
+    )
     feeds_state_dir: Path = Field(
         default=REPO_ROOT / "canhbao-data" / "feeds",
         description="Where feeds keep their place (Suricata offsets, CAP alerts already seen)",

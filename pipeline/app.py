@@ -126,6 +126,9 @@ def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
         settings.app_id,
         broker=f"kafka://{bootstrap}",
         store="memory://",
+        # Faust's default is "<app id>-data" in the working directory: every bench
+        # and demo run on Kafka (a fresh app id each) left one behind in the repo.
+        datadir=str(settings.data_dir / "worker" / settings.app_id),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,

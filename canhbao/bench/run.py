@@ -83,6 +83,7 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
             "CANHBAO_AGENCY_WEBHOOK_BASE": receiver.base_url,
             "CANHBAO_WEBHOOK_SECRET": secret,
             "CANHBAO_LOG_LEVEL": "warning",
+            "CANHBAO_DATA_DIR": str(work / "data"),
             **(embedded_env() if broker.kind == "tansu" else {}),
         }
         dispatcher = spawn(["dispatch", "webhook"], env, work / "dispatch.log")
