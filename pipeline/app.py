@@ -6,8 +6,9 @@ singleton, so tests and the demo can run several with different brokers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import faust
@@ -93,6 +94,45 @@ def batches(stream: faust.StreamT[Any], settings: Settings) -> AsyncIterator[Seq
 class App(faust.App):
     #: The worker consumer's fetch wait (see :mod:`pipeline.transport`).
     fetch_max_wait_ms: int | None = None
+    #: How long a stopping worker lets its edge loops finish their batch.
+    edge_grace_seconds: float = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._edges: dict[asyncio.Task[Any], bool] = {}  # running edge loops: graceful?
+
+    def edge_task(self, fun: Callable[[], Awaitable[None]], *, graceful: bool = False) -> None:
+        """Run ``fun``, a plain aiokafka loop beside the agents (the validate stage, the
+        followers), while the app runs; a stopping worker ends these first, while its
+        producer still works. Faust would cancel them last, after the producer and the
+        consumer had stopped, and a consumer group member cancelled that late could
+        rejoin its group on the way out and leave without a word: its partitions then
+        waited out the session timeout before anyone read them. ``graceful`` loops
+        watch ``should_stop`` and finish their batch (up to ``edge_grace_seconds``);
+        the others are cancelled at once."""
+
+        async def run() -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._edges[task] = graceful
+            try:
+                await fun()
+            finally:
+                self._edges.pop(task, None)
+
+        self.task(run)
+
+    async def on_stop(self) -> None:
+        edges = dict(self._edges)
+        for task, graceful in edges.items():
+            if not graceful:
+                task.cancel()
+        if edges:
+            _, late = await asyncio.wait(edges, timeout=self.edge_grace_seconds)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*edges, return_exceptions=True)
+        await super().on_stop()
 
     def on_init_dependencies(self) -> Any:
         deps = super().on_init_dependencies()
@@ -122,13 +162,15 @@ def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
     from pipeline.agents import approvals, control, evaluate, group, ingest, route
     from pipeline.engine import Engine
 
+    datadir = settings.data_dir / "worker" / settings.app_id
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = App(
         settings.app_id,
         broker=f"kafka://{bootstrap}",
         store="memory://",
         # Faust's default is "<app id>-data" in the working directory: every bench
         # and demo run on Kafka (a fresh app id each) left one behind in the repo.
-        datadir=str(settings.data_dir / "worker" / settings.app_id),
+        datadir=str(datadir),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,

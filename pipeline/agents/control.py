@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -59,6 +60,8 @@ def apply_doc(holder: EngineHolder, raw: bytes) -> bool:
 
 
 def register(app: faust.App, bootstrap: str, holder: EngineHolder) -> None:
+    from pipeline.app import App
+
     set_active_rules(holder.engine.rules.version)
 
     async def follow_rules() -> None:
@@ -78,4 +81,4 @@ def register(app: faust.App, bootstrap: str, holder: EngineHolder) -> None:
         finally:
             await consumer.stop()
 
-    app.task(follow_rules)
+    cast(App, app).edge_task(follow_rules)

@@ -5,7 +5,7 @@ silently."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer
@@ -24,7 +24,7 @@ from topics.models import DeadLetter, Domain
 
 
 def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
-    from pipeline.app import DeadLetters, Out, raw_topic
+    from pipeline.app import App, DeadLetters, Out, raw_topic
 
     reports_in = raw_topic(app, INGEST_REPORTS)
     by_domain = {d: Out(app, readings_topic(d)) for d in Domain}
@@ -77,8 +77,8 @@ def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
         )
         await consumer.start()
         try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000, max_records=settings.batch_size)
+            while not app.should_stop:
+                batch = await consumer.getmany(timeout_ms=500, max_records=settings.batch_size)
                 if not batch:
                     continue
                 await validate_batch([r for records in batch.values() for r in records])
@@ -102,5 +102,5 @@ def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
             for area in result.areas:
                 await (await reports_out.send(area.encode(), body))
 
-    app.task(validate)
+    cast(App, app).edge_task(validate, graceful=True)
     app.agent(reports_in, name="canhbao.validate-reports")(validate_reports)

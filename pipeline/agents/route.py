@@ -10,7 +10,7 @@ import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer
@@ -117,7 +117,7 @@ def register(
 ) -> Views:
     """Register the agent and its views' follower; the views are shared with the
     group stage (pipeline.agents.group)."""
-    from pipeline.app import DeadLetters, raw_topic
+    from pipeline.app import App, DeadLetters, raw_topic
 
     config = load_routing(settings.routes_path)
     views = Views()
@@ -182,5 +182,5 @@ def register(
     async def follow_views() -> None:
         await views.follow(bootstrap)
 
-    app.task(follow_views)
+    cast(App, app).edge_task(follow_views)
     return views
