@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from canhbao.broker import embedded_env, rebalance_timeout
+from consumers.kafka_util import partitions
 from topics.admin import create_topics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,3 +126,41 @@ async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+async def group_lag(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """Per partition of ``topic``, how many records consumer group ``group`` has not
+    committed yet (the whole partition when it has committed nothing)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        tps = await partitions(consumer, topic)
+        ends = await consumer.end_offsets(tps)
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+    finally:
+        await consumer.stop()
+        await admin.close()
+    done = {
+        tp: (meta.offset if meta is not None and meta.offset >= 0 else 0)
+        for tp, meta in committed.items()
+    }
+    return {tp.partition: ends[tp] - done.get(tp, 0) for tp in tps}
+
+
+async def wait_caught_up(
+    bootstrap: str, group_topics: dict[str, str], timeout: float, what: str
+) -> None:
+    """Wait until every group in ``group_topics`` (group → topic) has committed every
+    record of its topic: each one was handled, not just read (commits follow the work)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lags = {g: await group_lag(bootstrap, g, t) for g, t in group_topics.items()}
+        if all(not any(lag.values()) for lag in lags.values()):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{what}: records not yet handled, per group and partition: {lags}"
+            )
+        await asyncio.sleep(0.5)
