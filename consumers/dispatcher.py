@@ -23,7 +23,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
-from canhbao.metrics import DELIVERIES, DELIVERY_SECONDS, MESSAGES_REJECTED
+from canhbao.metrics import DELIVERIES, DELIVERY_SECONDS
+from consumers.deadletters import DeadLetters, to_producer, validation_errors
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
 from consumers.kafka_util import commit_owned, membership, partitions
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
@@ -177,17 +178,13 @@ class Dispatcher:
         try:
             note = Notification.model_validate_json(raw)
         except ValidationError as exc:
-            MESSAGES_REJECTED.labels(topic, "dispatch").inc()
-            dead = DeadLetter(
-                source_topic=topic,
-                partition=record.partition,
-                offset=record.offset,
-                original=raw,
-                stage="dispatch",
-                reason=f"not a valid notification: {exc.error_count()} error(s)",
-                errors=[f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()],
+            await DeadLetters(to_producer(producer, DEADLETTER)).reject(
+                record,
+                raw,
+                "dispatch",
+                f"not a valid notification: {exc.error_count()} error(s)",
+                validation_errors(exc),
             )
-            await producer.send_and_wait(DEADLETTER, dead.to_bytes(), key=topic.encode())
             return True
         if note.notification_id in self.ledger:
             DELIVERIES.labels(self.channel.value, DeliveryOutcome.DUPLICATE.value).inc()
@@ -261,7 +258,5 @@ class Dispatcher:
                 stage="deliver",
                 reason=f"gave up after {receipt.attempt} attempts: {receipt.error}",
             )
-            await producer.send_and_wait(
-                DEADLETTER, dead.to_bytes(), key=notifications_topic(self.channel).encode()
-            )
+            await (await DeadLetters(to_producer(producer, DEADLETTER)).send(dead))
         return receipt

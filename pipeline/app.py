@@ -14,8 +14,8 @@ from typing import Any, cast
 import faust
 
 from canhbao.settings import Settings
+from consumers import deadletters
 from pipeline.rules.loader import RuleSet
-from topics.models import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -50,35 +50,13 @@ class Out:
         )
 
 
-class DeadLetters:
-    """The dead-letter topic for the stream stages: every rejected message with where it
-    came from and why, counted in ``canhbao_messages_rejected_total``."""
+class DeadLetters(deadletters.DeadLetters):
+    """The dead-letter topic for the stream stages, through the app's producer."""
 
     def __init__(self, app: faust.App) -> None:
         from topics.catalogue import DEADLETTER
 
-        self.out = Out(app, DEADLETTER)
-
-    async def send(self, letter: DeadLetter) -> Awaitable[Any]:
-        """Count and send ``letter``; returns the broker acknowledgement's future."""
-        from canhbao.metrics import MESSAGES_REJECTED
-
-        MESSAGES_REJECTED.labels(letter.source_topic, letter.stage).inc()
-        return await self.out.send(letter.source_topic.encode(), letter.to_bytes())
-
-    async def reject(self, msg: Any, raw: bytes | None, stage: str, reason: str) -> None:
-        """Dead-letter the message ``msg`` (a Faust message or a Kafka record) and wait
-        for the broker: rejections are rare, so nothing is gained by batching them."""
-        letter = DeadLetter(
-            source_topic=msg.topic,
-            partition=msg.partition,
-            offset=msg.offset,
-            key=msg.key,
-            original=raw or b"",
-            stage=stage,
-            reason=reason,
-        )
-        await (await self.send(letter))
+        super().__init__(Out(app, DEADLETTER).send)
 
 
 def batches(stream: faust.StreamT[Any], settings: Settings) -> AsyncIterator[Sequence[Any]]:

@@ -119,3 +119,11 @@ async def test_flaky_receiver_is_retried_and_dead_receiver_dead_lettered(broker:
     reasons = sorted(d.reason for d in dead)
     assert any(r.startswith("gave up after 3 attempts") for r in reasons)
     assert any(r.startswith("not a valid notification") for r in reasons)
+    invalid = next(d for d in dead if d.stage == "dispatch")
+    assert invalid.original == b"not a notification" and invalid.offset is not None
+    for stage in ("dispatch", "deliver"):
+        counted = REGISTRY.get_sample_value(
+            "canhbao_messages_rejected_total",
+            {"source_topic": notifications_topic(Channel.WEBHOOK), "stage": stage},
+        )
+        assert counted is not None and counted >= 1, f"the {stage} stage's dead letters count"
