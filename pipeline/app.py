@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import faust
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from canhbao.settings import Settings
 from consumers import deadletters
@@ -122,6 +124,12 @@ class App(faust.App):
         # state for it: true, and not a problem.
         self.log.logger.addFilter(_no_sensor_state_warning)
         return deps
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        from pipeline.transport import FlowControl
+
+        return FlowControl(loop=self.loop)
 
     def _new_transport(self) -> Any:
         from pipeline.transport import Transport

@@ -25,8 +25,21 @@ Subclasses, not patches: only a canhbao app uses them (``App._new_transport``).
    each read offset now moves with its partition's position. (Reading again is
    safe: the quality gate sets duplicates aside and warning states are versioned.)
 
+4. **Resuming what runs.** At the end of table recovery Faust resumes the streams'
+   flow control even when it is already running (it was resumed for the changelog
+   reads), after it has resumed the stream partitions and while it awaits the
+   rewind of item 3. mode's ``FlowControlEvent.resume`` empties every stream's queue
+   each time, so records fetched in that window, already past the consumer's
+   position and Faust's read offsets, were thrown away. The next record read then
+   looked like a gap, which Faust treats as done: their offsets were committed and
+   the readings were never evaluated. Resuming now empties the queues only when the
+   flow was suspended (their records then belong to an older generation, and the
+   rewind reads them again).
+
 Without 2 and 3 a worker that joined a group could silently skip the readings a
-partition had received before its first commit: the scale-out test caught it.
+partition had received before its first commit; without 4 a worker that took over
+a partition could skip the readings that arrived during its recovery. The
+scale-out test caught both, under load.
 """
 
 from __future__ import annotations
@@ -38,6 +51,19 @@ import aiokafka
 from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
+from mode.utils.queues import FlowControlEvent
+
+
+class FlowControl(FlowControlEvent):
+    """The streams' flow control, whose ``resume`` empties the queues only when it
+    ends a suspension (see item 4 above)."""
+
+    def resume(self) -> None:
+        suspended = not self.is_active()
+        self._suspend.clear()
+        self._resume.set()
+        if suspended:
+            self.clear()
 
 
 class LivePartitions:

@@ -3,7 +3,8 @@
 aiokafka itself is replaced by a stand-in that keeps its documented behaviour:
 ``fetched_records`` re-reads the partitions it was given after each wait and
 treats an empty set as every partition; ``seek_to_committed`` leaves partitions
-without a committed offset where they are.
+without a committed offset where they are. The streams' flow control is mode's
+own, with its queues.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from typing import Any
 
 import pytest
 from faust.types import TP
+from mode.utils.queues import FlowControlQueue
 
-from pipeline.transport import ConsumerThread
+from canhbao.settings import Settings
+from pipeline.app import build_app
+from pipeline.rules.loader import load_rules
+from pipeline.transport import ConsumerThread, FlowControl
 
 WATER = TP("canhbao.readings.water", 2)
 CHANGELOG = TP("canhbao.state.evaluate", 2)
@@ -173,3 +178,30 @@ async def test_latest_reset_keeps_aiokafkas_behaviour() -> None:
     t, _ = rewinding(consumer, reset="latest")
     await t.seek_to_committed()
     assert consumer.to_beginning == [] and consumer.positions == {W1: 100}
+
+
+async def test_resuming_running_streams_keeps_the_records_already_queued() -> None:
+    # Faust resumes at the end of recovery even when the flow already runs: the
+    # records queued meanwhile were read from Kafka and must not be thrown away.
+    flow = FlowControl()
+    queue: FlowControlQueue[str] = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+    flow.resume()
+    await queue.put("water/0@82")
+    flow.resume()
+    assert queue.qsize() == 1
+
+
+async def test_resuming_suspended_streams_drops_the_old_generations_records() -> None:
+    flow = FlowControl()
+    queue: FlowControlQueue[str] = FlowControlQueue(flow_control=flow, clear_on_resume=True)
+    flow.resume()
+    await queue.put("water/0@82")
+    flow.suspend()  # a rebalance: the rewind will read it again
+    flow.resume()
+    assert queue.qsize() == 0
+
+
+def test_the_worker_app_uses_this_flow_control() -> None:
+    settings = Settings()
+    app = build_app(settings, "127.0.0.1:9", load_rules(settings.rules_path))
+    assert isinstance(app.flow_control, FlowControl)
