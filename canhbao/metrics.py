@@ -14,6 +14,12 @@ MESSAGES_REJECTED = Counter(
     "Messages sent to the dead-letter topic",
     ["source_topic", "stage"],
 )
+OFFSET_GAPS = Counter(
+    "canhbao_offset_gaps_total",
+    "Records of a non-compacted topic a worker read past without handling "
+    "(Faust counts them done; any is a fault to investigate)",
+    ["topic"],
+)
 READINGS_EVALUATED = Counter(
     "canhbao_readings_evaluated_total", "Readings the rule engine evaluated", ["domain"]
 )

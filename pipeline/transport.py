@@ -44,6 +44,7 @@ scale-out test caught both, under load.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, cast
 
@@ -52,6 +53,11 @@ from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
+
+from canhbao.metrics import OFFSET_GAPS
+from topics.catalogue import BY_NAME, Cleanup
+
+log = logging.getLogger(__name__)
 
 
 class FlowControl(FlowControlEvent):
@@ -147,6 +153,28 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 class Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        # Faust takes a jump in offsets for records compaction removed, and counts
+        # them done. On a topic that is not compacted the records were there: they
+        # were read and lost on the way to the streams. Say so, loudly.
+        if spec_cleanup(tp.topic) is not Cleanup.COMPACT:
+            OFFSET_GAPS.labels(tp.topic).inc(max(0, offset_to - offset_from))
+            log.error(
+                "%s[%d]: offsets %d to %d were read but never reached the streams; "
+                "they count as done (a fault: please report it)",
+                tp.topic,
+                tp.partition,
+                offset_from,
+                offset_to - 1,
+            )
+        await super()._add_gap(tp, offset_from, offset_to)
+
+
+def spec_cleanup(topic: str) -> Cleanup | None:
+    """The topic's cleanup policy in the catalogue (None for a topic not in it)."""
+    found = BY_NAME.get(topic)
+    return found.cleanup if found is not None else None
 
 
 class Transport(driver.Transport):

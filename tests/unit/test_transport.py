@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from faust.types import TP
 from mode.utils.queues import FlowControlQueue
+from prometheus_client import REGISTRY
 
 from canhbao.settings import Settings
 from pipeline.app import build_app
 from pipeline.rules.loader import load_rules
-from pipeline.transport import ConsumerThread, FlowControl
+from pipeline.transport import Consumer, ConsumerThread, FlowControl
 
 WATER = TP("canhbao.readings.water", 2)
 CHANGELOG = TP("canhbao.state.evaluate", 2)
@@ -205,3 +206,36 @@ def test_the_worker_app_uses_this_flow_control() -> None:
     settings = Settings()
     app = build_app(settings, "127.0.0.1:9", load_rules(settings.rules_path))
     assert isinstance(app.flow_control, FlowControl)
+
+
+def gap_consumer() -> Consumer:
+    from collections import defaultdict
+
+    from intervaltree import IntervalTree
+
+    consumer = object.__new__(Consumer)  # only what Faust's _add_gap reads
+    consumer._committed_offset = defaultdict(lambda: None)
+    consumer._gap = defaultdict(IntervalTree)
+    return consumer
+
+
+async def test_records_lost_on_the_way_to_the_streams_are_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = gap_consumer()
+    before = REGISTRY.get_sample_value("canhbao_offset_gaps_total", {"topic": WATER.topic}) or 0
+    with caplog.at_level("ERROR", logger="pipeline.transport"):
+        await consumer._add_gap(WATER, 82, 102)
+    after = REGISTRY.get_sample_value("canhbao_offset_gaps_total", {"topic": WATER.topic})
+    assert after == before + 20
+    assert "canhbao.readings.water[2]: offsets 82 to 101 were read but never reached" in (
+        caplog.text
+    )
+    assert consumer._gap[WATER]  # Faust's own bookkeeping still happens
+
+
+async def test_a_compacted_topics_gaps_are_normal(caplog: pytest.LogCaptureFixture) -> None:
+    consumer = gap_consumer()
+    with caplog.at_level("ERROR", logger="pipeline.transport"):
+        await consumer._add_gap(CHANGELOG, 5, 9)
+    assert caplog.text == ""
