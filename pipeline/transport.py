@@ -22,8 +22,10 @@ Subclasses, not patches: only a canhbao app uses them (``App._new_transport``).
    records: those now go back to the start, as ``auto_offset_reset=earliest``
    says. And Faust lowers its read offsets only after the seek, from the other
    thread, so records fetched again in between were dropped as already read:
-   each read offset now moves with its partition's position. (Reading again is
-   safe: the quality gate sets duplicates aside and warning states are versioned.)
+   each read offset now moves with its partition's position, and Faust's late
+   update (which made records read in the meantime look like a gap) is gone.
+   (Reading again is safe: the quality gate sets duplicates aside and warning
+   states are versioned.)
 
 4. **Resuming what runs.** At the end of table recovery Faust resumes the streams'
    flow control even when it is already running (it was resumed for the changelog
@@ -153,6 +155,15 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 class Consumer(driver.Consumer):
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def perform_seek(self) -> None:
+        # Faust's own sets the read offsets once more after the rewind, from this
+        # thread and late: records read since then were taken for a gap and counted
+        # done before they were handled. The rewind moved them with the positions.
+        committed = await self.seek_to_committed()
+        self._committed_offset.update(
+            {tp: offset for tp, offset in committed.items() if offset is not None and offset > 0}
+        )
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Faust takes a jump in offsets for records compaction removed, and counts

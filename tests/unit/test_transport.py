@@ -239,3 +239,23 @@ async def test_a_compacted_topics_gaps_are_normal(caplog: pytest.LogCaptureFixtu
     with caplog.at_level("ERROR", logger="pipeline.transport"):
         await consumer._add_gap(CHANGELOG, 5, 9)
     assert caplog.text == ""
+
+
+async def test_the_rewind_is_not_undone_by_a_late_read_offset_update() -> None:
+    from collections import defaultdict
+
+    consumer = object.__new__(Consumer)
+    consumer._read_offset = {W0: None}
+    consumer._committed_offset = defaultdict(lambda: None)
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        consumer._read_offset[W0] = 90  # the rewind, in the consumer thread
+        consumer._read_offset[W0] = 100  # records 90 to 100 read since
+        return {W0: 90, W1: None}
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[assignment,method-assign]
+    await consumer.perform_seek()
+    # Put back to 90, the next record (101) would look like a gap over 91 to 100,
+    # and Faust would count those done before they were handled.
+    assert consumer._read_offset[W0] == 100
+    assert consumer._committed_offset[W0] == 90 and consumer._committed_offset[W1] is None
