@@ -9,18 +9,24 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pydantic import ValidationError
 
+from alerting import grouping
 from alerting.routes import Silence
+from alerting.templates import VIETNAM
 from canhbao.settings import get_settings
 from consumers.kafka_util import partitions
 from pipeline.agents.store import without_bookkeeping
 from pipeline.rules.model import _parse_duration
-from topics.catalogue import APPROVALS, CONTROL_SILENCES, STATE_BROADCASTS
+from topics.catalogue import APPROVALS, CONTROL_SILENCES, STATE_BROADCASTS, STATE_GROUPS
 from topics.models import ApprovalAction, ApprovalEvent, Broadcast
+
+T = TypeVar("T")
 
 
 def _bootstrap() -> str | None:
@@ -39,16 +45,20 @@ async def _send(bootstrap: str, topic: str, key: bytes, value: bytes | None) -> 
         await producer.stop()
 
 
-class BroadcastReader:
-    """Follows the broadcasts' compacted changelog: the latest state of each one."""
+class StateReader(Generic[T]):
+    """Follows a table's compacted changelog: the latest value of each key (a deleted
+    key disappears). ``parse`` turns a stored value into ``T``; an unreadable one is
+    reported and skipped, never fatal."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, topic: str, parse: Callable[[dict[str, Any]], T]) -> None:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        self.states: dict[str, Broadcast] = {}
+        self.topic = topic
+        self.parse = parse
+        self.states: dict[str, T] = {}
 
-    async def __aenter__(self) -> BroadcastReader:
+    async def __aenter__(self) -> StateReader[T]:
         await self.consumer.start()
-        tps = await partitions(self.consumer, STATE_BROADCASTS)
+        tps = await partitions(self.consumer, self.topic)
         if tps:
             self.consumer.assign(tps)
             await self.consumer.seek_to_beginning(*tps)
@@ -71,14 +81,24 @@ class BroadcastReader:
         batch = await self.consumer.getmany(timeout_ms=int(seconds * 1000))
         for records in batch.values():
             for r in records:
-                if r.value is not None:
-                    b = Broadcast.model_validate(without_bookkeeping(json.loads(r.value)))
-                    self.states[b.broadcast_id] = b
+                key = json.loads(r.key) if r.key else ""
+                if r.value is None:
+                    self.states.pop(key, None)
+                    continue
+                try:
+                    self.states[key] = self.parse(without_bookkeeping(json.loads(r.value)))
+                except (ValueError, ValidationError) as exc:
+                    print(f"{self.topic}: {key} is unreadable: {exc}", file=sys.stderr)
+
+
+def broadcast_reader(bootstrap: str) -> StateReader[Broadcast]:
+    """The broadcasts' changelog: the latest state of each one, by broadcast id."""
+    return StateReader(bootstrap, STATE_BROADCASTS, Broadcast.model_validate)
 
 
 async def broadcasts(bootstrap: str) -> dict[str, Broadcast]:
     """The latest state of every broadcast."""
-    async with BroadcastReader(bootstrap) as reader:
+    async with broadcast_reader(bootstrap) as reader:
         return reader.states
 
 
@@ -109,7 +129,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         return 1
 
     async def go() -> Broadcast | None:
-        async with BroadcastReader(bootstrap) as reader:
+        async with broadcast_reader(bootstrap) as reader:
             before = reader.states.get(args.broadcast_id)
             await _send(bootstrap, APPROVALS, ev.warning_id.encode(), ev.to_bytes())
             # Show what the pipeline made of it (two operators are needed to send).
@@ -140,6 +160,54 @@ def cmd_pending(args: argparse.Namespace) -> int:
         print(_describe(b))
     if not shown:
         print("no broadcast waiting for approval")
+    return 0
+
+
+def _group(value: dict[str, Any]) -> grouping.Group:
+    # The stored value also carries the group agent's bookkeeping ("_wake").
+    return grouping.Group.model_validate({k: v for k, v in value.items() if not k.startswith("_")})
+
+
+def describe_group(g: grouping.Group, now: datetime) -> str:
+    """One line per group: who gets it, what it holds, when it goes out next."""
+    listed = [m for m in g.members.values() if m.listed]
+    pending = [m for m in listed if m.pending]
+    wake = grouping.next_wake(g)
+    if pending and wake is not None:
+        nxt = f"sends {len(pending)} change(s) at {wake.astimezone(VIETNAM):%H:%M:%S %d/%m}"
+        if wake <= now:
+            nxt += " (due: on the next clock tick)"
+    elif wake is not None and listed:
+        nxt = f"reminder at {wake.astimezone(VIETNAM):%H:%M:%S %d/%m}"
+    else:
+        nxt = "nothing to send"
+    held = ", ".join(
+        sorted(f"{m.warning.hazard} L{m.warning.level} {m.warning.subject}" for m in listed)
+    )
+    return (f"{g.id}  {g.channel.value:<11} -> {g.receiver_id} ({g.audience.value}): "
+            f"{len(listed)} warning(s) [{held or '-'}]; {nxt}; "
+            f"{g.flushes} sent, {g.reminders} reminder(s)")  # fmt: skip
+
+
+def cmd_groups(args: argparse.Namespace) -> int:
+    bootstrap = _bootstrap()
+    if not bootstrap:
+        return 2
+
+    async def read() -> dict[str, grouping.Group]:
+        async with StateReader(bootstrap, STATE_GROUPS, _group) as reader:
+            return reader.states
+
+    now = datetime.now(UTC)
+    found = asyncio.run(read())
+    shown = [g for g in found.values() if args.all or any(m.listed for m in g.members.values())]
+    if args.json:
+        print(json.dumps([g.model_dump(mode="json") for g in shown], ensure_ascii=False))
+        return 0
+    for g in sorted(shown, key=lambda g: (g.receiver_id, g.channel.value, g.key)):
+        print(describe_group(g, now))
+    if not shown:
+        print("no aggregation group holds a warning")
     return 0
 
 
@@ -192,6 +260,13 @@ def add_operator_parsers(asub: argparse._SubParsersAction) -> None:  # type: ign
     p = asub.add_parser("pending", help="broadcasts waiting for approval")
     p.add_argument("--all", action="store_true", help="also sent, expired, cancelled")
     p.set_defaults(func=cmd_pending)
+
+    p = asub.add_parser(
+        "groups", help="aggregation groups: what each receiver will get in a digest, and when"
+    )
+    p.add_argument("--all", action="store_true", help="also groups that hold nothing now")
+    p.add_argument("--json", action="store_true", help="the groups as JSON")
+    p.set_defaults(func=cmd_groups)
 
     p = asub.add_parser("silence", help="silence matching warnings for a while")
     p.add_argument("--match", action="append", required=True, help='e.g. hazard="data_gap"')

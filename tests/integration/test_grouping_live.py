@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.integration.helpers import (
     collect,
     ensure_topics,
     producer,
+    run_canhbao,
     running_worker,
     wait_for,
     worker_env,
@@ -119,6 +121,20 @@ async def test_dengue_in_four_communes_reaches_the_health_department_as_one_dige
                 v.count(b'"warning_id"') >= 4 for v in vs), 90)  # fmt: skip
         # ...and the worker stops (its offsets committed) before group_wait is over.
         assert at_syt() == []
+        # An operator sees what waits, for whom, and when it goes out.
+        shown = await asyncio.to_thread(run_canhbao, "alerts", "groups", bootstrap=broker.bootstrap)
+        assert shown.returncode == 0, shown.stderr
+        (line,) = shown.stdout.splitlines()
+        assert "webhook" in line and "-> syt-webhook (agency): 4 warning(s)" in line, line
+        assert all(f"dengue_outbreak L1 {c}" in line for c in COMMUNES), line
+        assert "sends 4 change(s) at" in line and "0 sent" in line, line
+        listed = await asyncio.to_thread(
+            run_canhbao, "alerts", "groups", "--json", bootstrap=broker.bootstrap
+        )
+        (group,) = json.loads(listed.stdout)
+        assert sorted(m["warning"]["subject"] for m in group["members"].values()) == sorted(
+            COMMUNES
+        )
         with running_worker(env, tmp_path / "worker-2.log"):
             # The restarted worker rebuilds the group and flushes it on time, though no
             # new warning arrives.

@@ -382,3 +382,31 @@ def test_a_single_warning_flush_is_todays_message(dengue, directory, routing, au
     again = flush_notification(group, reminder, flush_renderer())
     assert again.notification_id == note.notification_id + ":reminder1"
     assert again.subject.startswith("[NHẮC LẠI] ") and again.payload["reminder"] is True
+
+
+# --- What an operator sees (`canhbao alerts groups`) -------------------------------------
+
+
+def test_an_operator_sees_who_waits_for_what_and_when_it_goes(dengue) -> None:
+    from canhbao.operator_cli import describe_group
+
+    group = feed(None, entry(dengue("bn-vu-ninh"), T0), entry(dengue("bn-kinh-bac"), T0 + S))
+    line = describe_group(group, T0 + 30 * S)
+    assert "webhook" in line and "-> syt-webhook (agency): 2 warning(s)" in line
+    assert "dengue_outbreak L1 bn-kinh-bac, dengue_outbreak L1 bn-vu-ninh" in line
+    assert "sends 2 change(s) at 10:02:00 07/10" in line  # group_wait after the first, ICT
+    assert "(due" not in line and "0 sent, 0 reminder(s)" in line
+    late = describe_group(group, T0 + 3 * M)  # a worker down: past its time
+    assert "(due: on the next clock tick)" in late
+
+
+def test_after_a_flush_the_operator_sees_the_next_reminder(dengue) -> None:
+    from canhbao.operator_cli import describe_group
+
+    group = feed(None, entry(dengue("bn-vu-ninh"), T0))
+    group = g.flushed(group, g.due(group, T0 + 2 * M), T0 + 2 * M)  # type: ignore[arg-type]
+    line = describe_group(group, T0 + 3 * M)
+    assert "reminder at 14:02:00 07/10" in line and "1 sent" in line
+    cleared = feed(group, entry(dengue("bn-vu-ninh", version=2, level=0, previous=1), T0 + 5 * M))
+    cleared = g.flushed(cleared, g.due(cleared, T0 + 12 * M), T0 + 12 * M)  # type: ignore[arg-type]
+    assert "0 warning(s) [-]; nothing to send" in describe_group(cleared, T0 + 13 * M)
