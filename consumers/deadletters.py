@@ -32,6 +32,9 @@ def validation_errors(exc: ValidationError) -> list[str]:
 
 
 class DeadLetters:
+    """Dead letters through ``send``: the app's producer in a worker, a service's own
+    aiokafka producer at the edges (:func:`to_producer`)."""
+
     def __init__(self, send: Send) -> None:
         self._send = send
 

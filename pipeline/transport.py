@@ -110,6 +110,9 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         timeout: float | None = None,  # noqa: ASYNC109 (the overridden signature)
         max_records: int | None = None,
     ) -> Any:
+        # The drain loop has handed out the whole previous batch before it asks for
+        # the next one: from here on, a jump in offsets is no longer a rewound batch.
+        rewound(self.consumer).clear()
         if active_partitions is None:
             return await super()._fetch_records(consumer, active_partitions, timeout, max_records)
         if not active_partitions:
@@ -136,6 +139,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
             for tp in assigned
         }
         to_beginning: list[TopicPartition] = []
+        marks = rewound(self.consumer)
         for tp, offset in committed.items():
             # The read offset moves with the position, in one step of this thread:
             # records fetched after the seek are never compared with the old one
@@ -143,6 +147,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
             if offset is not None and offset > 0:
                 consumer.seek(tp, offset)
                 read_offset[tp] = offset
+                marks[tp] = offset
             elif rewind and tp.topic not in changelogs:
                 # Changelog partitions are positioned by table recovery, not by commits.
                 to_beginning.append(tp)
@@ -150,6 +155,16 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         if to_beginning:
             await consumer.seek_to_beginning(*to_beginning)
         return committed
+
+
+def rewound(consumer: Any) -> dict[TP, int]:
+    """The partitions rewound since the drain loop last asked for records, and where
+    to: the batch it is handing out may still hold their later records."""
+    marks: dict[TP, int] | None = getattr(consumer, "_canhbao_rewound", None)
+    if marks is None:
+        marks = {}
+        consumer._canhbao_rewound = marks
+    return marks
 
 
 class Consumer(driver.Consumer):
@@ -169,6 +184,12 @@ class Consumer(driver.Consumer):
         # Faust takes a jump in offsets for records compaction removed, and counts
         # them done. On a topic that is not compacted the records were there: they
         # were read and lost on the way to the streams. Say so, loudly.
+        start = rewound(self).get(tp)
+        if start is not None and offset_from <= start + 1:
+            # A batch fetched before a rewind, handed out after it: the rewind reads
+            # the range again, so it is neither lost nor done.
+            log.debug("%s: records after a rewind to %d, read again", tp, start)
+            return
         if spec_cleanup(tp.topic) is not Cleanup.COMPACT:
             OFFSET_GAPS.labels(tp.topic).inc(max(0, offset_to - offset_from))
             log.error(

@@ -259,3 +259,25 @@ async def test_the_rewind_is_not_undone_by_a_late_read_offset_update() -> None:
     # and Faust would count those done before they were handled.
     assert consumer._read_offset[W0] == 100
     assert consumer._committed_offset[W0] == 90 and consumer._committed_offset[W1] is None
+
+
+async def test_a_batch_handed_out_after_a_rewind_is_not_taken_for_a_gap(
+    caplog: pytest.LogCaptureFixture, fetcher: FakeFetcher
+) -> None:
+    # The drain loop was handing out records 42 on when the rewind took W0 back to 29:
+    # they are read again from 29, so 29 to 41 are neither lost nor done.
+    faust_consumer = gap_consumer()
+    faust_consumer._read_offset = {}
+    aiokafka_consumer = FakeConsumer({W0: 29})
+    t = thread(aiokafka_consumer)
+    t.consumer = faust_consumer
+    await t.seek_to_committed()
+    with caplog.at_level("ERROR", logger="pipeline.transport"):
+        await faust_consumer._add_gap(W0, 30, 42)
+    assert caplog.text == "" and not faust_consumer._gap[W0]
+    # Once the loop asks for the next batch, a jump is a jump again.
+    fetcher.released.set()
+    await t._fetch_records(SimpleNamespace(_fetcher=fetcher, _closed=False), {W0}, timeout=1.0)  # type: ignore[arg-type]
+    with caplog.at_level("ERROR", logger="pipeline.transport"):
+        await faust_consumer._add_gap(W0, 30, 42)
+    assert "offsets 30 to 41 were read but never reached the streams" in caplog.text
