@@ -21,6 +21,7 @@ from alerting.routes import Silence
 from alerting.templates import VIETNAM
 from canhbao.settings import get_settings
 from consumers.kafka_util import partitions
+from pipeline.agents.group import stored_group
 from pipeline.agents.store import without_bookkeeping
 from pipeline.rules.model import _parse_duration
 from topics.catalogue import APPROVALS, CONTROL_SILENCES, STATE_BROADCASTS, STATE_GROUPS
@@ -96,10 +97,15 @@ def broadcast_reader(bootstrap: str) -> StateReader[Broadcast]:
     return StateReader(bootstrap, STATE_BROADCASTS, Broadcast.model_validate)
 
 
-async def broadcasts(bootstrap: str) -> dict[str, Broadcast]:
-    """The latest state of every broadcast."""
-    async with broadcast_reader(bootstrap) as reader:
+async def states(bootstrap: str, topic: str, parse: Callable[[dict[str, Any]], T]) -> dict[str, T]:
+    """The latest value of every key of a table's changelog."""
+    async with StateReader(bootstrap, topic, parse) as reader:
         return reader.states
+
+
+def _show(lines: list[str], empty: str) -> int:
+    print("\n".join(lines) if lines else empty)
+    return 0
 
 
 def _describe(b: Broadcast) -> str:
@@ -154,18 +160,10 @@ def cmd_pending(args: argparse.Namespace) -> int:
     bootstrap = _bootstrap()
     if not bootstrap:
         return 2
-    found = asyncio.run(broadcasts(bootstrap))
+    found = asyncio.run(states(bootstrap, STATE_BROADCASTS, Broadcast.model_validate))
     shown = [b for b in found.values() if args.all or b.status.value == "pending"]
-    for b in sorted(shown, key=lambda b: b.requested_at):
-        print(_describe(b))
-    if not shown:
-        print("no broadcast waiting for approval")
-    return 0
-
-
-def _group(value: dict[str, Any]) -> grouping.Group:
-    # The stored value also carries the group agent's bookkeeping ("_wake").
-    return grouping.Group.model_validate({k: v for k, v in value.items() if not k.startswith("_")})
+    lines = [_describe(b) for b in sorted(shown, key=lambda b: b.requested_at)]
+    return _show(lines, "no broadcast waiting for approval")
 
 
 def describe_group(g: grouping.Group, now: datetime) -> str:
@@ -193,22 +191,14 @@ def cmd_groups(args: argparse.Namespace) -> int:
     bootstrap = _bootstrap()
     if not bootstrap:
         return 2
-
-    async def read() -> dict[str, grouping.Group]:
-        async with StateReader(bootstrap, STATE_GROUPS, _group) as reader:
-            return reader.states
-
     now = datetime.now(UTC)
-    found = asyncio.run(read())
+    found = asyncio.run(states(bootstrap, STATE_GROUPS, stored_group))
     shown = [g for g in found.values() if args.all or any(m.listed for m in g.members.values())]
+    shown.sort(key=lambda g: (g.receiver_id, g.channel.value, g.key))
     if args.json:
         print(json.dumps([g.model_dump(mode="json") for g in shown], ensure_ascii=False))
         return 0
-    for g in sorted(shown, key=lambda g: (g.receiver_id, g.channel.value, g.key)):
-        print(describe_group(g, now))
-    if not shown:
-        print("no aggregation group holds a warning")
-    return 0
+    return _show([describe_group(g, now) for g in shown], "no aggregation group holds a warning")
 
 
 def cmd_silence(args: argparse.Namespace) -> int:

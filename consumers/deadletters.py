@@ -7,8 +7,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from pydantic import ValidationError
-
 from canhbao.metrics import MESSAGES_REJECTED
 from topics.models import DeadLetter
 
@@ -24,11 +22,6 @@ class Record(Protocol):
     partition: int
     offset: int
     key: bytes | None
-
-
-def validation_errors(exc: ValidationError) -> list[str]:
-    """pydantic's errors as ``field.path: message`` lines, for the ``errors`` field."""
-    return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
 
 
 class DeadLetters:

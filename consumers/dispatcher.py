@@ -24,9 +24,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from canhbao.metrics import DELIVERIES, DELIVERY_SECONDS
-from consumers.deadletters import DeadLetters, to_producer, validation_errors
+from consumers.deadletters import DeadLetters, to_producer
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
 from consumers.kafka_util import commit_owned, membership, partitions
+from pipeline.validate import field_errors
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
 from topics.models import Channel, DeadLetter, DeliveryOutcome, DeliveryReceipt, Notification
 
@@ -183,7 +184,7 @@ class Dispatcher:
                 raw,
                 "dispatch",
                 f"not a valid notification: {exc.error_count()} error(s)",
-                validation_errors(exc),
+                field_errors(exc),
             )
             return True
         if note.notification_id in self.ledger:

@@ -1,4 +1,5 @@
-"""The worker's Kafka transport: Faust's aiokafka driver with three corrections.
+"""The worker's Kafka transport: Faust's aiokafka driver with four corrections,
+and a loud report of the loss they exist to prevent.
 
 Subclasses, not patches: only a canhbao app uses them (``App._new_transport``).
 
@@ -41,7 +42,8 @@ Subclasses, not patches: only a canhbao app uses them (``App._new_transport``).
 Without 2 and 3 a worker that joined a group could silently skip the readings a
 partition had received before its first commit; without 4 a worker that took over
 a partition could skip the readings that arrived during its recovery. The
-scale-out test caught both, under load.
+scale-out test caught both, under load. Should records ever be read past again,
+``Consumer._add_gap`` logs an error and counts them (``canhbao_offset_gaps_total``).
 """
 
 from __future__ import annotations
@@ -96,6 +98,10 @@ class LivePartitions:
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
+    @property
+    def rewound(self) -> dict[TP, int]:
+        return cast("Consumer", self.consumer).rewound
+
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         wait = getattr(self.app, "fetch_max_wait_ms", None)  # set on canhbao apps
@@ -112,7 +118,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
     ) -> Any:
         # The drain loop has handed out the whole previous batch before it asks for
         # the next one: from here on, a jump in offsets is no longer a rewound batch.
-        rewound(self.consumer).clear()
+        self.rewound.clear()
         if active_partitions is None:
             return await super()._fetch_records(consumer, active_partitions, timeout, max_records)
         if not active_partitions:
@@ -139,7 +145,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
             for tp in assigned
         }
         to_beginning: list[TopicPartition] = []
-        marks = rewound(self.consumer)
+        marks = self.rewound
         for tp, offset in committed.items():
             # The read offset moves with the position, in one step of this thread:
             # records fetched after the seek are never compared with the old one
@@ -157,17 +163,13 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         return committed
 
 
-def rewound(consumer: Any) -> dict[TP, int]:
-    """The partitions rewound since the drain loop last asked for records, and where
-    to: the batch it is handing out may still hold their later records."""
-    marks: dict[TP, int] | None = getattr(consumer, "_canhbao_rewound", None)
-    if marks is None:
-        marks = {}
-        consumer._canhbao_rewound = marks
-    return marks
-
-
 class Consumer(driver.Consumer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The partitions rewound since the drain loop last asked for records, and
+        # where to: the batch it is handing out may still hold their later records.
+        self.rewound: dict[TP, int] = {}
+
     def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -184,13 +186,14 @@ class Consumer(driver.Consumer):
         # Faust takes a jump in offsets for records compaction removed, and counts
         # them done. On a topic that is not compacted the records were there: they
         # were read and lost on the way to the streams. Say so, loudly.
-        start = rewound(self).get(tp)
+        start = self.rewound.get(tp)
         if start is not None and offset_from <= start + 1:
             # A batch fetched before a rewind, handed out after it: the rewind reads
             # the range again, so it is neither lost nor done.
             log.debug("%s: records after a rewind to %d, read again", tp, start)
             return
-        if spec_cleanup(tp.topic) is not Cleanup.COMPACT:
+        spec = BY_NAME.get(tp.topic)
+        if spec is None or spec.cleanup is not Cleanup.COMPACT:
             OFFSET_GAPS.labels(tp.topic).inc(max(0, offset_to - offset_from))
             log.error(
                 "%s[%d]: offsets %d to %d were read but never reached the streams; "
@@ -201,12 +204,6 @@ class Consumer(driver.Consumer):
                 offset_to - 1,
             )
         await super()._add_gap(tp, offset_from, offset_to)
-
-
-def spec_cleanup(topic: str) -> Cleanup | None:
-    """The topic's cleanup policy in the catalogue (None for a topic not in it)."""
-    found = BY_NAME.get(topic)
-    return found.cleanup if found is not None else None
 
 
 class Transport(driver.Transport):

@@ -45,6 +45,12 @@ log = logging.getLogger(__name__)
 WAKE = "_wake"  # grouping.next_wake, so that a tick skips the groups with nothing to do
 
 
+def stored_group(value: dict[str, Any]) -> grouping.Group:
+    """A group as stored in ``canhbao.state.groups`` (without the partition mark),
+    less the wake-up time kept beside it."""
+    return grouping.Group.model_validate({k: v for k, v in value.items() if k != WAKE})
+
+
 class GroupStore:
     """One partition's groups, typed, on the shared :class:`TableStore` (partition
     bookkeeping, tombstones, a changelog flush that waits for the broker)."""
@@ -57,7 +63,7 @@ class GroupStore:
         if not raw:
             return None
         try:
-            return grouping.Group.model_validate({k: v for k, v in raw.items() if k != WAKE})
+            return stored_group(raw)
         except ValidationError as exc:
             log.error("group %s is unreadable and starts afresh: %s", key, exc)
             return None

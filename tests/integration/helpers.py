@@ -128,20 +128,14 @@ async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> 
         await asyncio.sleep(0.1)
 
 
-async def group_lag(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+async def group_lag(
+    admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer, group: str, topic: str
+) -> dict[int, int]:
     """Per partition of ``topic``, how many records consumer group ``group`` has not
     committed yet (the whole partition when it has committed nothing)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await admin.start()
-    await consumer.start()
-    try:
-        tps = await partitions(consumer, topic)
-        ends = await consumer.end_offsets(tps)
-        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    tps = await partitions(consumer, topic)
+    ends = await consumer.end_offsets(tps)
+    committed = await admin.list_consumer_group_offsets(group, partitions=tps)
     done = {
         tp: (meta.offset if meta is not None and meta.offset >= 0 else 0)
         for tp, meta in committed.items()
@@ -154,13 +148,21 @@ async def wait_caught_up(
 ) -> None:
     """Wait until every group in ``group_topics`` (group → topic) has committed every
     record of its topic: each one was handled, not just read (commits follow the work)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        lags = {g: await group_lag(bootstrap, g, t) for g, t in group_topics.items()}
-        if all(not any(lag.values()) for lag in lags.values()):
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{what}: records not yet handled, per group and partition: {lags}"
-            )
-        await asyncio.sleep(0.5)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            lags = {g: await group_lag(admin, consumer, g, t) for g, t in group_topics.items()}
+            if all(not any(lag.values()) for lag in lags.values()):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{what}: records not yet handled, per group and partition: {lags}"
+                )
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+        await admin.close()

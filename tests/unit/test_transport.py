@@ -57,7 +57,7 @@ def thread(
     aiokafka_consumer: Any, *, reset: str = "earliest", changelogs: set[str] | None = None
 ) -> ConsumerThread:
     t = object.__new__(ConsumerThread)  # no service start-up: only the methods under test
-    t.consumer = SimpleNamespace(flow_active=True)  # type: ignore[assignment]
+    t.consumer = SimpleNamespace(flow_active=True, rewound={})  # type: ignore[assignment]
     t.app = SimpleNamespace(  # type: ignore[assignment]
         conf=SimpleNamespace(consumer_auto_offset_reset=reset),
         tables=SimpleNamespace(changelog_topics=changelogs or {CHANGELOG.topic}),
@@ -216,6 +216,7 @@ def gap_consumer() -> Consumer:
     consumer = object.__new__(Consumer)  # only what Faust's _add_gap reads
     consumer._committed_offset = defaultdict(lambda: None)
     consumer._gap = defaultdict(IntervalTree)
+    consumer.rewound = {}
     return consumer
 
 
