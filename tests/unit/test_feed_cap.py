@@ -19,7 +19,7 @@ from feeds.sink import MemorySink
 from topics.catalogue import DEADLETTER, INGEST_REPORTS
 from topics.models import Agency, DeadLetter, Domain, Evidence, Report, Severity, Warning
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
+DATA = Path(__file__).resolve().parents[1] / "data" / "cap"
 ICT = timezone(timedelta(hours=7))
 NOW = datetime(2025, 11, 10, 9, 0, tzinfo=ICT)
 
