@@ -79,6 +79,10 @@ class Settings(BaseSettings):
         default=REPO_ROOT / "config" / "mqtt_bridge.yaml",
         description="Topic-to-reading mappings of `canhbao feed mqtt`",
     )
+    cap_ingest_config: Path = Field(
+        default=REPO_ROOT / "config" / "cap_ingest.yaml",
+        description="How `canhbao feed cap` maps CAP alerts to reports, and its live bound",
+    )
     data_dir: Path = Field(
         default=REPO_ROOT / "canhbao-data",
         description="The worker's local files (Faust's data directory, one per app id); "

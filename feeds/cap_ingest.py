@@ -1,33 +1,37 @@
-"""``canhbao feed cap``: CAP 1.2 alerts from upstream agencies to ``canhbao.ingest.reports``.
+"""``canhbao feed cap``: CAP alerts from upstream agencies to ``canhbao.ingest.reports``.
 
-Alerts come from files or from polling a CAP Atom feed (entries link to the CAP
-documents, or carry them inline). One alert becomes at most one ``Report``:
+What a real feed sends is accepted (``feeds/cap_alerts.py`` parses it): CAP 1.2 and 1.1
+alerts, alone or wrapped in EDXL-DE 1.0/2.0, from files or by polling a URL that serves
+an Atom or RSS index of alerts, an EDXL-DE distribution, or one alert. Documents are read
+whole, however the server splits them, up to ``max_document`` bytes ("larger than N"
+beyond). One alert becomes at most one ``Report``; how is set by
+``config/cap_ingest.yaml`` (``CANHBAO_CAP_INGEST_CONFIG``):
 
-- ``domain`` from the first ``<category>`` that maps (Met → water, Geo → geology,
-  Env/CBRNE/Fire → environment, Health → health, Security → cyber, Infra → energy);
-  Safety, Rescue, Transport and Other have no canhbao domain: the alert is dead-lettered;
-- ``severity`` is CAP's own (the same five values); ``category`` is the report category
-  the rules know when the event says so (flooding, dike_breach, defacement, intrusion),
-  else the event's name;
+- ``domain`` from the alert's CAP categories, or from its event where the categories say
+  nothing (Safety, Rescue, Other, none); ``category`` is the report category the rules
+  know when the event says so (flooding, storm, earthquake...), else the event's name;
+- ``severity`` is CAP's own (the same five values): the highest among the ``<info>``
+  blocks that name one of our communes;
 - ``areas``: the communes whose ``geocode`` (config/geography.yaml) appears in an
   ``<area><geocode>`` of the alert, whatever its valueName (``canhbao:commune`` values
   match our commune codes). Geocodes we do not know are ignored; an alert with none we
-  know is dead-lettered, since no commune would ever see it;
+  know is dead-lettered, since no commune would ever see it. So is an alert whose report
+  no rule in force takes (the set last applied on ``canhbao.control.rules``, else the
+  rule files, as a worker reads them): it would raise nothing, and must not vanish;
 - ``report_id`` is derived from sender and identifier, so polling the same alert again
   does not produce it again; the ids sent are kept in a state file, so neither does a
   restart. A CAP ``Update`` has its own identifier and becomes a new report (it renews
   the warning it corroborates); a ``Cancel`` is logged and counted but sends nothing,
-  because a report cannot be withdrawn: the warning it raised clears on its own rules.
-- ``reporter`` is the CAP sender; ``text`` the Vietnamese headline and description (the
-  first ``<info>`` when there is no Vietnamese one); ``observed_at`` when it was sent.
-  Expired alerts are skipped, and so are those whose status is not
-  ``Actual`` (``Exercise`` too, unless this deployment runs exercises: CANHBAO_EXERCISE).
+  because a report cannot be withdrawn: the warning it raised clears on its own rules;
+- ``reporter`` is the CAP sender; ``text`` the Vietnamese headline and description (else
+  the English, else the first ``<info>``); ``observed_at`` when it was sent.
 
-XML safety: documents are parsed with the standard library after a first pass that
-refuses any DTD (``<!DOCTYPE``). Entity declarations can only live in a DTD, so this
-rules out entity-expansion bombs and external entities (XXE) outright, which is what
-defusedxml's ``forbid_dtd`` does; defusedxml itself is not a dependency of the project.
-CAP never needs a DTD.
+Only live alerts page people (``cap_alerts.timeliness``): an expired alert is refused,
+and one sent longer ago than the live bound is backfill, not notified. Alerts whose
+status is not ``Actual`` are skipped (``Exercise`` too, unless this deployment runs
+exercises: CANHBAO_EXERCISE). Nothing is dropped silently: every alert not sent is
+logged and counted in ``canhbao_feed_refused_total{feed="cap",reason}``, and those that
+could be fixed and replayed go to ``canhbao.deadletter`` with their XML and the reason.
 """
 
 from __future__ import annotations
@@ -37,264 +41,47 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
-from xml.parsers import expat
 
 from pydantic import ValidationError
 
 from feeds.atomic import replace_file
+from feeds.cap_alerts import (
+    MAX_DOCUMENT,
+    Areas,
+    CapConfig,
+    CapError,
+    ConfigError,
+    FeedItem,
+    ReportRules,
+    Skip,
+    alerts_in,
+    index_items,
+    load_config,
+    parse_alert,
+    parse_xml,
+    to_report,
+)
 from topics.catalogue import DEADLETTER, INGEST_REPORTS
-from topics.models import DeadLetter, Domain, Report, Severity, utcnow
+from topics.models import DeadLetter, utcnow
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from alerting.directory import Directory
     from feeds.sink import Sink
 
 log = logging.getLogger(__name__)
 
 FEED = "cap"
 STAGE = "cap-ingest"
-CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
-ATOM_NS = "http://www.w3.org/2005/Atom"
-MAX_DOCUMENT = 1024 * 1024  # a CAP message is kilobytes; a feed of them, a few hundred
 KEEP_SEEN = timedelta(days=30)
-
-_DOMAIN_BY_CATEGORY: dict[str, Domain] = {
-    "Met": Domain.WATER,  # CAP "Met" covers floods; alerting/cap.py writes water as Met
-    "Geo": Domain.GEOLOGY,
-    "Env": Domain.ENVIRONMENT,
-    "CBRNE": Domain.ENVIRONMENT,  # chemical spills and releases
-    "Fire": Domain.ENVIRONMENT,  # forest fires
-    "Health": Domain.HEALTH,
-    "Security": Domain.CYBER,  # the provincial police lead both
-    "Infra": Domain.ENERGY,  # power, fuel and gas supply
-}
-# The report categories the rules know, by the words of the event (Vietnamese, English).
-_CATEGORY_WORDS: dict[Domain, list[tuple[str, re.Pattern[str]]]] = {
-    Domain.WATER: [
-        ("dike_breach", re.compile(r"\b(vỡ đê|sự cố đê|dike|levee)\b", re.IGNORECASE)),
-        ("flooding", re.compile(r"\b(lũ|ngập|flood\w*|inundation)\b", re.IGNORECASE)),
-    ],
-    Domain.CYBER: [
-        ("defacement", re.compile(r"\b(thay đổi giao diện|deface\w*)\b", re.IGNORECASE)),
-        ("intrusion", re.compile(r"\b(xâm nhập|intrusion|compromise\w*)\b", re.IGNORECASE)),
-    ],
-}
-
-
-class CapError(ValueError):
-    """Why a document cannot become a report (goes to the dead-letter topic)."""
-
-
-class _DoctypeRefused(Exception):
-    pass
-
-
-def parse_xml(data: bytes) -> ET.Element:
-    """A parsed document, refusing any DTD (see the module docstring)."""
-
-    def refuse(*_: object) -> None:
-        raise _DoctypeRefused
-
-    probe = expat.ParserCreate()
-    probe.StartDoctypeDeclHandler = refuse
-    try:
-        probe.Parse(data, True)
-    except _DoctypeRefused:
-        raise CapError("refused: the document declares a DTD (CAP needs none)") from None
-    except expat.ExpatError as exc:
-        raise CapError(f"not well-formed XML: {exc}") from None
-    return ET.fromstring(data)
-
-
-# --- CAP -> Report -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CapInfo:
-    language: str
-    categories: list[str]
-    event: str
-    severity: str
-    headline: str
-    description: str
-    expires: str | None
-    geocodes: list[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class CapAlert:
-    identifier: str
-    sender: str
-    sent: str
-    status: str
-    msg_type: str
-    references: str
-    infos: list[CapInfo]
-
-
-def _text(el: ET.Element, tag: str) -> str:
-    return (el.findtext(f"{{{CAP_NS}}}{tag}") or "").strip()
-
-
-def _info(el: ET.Element) -> CapInfo:
-    q = f"{{{CAP_NS}}}"
-    geocodes = [
-        (_text(g, "valueName"), _text(g, "value"))
-        for area in el.iter(f"{q}area")
-        for g in area.iter(f"{q}geocode")
-    ]
-    return CapInfo(
-        language=_text(el, "language") or "en-US",  # CAP's default language
-        categories=[(c.text or "").strip() for c in el.iter(f"{q}category")],
-        event=_text(el, "event"),
-        severity=_text(el, "severity"),
-        headline=_text(el, "headline"),
-        description=_text(el, "description"),
-        expires=_text(el, "expires") or None,
-        geocodes=geocodes,
-    )
-
-
-def parse_alert(root: ET.Element) -> CapAlert:
-    if root.tag != f"{{{CAP_NS}}}alert":
-        raise CapError(f"not a CAP 1.2 alert: the root element is {root.tag}")
-    alert = CapAlert(
-        identifier=_text(root, "identifier"),
-        sender=_text(root, "sender"),
-        sent=_text(root, "sent"),
-        status=_text(root, "status"),
-        msg_type=_text(root, "msgType"),
-        references=_text(root, "references"),
-        infos=[_info(el) for el in root.findall(f"{{{CAP_NS}}}info")],
-    )
-    missing = [
-        n for n in ("identifier", "sender", "sent", "status", "msg_type") if not getattr(alert, n)
-    ]
-    if missing:
-        raise CapError(f"the alert has no {', '.join(missing)}")
-    return alert
-
-
-def cap_datetime(value: str, what: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(value)
-    except ValueError:
-        raise CapError(f"{what} {value!r} is not a CAP date-time") from None
-    if at.tzinfo is None:
-        raise CapError(f"{what} {value!r} has no UTC offset")
-    return at
-
-
-def report_id(sender: str, identifier: str) -> str:
-    """Stable per (sender, identifier), the pair CAP makes unique; readable prefix."""
-    digest = hashlib.sha256(f"{sender},{identifier}".encode()).hexdigest()[:12]
-    slug = re.sub(r"[^a-z0-9._:-]+", "-", identifier.lower()).strip("-:.") or "alert"
-    return f"cap:{slug[: 128 - 17]}:{digest}"
-
-
-class Skip(Exception):
-    """A valid alert that deliberately becomes no report (cancel, test, expired...)."""
-
-
-@dataclass(frozen=True)
-class Areas:
-    """Our communes by CAP geocode."""
-
-    by_geocode: dict[str, str]
-    codes: frozenset[str]
-
-    @classmethod
-    def of(cls, directory: Directory) -> Areas:
-        communes = directory.geography.communes
-        return cls(
-            {c.geocode: c.code for c in communes if c.geocode}, frozenset(c.code for c in communes)
-        )
-
-    def match(self, geocodes: Iterable[tuple[str, str]]) -> list[str]:
-        found = []
-        for name, value in geocodes:
-            if name == "canhbao:commune" and value in self.codes:
-                found.append(value)
-            elif value in self.by_geocode:
-                found.append(self.by_geocode[value])
-        return list(dict.fromkeys(found))
-
-
-def to_report(alert: CapAlert, areas: Areas, *, now: datetime, accept_exercise: bool) -> Report:
-    """The report an alert becomes; raises ``Skip`` or ``CapError``."""
-    _check_kind(alert, accept_exercise)
-    if not alert.infos:
-        raise CapError("the alert has no <info>")
-    info = next((i for i in alert.infos if i.language.lower().startswith("vi")), alert.infos[0])
-    if info.expires and cap_datetime(info.expires, "expires") <= now:
-        raise Skip(f"expired at {info.expires}")
-    domain = _domain(alert.infos)
-    codes = areas.match(g for i in alert.infos for g in i.geocodes)
-    if not codes:
-        known = sorted({v for i in alert.infos for _, v in i.geocodes})
-        raise CapError(f"no geocode matches a commune of ours (the alert has {known or 'none'})")
-    try:
-        severity = Severity(info.severity)
-    except ValueError:
-        raise CapError(f"severity {info.severity!r} is not a CAP severity") from None
-    text = "\n".join(t for t in (info.headline or info.event, info.description) if t)
-    try:
-        return Report(
-            report_id=report_id(alert.sender, alert.identifier),
-            domain=domain,
-            category=_category(domain, alert.infos),
-            severity=severity,
-            areas=codes,
-            # When the agency issued it: onset and effective may lie in the future.
-            observed_at=cap_datetime(alert.sent, "sent"),
-            reporter=alert.sender[:128],
-            text=text[:4000],
-        )
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-        raise CapError(f"invalid report: {problems}") from None
-
-
-def _check_kind(alert: CapAlert, accept_exercise: bool) -> None:
-    if alert.status == "Exercise" and not accept_exercise:
-        raise Skip("an exercise, and this deployment is not running one (CANHBAO_EXERCISE)")
-    if alert.status not in ("Actual", "Exercise"):
-        raise Skip(f"status {alert.status}: not a real alert")
-    if alert.msg_type == "Cancel":
-        raise Skip(f"a Cancel of {alert.references or 'an earlier alert'}: nothing to send")
-    if alert.msg_type not in ("Alert", "Update"):
-        raise Skip(f"msgType {alert.msg_type}: not an alert")
-
-
-def _domain(infos: list[CapInfo]) -> Domain:
-    cats = [c for i in infos for c in i.categories]
-    for cat in cats:
-        if cat in _DOMAIN_BY_CATEGORY:
-            return _DOMAIN_BY_CATEGORY[cat]
-    raise CapError(f"no canhbao domain for the CAP categories {cats or 'none'}")
-
-
-def _category(domain: Domain, infos: list[CapInfo]) -> str:
-    words = " ".join(f"{i.event} {i.headline}" for i in infos)
-    for name, pattern in _CATEGORY_WORDS.get(domain, []):
-        if pattern.search(words):
-            return name
-    english = next((i for i in infos if i.language.lower().startswith("en")), infos[0])
-    event = re.sub(r"\s+", "_", (english.event or domain.value).strip().lower())
-    return event[:64]
 
 
 # --- Ingest ------------------------------------------------------------------------------
@@ -343,101 +130,180 @@ class CapIngest:
         sink: Sink,
         areas: Areas,
         *,
+        config: CapConfig | None = None,
+        rules: ReportRules | None = None,
+        refresh_rules: Callable[[ReportRules | None], Awaitable[ReportRules | None]] | None = None,
         state: Path | None = None,
         accept_exercise: bool = False,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sink, self.areas, self.clock = sink, areas, clock
+        self.config = config if config is not None else CapConfig()
+        self.rules, self._refresh_rules = rules, refresh_rules
         self.accept_exercise = accept_exercise
         self.seen = Seen.load(state, clock())
         self.stats = CapStats()
-        self._fetched: set[tuple[str, str]] = set()  # Atom entries handled (id, updated)
+        self._fetched: set[tuple[str, str]] = set()  # index entries handled (id, updated)
+        self._polled: dict[str, set[str]] = {}  # per URL, digests of the alerts handled
 
-    async def ingest(self, data: bytes, origin: str) -> tuple[Outcome, str]:
-        """One CAP document: produced as a report, skipped, or dead-lettered; and why."""
+    async def ingest(
+        self, data: bytes, origin: str, *, polled: bool = False
+    ) -> list[tuple[Outcome, str]]:
+        """One document: each CAP alert in it produced as a report, skipped, or
+        dead-lettered; and why. ``polled``: it came from a feed, which also carries
+        alerts for other provinces (skipped, not dead-lettered)."""
+        try:
+            alerts = alerts_in(parse_xml(data))
+        except CapError as exc:
+            return [await self._reject(data, origin, exc)]
+        if len(alerts) == 1:
+            return [await self._alert(alerts[0], data, origin, polled)]
+        return [
+            await self._alert(el, ET.tostring(el, encoding="utf-8"), f"{origin}#{n}", polled)
+            for n, el in enumerate(alerts, 1)
+        ]
+
+    async def _alert(
+        self, el: ET.Element, data: bytes, origin: str, polled: bool = False
+    ) -> tuple[Outcome, str]:
         from canhbao.metrics import FEED_MESSAGES, FEED_REFUSED
 
         try:
-            alert = parse_alert(parse_xml(data))
+            alert = parse_alert(el)
             report = to_report(
-                alert, self.areas, now=self.clock(), accept_exercise=self.accept_exercise
+                alert,
+                self.areas,
+                self.config,
+                now=self.clock(),
+                accept_exercise=self.accept_exercise,
+                rules=self.rules,
             )
         except Skip as skip:
             log.info("cap: %s: skipped: %s", origin, skip)
+            FEED_REFUSED.labels(FEED, skip.reason).inc()
             return self._count(Outcome.SKIPPED, str(skip))
-        except (CapError, ET.ParseError) as exc:
-            log.warning("cap: %s: rejected: %s", origin, exc)
-            await self._dead(data, origin, str(exc))
-            FEED_REFUSED.labels(FEED, "invalid").inc()
-            return self._count(Outcome.REJECTED, str(exc))
+        except CapError as exc:
+            if polled and exc.reason == "no_area":
+                # A national feed carries every province's alerts: not an error here.
+                log.info("cap: %s: skipped: not for our communes: %s", origin, exc)
+                FEED_REFUSED.labels(FEED, "not_ours").inc()
+                return self._count(Outcome.SKIPPED, f"not for our communes: {exc}")
+            return await self._reject(data, origin, exc)
         if report.report_id in self.seen.ids:
             return self._count(Outcome.DUPLICATE, report.report_id)
         await self.sink.send(INGEST_REPORTS, report.areas[0].encode(), report.to_bytes())
         self.seen.add(report.report_id, self.clock())
         FEED_MESSAGES.labels(FEED, report.reporter, "reports").inc()
         log.info(
-            "cap: %s: report %s (%s, %s)",
+            "cap: %s: report %s (%s/%s, %s, %s)",
             origin,
             report.report_id,
             report.domain.value,
+            report.category,
+            report.severity.value,
             ", ".join(report.areas),
         )
         return self._count(Outcome.SENT, report.report_id)
+
+    async def _reject(self, data: bytes, origin: str, exc: CapError) -> tuple[Outcome, str]:
+        from canhbao.metrics import FEED_REFUSED
+
+        log.warning("cap: %s: rejected: %s", origin, exc)
+        source = f"cap:{origin}"
+        original = data[: self.config.max_document]
+        dead = DeadLetter(source_topic=source, original=original, stage=STAGE, reason=str(exc))
+        await self.sink.send(DEADLETTER, source.encode(), dead.to_bytes())
+        FEED_REFUSED.labels(FEED, exc.reason).inc()
+        return self._count(Outcome.REJECTED, str(exc))
 
     def _count(self, outcome: Outcome, detail: str) -> tuple[Outcome, str]:
         self.stats.counts[outcome] += 1
         return outcome, detail
 
-    async def _dead(self, data: bytes, origin: str, reason: str) -> None:
-        source = f"cap:{origin}"
-        dead = DeadLetter(
-            source_topic=source, original=data[:MAX_DOCUMENT], stage=STAGE, reason=reason
-        )
-        await self.sink.send(DEADLETTER, source.encode(), dead.to_bytes())
-
-    async def ingest_file(self, path: Path) -> tuple[Outcome, str]:
-        return await self.ingest(await asyncio.to_thread(path.read_bytes), str(path))
+    async def ingest_file(self, path: Path) -> list[tuple[Outcome, str]]:
+        limit = self.config.max_document
+        data, size = await asyncio.to_thread(_read_capped, path, limit)
+        if size > limit:
+            refused = CapError(f"{path}: larger than {limit} bytes ({size})", "too_large")
+            return [await self._reject(data, str(path), refused)]
+        return await self.ingest(data, str(path))
 
     # -- polling -------------------------------------------------------------------------
 
     async def poll(self, session: aiohttp.ClientSession, url: str) -> int:
-        """Fetch the feed (or a single alert) once; how many new entries were handled."""
-        body = await _fetch(session, url)
+        """Fetch the URL once: an Atom or RSS index, an EDXL-DE distribution or one CAP
+        alert. How many new index entries or alerts were handled."""
+        from canhbao.metrics import FEED_REFUSED
+
+        if self._refresh_rules is not None:
+            self.rules = await self._refresh_rules(self.rules)
+        body = await _fetch(session, url, self.config.max_document)
         root = parse_xml(body)
-        if root.tag == f"{{{CAP_NS}}}alert":
-            await self.ingest(body, url)
-            return 1
-        if root.tag != f"{{{ATOM_NS}}}feed":
-            raise CapError(f"{url}: neither an Atom feed nor a CAP alert ({root.tag})")
-        current, handled = set(), 0
-        for entry in root.findall(f"{{{ATOM_NS}}}entry"):
-            key = (_atom(entry, "id"), _atom(entry, "updated"))
-            current.add(key)
-            if key not in self._fetched and await self._entry(session, url, entry):
-                self._fetched.add(key)
+        items = index_items(root)
+        if items is None:  # not an index: the alerts are in the document itself
+            return await self._poll_alerts(url, alerts_in(root), body)
+        current, handled, elsewhere = set(), 0, 0
+        for item in items:
+            current.add(item.key)
+            if item.key in self._fetched:
+                continue
+            if item.geocodes and not self.areas.knows(item.geocodes):
+                # The index says where: no need to fetch another province's alert.
+                log.debug("cap: %s: entry %s is for %s", url, item.key[0], item.geocodes)
+                FEED_REFUSED.labels(FEED, "not_ours").inc()
+                self._count(Outcome.SKIPPED, f"entry {item.key[0]}: not for our communes")
+                self._fetched.add(item.key)
+                elsewhere += 1
+            elif await self._item(session, url, item):
+                self._fetched.add(item.key)
                 handled += 1
-        self._fetched &= current  # forget entries that left the feed
+        self._fetched &= current  # forget entries that left the index
+        if handled or elsewhere:
+            log.info(
+                "cap: %s: %d new entries handled, %d for other areas (not fetched)",
+                url,
+                handled,
+                elsewhere,
+            )
         return handled
 
-    async def _entry(
-        self, session: aiohttp.ClientSession, feed_url: str, entry: ET.Element
-    ) -> bool:
-        """Ingest one Atom entry; False when it should be tried again next poll."""
-        inline = entry.find(f".//{{{CAP_NS}}}alert")
-        if inline is not None:
-            await self.ingest(ET.tostring(inline, encoding="utf-8"), feed_url)
+    async def _poll_alerts(self, url: str, alerts: list[ET.Element], body: bytes) -> int:
+        """Alerts of a document polled again and again: each handled once while it
+        stays in the document, so a refused one is not dead-lettered at every poll."""
+        seen, current, handled = self._polled.get(url, set()), set(), 0
+        for n, el in enumerate(alerts, 1):
+            raw = body if len(alerts) == 1 else ET.tostring(el, encoding="utf-8")
+            digest = hashlib.sha256(raw).hexdigest()
+            current.add(digest)
+            if digest not in seen:
+                await self._alert(el, raw, url if len(alerts) == 1 else f"{url}#{n}", True)
+                handled += 1
+        self._polled[url] = current
+        return handled
+
+    async def _item(self, session: aiohttp.ClientSession, index_url: str, item: FeedItem) -> bool:
+        """Ingest one index entry; False when it should be tried again next poll."""
+        from canhbao.metrics import FEED_REFUSED
+
+        if item.inline:
+            for el in item.inline:
+                await self._alert(el, ET.tostring(el, encoding="utf-8"), index_url, True)
             return True
-        href = _cap_link(entry)
-        if href is None:
-            log.warning("cap: %s: entry %s links to no CAP message", feed_url, _atom(entry, "id"))
+        if item.link is None:
+            log.warning("cap: %s: entry %s links to no CAP message", index_url, item.key[0])
+            FEED_REFUSED.labels(FEED, "no_link").inc()
+            self._count(Outcome.SKIPPED, f"entry {item.key[0]}: no link to a CAP message")
             return True
-        url = urljoin(feed_url, href)
+        url = urljoin(index_url, item.link)
         try:
-            body = await _fetch(session, url)
-        except (OSError, TimeoutError, CapError) as exc:
+            body = await _fetch(session, url, self.config.max_document)
+        except CapError as exc:
+            if exc.reason == "too_large":  # it will not shrink: refuse it once
+                await self._reject(b"", url, exc)
+                return True
             log.warning("cap: %s: %s; trying again next poll", url, exc)
             return False
-        await self.ingest(body, url)
+        await self.ingest(body, url, polled=True)
         return True
 
     async def follow(self, url: str, interval: float) -> None:
@@ -449,40 +315,75 @@ class CapIngest:
             while True:
                 try:
                     await self.poll(session, url)
-                except (OSError, TimeoutError, CapError, ET.ParseError) as exc:
+                except (OSError, TimeoutError, CapError) as exc:
                     log.warning("cap: polling %s failed: %s", url, exc)
                 await asyncio.sleep(interval)
 
 
-def _atom(entry: ET.Element, tag: str) -> str:
-    return (entry.findtext(f"{{{ATOM_NS}}}{tag}") or "").strip()
+def _read_capped(path: Path, limit: int) -> tuple[bytes, int]:
+    """At most ``limit`` bytes of a file, and its size."""
+    try:
+        with path.open("rb") as f:
+            return f.read(limit), path.stat().st_size
+    except OSError as exc:
+        raise CapError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
-def _cap_link(entry: ET.Element) -> str | None:
-    links = entry.findall(f"{{{ATOM_NS}}}link")
-    for link in links:
-        if link.get("type") == "application/cap+xml" and link.get("href"):
-            return link.get("href")
-    for link in links:  # feeds that do not say the type: the alternate XML document
-        href = link.get("href") or ""
-        if link.get("rel", "alternate") == "alternate" and href.endswith(".xml"):
-            return href
-    return None
-
-
-async def _fetch(session: aiohttp.ClientSession, url: str) -> bytes:
+async def _fetch(session: aiohttp.ClientSession, url: str, limit: int = MAX_DOCUMENT) -> bytes:
+    """The whole body, read to the end however the server splits it; refused past
+    ``limit`` bytes, before reading more."""
     import aiohttp
 
+    too_large = CapError(f"{url}: larger than {limit} bytes", "too_large")
+    body = bytearray()
     try:
         async with session.get(url) as resp:
             if resp.status != 200:
                 raise CapError(f"{url}: HTTP {resp.status}")
-            body = await resp.content.read(MAX_DOCUMENT + 1)
+            if resp.content_length is not None and resp.content_length > limit:
+                raise too_large
+            async for chunk in resp.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    raise too_large
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise CapError(f"{url}: {exc or 'timed out'}") from exc
-    if len(body) > MAX_DOCUMENT:
-        raise CapError(f"{url}: larger than {MAX_DOCUMENT} bytes")
-    return body
+    return bytes(body)
+
+
+# --- Rules in force ----------------------------------------------------------------------
+
+
+async def rules_in_force(
+    bootstrap: str, rules_path: Path, current: ReportRules | None
+) -> ReportRules | None:
+    """The report rules the workers use: the set last applied on ``canhbao.control.rules``,
+    else the rule files (as a worker that starts). On failure the current one stays."""
+    from aiokafka.errors import KafkaError
+
+    from canhbao import control
+    from pipeline.rules.loader import RuleError, compile_rules, load_rules
+
+    try:
+        doc = await control.latest(bootstrap)
+        if doc is not None and current is not None and doc.version == current.version:
+            return current
+        rules = load_rules(rules_path) if doc is None else compile_rules(doc.sources)
+    except (KafkaError, OSError, RuleError, ValidationError) as exc:
+        log.warning(
+            "cap: cannot read the rules in force (%s); %s",
+            exc,
+            f"keeping version {current.version}" if current else "reports are sent unchecked",
+        )
+        return current
+    found = ReportRules.of(rules)
+    if current is None or found.version != current.version:
+        log.info(
+            "cap: rule set %s takes reports of %s",
+            found.version,
+            ", ".join(f"{d.value}/{c}" for d, c in sorted(found.takes)) or "nothing",
+        )
+    return found
 
 
 # --- Command line ------------------------------------------------------------------------
@@ -490,12 +391,21 @@ async def _fetch(session: aiohttp.ClientSession, url: str) -> bytes:
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "cap", help="ingest CAP 1.2 alerts of upstream agencies (files or an Atom feed) as reports"
+        "cap",
+        help="ingest CAP 1.2/1.1 alerts of upstream agencies (files, EDXL-DE, an Atom or RSS "
+        "feed) as reports",
     )
-    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="CAP XML files")
-    p.add_argument("--url", help="a CAP Atom feed (or one CAP alert) to poll")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="CAP or EDXL-DE files")
+    p.add_argument("--url", help="a CAP Atom or RSS feed, an EDXL-DE or one CAP alert to poll")
     p.add_argument("--interval", type=float, default=60.0, help="seconds between polls (60)")
     p.add_argument("--once", action="store_true", help="poll the URL once and exit")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="how alerts map to reports (default: CANHBAO_CAP_INGEST_CONFIG, "
+        "config/cap_ingest.yaml)",
+    )
     p.add_argument(
         "--state",
         type=Path,
@@ -519,20 +429,25 @@ def cmd_cap(args: argparse.Namespace) -> int:
         print("canhbao feed cap: --interval must be positive", file=sys.stderr)
         return 2
     settings = get_settings()
+    try:
+        config = load_config(args.config or settings.cap_ingest_config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     areas = Areas.of(Directory.load(settings.geography_path, settings.directory_path))
     state: Path | None = args.state or settings.feeds_state_dir / "cap-seen.json"
     if not settings.kafka_bootstrap and args.state is None:
         state = None  # the embedded broker forgets what it got: so must we
     with brokers(settings) as bootstrap:
         try:
-            return asyncio.run(_main(args, areas, state, settings.exercise, bootstrap))
+            return asyncio.run(_main(args, areas, config, state, bootstrap))
         except CapError as exc:
             print(exc, file=sys.stderr)
             return 2
 
 
 async def _main(
-    args: argparse.Namespace, areas: Areas, state: Path | None, exercise: bool, bootstrap: str
+    args: argparse.Namespace, areas: Areas, config: CapConfig, state: Path | None, bootstrap: str
 ) -> int:
     import sys
 
@@ -543,12 +458,25 @@ async def _main(
     from feeds.runner import until_signalled
     from feeds.sink import KafkaSink
 
+    settings = get_settings()
+
+    async def refresh(current: ReportRules | None) -> ReportRules | None:
+        return await rules_in_force(bootstrap, settings.rules_path, current)
+
     async with KafkaSink(bootstrap) as sink:
-        ingest = CapIngest(sink, areas, state=state, accept_exercise=exercise)
+        ingest = CapIngest(
+            sink,
+            areas,
+            config=config,
+            rules=await refresh(None),
+            refresh_rules=refresh if args.url and not args.once else None,
+            state=state,
+            accept_exercise=settings.exercise,
+        )
         if args.files:
             for path in args.files:
-                outcome, detail = await ingest.ingest_file(path)
-                print(f"{path}: {outcome.value}: {detail}", file=sys.stderr)
+                for outcome, detail in await ingest.ingest_file(path):
+                    print(f"{path}: {outcome.value}: {detail}", file=sys.stderr)
             return 1 if ingest.stats.counts[Outcome.REJECTED] else 0
         if args.once:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -557,6 +485,6 @@ async def _main(
                 ", ".join(f"{n} {o.value}" for o, n in ingest.stats.counts.items()), file=sys.stderr
             )
             return 0
-        metrics.serve(get_settings().metrics_port)
+        metrics.serve(settings.metrics_port)
         await until_signalled(ingest.follow(args.url, args.interval))
     return 0

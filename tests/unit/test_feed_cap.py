@@ -1,4 +1,5 @@
-"""CAP ingest (feeds/cap_ingest.py): upstream CAP 1.2 alerts become reports for our communes."""
+"""CAP ingest (feeds/cap_ingest.py, feeds/cap_alerts.py): upstream CAP alerts become reports
+for our communes; what cannot is logged, counted and, when it could be replayed, dead-lettered."""
 
 from __future__ import annotations
 
@@ -10,18 +11,23 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from prometheus_client import REGISTRY
 
 from alerting.cap import cap_xml
 from alerting.directory import Directory
 from consumers.cap_feed import CapFeedStore, make_app
-from feeds.cap_ingest import Areas, CapIngest, Outcome, report_id
+from feeds.cap_alerts import Areas, CapConfig, ReportRules, load_config, report_id
+from feeds.cap_ingest import CapIngest, Outcome
 from feeds.sink import MemorySink
+from pipeline.rules.loader import RuleSet
 from topics.catalogue import DEADLETTER, INGEST_REPORTS
 from topics.models import Agency, DeadLetter, Domain, Evidence, Report, Severity, Warning
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "feeds"
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data" / "cap"
 ICT = timezone(timedelta(hours=7))
 NOW = datetime(2025, 11, 10, 9, 0, tzinfo=ICT)
+CONFIG = load_config(REPO / "config" / "cap_ingest.yaml")
 
 
 def reports(sink: MemorySink) -> list[Report]:
@@ -37,9 +43,43 @@ def sink() -> MemorySink:
     return MemorySink()
 
 
+@pytest.fixture(scope="session")
+def rules(ruleset: RuleSet) -> ReportRules:
+    return ReportRules.of(ruleset)
+
+
+def make_ingest(
+    sink: MemorySink,
+    directory: Directory,
+    rules: ReportRules | None = None,
+    config: CapConfig = CONFIG,
+    *,
+    state: Path | None = None,
+    accept_exercise: bool = False,
+) -> CapIngest:
+    """The adapter as `canhbao feed cap` runs it: the shipped config (and rules)."""
+    return CapIngest(
+        sink,
+        Areas.of(directory),
+        config=config,
+        rules=rules,
+        state=state,
+        accept_exercise=accept_exercise,
+        clock=lambda: NOW,
+    )
+
+
 @pytest.fixture
-def ingest(sink: MemorySink, directory: Directory, tmp_path: Path) -> CapIngest:
-    return CapIngest(sink, Areas.of(directory), state=tmp_path / "seen.json", clock=lambda: NOW)
+def ingest(sink: MemorySink, directory: Directory, rules: ReportRules, tmp_path: Path) -> CapIngest:
+    return make_ingest(sink, directory, rules, state=tmp_path / "seen.json")
+
+
+def refused(reason: str) -> float:
+    """canhbao_feed_refused_total{feed="cap",reason}."""
+    value = REGISTRY.get_sample_value(
+        "canhbao_feed_refused_total", {"feed": "cap", "reason": reason}
+    )
+    return value or 0.0
 
 
 def sample(name: str, **replace: str) -> bytes:
@@ -50,10 +90,15 @@ def sample(name: str, **replace: str) -> bytes:
     return text.encode("utf-8")
 
 
+async def one(ingest: CapIngest, data: bytes, origin: str = "x") -> tuple[Outcome, str]:
+    (result,) = await ingest.ingest(data, origin)
+    return result
+
+
 async def test_an_upstream_flood_alert_becomes_a_report_for_our_communes(
     ingest: CapIngest, sink: MemorySink
 ) -> None:
-    outcome, _ = await ingest.ingest_file(DATA / "cap_flood_upstream.xml")
+    [(outcome, _)] = await ingest.ingest_file(DATA / "cap_flood_upstream.xml")
     assert outcome is Outcome.SENT
     (report,) = reports(sink)
     assert report.domain is Domain.WATER
@@ -62,7 +107,7 @@ async def test_an_upstream_flood_alert_becomes_a_report_for_our_communes(
     # 99001 and 99004 are ours; 26881 is not and is left out.
     assert report.areas == ["bn-vu-ninh", "bn-bac-giang"]
     assert report.reporter == "cap@nchmf.gov.vn"
-    assert report.observed_at == datetime(2025, 11, 10, 2, 15, tzinfo=ICT)
+    assert report.observed_at == datetime(2025, 11, 10, 7, 15, tzinfo=ICT)
     # The Vietnamese info is used, though the English one comes first.
     assert report.text.startswith("Lũ trên sông Cầu tại Đáp Cầu vượt báo động II\n")
     assert "5,42 m" in report.text
@@ -83,13 +128,13 @@ async def test_a_cyber_notice_becomes_a_cyber_defacement_report(
 
 
 async def test_polling_the_same_alert_again_sends_nothing_new(
-    ingest: CapIngest, sink: MemorySink, directory: Directory, tmp_path: Path
+    ingest: CapIngest, sink: MemorySink, directory: Directory, rules: ReportRules, tmp_path: Path
 ) -> None:
-    assert (await ingest.ingest_file(DATA / "cap_flood_upstream.xml"))[0] is Outcome.SENT
-    assert (await ingest.ingest_file(DATA / "cap_flood_upstream.xml"))[0] is Outcome.DUPLICATE
+    assert (await ingest.ingest_file(DATA / "cap_flood_upstream.xml"))[0][0] is Outcome.SENT
+    assert (await ingest.ingest_file(DATA / "cap_flood_upstream.xml"))[0][0] is Outcome.DUPLICATE
     # ... nor after a restart: the ids sent are in the state file.
-    again = CapIngest(sink, Areas.of(directory), state=tmp_path / "seen.json", clock=lambda: NOW)
-    assert (await again.ingest_file(DATA / "cap_flood_upstream.xml"))[0] is Outcome.DUPLICATE
+    again = make_ingest(sink, directory, rules, state=tmp_path / "seen.json")
+    assert (await again.ingest_file(DATA / "cap_flood_upstream.xml"))[0][0] is Outcome.DUPLICATE
     assert len(reports(sink)) == 1
 
 
@@ -99,7 +144,7 @@ async def test_an_update_is_a_new_report_and_a_cancel_sends_nothing(
     await ingest.ingest_file(DATA / "cap_flood_upstream.xml")
     await ingest.ingest_file(DATA / "cap_flood_update.xml")
     caplog.set_level("INFO", logger="feeds.cap_ingest")
-    outcome, why = await ingest.ingest_file(DATA / "cap_flood_cancel.xml")
+    [(outcome, why)] = await ingest.ingest_file(DATA / "cap_flood_cancel.xml")
     first, update = reports(sink)
     assert update.report_id != first.report_id
     assert update.severity is Severity.EXTREME
@@ -131,42 +176,55 @@ async def test_an_alert_for_none_of_our_communes_is_dead_lettered(
     ingest: CapIngest, sink: MemorySink
 ) -> None:
     data = sample("cap_defacement_vncert.xml", **{"<value>99002</value>": "<value>26881</value>"})
-    outcome, _ = await ingest.ingest(data, "upstream.xml")
+    before = refused("no_area")
+    outcome, _ = await one(ingest, data, "upstream.xml")
     assert outcome is Outcome.REJECTED
     assert not reports(sink)
     (letter,) = dead(sink)
     assert "no geocode matches a commune of ours" in letter.reason and "26881" in letter.reason
     assert letter.original == data  # kept whole, to replay after fixing the geography
     assert letter.source_topic == "cap:upstream.xml"
+    assert refused("no_area") == before + 1
 
 
 @pytest.mark.parametrize(
-    ("replace", "reason"),
+    ("replace", "reason", "label"),
     [
-        ({"<category>Security</category>": "<category>Transport</category>"}, "no canhbao domain"),
-        ({"<severity>Severe</severity>": "<severity>Bad</severity>"}, "not a CAP severity"),
         (
-            {"urn:oasis:names:tc:emergency:cap:1.2": "urn:oasis:names:tc:emergency:cap:1.1"},
-            "not a CAP 1.2 alert",
+            {"<severity>Severe</severity>": "<severity>Bad</severity>"},
+            "not a CAP severity",
+            "invalid",
         ),
-        ({"<sender>canhbao@vncert.vn</sender>": ""}, "no sender"),
-        ({"</alert>": "</alrt>"}, "not well-formed XML"),
+        (
+            {"urn:oasis:names:tc:emergency:cap:1.2": "http://www.incident.com/cap/1.0"},
+            "CAP 1.0 is not supported",
+            "not_cap",
+        ),
+        (
+            {"urn:oasis:names:tc:emergency:cap:1.2": "urn:example:not-cap"},
+            "not a CAP 1.2 or 1.1 alert",
+            "not_cap",
+        ),
+        ({"<sender>canhbao@vncert.vn</sender>": ""}, "no sender", "invalid"),
+        ({"</alert>": "</alrt>"}, "not well-formed XML", "not_xml"),
     ],
 )
 async def test_what_cannot_be_a_report_is_dead_lettered_with_the_reason(
-    ingest: CapIngest, sink: MemorySink, replace: dict[str, str], reason: str
+    ingest: CapIngest, sink: MemorySink, replace: dict[str, str], reason: str, label: str
 ) -> None:
-    outcome, why = await ingest.ingest(sample("cap_defacement_vncert.xml", **replace), "x")
+    before = refused(label)
+    outcome, why = await one(ingest, sample("cap_defacement_vncert.xml", **replace))
     assert outcome is Outcome.REJECTED
     assert reason in why
     (letter,) = dead(sink)
     assert reason in letter.reason
+    assert refused(label) == before + 1
 
 
 async def test_an_entity_bomb_is_refused_without_expanding_it(
     ingest: CapIngest, sink: MemorySink
 ) -> None:
-    outcome, why = await ingest.ingest_file(DATA / "cap_billion_laughs.xml")
+    [(outcome, why)] = await ingest.ingest_file(DATA / "cap_billion_laughs.xml")
     assert outcome is Outcome.REJECTED
     assert "DTD" in why
     assert not reports(sink)
@@ -185,7 +243,7 @@ async def test_an_external_entity_is_never_read(
             "<headline>": "<headline>&x;",
         },
     )
-    outcome, _ = await ingest.ingest(data, "xxe.xml")
+    outcome, _ = await one(ingest, data, "xxe.xml")
     assert outcome is Outcome.REJECTED
     assert b"TOP-SECRET" not in b"".join(v for _, _, v in sink.sent)
 
@@ -197,32 +255,32 @@ async def test_an_external_entity_is_never_read(
         ({"<status>Actual</status>": "<status>Exercise</status>"}, "exercise"),
         (
             {"</severity>": "</severity>\n    <expires>2025-11-10T08:45:00+07:00</expires>"},
-            "expired",
+            "refused: expired at 2025-11-10T08:45:00+07:00",
         ),
     ],
 )
 async def test_tests_exercises_and_expired_alerts_raise_nothing(
     ingest: CapIngest, sink: MemorySink, replace: dict[str, str], why: str
 ) -> None:
-    outcome, detail = await ingest.ingest(sample("cap_defacement_vncert.xml", **replace), "x")
+    outcome, detail = await one(ingest, sample("cap_defacement_vncert.xml", **replace))
     assert outcome is Outcome.SKIPPED
     assert why in detail
     assert not sink.sent
 
 
 async def test_an_exercise_deployment_takes_exercise_alerts(
-    sink: MemorySink, directory: Directory
+    sink: MemorySink, directory: Directory, rules: ReportRules
 ) -> None:
-    drill = CapIngest(sink, Areas.of(directory), accept_exercise=True, clock=lambda: NOW)
+    drill = make_ingest(sink, directory, rules, accept_exercise=True)
     data = sample("cap_defacement_vncert.xml", **{"<status>Actual": "<status>Exercise"})
-    assert (await drill.ingest(data, "x"))[0] is Outcome.SENT
+    assert (await one(drill, data))[0] is Outcome.SENT
 
 
 # --- Round trip with our own CAP writer, and polling our own Atom feed ---------------
 
 
 def flood_warning(directory: Directory, version: int = 1, level: int = 1) -> Warning:
-    at = datetime(2025, 10, 7, 6, 20, tzinfo=ICT) + timedelta(hours=version - 1)
+    at = NOW - timedelta(hours=2) + timedelta(hours=version - 1)
     return Warning(
         warning_id="water.flood.dap-cau:dap-cau",
         version=version,
@@ -263,12 +321,12 @@ def flood_warning(directory: Directory, version: int = 1, level: int = 1) -> War
 
 
 async def test_our_own_cap_message_reads_back_as_the_same_warning(
-    directory: Directory, sink: MemorySink
+    directory: Directory, sink: MemorySink, rules: ReportRules
 ) -> None:
     warning = flood_warning(directory)
     xml = cap_xml(warning, directory, sender="canhbao@bacninh.gov.vn")
-    ingest = CapIngest(sink, Areas.of(directory), clock=lambda: NOW)
-    outcome, _ = await ingest.ingest(xml.encode("utf-8"), "roundtrip")
+    ingest = make_ingest(sink, directory, rules)
+    outcome, _ = await one(ingest, xml.encode("utf-8"), "roundtrip")
     assert outcome is Outcome.SENT
     (report,) = reports(sink)
     assert report.domain is Domain.WATER
@@ -293,10 +351,14 @@ async def feed(directory: Directory) -> AsyncIterator[tuple[str, CapFeedStore]]:
 
 
 async def test_polling_an_atom_feed_sends_each_alert_once(
-    feed: tuple[str, CapFeedStore], directory: Directory, sink: MemorySink, tmp_path: Path
+    feed: tuple[str, CapFeedStore],
+    directory: Directory,
+    sink: MemorySink,
+    rules: ReportRules,
+    tmp_path: Path,
 ) -> None:
     url, store = feed
-    ingest = CapIngest(sink, Areas.of(directory), state=tmp_path / "seen.json", clock=lambda: NOW)
+    ingest = make_ingest(sink, directory, rules, state=tmp_path / "seen.json")
     async with aiohttp.ClientSession() as session:
         assert await ingest.poll(session, url) == 1
         assert await ingest.poll(session, url) == 0  # nothing new: nothing fetched or sent
@@ -312,7 +374,7 @@ async def test_polling_an_atom_feed_sends_each_alert_once(
 
 
 async def test_an_unreachable_alert_is_tried_again_at_the_next_poll(
-    directory: Directory, sink: MemorySink
+    directory: Directory, sink: MemorySink, rules: ReportRules
 ) -> None:
     """The feed lists an alert whose document fails once (HTTP 503): it is not lost."""
     from aiohttp import web
@@ -339,7 +401,7 @@ async def test_an_unreachable_alert_is_tried_again_at_the_next_poll(
     app.router.add_get("/a/1.xml", alert)
     server = TestServer(app)
     await server.start_server()
-    ingest = CapIngest(sink, Areas.of(directory), clock=lambda: NOW)
+    ingest = make_ingest(sink, directory, rules)
     try:
         async with aiohttp.ClientSession() as session:
             url = str(server.make_url("/feed.atom"))
@@ -358,10 +420,11 @@ async def test_an_alert_sent_in_utc_is_placed_at_the_right_moment(
     await ingest.ingest(data, "x")
     (report,) = reports(sink)
     assert report.observed_at == datetime(2025, 11, 10, 1, 30, tzinfo=UTC)
+    assert report.observed_at == datetime(2025, 11, 10, 8, 30, tzinfo=ICT)
 
 
 async def test_a_time_without_offset_is_dead_lettered(ingest: CapIngest, sink: MemorySink) -> None:
     data = sample("cap_defacement_vncert.xml", **{"08:30:00+07:00": "08:30:00"})
-    outcome, why = await ingest.ingest(data, "x")
+    outcome, why = await one(ingest, data)
     assert outcome is Outcome.REJECTED
     assert "no UTC offset" in why
