@@ -71,6 +71,7 @@ async def dispatching(bootstrap: str, senders: list[Sender]) -> AsyncIterator[No
                 await asyncio.wait_for(t, 20)
 
 
+@pytest.mark.server("mosquitto")  # skipped, with the reason, without it
 async def test_level_three_flood_reaches_every_audience(broker: Broker, tmp_path: Path) -> None:
     await ensure_topics(broker.bootstrap)
     receiver = await WebhookReceiver().start()
