@@ -18,6 +18,7 @@ setup: $(STAMP)
 ## Set up and run the demo on the embedded broker (ARGS="--duration 30 --json")
 demo: setup
 	$(BIN)/canhbao demo $(ARGS)
+	@echo "canhbao is in $(BIN), not on your PATH: run $(BIN)/canhbao --help, or 'source $(BIN)/activate' first" >&2
 
 ## Run the tests; BROKER=tansu (default), kafka, or tansu,kafka for the integration suite
 test: setup
