@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROKER ?= tansu
 
-.PHONY: setup demo test lint lock kafka-up kafka-down clean
+.PHONY: setup demo test test-servers lint lock kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -18,10 +18,20 @@ setup: $(STAMP)
 ## Set up and run the demo on the embedded broker (ARGS="--duration 30 --json")
 demo: setup
 	$(BIN)/canhbao demo $(ARGS)
+	@echo "canhbao is in $(BIN), not on your PATH: run $(BIN)/canhbao --help, or 'source $(BIN)/activate' first" >&2
 
 ## Run the tests; BROKER=tansu (default), kafka, or tansu,kafka for the integration suite
 test: setup
 	$(BIN)/pytest --broker $(BROKER) $(ARGS)
+
+## Install the Debian packages some tests run against (tests/servers.py: mosquitto ...);
+## without them, make test skips those tests and says why
+test-servers:
+	@pkgs="$$($(PY) tests/servers.py --missing)"; \
+	if [ -z "$$pkgs" ]; then echo "every test server is installed"; exit 0; fi; \
+	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	echo "installing from Debian: $$pkgs"; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq $$pkgs
 
 lint: setup
 	$(BIN)/ruff check .

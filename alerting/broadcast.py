@@ -73,6 +73,9 @@ def apply(
 
 
 def expire(current: Broadcast, now: datetime) -> Broadcast | None:
+    """The broadcast expired, if it is still pending at ``now``. ``now`` is the wall
+    clock, as ``expires_at`` is: never a drill's scenario time, which may run hours
+    ahead and would leave the operators no time at all."""
     if current.status is BroadcastStatus.PENDING and now >= current.expires_at:
         return current.model_copy(update={"status": BroadcastStatus.EXPIRED})
     return None

@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Literal
 
+from alerting import quantities
 from alerting.directory import Directory, Station
-from alerting.templates import VIETNAM, context, summary
+from alerting.templates import VIETNAM, summary
 from topics.models import Domain, Evidence, LifecycleStatus, Severity, Transition, Warning
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -475,14 +476,12 @@ def _description_km(warning: Warning) -> str:
     else:
         text = f"ការព្រមាន៖ {event(warning, 'km')} {level_label(warning, 'km')} នៅ {where}។"
     ev = warning.evidence[0] if warning.evidence else None
-    if ev is not None and not ev.metric.startswith("report:"):
-        unit = str(context(warning).get("unit") or "")
-        measured = f"{ev.value:.2f}".replace(".", ",") + (f" {unit}" if unit else "")
+    if ev is not None and quantities.measured(ev):  # not a silence, report or component
+        measured = quantities.written(ev, "km")  # with its unit, or none
         when = ev.observed_at.astimezone(VIETNAM).strftime("%H:%M %d/%m/%Y")
         text += f" តម្លៃវាស់៖ {measured} ({when})"
         if ev.threshold is not None:
-            limit = f"{ev.threshold:.2f}".replace(".", ",") + (f" {unit}" if unit else "")
-            text += f", កម្រិតកំណត់ {limit}"
+            text += f", កម្រិតកំណត់ {quantities.written(ev, 'km', ev.threshold)}"
         text += "។"
     text += f" ស្ថាប័នទទួលបន្ទុក៖ {lead}។"
     text += " សម្រាប់ព័ត៌មានលម្អិត សូមមើលសេចក្ដីជូនដំណឹងជាភាសាវៀតណាម ឬអង់គ្លេស។"

@@ -5,10 +5,10 @@ sandbox: a template cannot reach Python internals (``__class__``, ``__globals__`
 ...) however it is written.
 
 Besides the one-line ``summary``, the channel templates (``templates/<channel>/``,
-rendered by :mod:`alerting.render`) use the filters defined here: numbers, times
-and levels written for reading (``num_vi``, ``time_local``, ``level_label``) and
-for speaking aloud (``num_spoken``, ``unit_spoken``, ``time_spoken``,
-``level_spoken``), in Vietnamese, English and Khmer.
+rendered by :mod:`alerting.render`) use the filters defined here: evidence values
+with their unit or none (``qty``, ``qty_spoken``, :mod:`alerting.quantities`), times
+and levels written for reading (``time_local``, ``level_label``) and for speaking
+aloud (``time_spoken``, ``level_spoken``), in Vietnamese, English and Khmer.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from topics.models import Warning
+from alerting import quantities
+from topics.models import Evidence, Warning
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 VIETNAM = timezone(timedelta(hours=7), "ICT")
@@ -152,11 +153,22 @@ def _level_name(warning: Warning, at: int | None) -> str | None:
     return None
 
 
+# Level names written in English by the engine (its sensor-fault notices) and by shipped
+# rule packs, in each language: a Vietnamese message must not say "landslide risk".
+_NOTICE_LEVELS = {
+    "fault": {"vi": "lỗi cảm biến", "en": "sensor fault", "km": "ឧបករណ៍ចាប់សញ្ញាខូច"},
+    "data gap": {"vi": "mất số liệu", "en": "data gap", "km": "បាត់ទិន្នន័យ"},
+    "landslide risk": {"vi": "nguy cơ sạt lở", "en": "landslide risk", "km": "ហានិភ័យដីបាក់"},
+}
+
+
 def _level_label(warning: Warning, lang: str = "vi", at: int | None = None) -> str:
     """A level as written: "báo động III", "alarm level III", "កម្រិតប្រកាសអាសន្នទី 3";
     ``at`` names another level of the same warning (e.g. ``previous_level``)."""
     level = warning.level if at is None else at
     name = _level_name(warning, at)
+    if name in _NOTICE_LEVELS:
+        return _NOTICE_LEVELS[name].get(lang, name)
     n = _ROMAN.get(name.strip().upper()) if name else None
     if warning.hazard in _LEVEL_WORD and n is not None:
         return {
@@ -175,6 +187,8 @@ def _level_spoken(warning: Warning, lang: str = "vi", at: int | None = None) -> 
     """A level as said aloud, never a bare numeral: "mức báo động ba", "alarm level three"."""
     level = warning.level if at is None else at
     name = _level_name(warning, at)
+    if name in _NOTICE_LEVELS:
+        return _NOTICE_LEVELS[name].get(lang, name)
     n = _ROMAN.get(name.strip().upper()) if name else None
     if n is None and name and lang == "vi":
         return f"mức {name}"  # a named level ("mưa to") is already words
@@ -193,6 +207,40 @@ def _level_spoken(warning: Warning, lang: str = "vi", at: int | None = None) -> 
 def _unit_of(metric: str) -> str:
     """The unit of a metric as written ("m", "mm"); "" when not known."""
     return _UNITS.get(metric, "")
+
+
+# --- Evidence values, each with its unit or none (alerting.quantities) -----------------
+
+
+def _qty(ev: Evidence, lang: str = "vi", value: float | None = None) -> str:
+    """The evidence's value (or ``value``: its threshold, a margin) as written, with its
+    unit or none: "4,38 m", "175", "20 lần", "1 giờ 48 phút"."""
+    return quantities.written(ev, lang, value)
+
+
+def _qty_spoken(ev: Evidence, lang: str = "vi", value: float | None = None) -> str:
+    return quantities.spoken(ev, lang, value)
+
+
+def _qty_kind(ev: Evidence) -> str:
+    """measure, count, index, score, silence, report or component."""
+    return quantities.kind(ev)
+
+
+def _report_severity(ev: Evidence) -> str:
+    """A report evidence's severity (Extreme ... Unknown), from the rank it records."""
+    return quantities.severity(ev).value
+
+
+def _component_level(ev: Evidence, lang: str = "vi") -> str:
+    """A compound rule's component at its level: "báo động II", "cấp 1", "level 1"."""
+    n = round(ev.value)
+    roman = next((name for name, v in _ROMAN.items() if v == n), str(n))
+    if ev.metric in _LEVEL_WORD:
+        return {"vi": f"báo động {roman}", "en": f"alarm level {roman}"}.get(
+            lang, f"កម្រិតប្រកាសអាសន្នទី {n}"
+        )
+    return {"vi": f"cấp {n}", "en": f"level {n}"}.get(lang, f"កម្រិត {n}")
 
 
 def _join_and(items: Any, lang: str = "vi") -> str:
@@ -227,6 +275,14 @@ def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
         level_spoken=_level_spoken,
         join_and=_join_and,
         unit_of=_unit_of,
+        qty=_qty,
+        qty_spoken=_qty_spoken,
+        qty_kind=_qty_kind,
+        measured=quantities.measured,
+        reached=quantities.reached,
+        report_severity=_report_severity,
+        component_level=_component_level,
+        last_reading=quantities.last_reading,
     )
     return env
 
@@ -241,14 +297,25 @@ def context(warning: Warning) -> dict[str, Any]:
         above = ev.value >= ev.threshold
     return {
         "w": warning,
-        "unit": (_UNITS.get(ev.metric) or _UNITS.get(ev.metric.split(":")[0], ""))
-        if (ev and ":" not in ev.metric) or (ev and ev.metric in _UNITS)
-        else "",
+        # The evidence's unit as written in Vietnamese (templates of old; the shipped
+        # ones write values with the ``qty`` filter, which knows counts and silences).
+        "unit": _unit_word(ev),
         "level_word_vi": vi_word,
         "level_word_en": en_word,
         "margin": margin,
         "above": above,
     }
+
+
+def _unit_word(ev: Evidence | None) -> str:
+    if ev is None:
+        return ""
+    q = quantities.describe(ev)
+    if q.kind in (quantities.Kind.REPORT, quantities.Kind.COMPONENT):
+        return ""
+    if q.kind is quantities.Kind.SILENCE:
+        return "phút"
+    return quantities.UNITS.get(q.unit, {}).get("vi", q.unit)
 
 
 def render(template: str, warning: Warning, template_dir: Path = TEMPLATE_DIR) -> str:

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -24,8 +24,14 @@ from consumers.kafka_util import partitions
 from pipeline.agents.group import stored_group
 from pipeline.agents.store import without_bookkeeping
 from pipeline.rules.model import _parse_duration
-from topics.catalogue import APPROVALS, CONTROL_SILENCES, STATE_BROADCASTS, STATE_GROUPS
-from topics.models import ApprovalAction, ApprovalEvent, Broadcast
+from topics.catalogue import (
+    APPROVALS,
+    CONTROL_SILENCES,
+    STATE_BROADCASTS,
+    STATE_EVALUATE,
+    STATE_GROUPS,
+)
+from topics.models import ApprovalAction, ApprovalEvent, Broadcast, Warning
 
 T = TypeVar("T")
 
@@ -166,25 +172,59 @@ def cmd_pending(args: argparse.Namespace) -> int:
     return _show(lines, "no broadcast waiting for approval")
 
 
-def describe_group(g: grouping.Group, now: datetime) -> str:
+def _newer(m: grouping.Member, latest: Mapping[str, Warning]) -> Warning | None:
+    w = latest.get(m.warning.warning_id)
+    return w if w is not None and w.version > m.warning.version else None
+
+
+def outlook(g: grouping.Group, latest: Mapping[str, Warning]) -> dict[str, Any]:
+    """What the worker will do with group ``g``, knowing each warning's ``latest``
+    state (``canhbao.state.evaluate``): the warnings it holds, the ones leaving it
+    (their newer state, e.g. the all-clear, went to other receivers: the worker will
+    neither remind nor list them), and its next message, if any."""
+    listed = {wid: m for wid, m in g.members.items() if m.listed}
+    leaving = {wid: w for wid, m in listed.items() if (w := _newer(m, latest)) is not None}
+    holds = {wid: m for wid, m in listed.items() if wid not in leaving}
+    # Without the tombstones and the leaving members, next_wake is the next message.
+    wake = grouping.next_wake(g.model_copy(update={"members": holds}))
+    pending = [m for m in holds.values() if m.pending]
+    kind = None if wake is None else ("changes" if pending else "reminder")
+    return {"holds": holds, "leaving": leaving, "pending": len(pending), "next": kind,
+            "at": wake}  # fmt: skip
+
+
+def describe_group(
+    g: grouping.Group, now: datetime, latest: Mapping[str, Warning] | None = None
+) -> str:
     """One line per group: who gets it, what it holds, when it goes out next."""
-    listed = [m for m in g.members.values() if m.listed]
-    pending = [m for m in listed if m.pending]
-    wake = grouping.next_wake(g)
-    if pending and wake is not None:
-        nxt = f"sends {len(pending)} change(s) at {wake.astimezone(VIETNAM):%H:%M:%S %d/%m}"
+    view = outlook(g, latest or {})
+    holds: dict[str, grouping.Member] = view["holds"]
+    wake: datetime | None = view["at"]
+    if view["next"] == "changes" and wake is not None:
+        nxt = f"sends {view['pending']} change(s) at {wake.astimezone(VIETNAM):%H:%M:%S %d/%m}"
         if wake <= now:
             nxt += " (due: on the next clock tick)"
-    elif wake is not None and listed:
+    elif view["next"] == "reminder" and wake is not None:
         nxt = f"reminder at {wake.astimezone(VIETNAM):%H:%M:%S %d/%m}"
     else:
         nxt = "nothing to send"
     held = ", ".join(
-        sorted(f"{m.warning.hazard} L{m.warning.level} {m.warning.subject}" for m in listed)
+        sorted(f"{m.warning.hazard} L{m.warning.level} {m.warning.subject}" for m in holds.values())
+    )
+    leaving: dict[str, Warning] = view["leaving"]
+    gone = "".join(
+        f"; leaving: {w.hazard} {w.subject} (its newer state v{w.version}, {w.transition.value}, "
+        "was routed elsewhere)"
+        for w in sorted(leaving.values(), key=lambda w: w.warning_id)
     )
     return (f"{g.id}  {g.channel.value:<11} -> {g.receiver_id} ({g.audience.value}): "
-            f"{len(listed)} warning(s) [{held or '-'}]; {nxt}; "
-            f"{g.flushes} sent, {g.reminders} reminder(s)")  # fmt: skip
+            f"{len(holds)} warning(s) [{held or '-'}]; {nxt}; "
+            f"{g.flushes} sent, {g.reminders} reminder(s){gone}")  # fmt: skip
+
+
+def _warning_state(value: dict[str, Any]) -> Warning | None:
+    """A warning's latest state from the evaluate table (other keys hold rule state)."""
+    return Warning.model_validate(value) if "warning_id" in value else None
 
 
 def cmd_groups(args: argparse.Namespace) -> int:
@@ -192,13 +232,32 @@ def cmd_groups(args: argparse.Namespace) -> int:
     if not bootstrap:
         return 2
     now = datetime.now(UTC)
-    found = asyncio.run(states(bootstrap, STATE_GROUPS, stored_group))
-    shown = [g for g in found.values() if args.all or any(m.listed for m in g.members.values())]
+
+    async def read() -> tuple[dict[str, grouping.Group], dict[str, Warning]]:
+        groups = await states(bootstrap, STATE_GROUPS, stored_group)
+        found = await states(bootstrap, STATE_EVALUATE, _warning_state)
+        return groups, {w.warning_id: w for w in found.values() if w is not None}
+
+    groups, latest = asyncio.run(read())
+    views = {k: outlook(g, latest) for k, g in groups.items()}
+    shown = [g for k, g in groups.items() if args.all or views[k]["holds"]]
     shown.sort(key=lambda g: (g.receiver_id, g.channel.value, g.key))
     if args.json:
-        print(json.dumps([g.model_dump(mode="json") for g in shown], ensure_ascii=False))
+        out = []
+        for g in shown:
+            view = views[g.key]
+            out.append({
+                **g.model_dump(mode="json"),
+                "holds": sorted(view["holds"]),
+                "leaving": sorted(view["leaving"]),
+                "next": view["next"],
+                "next_at": None if view["at"] is None else view["at"].isoformat(),
+            })  # fmt: skip
+        print(json.dumps(out, ensure_ascii=False))
         return 0
-    return _show([describe_group(g, now) for g in shown], "no aggregation group holds a warning")
+    return _show(
+        [describe_group(g, now, latest) for g in shown], "no aggregation group holds a warning"
+    )
 
 
 def cmd_silence(args: argparse.Namespace) -> int:

@@ -44,24 +44,36 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from pipeline.ruletest import find_test_files, run_file
+    from pipeline.ruletest import find_test_files, run_test_file
 
     directory = _directory()
     files = find_test_files(args.paths)
     if not files:
         print("no *.test.yaml files found", file=sys.stderr)
         return 1
-    total, failed = 0, 0
+    cases = failed = broken = 0
     for f in files:
-        cases, failures = run_file(f, directory)
-        total += cases
-        status = "FAIL" if failures else "ok"
-        print(f"{status:4}  {f}  ({cases} case{'s' if cases != 1 else ''})")
-        for failure in failures:
+        result = run_test_file(f, directory)
+        cases += result.cases
+        failed += result.failed
+        if result.failures and not result.cases:
+            broken += 1
+            status, what = "FAIL", "could not run"
+        else:
+            status = "FAIL" if result.failures else "ok"
+            what = f"{result.cases} case{'s' if result.cases != 1 else ''}"
+            if result.failed:
+                what += f", {result.failed} failed"
+        print(f"{status:4}  {f}  ({what})")
+        for failure in result.failures:
             print(f"      {failure}")
-        failed += bool(failures)
-    print(f"{len(files) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    # Counted in cases, as written in the files; a file that could not run is named too.
+    summary = f"{cases} case{'s' if cases != 1 else ''} in {len(files)} file(s): "
+    summary += f"{cases - failed} passed, {failed} failed"
+    if broken:
+        summary += f"; {broken} file(s) could not run"
+    print(summary)
+    return 1 if failed or broken else 0
 
 
 class _Progress:

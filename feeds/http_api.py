@@ -376,6 +376,22 @@ def _operation(model: str, noun: str, max_items: int, max_body: int) -> dict[str
     }
 
 
+def _declare_schema_version(schema: dict[str, Any]) -> None:
+    """Declare the versions the models accept (``topics.models.Message``: 1 up to this
+    build's ``SCHEMA_VERSION``). The model checks them in a validator, which keeps its
+    readable reason but is invisible to the JSON schema, which would say "any integer"."""
+    from topics.models import SCHEMA_VERSION
+
+    schema["properties"]["schema_version"] = {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": SCHEMA_VERSION,
+        "default": SCHEMA_VERSION,
+        "title": "Schema Version",
+        "description": f"Version of the message format; this server reads 1 to {SCHEMA_VERSION}",
+    }
+
+
 def openapi(max_body: int = 1024 * 1024, max_items: int = 5000) -> dict[str, Any]:
     """The OpenAPI 3.1 document of the API, its schemas taken from the message models."""
     from pydantic.json_schema import models_json_schema
@@ -387,6 +403,8 @@ def openapi(max_body: int = 1024 * 1024, max_items: int = 5000) -> dict[str, Any
         ref_template="#/components/schemas/{model}",
     )
     schemas = dict(defs.get("$defs", {}))
+    for name in ("Reading", "Report"):
+        _declare_schema_version(schemas[name])
     schemas["Error"] = _error_schema()
     schemas["Accepted"] = {
         "type": "object",

@@ -20,6 +20,7 @@ negative) and ``_xN`` (N missing samples).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -233,16 +234,29 @@ def _show_exp(exp: Expected, start: datetime) -> str:
 
 def run_file(path: Path, directory: Directory) -> tuple[int, list[str]]:
     """(number of cases, failures) for one test file."""
+    result = run_test_file(path, directory)
+    return result.cases, result.failures
+
+
+@dataclass(frozen=True)
+class FileResult:
+    cases: int  # 0 when the file could not run (unreadable, or its rules do not compile)
+    failed: int  # cases with at least one failure
+    failures: list[str]
+
+
+def run_test_file(path: Path, directory: Directory) -> FileResult:
+    """One test file: its cases, how many failed, and every failure."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         spec = RuleTestFile.model_validate(data)
     except (OSError, yaml.YAMLError) as exc:
-        return 0, [f"{path}: {exc}"]
+        return FileResult(0, 0, [f"{path}: {exc}"])
     except ValidationError as exc:
-        return 0, [
+        return FileResult(0, 0, [
             f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
             for e in exc.errors(include_url=False)
-        ]
+        ])  # fmt: skip
     try:
         if spec.rule_files:
             sources = read_sources(*[path.parent / f for f in spec.rule_files])
@@ -250,11 +264,14 @@ def run_file(path: Path, directory: Directory) -> tuple[int, list[str]]:
             sources = read_sources(path.parent)
         rules = compile_rules(sources)
     except RuleError as exc:
-        return 0, [f"{path}: rules: {p}" for p in exc.problems]
-    failures = []
+        return FileResult(0, 0, [f"{path}: rules: {p}" for p in exc.problems])
+    failures: list[str] = []
+    failed = 0
     for case in spec.tests:
-        failures += [f"{path}: {case.name}: {f}" for f in run_case(case, rules, directory)]
-    return len(spec.tests), failures
+        found = run_case(case, rules, directory)
+        failed += bool(found)
+        failures += [f"{path}: {case.name}: {f}" for f in found]
+    return FileResult(len(spec.tests), failed, failures)
 
 
 def find_test_files(paths: list[Path]) -> list[Path]:

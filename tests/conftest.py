@@ -13,6 +13,7 @@ import pytest
 
 from canhbao.broker import EmbeddedBroker
 from canhbao.kafka_local import KafkaStartError, apache_kafka
+from tests import servers
 
 REPO = Path(__file__).resolve().parent.parent
 BROKER_KINDS = ("tansu", "kafka")
@@ -34,8 +35,25 @@ def _kinds(config: pytest.Config) -> list[str]:
     return kinds
 
 
-def pytest_report_header(config: pytest.Config) -> str:
-    return f"canhbao integration brokers: {', '.join(_kinds(config))}"
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"canhbao integration brokers: {', '.join(_kinds(config))}", servers.status()]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # @pytest.mark.server("mosquitto"): a test whose server is not installed is skipped
+    # with the reason before it starts anything (a broker ...); see tests/servers.py.
+    for item in items:
+        for mark in item.iter_markers("server"):
+            for name in mark.args:
+                reason = servers.skip_reason(name)
+                if reason:
+                    item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("server"):
+        for name in mark.args:
+            servers.require(name)  # fails here when CI requires the server
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

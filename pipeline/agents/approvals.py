@@ -1,5 +1,6 @@
 """Stage 3b: citizen broadcasts wait here for two operators, then fan out; they
-expire if nobody approves in time and can be cancelled at any moment."""
+expire if nobody approves in time (by the wall clock: the operators' real minutes)
+and can be cancelled at any moment."""
 
 from __future__ import annotations
 
@@ -64,9 +65,14 @@ def register(app: faust.App, settings: Settings, audiences: Audiences, render: R
             store = TableStore(table, msg.partition)
             if msg.topic == CLOCK:
                 try:
-                    now = Tick.model_validate_json(raw).at
+                    Tick.model_validate_json(raw)
                 except ValidationError:
                     continue
+                # A tick says when to look, not what time it is for the approvers:
+                # `canhbao simulate` ticks in scenario time, hours ahead of the wall
+                # clock, and the operators' 30 minutes are real minutes (expires_at
+                # is set from the wall clock when the broadcast is requested).
+                now = datetime.now(UTC)
                 for key in store.own_keys():
                     current = load(store, key)
                     expired = rules.expire(current, now) if current else None

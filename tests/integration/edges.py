@@ -1,4 +1,5 @@
-"""Real servers at the edges, on 127.0.0.1: Debian's mosquitto, an SMTP server with
+"""Real servers at the edges, on 127.0.0.1: Debian's mosquitto (started by
+:mod:`tests.servers`, which skips a test when it is not installed), an SMTP server with
 STARTTLS and authentication (aiosmtpd), and an HTTP SMS gateway that records."""
 
 from __future__ import annotations
@@ -7,9 +8,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -18,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import pytest
 from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from canhbao.broker import free_port
 from canhbao.kafka_probe import wait_for_broker  # noqa: F401 - re-exported for tests
+from tests.servers import mosquitto  # noqa: F401 - re-exported for tests
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
@@ -149,32 +148,6 @@ class Gateway:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-@contextlib.contextmanager
-def mosquitto(tmp: Path) -> Iterator[int]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        pytest.fail("Debian's mosquitto is not installed (apt-get install mosquitto)")
-    port = free_port()
-    conf = tmp / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        for _ in range(100):
-            with contextlib.suppress(OSError):
-                import socket
-
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            import time
-
-            time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @contextlib.asynccontextmanager

@@ -43,6 +43,7 @@ CONFIG = BridgeConfig.model_validate(
 )
 
 
+@pytest.mark.server("mosquitto")  # skipped, with the reason, without it
 async def test_an_mqtt_gauge_reading_arrives_on_the_ingest_topic(
     broker: Broker, tmp_path: Path
 ) -> None:

@@ -1,15 +1,13 @@
 """MQTT bridge (feeds/mqtt_bridge.py) against Debian's mosquitto on 127.0.0.1: topics and
 payloads become readings, bad messages are dead-lettered, and nothing is lost when the
-MQTT broker or Kafka goes away for a moment."""
+MQTT broker or Kafka goes away for a moment. Without mosquitto these tests are skipped
+with the reason (tests/servers.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -21,7 +19,7 @@ import pytest
 from canhbao.broker import free_port
 from feeds.mqtt_bridge import Bridge, BridgeConfig, ConfigError, Converter, load_config
 from feeds.sink import MemorySink
-from tests.integration.edges import mosquitto
+from tests.servers import mosquitto, start_mosquitto
 from topics.catalogue import DEADLETTER, INGEST_READINGS
 from topics.models import DeadLetter, Domain, Reading
 
@@ -162,33 +160,17 @@ async def test_bad_messages_are_dead_lettered_with_topic_and_reason(
     assert "tram/unknown/mucnuoc" in caplog.text
 
 
-def _start_mosquitto(tmp: Path, port: int) -> subprocess.Popen[bytes]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    conf = tmp / f"mosquitto-{port}.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("mosquitto did not start")
-
-
+@pytest.mark.server("mosquitto")
 async def test_the_bridge_reconnects_when_the_mqtt_broker_comes_back(tmp_path: Path) -> None:
     port = free_port()
-    broker = _start_mosquitto(tmp_path, port)
+    broker = start_mosquitto(tmp_path, port)
     sink = MemorySink()
     try:
         async with bridged(port, sink) as bridge:
             broker.terminate()
             broker.wait(10)
             await until("the bridge to notice", lambda: not bridge.subscribed.is_set())
-            broker = _start_mosquitto(tmp_path, port)
+            broker = start_mosquitto(tmp_path, port)
             await asyncio.wait_for(bridge.subscribed.wait(), 15)
             await publish(port, ("tram/dapcau/mucnuoc", b"4.4"))
             await until("the reading", lambda: len(readings(sink)) == 1)

@@ -100,7 +100,7 @@ def test_the_webhook_digest_carries_every_warning_and_all_three_texts(burst) -> 
         assert p["text"][lang].startswith(HEADLINE[lang])
     # Unchanged members are listed without a tag.
     assert (
-        "Phường Kinh Bắc: vượt ngưỡng dịch (trung bình), 25,00 lúc 10:00 07/10." in p["text"]["vi"]
+        "Phường Kinh Bắc: vượt ngưỡng dịch (trung bình), 25 ca lúc 10:00 07/10." in p["text"]["vi"]
     )
 
 

@@ -54,7 +54,7 @@ def test_summary_en_level_two(level_two: Warning) -> None:
     assert text.startswith("[WARNING ALARM LEVEL II]")
     assert "ALARM LEVEL II" in text
     assert "5.38 m" in text
-    assert "0.08 m above level II (5.30 m)" in text
+    assert "0.08 m above alarm level II at 5.30 m" in text
     assert "Department of Agriculture and Environment" in text
     assert "Phường Vũ Ninh, Phường Kinh Bắc" in text
 
