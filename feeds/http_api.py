@@ -553,10 +553,6 @@ def openapi(max_body: int = 1024 * 1024, max_items: int = 5000) -> dict[str, Any
         ref_template="#/components/schemas/{model}",
     )
     schemas = dict(defs.get("$defs", {}))
-    # A drill's clock is set by the drill players only; the API refuses it.
-    schemas.pop("DrillClock", None)
-    for name in ("Reading", "Report"):
-        schemas[name]["properties"].pop("drill", None)
     schemas["Error"] = _error_schema()
     held = {
         "type": "object",
@@ -582,6 +578,10 @@ def openapi(max_body: int = 1024 * 1024, max_items: int = 5000) -> dict[str, Any
         },
         "required": ["accepted", "topic", "source"],
     }
+    # A drill's clock is set by the drill players only; the API refuses it.
+    schemas.pop("DrillClock", None)
+    for name in ("Reading", "Report"):
+        schemas[name]["properties"].pop("drill", None)
     return {
         "openapi": "3.1.0",
         "info": {
