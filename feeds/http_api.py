@@ -284,15 +284,22 @@ class IngestAPI:
         sink: Sink,
         keys: KeyStore,
         *,
-        directory: Directory,
+        directory: Directory | None = None,
         policy: TimePolicy | None = None,
         clock: Callable[[], datetime] | None = None,
         max_body: int = 1024 * 1024,
         max_items: int = 5000,
     ) -> None:
+        """``directory`` (the station registry items are judged against) defaults to the
+        configured geography; ``policy`` to the default time bounds."""
+        from alerting.directory import Directory
+        from canhbao.settings import get_settings
         from pipeline.validate import TimePolicy
         from topics.models import utcnow
 
+        if directory is None:
+            settings = get_settings()
+            directory = Directory.load(settings.geography_path, settings.directory_path)
         self.sink = sink
         self.keys = keys
         self.directory = directory
