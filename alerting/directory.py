@@ -48,6 +48,9 @@ class Commune(BaseModel):
     )
 
 
+MetricName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
+
+
 class Station(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
@@ -58,6 +61,15 @@ class Station(BaseModel):
     lon: float | None = None
     warns: list[str] = Field(default_factory=list)
     owner: str
+    # What the station measures: the validate stage refuses a reading whose domain or
+    # metric is not the station's, so a mislabelled or forged one is never evaluated.
+    domain: Domain
+    metrics: list[MetricName] = Field(min_length=1)
+
+    @property
+    def serves(self) -> list[str]:
+        """The communes its readings may be about: its own and those it warns."""
+        return [self.commune, *(c for c in self.warns if c != self.commune)]
 
 
 class Geography(BaseModel):
@@ -217,6 +229,47 @@ class Directory:
         if commune is None:
             raise KeyError(f"unknown commune {commune_code!r}")
         return commune.province
+
+    def reading_problems(
+        self, station_id: str, domain: Domain, metric: str, area: str | None
+    ) -> list[tuple[str, str]]:
+        """``(field, why)`` for each way a reading does not fit the station registry
+        (unknown station, another domain or metric than the station's, a commune it does
+        not report for); empty when it fits."""
+        station = self._stations.get(station_id)
+        if station is None:
+            return [("station_id", f"unknown station {station_id!r} (not in the geography)")]
+        out = []
+        if domain is not station.domain:
+            out.append(
+                (
+                    "domain",
+                    f"station {station_id!r} reports {station.domain.value}, not {domain.value}",
+                )
+            )
+        if metric not in station.metrics:
+            out.append(
+                (
+                    "metric",
+                    f"station {station_id!r} reports {', '.join(station.metrics)}, not {metric}",
+                )
+            )
+        if area is not None:
+            if area not in self._communes:
+                out.append(("area", f"unknown commune {area!r} (not in the geography)"))
+            elif area not in station.serves:
+                out.append(
+                    (
+                        "area",
+                        f"station {station_id!r} does not report for commune {area!r} "
+                        f"(only {', '.join(station.serves)})",
+                    )
+                )
+        return out
+
+    def unknown_communes(self, codes: list[str]) -> list[str]:
+        """The codes in ``codes`` that are not communes of the geography."""
+        return [c for c in codes if c not in self._communes]
 
     def agency(self, code: str) -> AgencyEntry:
         try:

@@ -68,6 +68,18 @@ QUALITY_REJECTIONS = Counter(
     "Readings the data-quality gate kept from the rules, by check",
     ["check"],
 )
+QUALITY_REANCHORS = Counter(
+    "canhbao_quality_reanchors_total",
+    "Quality-gate series whose state was dated beyond the present (a wrong clock, an "
+    "earlier drill) and was reset, so that the station's readings are judged again",
+)
+VALIDATION_REFUSED = Counter(
+    "canhbao_validation_refused_total",
+    "Readings and reports the validate stage refused into the dead-letter topic, by "
+    "reason (future, implausible, historical, unknown_station, station_mismatch, "
+    "unknown_area, invalid, malformed, key_mismatch)",
+    ["kind", "reason"],
+)
 COMMANDS_APPLIED = Counter(
     "canhbao_commands_total", "Operator commands by action and outcome", ["action", "outcome"]
 )

@@ -5,10 +5,11 @@ Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -112,6 +113,23 @@ class Settings(BaseSettings):
     )
     feed_http_max_items: int = Field(
         default=5000, ge=1, description="Most readings or reports in one HTTP ingest batch"
+    )
+    max_clock_skew: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds a reading or report may be dated ahead of the pipeline's clock "
+        "(sender clocks drift a little); further ahead, it is refused with the reason",
+    )
+    max_lateness: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="The live lateness bound, in seconds: a reading or report older than "
+        "this is history, refused by the live pipeline (never notified; backtest it)",
+    )
+    earliest_observed_at: AwareDatetime = Field(
+        default=datetime(2000, 1, 1, tzinfo=UTC),
+        description="Readings and reports dated before this are refused as implausible "
+        "(a sensor clock reset to its epoch)",
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")

@@ -86,7 +86,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if speed <= 0:
         print("canhbao simulate: --speed must be positive", file=sys.stderr)
         return 2
-    items = schedule(scenario, start, speed, clock=not args.no_clock)
+    # The drill's clock: scenario time `start` now (the run starts after this instant).
+    items = schedule(scenario, start, speed, origin=datetime.now(UTC), clock=not args.no_clock)
     if args.dry_run:
         try:
             for line in jsonl(items):

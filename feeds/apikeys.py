@@ -2,8 +2,11 @@
 
 A key is a 256-bit random token (``secrets.token_urlsafe(32)``), shown once when it is
 made; the file keeps only its hash, so a copied or committed key file lets nobody send.
-Each source may be limited to some domains and some stations. The running API notices
-when the file changes, so ``canhbao feed keys add`` takes effect without a restart.
+Each source may be limited to some domains and some stations. A source that may add
+stations (``hold_unknown_stations``: a national network's gateway, say) gets its readings
+from stations not yet in the geography held for its owner instead of refused. The
+running API notices when the file changes, so ``canhbao feed keys add`` takes effect
+without a restart.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ HEADER = """\
 # `canhbao feed keys add SOURCE [--domain D] [--station S]`, and never again.
 # domains / stations (optional) limit what the source may send; without them it may
 # send any. A source limited to stations sends readings only, not reports.
+# hold_unknown_stations: true lets a source add stations: its readings from stations not
+# in the geography are held (kept for replay, listed in the answer) instead of refused.
 """
 
 
@@ -47,7 +52,21 @@ class Source(BaseModel):
     key_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     domains: list[Domain] | None = Field(default=None, min_length=1)
     stations: list[Identifier] | None = Field(default=None, min_length=1)
+    hold_unknown_stations: bool = Field(
+        default=False,
+        description="readings from stations not in the geography are held (202, kept for "
+        "replay) instead of refused (400): for sources that may add stations",
+    )
     note: str = ""
+
+    @model_validator(mode="after")
+    def _hold_needs_open_stations(self) -> Source:
+        if self.hold_unknown_stations and self.stations is not None:
+            raise ValueError(
+                "hold_unknown_stations is for sources that may add stations; "
+                "this one is limited to its stations"
+            )
+        return self
 
     @property
     def sample(self) -> bool:
@@ -130,11 +149,13 @@ def add_source(
     domains: Iterable[Domain] = (),
     stations: Iterable[str] = (),
     rotate: bool = False,
+    hold_unknown_stations: bool | None = None,
 ) -> str:
     """Make a key for ``source_id``, store its hash and return the key (shown once).
 
     ``rotate`` replaces the key of an existing source, keeping its limits unless new
-    ones are given; the old key stops working as soon as the API sees the file."""
+    ones are given (``hold_unknown_stations`` None: as before, or off for a new source);
+    the old key stops working as soon as the API sees the file."""
     keys = read_key_file(path)
     old = keys.get(source_id)
     if old is not None and not rotate:
@@ -148,6 +169,11 @@ def add_source(
             key_sha256=hash_key(key),
             domains=list(domains) or (old.domains if old else None),
             stations=list(stations) or (old.stations if old else None),
+            hold_unknown_stations=(
+                hold_unknown_stations
+                if hold_unknown_stations is not None
+                else (old.hold_unknown_stations if old else False)
+            ),
             note=old.note if old and not old.sample else "",  # a new key is no sample
         )
     except ValidationError as exc:

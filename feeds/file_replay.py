@@ -11,19 +11,28 @@ Time compression: ``--speed 3600`` plays one hour of history per second, ``--spe
 ``--shift-to-now`` is for drills: the first reading is stamped with the time the replay
 starts and every later one keeps its original distance from it, so rates of rise,
 windows and the quality gate see the same series as in the original. The gaps are
-compressed only in wall time: at ``--speed`` above 1 the stamps run ahead of the clock.
-(Stamping each reading with its compressed send time instead would make a 15-minute
-rise look like a jump within seconds.) Without it the original stamps are kept: a
-backfill, which a live quality gate with ``max_lateness`` set rejects as late.
+compressed only in wall time: at ``--speed`` above 1 the stamps run ahead of the clock,
+so each reading carries the drill's clock (``drill``) and the pipeline judges its time
+against that clock. (Stamping each reading with its compressed send time instead would
+make a 15-minute rise look like a jump within seconds.)
+
+Without it the original stamps are kept, and each reading is judged as the pipeline's
+validate stage judges it (:mod:`pipeline.validate`): readings older than the live
+lateness bound (``CANHBAO_MAX_LATENESS``) are history and are not sent, since the
+live pipeline never evaluates history (``canhbao rules backtest`` does, paging nobody);
+nor are readings dated ahead of the clock, implausibly old, or from stations and
+communes the geography does not know. The replay says how many, and why.
 
 A line that cannot be read is reported as ``file:line: reason`` and skipped; the
-replay goes on, and the command exits 1 at the end.
+replay goes on, and the command exits 1 at the end, as it does when readings were
+not sent.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +40,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from alerting.directory import Directory
     from feeds.sink import Sink
+    from pipeline.validate import TimePolicy
     from topics.models import Domain, Reading
 
 BATCH = 500
@@ -152,20 +163,82 @@ def read_history(
 def plan(
     readings: Iterable[Reading], speed: float, shift_to: datetime | None = None
 ) -> list[Planned]:
-    """When each reading goes out (seconds after the start) and how it is stamped."""
+    """When each reading goes out (seconds after the start) and how it is stamped.
+
+    Shifted (a drill), each reading carries the drill's clock: the first reading's
+    time at ``shift_to``, running ``speed`` times as fast."""
+    from topics.models import DrillClock
+
     if speed < 0:
         raise ValueError("speed must be 0 (as fast as possible) or positive")
+    if shift_to is not None and not speed:
+        raise ValueError("a drill (--shift-to-now) needs a --speed: its clock runs at it")
     ordered = sorted(readings, key=lambda r: r.observed_at)  # stable: ties keep file order
     if not ordered:
         return []
     t0 = ordered[0].observed_at
     shift = shift_to - t0 if shift_to is not None else None
+    drill = DrillClock(origin=shift_to, start=shift_to, speed=speed) if shift_to else None
     out = []
     for r in ordered:
         span = (r.observed_at - t0).total_seconds()
         if shift is not None:
-            r = r.model_copy(update={"observed_at": r.observed_at + shift})
+            r = r.model_copy(update={"observed_at": r.observed_at + shift, "drill": drill})
         out.append(Planned(span / speed if speed else 0.0, r))
+    return out
+
+
+@dataclass
+class Screened:
+    """What the pipeline would take, and what it would refuse (count by reason, and the
+    first few examples of each)."""
+
+    kept: list[Reading] = field(default_factory=list)
+    refused: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def lines(self, policy: TimePolicy) -> list[str]:
+        """What to tell the user, one line per reason."""
+        from pipeline.validate import span
+
+        meaning = {
+            "historical": f"older than the live lateness bound ({span(policy.max_lateness)}): "
+            "not sent; history never raises a live warning (evaluate it with "
+            "canhbao rules backtest --data FILE)",
+            "future": f"dated more than {span(policy.max_skew)} ahead of the clock: not sent",
+            "implausible": f"dated before {policy.earliest.date()}: not sent",
+        }
+        out = []
+        for code, n in sorted(self.refused.items()):
+            why = meaning.get(code, f"refused ({code}): not sent")
+            out.append(f"{n} readings {why}; e.g. {self.examples[code][0]}")
+        return out
+
+
+def screen(
+    readings: Iterable[Reading],
+    *,
+    now: datetime | None,
+    policy: TimePolicy,
+    directory: Directory | None,
+) -> Screened:
+    """The validate stage's judgement of each reading, before anything is sent: what it
+    would refuse is not sent at all (and so cannot page anyone)."""
+    from pipeline.validate import judge_reading
+
+    out = Screened()
+    for r in readings:
+        refused = judge_reading(r, now=now, policy=policy, directory=directory)
+        if refused is None:
+            out.kept.append(r)
+            continue
+        code = refused.code.value
+        out.refused[code] += 1
+        seen = out.examples.setdefault(code, [])
+        if len(seen) < 3:
+            example = f"{r.station_id} {r.metric} at {r.observed_at.isoformat()}"
+            timely = code in ("historical", "future", "implausible")  # said once per line
+            seen.append(example if timely else f"{example}: {refused.reason}")
     return out
 
 
@@ -263,8 +336,13 @@ async def _send(planned: list[Planned], speed: float) -> None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     import asyncio
+    import logging
     from datetime import UTC
 
+    from alerting.directory import ConfigError, Directory
+    from canhbao.metrics import FEED_REFUSED
+    from canhbao.settings import get_settings
+    from pipeline.validate import TimePolicy
     from topics.models import Domain
 
     try:
@@ -272,23 +350,47 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"--domain: one of {', '.join(d.value for d in Domain)}", file=sys.stderr)
         return 2
+    if args.shift_to_now and not args.speed:
+        print(
+            "--shift-to-now plays a drill in compressed time: give its --speed "
+            "(e.g. 3600: an hour a second)",
+            file=sys.stderr,
+        )
+        return 2
+    settings = get_settings()
+    try:
+        directory = Directory.load(settings.geography_path, settings.directory_path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     loaded = read_history(args.files, _rule_domains() if not default else {}, default)
     for bad in loaded.bad:
         print(bad, file=sys.stderr)
-    shift_to = datetime.now(UTC).replace(microsecond=0) if args.shift_to_now else None
-    planned = plan(loaded.readings, args.speed, shift_to)
+    now = datetime.now(UTC).replace(microsecond=0)
+    planned = plan(loaded.readings, args.speed, now if args.shift_to_now else None)
+    policy = TimePolicy.from_settings(settings)
+    # A drill's times are judged in the pipeline on its own clock as they arrive.
+    when = None if args.shift_to_now else now
+    screened = screen([p.reading for p in planned], now=when, policy=policy, directory=directory)
+    kept = {id(r) for r in screened.kept}
+    planned = [p for p in planned if id(p.reading) in kept]
+    for code, n in screened.refused.items():
+        FEED_REFUSED.labels(FEED, code).inc(n)
+    for line in screened.lines(policy):
+        logging.getLogger(__name__).warning("replay: %s", line)
     if args.dry_run:
         print_plan(planned, sys.stdout)
     elif planned:
         asyncio.run(_send(planned, args.speed))
     what = "would send" if args.dry_run else "sent"
     span = f" over {planned[-1].due:.1f} s" if planned else ""
+    refused = sum(screened.refused.values())
     print(
         f"{what} {len(planned)} readings from {len(args.files)} file(s){span}; "
-        f"{len(loaded.bad)} bad line(s)",
+        f"{refused} not sent; {len(loaded.bad)} bad line(s)",
         file=sys.stderr,
     )
-    return 1 if loaded.bad else 0
+    return 1 if loaded.bad or refused else 0
 
 
 def _speed(text: str) -> float:
@@ -311,8 +413,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--shift-to-now",
         action="store_true",
-        help="stamp the first reading now, keep the gaps (a drill); "
-        "default: keep the original times (a backfill)",
+        help="stamp the first reading now, keep the gaps (a drill, needs --speed); "
+        "default: keep the original times (readings older than the live lateness bound "
+        "are history and are not sent)",
     )
     p.add_argument("--dry-run", action="store_true", help="print what would be sent, and when")
     p.add_argument("--domain", default=None, help="domain for CSV rows without one")

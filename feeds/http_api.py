@@ -6,6 +6,15 @@
 - A batch is all-or-nothing: if any item is invalid (400) or not allowed for the
   sender (403), nothing is produced and the answer lists each failing item's index,
   field and reason; the client fixes and resends the whole batch, without duplicates.
+  Invalid includes what the pipeline's validate stage would refuse (the same policy,
+  :mod:`pipeline.validate`): a time too far ahead of the clock, implausibly old, or
+  older than the live lateness bound (history never raises a live warning); an
+  unknown station, or a domain, metric or commune that is not the station's; a
+  report about an unknown commune; a drill's clock (drills are played, not posted).
+- A source whose key allows it (``hold_unknown_stations``) may send readings from
+  stations not yet in the geography: those are *held* (kept on the dead-letter topic
+  with stage ``hold``, to replay once the station is added), listed under ``held``
+  in the 202 answer, logged and counted; never evaluated.
 - Every request carries a per-source key (``Authorization: Bearer <key>`` or
   ``X-API-Key``); each reading's ``source`` is set to the key's source id.
 - ``GET /openapi.json`` (OpenAPI 3.1, from the message models), ``GET /healthz``.
@@ -27,11 +36,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from aiohttp import web
     from multidict import CIMultiDictProxy
 
+    from alerting.directory import Directory
     from feeds.apikeys import KeyStore, Source
     from feeds.sink import Sink
+    from pipeline.validate import Refused, TimePolicy
     from topics.models import Reading, Report
 
     Item = Reading | Report
@@ -63,9 +76,12 @@ class Kind:
     key: Callable[[Any], str]
     station: Callable[[Any], str | None]  # None: not bound to a station (reports)
     stamp: Callable[[Any, Source], Item]
+    # What the validate stage would refuse (time, station registry), or None.
+    judge: Callable[..., Refused | None]
 
 
 def _kinds() -> dict[str, Kind]:
+    from pipeline.validate import judge_reading, judge_report
     from topics.catalogue import INGEST_READINGS, INGEST_REPORTS
     from topics.models import Reading, Report
 
@@ -80,6 +96,7 @@ def _kinds() -> dict[str, Kind]:
         key=lambda r: r.station_id,
         station=lambda r: r.station_id,
         stamp=stamp_reading,
+        judge=judge_reading,
     )
     # The catalogue keys raw reports by their first area; validate fans them out per area.
     reports = Kind(
@@ -89,6 +106,7 @@ def _kinds() -> dict[str, Kind]:
         key=lambda r: r.areas[0],
         station=lambda r: None,
         stamp=lambda r, source: r,  # a Report has no source field; its reporter is a person
+        judge=judge_report,
     )
     return {k.name: k for k in (readings, reports)}
 
@@ -160,6 +178,85 @@ def validate_items(kind: Kind, items: list[Any]) -> list[Item] | Outcome:
     return models
 
 
+@dataclass(frozen=True)
+class Judged:
+    """The items the pipeline would take, and those held (unknown station, from a
+    source that may add stations) with why."""
+
+    take: list[Item]
+    held: list[tuple[int, Item, str]]
+    # refusal code -> how many items (for the counter and the log line)
+    refused: dict[str, int] = field(default_factory=dict)
+    # A 400 listing every refused item, when there is any.
+    answer: Outcome | None = None
+
+
+def judge_items(
+    kind: Kind,
+    source: Source,
+    models: list[Item],
+    *,
+    now: datetime,
+    policy: TimePolicy,
+    directory: Directory,
+) -> Judged:
+    """Every item judged by the validate stage's policy: what to take and what to hold,
+    or a 400 listing each item it would refuse (index, field, reason)."""
+    from collections import Counter
+
+    from pipeline.validate import Code
+
+    failures: list[dict[str, Any]] = []
+    codes: Counter[str] = Counter()
+    take: list[Item] = []
+    held: list[tuple[int, Item, str]] = []
+    for index, m in enumerate(models):
+        if m.drill is not None:
+            codes["drill"] += 1
+            failures.append(
+                {
+                    "index": index,
+                    "errors": [
+                        {
+                            "field": "drill",
+                            "message": "a drill's clock is set by canhbao simulate and "
+                            "canhbao feed replay --shift-to-now, not by the ingest API",
+                        }
+                    ],
+                }
+            )
+            continue
+        refused = kind.judge(m, now=now, policy=policy, directory=directory)
+        if refused is None:
+            take.append(m)
+            continue
+        if refused.code is Code.UNKNOWN_STATION and source.hold_unknown_stations:
+            held.append((index, m, refused.reason))
+            continue
+        codes[refused.code.value] += 1
+        errors = []
+        for e in refused.errors:
+            name, _, message = e.partition(": ")
+            errors.append({"field": name, "message": message})
+        failures.append({"index": index, "errors": errors})
+    answer = None
+    if failures:
+        what = ", ".join(f"{n} {code}" for code, n in sorted(codes.items()))
+        answer = error(
+            400,
+            f"{len(failures)} of {len(models)} {kind.name} are refused ({what})",
+            "nothing was accepted; fix these and send the whole batch again"
+            + (
+                ". History (older than the live lateness bound) never raises a live "
+                "warning: evaluate it with canhbao rules backtest"
+                if codes.get(Code.HISTORICAL.value)
+                else ""
+            ),
+            items=failures,
+        )
+    return Judged(take, held, dict(codes), answer)
+
+
 def authorize(kind: Kind, source: Source, models: list[Item]) -> Outcome | None:
     """A 403 naming every item the source may not send, or None when all are allowed."""
     failures = []
@@ -183,10 +280,31 @@ class IngestAPI:
     """The endpoints; ``sink`` is a KafkaSink in production and a MemorySink in tests."""
 
     def __init__(
-        self, sink: Sink, keys: KeyStore, *, max_body: int = 1024 * 1024, max_items: int = 5000
+        self,
+        sink: Sink,
+        keys: KeyStore,
+        *,
+        directory: Directory | None = None,
+        policy: TimePolicy | None = None,
+        clock: Callable[[], datetime] | None = None,
+        max_body: int = 1024 * 1024,
+        max_items: int = 5000,
     ) -> None:
+        """``directory`` (the station registry items are judged against) defaults to the
+        configured geography; ``policy`` to the default time bounds."""
+        from alerting.directory import Directory
+        from canhbao.settings import get_settings
+        from pipeline.validate import TimePolicy
+        from topics.models import utcnow
+
+        if directory is None:
+            settings = get_settings()
+            directory = Directory.load(settings.geography_path, settings.directory_path)
         self.sink = sink
         self.keys = keys
+        self.directory = directory
+        self.policy = policy or TimePolicy()
+        self.clock = clock or utcnow
         self.max_body = max_body
         self.max_items = max_items
         self.kinds = _kinds()
@@ -273,13 +391,26 @@ class IngestAPI:
         if isinstance(models, Outcome):
             FEED_REFUSED.labels(FEED, "invalid").inc()
             return models
-        refused = authorize(kind, source, models)
+        judged = judge_items(
+            kind, source, models, now=self.clock(), policy=self.policy, directory=self.directory
+        )
+        if judged.answer is not None:
+            for code, n in judged.refused.items():
+                FEED_REFUSED.labels(FEED, code).inc(n)
+            # Say so where operators look: history or far-future stamps mean a sender
+            # replaying old data or with a wrong clock.
+            log.warning("feed http: source %r: %s", source.id, judged.answer.body["error"])
+            return judged.answer
+        refused = authorize(kind, source, judged.take + [m for _, m, _ in judged.held])
         if refused is not None:
             FEED_REFUSED.labels(FEED, "forbidden").inc()
             return refused
-        stamped = [kind.stamp(m, source) for m in models]
+        stamped = [kind.stamp(m, source) for m in judged.take]
         messages: list[tuple[str, bytes | None, bytes]] = [
             (kind.topic, kind.key(m).encode(), m.to_bytes()) for m in stamped
+        ]
+        messages += [
+            self._hold(kind, source, kind.stamp(m, source), why) for _, m, why in judged.held
         ]
         try:
             await self.sink.send_many(messages)
@@ -295,8 +426,44 @@ class IngestAPI:
                 "(the quality gate drops a reading it already has as a duplicate)",
             )
             return Outcome(503, out.body, {"Retry-After": "5"})
-        FEED_MESSAGES.labels(FEED, source.id, kind.name).inc(len(messages))
-        return Outcome(202, {"accepted": len(messages), "topic": kind.topic, "source": source.id})
+        FEED_MESSAGES.labels(FEED, source.id, kind.name).inc(len(stamped))
+        answer: dict[str, Any] = {
+            "accepted": len(stamped),
+            "topic": kind.topic,
+            "source": source.id,
+        }
+        if judged.held:
+            FEED_REFUSED.labels(FEED, "held").inc(len(judged.held))
+            stations = sorted({kind.key(m) for _, m, _ in judged.held})
+            log.warning(
+                "feed http: source %r: held %d %s from unknown station(s) %s: add them to "
+                "the geography, then replay the held records (canhbao.deadletter, stage hold)",
+                source.id,
+                len(judged.held),
+                kind.name,
+                ", ".join(stations),
+            )
+            answer["held"] = [
+                {"index": i, "station_id": kind.key(m), "reason": why} for i, m, why in judged.held
+            ]
+        return Outcome(202, answer)
+
+    @staticmethod
+    def _hold(kind: Kind, source: Source, item: Item, why: str) -> tuple[str, bytes | None, bytes]:
+        """A held item as a dead letter: kept whole, to replay to its topic once its
+        station is in the geography."""
+        from topics.catalogue import DEADLETTER
+        from topics.models import DeadLetter
+
+        letter = DeadLetter(
+            source_topic=kind.topic,
+            key=kind.key(item).encode(),
+            original=item.to_bytes(),
+            stage="hold",
+            reason=f"held: {why}; source {source.id!r} may add stations: add it to the "
+            f"geography, then replay this record to {kind.topic}",
+        )
+        return DEADLETTER, kind.topic.encode(), letter.to_bytes()
 
     async def _openapi(self, request: web.Request) -> web.Response:
         from aiohttp import web
@@ -366,7 +533,13 @@ def _operation(model: str, noun: str, max_items: int, max_body: int) -> dict[str
                 "description": "Stored on the broker",
                 "content": {JSON_TYPE: {"schema": accepted}},
             },
-            "400": err("Invalid JSON (with its position) or invalid items (index, field)"),
+            "400": err(
+                "Invalid JSON (with its position) or invalid items (index, field): a "
+                "malformed item; a time too far ahead of the clock, before the earliest "
+                "plausible time or older than the live lateness bound (history); an "
+                "unknown station or a domain, metric or commune that is not the "
+                "station's; a report about an unknown commune"
+            ),
             "401": err("Missing or unknown API key"),
             "403": err("Items outside the source's allowed domains or stations"),
             "413": err(f"Body above {max_body} bytes or more than {max_items} items"),
@@ -406,15 +579,34 @@ def openapi(max_body: int = 1024 * 1024, max_items: int = 5000) -> dict[str, Any
     for name in ("Reading", "Report"):
         _declare_schema_version(schemas[name])
     schemas["Error"] = _error_schema()
+    held = {
+        "type": "object",
+        "properties": {
+            "index": {"type": "integer", "description": "0-based position in the batch"},
+            "station_id": {"type": "string"},
+            "reason": {"type": "string"},
+        },
+        "required": ["index", "station_id", "reason"],
+    }
     schemas["Accepted"] = {
         "type": "object",
         "properties": {
-            "accepted": {"type": "integer"},
+            "accepted": {"type": "integer", "description": "items stored for the pipeline"},
             "topic": {"type": "string"},
             "source": {"type": "string"},
+            "held": {
+                "type": "array",
+                "items": held,
+                "description": "readings from stations not in the geography, held for "
+                "the source's owner (sources allowed to add stations only)",
+            },
         },
         "required": ["accepted", "topic", "source"],
     }
+    # A drill's clock is set by the drill players only; the API refuses it.
+    schemas.pop("DrillClock", None)
+    for name in ("Reading", "Report"):
+        schemas[name]["properties"].pop("drill", None)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -475,17 +667,20 @@ def cmd_http(args: argparse.Namespace) -> int:
     import signal
     import sys
 
+    from alerting.directory import ConfigError, Directory
     from canhbao import metrics
     from canhbao.settings import get_settings
     from feeds.apikeys import KeyFileError, KeyStore
     from feeds.runner import brokers
     from feeds.sink import KafkaSink
+    from pipeline.validate import TimePolicy
     from topics.admin import create_topics
 
     settings = get_settings()
     try:
         keys = KeyStore.load(args.keys or settings.api_keys_path)
-    except KeyFileError as exc:
+        directory = Directory.load(settings.geography_path, settings.directory_path)
+    except (KeyFileError, ConfigError) as exc:
         print(exc, file=sys.stderr)
         return 2
     for s in keys.sources:
@@ -504,6 +699,8 @@ def cmd_http(args: argparse.Namespace) -> int:
             api = IngestAPI(
                 sink,
                 keys,
+                directory=directory,
+                policy=TimePolicy.from_settings(settings),
                 max_body=settings.feed_http_max_body,
                 max_items=settings.feed_http_max_items,
             )
@@ -524,7 +721,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     try:
         if args.action == "add":
             key = add_source(
-                path, args.source_id, domains=args.domain, stations=args.station, rotate=args.rotate
+                path,
+                args.source_id,
+                domains=args.domain,
+                stations=args.station,
+                rotate=args.rotate,
+                hold_unknown_stations=args.hold_unknown_stations,
             )
             print(key)
             print(
@@ -539,8 +741,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
             for s in read_key_file(path).sources:
                 domains = ",".join(d.value for d in s.domains) if s.domains else "*"
                 stations = ",".join(s.stations) if s.stations else "*"
+                hold = " holds-unknown-stations" if s.hold_unknown_stations else ""
                 note = f"  # {s.note}" if s.note else ""
-                print(f"{s.id:24} domains={domains} stations={stations}{note}")
+                print(f"{s.id:24} domains={domains} stations={stations}{hold}{note}")
     except KeyFileError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -565,6 +768,13 @@ def add_parser(sub: Any) -> None:
     a.add_argument("--domain", action="append", default=[], help="allowed domain (repeatable)")
     a.add_argument("--station", action="append", default=[], help="allowed station (repeatable)")
     a.add_argument("--rotate", action="store_true", help="replace the key of an existing source")
+    a.add_argument(
+        "--hold-unknown-stations",
+        action="store_true",
+        default=None,
+        help="the source may add stations: its readings from stations not in the "
+        "geography are held (202, listed under 'held') instead of refused (400)",
+    )
     actions.add_parser("list", parents=[common], help="the sources and their limits (no secrets)")
     r = actions.add_parser("remove", parents=[common], help="revoke a source's key")
     r.add_argument("source_id")

@@ -10,6 +10,13 @@ unit?}`` (other keys are ignored). Anything the bridge cannot turn into a valid
 fit no mapping arrive through the wider ``subscribe:`` filters (e.g. ``tram/#``), so a
 new or misspelt sensor topic is dead-lettered too instead of going unheard.
 
+A payload's ``observed_at`` is judged as the pipeline's validate stage judges it
+(:mod:`pipeline.validate`): too far ahead of the clock, implausibly old, or older than
+the live lateness bound (history: a gateway flushing an old buffer, a replayed log) and
+the reading is not sent on; it is dead-lettered with the reason (the MQTT broker
+forgets a message once the bridge acknowledges it, so the dead-letter topic is where
+it is kept), logged and counted, and never raises a live warning.
+
 Delivery is at least once. The bridge subscribes with QoS 1 on a persistent session
 (fixed client id, ``clean_session`` false) and acknowledges a message to the MQTT
 broker only once Kafka has acknowledged what it became. If Kafka or the MQTT broker
@@ -34,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.validate import TimePolicy, check_time
 from topics.catalogue import DEADLETTER, INGEST_READINGS
 from topics.models import DeadLetter, Domain, Reading, utcnow
 
@@ -210,9 +218,10 @@ def parse_payload(payload: bytes) -> dict[str, Any] | Rejection:
 class Converter:
     """Topic and payload to a ``Reading`` (pure: no I/O, the clock is passed in)."""
 
-    def __init__(self, config: BridgeConfig) -> None:
+    def __init__(self, config: BridgeConfig, policy: TimePolicy | None = None) -> None:
         self.mappings = config.mappings
         self.subscribe = config.subscribe
+        self.policy = policy or TimePolicy()
 
     def filters(self) -> list[str]:
         """What to subscribe to: the wider filters, and the mappings they do not cover.
@@ -258,13 +267,18 @@ class Converter:
             "source": mapping.source or f"mqtt:{topic}"[:128],
         }
         try:
-            return Reading.model_validate(data)
+            reading = Reading.model_validate(data)
         except ValidationError as exc:
             errors = [
                 f"{'.'.join(str(p) for p in e['loc']) or '(reading)'}: {e['msg']}"
                 for e in exc.errors(include_url=False)
             ]
             return Rejection("invalid reading: " + "; ".join(errors), "invalid", errors)
+        untimely = check_time(reading.observed_at, received_at, self.policy)
+        if untimely is not None:
+            reason = f"{untimely.field}: {untimely.reason}"
+            return Rejection(untimely.reason, untimely.kind.value, [reason])
+        return reading
 
 
 # --- The bridge --------------------------------------------------------------------------
@@ -291,9 +305,10 @@ class Bridge:
         password: str | None = None,
         clock: Callable[[], datetime] = utcnow,
         backoff: tuple[float, float] = (0.5, 30.0),
+        policy: TimePolicy | None = None,
     ) -> None:
         self.config, self.sink, self.clock = config, sink, clock
-        self.converter = Converter(config)
+        self.converter = Converter(config, policy)
         self.host, self.port = host, port
         self.username, self.password = username, password
         self.backoff = backoff
@@ -432,6 +447,7 @@ async def _main(config: BridgeConfig, bootstrap: str) -> None:
             port=config.broker.port or settings.mqtt_port,
             username=settings.mqtt_username,
             password=password,
+            policy=TimePolicy.from_settings(settings),
         )
         await until_signalled(bridge.run())
         log.info(

@@ -13,6 +13,13 @@ does not overtake a reading still on its way through validation. Everything the
 clock drives then runs in scenario time: data gaps, windows ageing out, report
 expiry, and the 30-minute approval window of citizen broadcasts. Those ticks (and
 the future-dated readings) are for a drill or demo cluster, never a production one.
+
+Every reading and report carries the drill's clock (``drill``: scenario time
+``start`` at wall time ``origin``, ``speed`` times as fast). The validate stage judges
+their time against that clock rather than the wall clock, so a drill is not refused
+as future-dated; and the quality gate and the rules take state left by an earlier
+drill, dated beyond this drill's present, for an abandoned timeline: a second run of
+the same scenario on the same cluster raises its warnings again.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from aiokafka import AIOKafkaProducer
 from feeds.scenarios.base import Scenario, align
 from feeds.sink import Sink
 from topics.catalogue import CLOCK, INGEST_READINGS, INGEST_REPORTS
-from topics.models import Reading, Tick
+from topics.models import DrillClock, Reading, Tick
 
 # A scenario played with the default speed lasts about this long.
 TARGET_SECONDS = 45.0
@@ -67,17 +74,21 @@ def schedule(
     start: datetime,
     speed: float,
     *,
+    origin: datetime | None = None,
     clock: bool = True,
     tick_every: float = TICK_EVERY,
     tick_lag: float = TICK_LAG,
 ) -> list[Outgoing]:
-    """Everything the run sends, in sending order."""
+    """Everything the run sends, in sending order. ``origin`` is the wall-clock time
+    the run starts at (default ``start``: a scenario dated from now); the run must not
+    start before it, or its messages would be ahead of the clock they carry."""
     if speed <= 0:
         raise ValueError("speed must be positive")
     out: list[Outgoing] = []
     t0 = align(start)
+    drill = DrillClock(origin=origin or start, start=t0, speed=speed)
     for item in scenario.timeline(t0):
-        m = item.message
+        m = item.message.model_copy(update={"drill": drill})
         at = (item.at - t0).total_seconds() / speed
         kind: Kind
         if isinstance(m, Reading):

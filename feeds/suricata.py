@@ -16,6 +16,13 @@ What becomes what (the shapes ``rules/cyber.yaml`` expects):
 Other events and lower-severity alerts are skipped. A line that is not a JSON object, or
 an alert without the fields above, is counted and dead-lettered with its line number.
 
+Time is judged as the pipeline's validate stage judges it (:mod:`pipeline.validate`):
+events older than the live lateness bound (``CANHBAO_MAX_LATENESS``) are history (an
+old log read ``--from-start``) and are not sent, so they never page anyone; the
+tailer logs how many per batch and counts them (``canhbao_feed_refused_total{reason=
+"historical"}``): the EVE file keeps them, for ``canhbao rules backtest``. Events dated
+too far ahead of the clock, or implausibly old, are dead-lettered as bad lines.
+
 Tailing: the file is followed as it grows; a rotation (rename, new file) is noticed and
 the old file read to its end first; a truncation starts again at 0. The byte offset, the
 file's inode and the line number are kept in a state file, written after Kafka
@@ -47,10 +54,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pydantic import ValidationError
 
 from feeds.atomic import replace_file
+from pipeline.validate import Timeliness, TimePolicy, Untimely, check_time, span
 from topics.catalogue import DEADLETTER, INGEST_READINGS, INGEST_REPORTS
-from topics.models import DeadLetter, Domain, Reading, Report, Severity
+from topics.models import DeadLetter, Domain, Reading, Report, Severity, utcnow
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from alerting.directory import Directory
     from feeds.sink import Sink
 
 log = logging.getLogger(__name__)
@@ -286,6 +297,7 @@ class TailStats:
     lines: int = 0
     sent: int = 0
     rejected: int = 0
+    historical: int = 0  # events older than the live lateness bound: not sent
     rotations: int = 0
     truncations: int = 0
 
@@ -306,9 +318,13 @@ class EveTailer:
         from_start: bool = False,
         poll_interval: float = 0.2,
         chunk: int = MAX_LINE,
+        policy: TimePolicy | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.path, self.state_path, self.sink = path, state_path, sink
         self.converter = EveConverter(config or EveConfig())
+        self.policy = policy or TimePolicy()
+        self.clock = clock
         self.poll_interval = poll_interval
         self.chunk = chunk
         self.stats = TailStats()
@@ -456,9 +472,18 @@ class EveTailer:
 
         messages: list[tuple[str, bytes | None, bytes]] = []
         counts = {"readings": 0, "reports": 0}
+        now = self.clock()
+        history: list[int] = []  # line numbers of events too old to be live
         for offset, number, line in lines:
             self.stats.lines += 1
             out = self.converter.convert(line)
+            if out.error is None:
+                untimely = self._untimely(out, now)
+                if untimely is not None and untimely.kind is Timeliness.HISTORICAL:
+                    history.append(number)
+                    continue
+                if untimely is not None:
+                    out = Converted(error=untimely.reason)
             if out.error is not None:
                 messages.append(self._dead(offset, number, line, out.error))
                 FEED_REFUSED.labels(FEED, "bad_line").inc()
@@ -475,6 +500,27 @@ class EveTailer:
             if n:
                 FEED_MESSAGES.labels(FEED, self.path.name, kind).inc(n)
         self.stats.sent += sum(counts.values())
+        if history:
+            self.stats.historical += len(history)
+            FEED_REFUSED.labels(FEED, "historical").inc(len(history))
+            log.warning(
+                "suricata: %d events of %s (lines %d-%d) older than %s: not sent; history "
+                "never raises a live warning (evaluate it with canhbao rules backtest)",
+                len(history),
+                self.path,
+                history[0],
+                history[-1],
+                span(self.policy.max_lateness),
+            )
+
+    def _untimely(self, out: Converted, now: datetime) -> Untimely | None:
+        """Why the events of one line are not live data (their first problem), or None."""
+        times = [r.observed_at for r in out.readings] + [r.observed_at for r in out.reports]
+        for at in times:
+            untimely = check_time(at, now, self.policy)
+            if untimely is not None:
+                return untimely
+        return None
 
     def _dead(self, offset: int, number: int, line: bytes, why: str) -> tuple[str, bytes, bytes]:
         reason = f"{self.path} line {number}: {why}"
@@ -553,28 +599,49 @@ def station_areas(geography_path: Path, directory_path: Path) -> dict[str, list[
     """Station -> the communes it warns (its own commune if it names none)."""
     from alerting.directory import Directory
 
-    directory = Directory.load(geography_path, directory_path)
+    return areas_of(Directory.load(geography_path, directory_path))
+
+
+def areas_of(directory: Directory) -> dict[str, list[str]]:
     return {s.id: list(s.warns or [s.commune]) for s in directory.geography.stations}
+
+
+def unknown_stations(config: EveConfig, directory: Directory) -> list[str]:
+    """The configured stations the geography does not know: their readings would all
+    be refused by the pipeline, so the feed refuses to start instead."""
+    named = {config.station, config.web_station, *config.sensors.values()}
+    return sorted(s for s in named if directory.station(s) is None)
 
 
 def cmd_suricata(args: argparse.Namespace) -> int:
     import sys
 
+    from alerting.directory import Directory
     from canhbao.settings import get_settings
     from feeds.runner import brokers
 
     settings = get_settings()
     try:
+        directory = Directory.load(settings.geography_path, settings.directory_path)
         config = EveConfig(
             station=args.station,
             sensors=parse_sensors(args.sensor),
             web_station=args.web_station,
             report_sids=frozenset(args.report_sid),
-            areas=station_areas(settings.geography_path, settings.directory_path),
+            areas=areas_of(directory),
         )
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 2
+    unknown = unknown_stations(config, directory)
+    if unknown:
+        print(
+            f"station(s) {', '.join(unknown)} are not in the geography "
+            f"({settings.geography_path}): their readings would all be refused",
+            file=sys.stderr,
+        )
+        return 2
+    policy = TimePolicy.from_settings(settings)
     state = args.state or settings.feeds_state_dir / f"suricata-{_slug(str(args.eve_file))}.json"
     with contextlib.ExitStack() as stack:
         if not settings.kafka_bootstrap and args.state is None:
@@ -583,7 +650,7 @@ def cmd_suricata(args: argparse.Namespace) -> int:
             state = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "state.json"
         bootstrap = stack.enter_context(brokers(settings))
         try:
-            asyncio.run(_main(args.eve_file, state, config, args.from_start, bootstrap))
+            asyncio.run(_main(args.eve_file, state, config, args.from_start, bootstrap, policy))
         except EveError as exc:
             print(exc, file=sys.stderr)
             return 2
@@ -591,7 +658,12 @@ def cmd_suricata(args: argparse.Namespace) -> int:
 
 
 async def _main(
-    eve: Path, state: Path, config: EveConfig, from_start: bool, bootstrap: str
+    eve: Path,
+    state: Path,
+    config: EveConfig,
+    from_start: bool,
+    bootstrap: str,
+    policy: TimePolicy,
 ) -> None:
     from canhbao import metrics
     from canhbao.settings import get_settings
@@ -600,12 +672,13 @@ async def _main(
 
     metrics.serve(get_settings().metrics_port)
     async with KafkaSink(bootstrap) as sink:
-        tailer = EveTailer(eve, state, sink, config, from_start=from_start)
+        tailer = EveTailer(eve, state, sink, config, from_start=from_start, policy=policy)
         await until_signalled(tailer.run())
         log.info(
-            "suricata: stopped at %s (%d lines, %d sent, %d rejected)",
+            "suricata: stopped at %s (%d lines, %d sent, %d rejected, %d historical not sent)",
             state,
             tailer.stats.lines,
             tailer.stats.sent,
             tailer.stats.rejected,
+            tailer.stats.historical,
         )

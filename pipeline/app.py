@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any, cast
 
 import faust
@@ -175,8 +176,15 @@ def build_app(settings: Settings, bootstrap: str, rules: RuleSet) -> faust.App:
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms  # read by pipeline.transport
     directory = Directory.load(settings.geography_path, settings.directory_path)
-    holder = evaluate.EngineHolder(Engine(rules, directory, exercise=settings.exercise))
-    ingest.register(app, settings, bootstrap)
+    holder = evaluate.EngineHolder(
+        Engine(
+            rules,
+            directory,
+            exercise=settings.exercise,
+            max_clock_skew=timedelta(seconds=settings.max_clock_skew),
+        )
+    )
+    ingest.register(app, settings, bootstrap, directory)
     evaluate.register(app, settings, holder)
     # Loaded once and shared: the subscriber lists can be large.
     audiences = Audiences.load(settings.audiences_path)

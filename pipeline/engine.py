@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from alerting.directory import Directory
@@ -47,6 +47,7 @@ from pipeline.rules.model import (
     _Levelled,
 )
 from pipeline.rules.threshold import decide_level
+from pipeline.validate import present
 from topics.models import (
     Action,
     Command,
@@ -86,6 +87,8 @@ class Outputs:
     errors: list[str] = field(default_factory=list)
     # (warning_id, version) -> communes to tell: the current ones and any it left.
     fanout: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+    # Quality-gate series whose state was dated beyond the present and was reset.
+    reanchored: list[tuple[str, str]] = field(default_factory=list)
 
     def extend(self, other: Outputs) -> None:
         self.warnings += other.warnings
@@ -94,6 +97,7 @@ class Outputs:
         self.rejected += other.rejected
         self.errors += other.errors
         self.fanout.update(other.fanout)
+        self.reanchored += other.reanchored
 
 
 def _load(store: Store, key: str) -> Warning | None:
@@ -104,10 +108,24 @@ def _load(store: Store, key: str) -> Warning | None:
 class Engine:
     """Evaluates one rule set; ``rules`` may be swapped at any time (hot reload)."""
 
-    def __init__(self, rules: RuleSet, directory: Directory, exercise: bool = False) -> None:
+    def __init__(
+        self,
+        rules: RuleSet,
+        directory: Directory,
+        exercise: bool = False,
+        *,
+        max_clock_skew: timedelta = timedelta(minutes=5),
+    ) -> None:
         self.rules = rules
         self.directory = directory
         self.ctx = Context(directory=directory, exercise=exercise)
+        # How far ahead of the present a reading may be dated (CANHBAO_MAX_CLOCK_SKEW):
+        # state dated beyond it belongs to a timeline that cannot be the present one.
+        self.max_clock_skew = max_clock_skew
+
+    def with_rules(self, rules: RuleSet) -> Engine:
+        """The same engine with another rule set (hot reload)."""
+        return Engine(rules, self.directory, self.ctx.exercise, max_clock_skew=self.max_clock_skew)
 
     # -- helpers -----------------------------------------------------------------
 
@@ -151,9 +169,15 @@ class Engine:
     ) -> Outputs:
         """``local`` does everything here (backtests); in the pipeline ``station``
         runs the gate and station rules and forwards the rest, re-keyed, to
-        ``grouped``, which runs the rules whose subject is ``key``."""
+        ``grouped``, which runs the rules whose subject is ``key``.
+
+        ``now`` is the wall clock (live only; backtests and rule tests pass None and
+        time comes from the readings alone). A drill's reading is judged against its
+        drill's clock instead."""
         out = Outputs()
         rules = self.rules
+        # Anything dated after this is from a timeline that cannot be the present one.
+        beyond = present(now, reading.drill) + self.max_clock_skew if now is not None else None
         if mode != "grouped":
             verdict = self._gate(reading, store, now, out)
             # Any reading proves the station transmits, even one the gate sets
@@ -173,7 +197,7 @@ class Engine:
             if mode == "grouped" and (not grouped or subject != key):
                 continue
             if isinstance(rule.condition, _Levelled):
-                self._levelled(rule, subject, reading, store, out)
+                self._levelled(rule, subject, reading, store, out, beyond)
         return out
 
     def _gate(self, reading: Reading, store: Store, now: datetime | None, out: Outputs) -> Verdict:
@@ -182,8 +206,12 @@ class Engine:
         series = f"{reading.station_id}|{reading.metric}|{reading.area or ''}"
         qkey = f"q|{series}|{reading.source or ''}"
         state = dict(store.get(qkey) or {})
-        verdict = inspect(self.rules.quality, state, reading, now)
+        at = present(now, reading.drill) if now is not None else None
+        verdict = inspect(self.rules.quality, state, reading, at, self.max_clock_skew)
         store[qkey] = state
+        if verdict.reanchored:
+            log.warning("quality gate: %s: %s", series, verdict.reanchored)
+            out.reanchored.append((series, verdict.reanchored))
         if verdict.check is not None:
             out.rejected.append((verdict.check, verdict.detail))
         if verdict.fault:
@@ -262,14 +290,27 @@ class Engine:
         return out
 
     def _levelled(
-        self, rule: Rule, subject: str, reading: Reading, store: Store, out: Outputs
+        self,
+        rule: Rule,
+        subject: str,
+        reading: Reading,
+        store: Store,
+        out: Outputs,
+        beyond: datetime | None = None,
     ) -> None:
         ekey = f"e|{rule.id}|{subject}"
         state = dict(store.get(ekey) or {})
         wkey = f"w|{rule.id}:{subject}"
         previous = _load(store, wkey)
-        if previous is not None and reading.observed_at < previous.updated_at:
+        # Live (``beyond`` given): state and decisions dated beyond the present were
+        # left by a wrong clock or an earlier drill; they must not hold the present back.
+        void = beyond is not None and previous is not None and previous.updated_at > beyond
+        if beyond is not None and state.get("_ts", float("-inf")) > beyond.timestamp():
+            state = {}
+        if previous is not None and reading.observed_at < previous.updated_at and not void:
             return  # an older reading must not undo a newer decision
+        if beyond is not None:
+            state["_ts"] = max(state.get("_ts", float("-inf")), reading.observed_at.timestamp())
         m = measure(rule, state, reading, self.area_of(reading), self.rules.baselines)
         if m is None:
             store[ekey] = state
@@ -308,6 +349,19 @@ class Engine:
         w = build(
             Spec.of(rule), subject, previous, level, reading.observed_at, evidence, codes, self.ctx
         )
+        if w is None and void and is_active(previous) and previous is not None:
+            # Same level, but the standing state is dated beyond the present: re-date it
+            # to this reading, or it would stay in the abandoned timeline.
+            w = previous.model_copy(
+                update={
+                    "version": previous.version + 1,
+                    "transition": Transition.UPDATED,
+                    "previous_level": previous.level,
+                    "evidence": evidence,
+                    "updated_at": reading.observed_at,
+                    "previous_updated_at": previous.updated_at,
+                }
+            )
         if w is not None:
             self._save(store, w, out)
 

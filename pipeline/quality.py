@@ -2,14 +2,22 @@
 
 A reading that fails a check never reaches the hazard rules. A *fault*
 (out of range, spike, stuck) raises a sensor-fault notice for the station's
-owner; *duplicates*, *out-of-order* and *late* readings are counted and set
-aside (they say nothing wrong about the sensor).
+owner; *duplicates*, *out-of-order*, *late* and *future* readings are counted and
+set aside (they say nothing wrong about the sensor).
+
+One bad timestamp cannot silence a station: live (``now`` given), a state whose
+last accepted reading is dated beyond the present (``now`` plus ``horizon``, the
+clock-skew bound) cannot be right. It was left by a reading from a wrong clock, a
+drill in compressed time or an older build without the validate stage's bounds, and
+every later reading would be "out of order" against it. The gate then re-anchors:
+it forgets that timeline, keeps the active fault notices (so a good reading clears
+them) and judges the reading afresh; the verdict says so (``reanchored``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +31,7 @@ class Check(StrEnum):
     DUPLICATE = "duplicate"
     OUT_OF_ORDER = "out_of_order"
     LATE = "late"
+    FUTURE = "future"
     OUT_OF_RANGE = "out_of_range"
     SPIKE = "spike"
     STUCK = "stuck"
@@ -68,6 +77,7 @@ class Verdict:
     check: Check | None = None
     detail: str = ""
     cleared: tuple[Check, ...] = ()  # faults that this good reading ends
+    reanchored: str = ""  # set: the state was dated beyond the present and was reset
 
     @property
     def fault(self) -> bool:
@@ -78,17 +88,55 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
+# State entries that hold times (seconds since the epoch).
+_TIMES = ("ts", "same_since")
+
+
+def reanchor(state: dict[str, Any], beyond: float) -> str:
+    """Forget a timeline dated after ``beyond`` (seconds); why, or "" if it is not."""
+    times = [state[k] for k in _TIMES if isinstance(state.get(k), int | float)]
+    jump = state.get("jump")
+    if jump:
+        times.append(jump[0])
+    latest = max(times, default=None)
+    if latest is None or latest <= beyond:
+        return ""
+    for k in (*_TIMES, "value", "jump"):
+        state.pop(k, None)
+    dated = datetime.fromtimestamp(latest, tz=UTC).isoformat()
+    return f"the last accepted reading was dated {dated}, beyond the present: a new timeline starts"
+
+
 def inspect(
     config: QualityConfig,
     state: dict[str, Any],
     reading: Reading,
     now: datetime | None = None,
+    horizon: timedelta = timedelta(0),
 ) -> Verdict:
-    """Judge ``reading`` given the station/metric ``state`` (updated in place)."""
+    """Judge ``reading`` given the station/metric ``state`` (updated in place).
+
+    ``now`` is the present the reading is judged against (live only; backtests and
+    rule tests leave it None and time comes from the readings alone), ``horizon`` how
+    far ahead of it a reading may be dated (the clock-skew bound)."""
+    if now is None:
+        return _judge(config, state, reading, now)
+    beyond = now + horizon
+    if reading.observed_at > beyond:
+        ahead = reading.observed_at - now
+        return Verdict(False, Check.FUTURE, f"dated {ahead} ahead of the present")
+    reanchored = reanchor(state, beyond.timestamp())
+    verdict = _judge(config, state, reading, now)
+    return replace(verdict, reanchored=reanchored) if reanchored else verdict
+
+
+def _judge(
+    config: QualityConfig, state: dict[str, Any], reading: Reading, now: datetime | None
+) -> Verdict:
     at = reading.observed_at.timestamp()
-    last_ts: float | None = state.get("ts")
     limits = config.metrics.get(reading.metric, MetricLimits())
     value = reading.value
+    last_ts: float | None = state.get("ts")
     active: list[str] = state.setdefault("faults", [])
 
     if limits.events:

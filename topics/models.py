@@ -12,7 +12,7 @@ on a timeline shared by several provinces, so it is rejected.
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
 
@@ -146,6 +146,41 @@ class Message(BaseModel):
         return self.model_dump_json().encode("utf-8")
 
 
+class DrillClock(BaseModel):
+    """The clock of a drill played in compressed time (``canhbao simulate``, the demo,
+    ``canhbao feed replay --shift-to-now``): scenario time ``start`` at wall-clock time
+    ``origin``, running ``speed`` times as fast. A drill's readings are dated on this
+    clock, ahead of the wall clock by design; the pipeline judges their time against
+    it (the clock-skew and lateness bounds apply in wall time) instead of refusing them
+    as future-dated. Only the drill players set it; the ingest API refuses it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    origin: AwareDatetime
+    start: AwareDatetime
+    speed: float = Field(gt=0, le=1_000_000)
+
+    def at(self, wall: datetime) -> datetime:
+        """Scenario time on this drill's clock when the wall clock says ``wall``."""
+        return self.start + (wall - self.origin) * self.speed
+
+    def wall(self, span: timedelta) -> timedelta:
+        """A span of scenario time in wall time."""
+        return span / self.speed
+
+
+# Omitted from the JSON when unset: a reading that is not part of a drill is
+# byte-for-byte what it was before drills carried their clock.
+DrillField = Annotated[
+    DrillClock | None,
+    Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="Set by drill players only (never by sensors or the ingest API)",
+    ),
+]
+
+
 class Reading(Message):
     """One observation from a sensor or a feed (topic ``canhbao.ingest.readings``)."""
 
@@ -159,6 +194,7 @@ class Reading(Message):
     area: Identifier | None = Field(
         default=None, description="Commune/ward code where the station stands, if known"
     )
+    drill: DrillField = None
 
 
 class Report(Message):
@@ -172,6 +208,7 @@ class Report(Message):
     observed_at: AwareDatetime
     reporter: Annotated[str, Field(min_length=1, max_length=128)]
     text: str = Field(default="", max_length=4000)
+    drill: DrillField = None
 
 
 class Area(BaseModel):

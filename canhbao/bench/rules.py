@@ -10,6 +10,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import yaml
+
 from canhbao.bench.load import PROBE_METRIC, PROBE_STATION
 
 PROBE_RULE = f"""\
@@ -25,6 +27,32 @@ rules:
       summary_vi: "Phép đo thử của benchmark"
       summary_en: "Benchmark probe"
 """
+
+
+def bench_geography(shipped: Path, into: Path, stations: list[str]) -> Path:
+    """The shipped geography plus the benchmark's stations (calm river gauges) and its
+    probe metric at the probe station: the validate stage refuses readings from
+    stations or of metrics the geography does not know."""
+    geography = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    for station in geography["stations"]:
+        if station["id"] == PROBE_STATION:
+            station["metrics"] = [*station["metrics"], PROBE_METRIC]
+    commune = geography["stations"][0]["commune"]
+    owner = geography["stations"][0]["owner"]
+    geography["stations"] += [
+        {
+            "id": s,
+            "name": s,
+            "commune": commune,
+            "owner": owner,
+            "domain": "water",
+            "metrics": ["water_level_m"],
+        }
+        for s in stations
+    ]
+    target = into / "geography.yaml"
+    target.write_text(yaml.safe_dump(geography, allow_unicode=True), encoding="utf-8")
+    return target
 
 
 def bench_rules(shipped: Path, into: Path) -> Path:

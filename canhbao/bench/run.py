@@ -14,7 +14,7 @@ from typing import Any
 
 from canhbao.bench import baseline, fanout, latency, load
 from canhbao.bench.brokers import bench_broker
-from canhbao.bench.rules import bench_rules
+from canhbao.bench.rules import bench_geography, bench_rules
 from canhbao.bench.worker import Worker, peak_rss_mb, rate_until
 from canhbao.broker import embedded_env
 from canhbao.processes import spawn, stop
@@ -80,6 +80,7 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
             "CANHBAO_KAFKA_BOOTSTRAP": broker.bootstrap,
             "CANHBAO_APP_ID": f"canhbao-bench-{run_id}",
             "CANHBAO_RULES_PATH": str(bench_rules(settings.rules_path, work)),
+            "CANHBAO_GEOGRAPHY_PATH": str(bench_geography(settings.geography_path, work, stations)),
             "CANHBAO_AGENCY_WEBHOOK_BASE": receiver.base_url,
             "CANHBAO_WEBHOOK_SECRET": secret,
             "CANHBAO_LOG_LEVEL": "warning",

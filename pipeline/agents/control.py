@@ -14,7 +14,6 @@ from pydantic import ValidationError
 
 from canhbao.metrics import RULES_RELOADS, set_active_rules
 from pipeline.agents.evaluate import EngineHolder
-from pipeline.engine import Engine
 from pipeline.rules.loader import RuleError, compile_rules
 from topics.catalogue import CONTROL_RULES
 from topics.models import RuleSetDoc
@@ -45,9 +44,8 @@ def apply_doc(holder: EngineHolder, raw: bytes) -> bool:
             exc,
         )
         return False
-    old = holder.engine
     # One assignment: an event sees either the old engine or the new one, never a mix.
-    holder.engine = Engine(rules, old.directory, exercise=old.ctx.exercise)
+    holder.engine = holder.engine.with_rules(rules)
     RULES_RELOADS.labels("applied").inc()
     set_active_rules(rules.version)
     log.warning(

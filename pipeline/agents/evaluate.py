@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from canhbao.metrics import (
     COMMANDS_APPLIED,
+    QUALITY_REANCHORS,
     QUALITY_REJECTIONS,
     READINGS_EVALUATED,
     WARNING_TRANSITIONS,
@@ -75,6 +76,8 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
         """Send every output; the futures go to ``sent`` for the batch to await."""
         for check, _ in out.rejected:
             QUALITY_REJECTIONS.labels(check.value).inc()
+        if out.reanchored:
+            QUALITY_REANCHORS.inc(len(out.reanchored))
         for error in out.errors:
             await dead.reject(msg, raw, "command", error)
         for key, reading in out.forwards:
@@ -118,7 +121,9 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
         if isinstance(parsed, Reading):
             evaluated[parsed.domain].inc()
             if msg.topic == REGROUP_READINGS:
-                out = engine.on_reading(parsed, store, mode="grouped", key=key)
+                out = engine.on_reading(
+                    parsed, store, now=datetime.now(UTC), mode="grouped", key=key
+                )
             else:
                 out = engine.on_reading(parsed, store, now=datetime.now(UTC), mode="station")
         elif isinstance(parsed, Warning):

@@ -1,52 +1,75 @@
 """Stage 1: validate raw readings and reports. Good readings go to their domain's
 topic; good reports go to the correlation topic once per commune they name;
 bad input goes to the dead-letter topic with the reason. Nothing is dropped
-silently."""
+silently.
+
+Besides their shape, the stage judges each message's time against the wall clock
+(or its drill's clock) and its station and communes against the geography
+(:mod:`pipeline.validate`): far-future, implausibly old and historical messages, and
+those from unknown stations or about unknown communes, are dead-lettered with the
+reason and counted in ``canhbao_validation_refused_total{kind,reason}``."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer
 
-from canhbao.metrics import READINGS_ACCEPTED
+from canhbao.metrics import READINGS_ACCEPTED, VALIDATION_REFUSED
 from canhbao.settings import Settings
 from consumers.kafka_util import commit_owned, membership
-from pipeline.validate import validate_reading, validate_report
+from pipeline.validate import Refused, TimePolicy, check_reading, check_report
 from topics.catalogue import (
     CORRELATE_REPORTS,
     INGEST_READINGS,
     INGEST_REPORTS,
     readings_topic,
 )
-from topics.models import DeadLetter, Domain
+from topics.models import Domain
+
+if TYPE_CHECKING:
+    from alerting.directory import Directory
+
+log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
+def register(app: faust.App, settings: Settings, bootstrap: str, directory: Directory) -> None:
     from pipeline.app import App, DeadLetters, Out, raw_topic
 
     reports_in = raw_topic(app, INGEST_REPORTS)
     by_domain = {d: Out(app, readings_topic(d)) for d in Domain}
     reports_out = Out(app, CORRELATE_REPORTS)
     dead = DeadLetters(app)
+    policy = TimePolicy.from_settings(settings)
 
     accepted = {d: READINGS_ACCEPTED.labels(d.value) for d in Domain}
+
+    def refused(kind: str, why: Refused, offset: int) -> None:
+        VALIDATION_REFUSED.labels(kind, why.code.value).inc()
+        log.info("validate: %s at offset %d refused (%s): %s", kind, offset, why.code, why.reason)
 
     async def validate_batch(records: list[Any]) -> None:
         """Validate a batch and send every output at once; returns when the broker has
         acknowledged them all (one round trip per batch, not per reading)."""
         sent: list[Any] = []
+        now = datetime.now(UTC)
         for record in records:
-            result = validate_reading(
-                record.value,
-                source_topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
+            result = check_reading(
+                record.value, key=record.key, now=now, policy=policy, directory=directory
             )
-            if isinstance(result, DeadLetter):
-                sent.append(await dead.send(result))
+            if isinstance(result, Refused):
+                refused("reading", result, record.offset)
+                letter = result.letter(
+                    record.value,
+                    source_topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                )
+                sent.append(await dead.send(letter))
                 continue
             accepted[result.domain].inc()
             sent.append(
@@ -92,11 +115,15 @@ def register(app: faust.App, settings: Settings, bootstrap: str) -> None:
     async def validate_reports(stream: faust.StreamT[Any]) -> None:
         async for event in stream.events():
             msg = event.message
-            result = validate_report(
-                event.value, source_topic=msg.topic, partition=msg.partition, offset=msg.offset
+            result = check_report(
+                event.value, now=datetime.now(UTC), policy=policy, directory=directory
             )
-            if isinstance(result, DeadLetter):
-                await (await dead.send(result))
+            if isinstance(result, Refused):
+                refused("report", result, msg.offset)
+                letter = result.letter(
+                    event.value, source_topic=msg.topic, partition=msg.partition, offset=msg.offset
+                )
+                await (await dead.send(letter))
                 continue
             body = result.to_bytes()
             for area in result.areas:

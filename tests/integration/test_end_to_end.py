@@ -20,20 +20,23 @@ from tests.integration.helpers import (
     wait_for,
     worker_env,
 )
-from topics.catalogue import DEADLETTER, INGEST_READINGS, RECEIPTS, WARNINGS
+from topics.catalogue import DEADLETTER, INGEST_READINGS, INGEST_REPORTS, RECEIPTS, WARNINGS
 from topics.models import (
     DeadLetter,
     DeliveryOutcome,
     DeliveryReceipt,
     Domain,
     Reading,
+    Report,
+    Severity,
     Transition,
     Warning,
 )
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2025, 10, 7, 0, 0, tzinfo=UTC)
+# Readings of the last few hours: older ones are history, which the pipeline refuses.
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=5)
 SECRET = b"integration-secret"
 
 
@@ -132,8 +135,8 @@ async def test_malformed_readings_go_to_dead_letter_and_pipeline_keeps_going(
             await p.send_and_wait(INGEST_READINGS, reading(4.0, 0), key=b"dap-cau")
             for bad in (bad_json, missing, wrong_type):
                 await p.send_and_wait(INGEST_READINGS, bad, key=b"dap-cau")
-            # Six hours later: a plausible rise, not a spike for the quality gate.
-            await p.send_and_wait(INGEST_READINGS, reading(6.5, 6), key=b"dap-cau")
+            # Two hours later: a plausible rise, not a spike for the quality gate.
+            await p.send_and_wait(INGEST_READINGS, reading(6.5, 2), key=b"dap-cau")
         dead = [
             DeadLetter.model_validate_json(v)
             for v in await collect(broker.bootstrap, DEADLETTER, lambda vs: len(vs) >= 3, 90)
@@ -151,3 +154,71 @@ async def test_malformed_readings_go_to_dead_letter_and_pipeline_keeps_going(
     assert "value" in dead[2].reason and "number" in dead[2].reason
     assert all(d.source_topic == INGEST_READINGS and d.stage == "validate" for d in dead)
     assert warnings[0].level == 3 and warnings[0].level_name == "III"
+
+
+async def test_untimely_and_unknown_input_is_dead_lettered_and_cannot_silence_a_station(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Issue 15 on a real broker and worker: a fuel reading dated 2999 used to silence
+    fuel-bac-ninh for good; a report for 'nowhere-commune' became a warning; readings
+    from unknown stations and old history were evaluated. The validate stage refuses
+    each with the reason, and the station still raises its warning."""
+    await ensure_topics(broker.bootstrap)
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def fuel(value: float, at: datetime) -> bytes:
+        return Reading(
+            station_id="fuel-bac-ninh",
+            domain=Domain.ENERGY,
+            metric="fuel_reserve_days",
+            value=value,
+            observed_at=at,
+        ).to_bytes()
+
+    nowhere = Report(
+        report_id="r-nowhere",
+        domain=Domain.WATER,
+        category="flooding",
+        severity=Severity.SEVERE,
+        areas=["nowhere-commune"],
+        observed_at=now,
+        reporter="someone",
+    ).to_bytes()
+    bad = [
+        (b"fuel-bac-ninh", fuel(20, datetime(2999, 1, 1, tzinfo=UTC)), "ahead of the pipeline"),
+        (b"cau-xe", reading(5.0, 4, station="cau-xe"), "unknown station 'cau-xe'"),
+        (b"fuel-bac-ninh", fuel(3, now - timedelta(days=900)), "live lateness bound"),
+    ]
+    env = worker_env(broker.bootstrap, broker.kind)
+    with running_worker(env, tmp_path / "worker.log") as worker:
+        async with producer(broker.bootstrap) as p:
+            for key, value, _ in bad:
+                await p.send_and_wait(INGEST_READINGS, value, key=key)
+            await p.send_and_wait(INGEST_REPORTS, nowhere, key=b"nowhere-commune")
+            await p.send_and_wait(INGEST_READINGS, fuel(12, now), key=b"fuel-bac-ninh")
+        dead = [
+            DeadLetter.model_validate_json(v)
+            for v in await collect(broker.bootstrap, DEADLETTER, lambda vs: len(vs) >= 4, 90)
+        ]
+        warnings = [
+            Warning.model_validate_json(v)
+            for v in await collect(broker.bootstrap, WARNINGS, lambda vs: len(vs) >= 1, 60)
+        ]
+        assert worker.poll() is None
+    # Keyed by station, so on different partitions: in no particular order.
+    readings_dead = {d.original: d for d in dead if d.source_topic == INGEST_READINGS}
+    assert set(readings_dead) == {v for _, v, _ in bad}
+    for _, value, words in bad:
+        letter = readings_dead[value]
+        assert words in letter.reason and letter.stage == "validate"
+    [report_dead] = [d for d in dead if d.source_topic == INGEST_REPORTS]
+    assert report_dead.errors == [
+        "areas.0: unknown commune 'nowhere-commune' (not in the geography)"
+    ]
+    # The reading of the present raised fuel-bac-ninh's level 1 despite the 2999 one.
+    [w] = warnings
+    assert (w.warning_id, w.transition, w.level) == (
+        "energy.fuel.reserve-days:fuel-bac-ninh",
+        Transition.RAISED,
+        1,
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import aiomqtt
@@ -78,8 +79,15 @@ async def test_suricata_alerts_arrive_as_readings_and_a_report(
     await ensure_topics(broker.bootstrap)
     config = EveConfig(areas={"soc-bac-ninh": ["bn-kinh-bac"]})
     async with KafkaSink(broker.bootstrap) as sink:
+        # The sample log's hour: its events are live data then, not history.
+        sample_hour = datetime(2025, 11, 10, 3, 0, tzinfo=timezone(timedelta(hours=7)))
         tailer = EveTailer(
-            DATA / "eve.json", tmp_path / "state.json", sink, config, from_start=True
+            DATA / "eve.json",
+            tmp_path / "state.json",
+            sink,
+            config,
+            from_start=True,
+            clock=lambda: sample_hour,
         )
         while await tailer.step():
             pass

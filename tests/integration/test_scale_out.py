@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from canhbao.bench.rules import bench_geography
 from canhbao.broker import free_port
 from canhbao.metrics import scrape_counter
 from tests.conftest import Broker
 from tests.integration.helpers import (
+    REPO,
     collect,
     ensure_topics,
     producer,
@@ -31,7 +33,8 @@ pytestmark = pytest.mark.integration
 #: The worker's two consumer groups and what each consumes (default app id).
 PIPELINE = {"canhbao.validate": INGEST_READINGS, "canhbao": readings_topic(Domain.WATER)}
 STATIONS = [f"scale-{i:03d}" for i in range(24)]  # keys spread over all 3 partitions
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=12)
+# Within the live lateness bound (6 h): older readings are history, which is refused.
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=4)
 
 
 def calm(station: str, minute: int) -> bytes:
@@ -70,8 +73,20 @@ async def test_two_workers_split_the_work_and_survive_one_exit(
         pytest.skip("the scale-out test runs on Apache Kafka (issue: two workers on Kafka)")
     await ensure_topics(broker.bootstrap)
     port_a, port_b = free_port(), free_port()
-    env_a = worker_env(broker.bootstrap, broker.kind, CANHBAO_METRICS_PORT=str(port_a))
-    env_b = worker_env(broker.bootstrap, broker.kind, CANHBAO_METRICS_PORT=str(port_b))
+    # The test's stations must be in the geography, or the validate stage refuses them.
+    geography = str(bench_geography(REPO / "config" / "geography.yaml", tmp_path, STATIONS))
+    env_a = worker_env(
+        broker.bootstrap,
+        broker.kind,
+        CANHBAO_METRICS_PORT=str(port_a),
+        CANHBAO_GEOGRAPHY_PATH=geography,
+    )
+    env_b = worker_env(
+        broker.bootstrap,
+        broker.kind,
+        CANHBAO_METRICS_PORT=str(port_b),
+        CANHBAO_GEOGRAPHY_PATH=geography,
+    )
     minute = 0
     with running_worker(env_a, tmp_path / "worker-a.log"):
         with running_worker(env_b, tmp_path / "worker-b.log") as b:

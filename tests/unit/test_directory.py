@@ -18,7 +18,7 @@ communes:
   - {code: bn-kinh-bac, name: Phường Kinh Bắc, province: bac-ninh}
 stations:
   - {id: dap-cau, name: Đáp Cầu, commune: bn-vu-ninh, warns: [bn-vu-ninh, bn-kinh-bac],
-     owner: snnmt}
+     owner: snnmt, domain: water, metrics: [water_level_m]}
 """
 
 DIRECTORY = """\
@@ -180,3 +180,48 @@ def test_invalid_yaml_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         Directory.load(geo, dire)
     assert str(exc.value).startswith(f"{geo}: not valid YAML")
+
+
+# --- The station registry the validate stage checks readings against (issue 15) ---------
+
+
+def test_a_station_says_what_it_measures_and_for_which_communes(directory: Directory) -> None:
+    assert directory.reading_problems("dap-cau", Domain.WATER, "water_level_m", None) == []
+    assert directory.reading_problems("dap-cau", Domain.WATER, "water_level_m", "bn-kinh-bac") == []
+    problems = dict(directory.reading_problems("dap-cau", Domain.ENERGY, "rain_mm", "x"))
+    assert set(problems) == {"domain", "metric", "area"}
+    [(field, why)] = directory.reading_problems("nowhere", Domain.WATER, "water_level_m", None)
+    assert (field, why) == ("station_id", "unknown station 'nowhere' (not in the geography)")
+    assert directory.unknown_communes(["bn-vu-ninh", "nowhere-commune"]) == ["nowhere-commune"]
+
+
+def test_a_station_without_its_domain_and_metrics_is_a_config_error(tmp_path: Path) -> None:
+    bare = GEOGRAPHY.replace(", domain: water, metrics: [water_level_m]", "")
+    with pytest.raises(ConfigError, match=r"stations\.0\.domain: Field required"):
+        Directory.load(*_write(tmp_path, geography=bare))
+
+
+def test_every_scenario_reading_fits_the_shipped_station_registry(directory: Directory) -> None:
+    """The drills and the demo feed only stations the geography knows, with their own
+    domains and metrics: the validate stage would dead-letter anything else."""
+    from datetime import UTC, datetime
+
+    from feeds.scenarios import SCENARIOS
+    from topics.models import Reading
+
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    for scenario in SCENARIOS.values():
+        for m in scenario.events(start):
+            if isinstance(m, Reading):
+                problems = directory.reading_problems(m.station_id, m.domain, m.metric, m.area)
+                assert problems == [], (scenario.name, m.station_id, problems)
+            else:
+                assert directory.unknown_communes(m.areas) == [], (scenario.name, m.areas)
+
+
+def test_every_metric_a_station_reports_has_quality_limits(directory: Directory) -> None:
+    from pipeline.rules.loader import load_rules
+
+    quality = load_rules(Path(__file__).resolve().parents[2] / "rules").quality
+    metrics = {m for s in directory.geography.stations for m in s.metrics}
+    assert metrics <= set(quality.metrics), metrics - set(quality.metrics)

@@ -17,7 +17,14 @@ import aiomqtt
 import pytest
 
 from canhbao.broker import free_port
-from feeds.mqtt_bridge import Bridge, BridgeConfig, ConfigError, Converter, load_config
+from feeds.mqtt_bridge import (
+    Bridge,
+    BridgeConfig,
+    ConfigError,
+    Converter,
+    Rejection,
+    load_config,
+)
 from feeds.sink import MemorySink
 from tests.servers import mosquitto, start_mosquitto
 from topics.catalogue import DEADLETTER, INGEST_READINGS
@@ -112,7 +119,8 @@ async def test_a_json_payload_on_a_general_topic_keeps_its_own_time_and_unit(
     mqtt_port: int,
 ) -> None:
     sink = MemorySink()
-    payload = {"value": 182, "observed_at": "2025-11-10T08:00:00+07:00", "unit": "VN_AQI"}
+    observed = datetime.now(ICT).replace(microsecond=0) - timedelta(minutes=10)
+    payload = {"value": 182, "observed_at": observed.isoformat(), "unit": "VN_AQI"}
     async with bridged(mqtt_port, sink):
         await publish(
             mqtt_port,
@@ -127,7 +135,7 @@ async def test_a_json_payload_on_a_general_topic_keeps_its_own_time_and_unit(
         182,
         "VN_AQI",
     )
-    assert r.observed_at == datetime(2025, 11, 10, 8, 0, tzinfo=ICT)
+    assert r.observed_at == observed
 
 
 async def test_bad_messages_are_dead_lettered_with_topic_and_reason(
@@ -141,10 +149,13 @@ async def test_bad_messages_are_dead_lettered_with_topic_and_reason(
         ("tram/dapcau/mucnuoc", b"NaN"),
         ("tram/dapcau/mucnuoc", b'{"value": 4.1, "observed_at": "2025-11-10T08:00:00"}'),
         ("sensors/weather/dap-cau/water_level_m", b"4.1"),
+        # A gateway flushing last year's buffer, and a clock in the far future.
+        ("tram/dapcau/mucnuoc", b'{"value": 6.9, "observed_at": "2025-11-10T08:00:00+07:00"}'),
+        ("tram/dapcau/mucnuoc", b'{"value": 4.1, "observed_at": "2999-01-01T00:00:00Z"}'),
     ]
     async with bridged(mqtt_port, sink) as bridge:
         await publish(mqtt_port, *bad, ("tram/dapcau/mucnuoc", b"4.2"))
-        await until("all seven", lambda: len(sink.sent) == 7)
+        await until("all nine", lambda: len(sink.sent) == 9)
     assert [r.value for r in readings(sink)] == [4.2]  # the good one still got through
     got = letters(sink)
     assert [d.source_topic for d in got] == [f"mqtt:{t}" for t, _ in bad]
@@ -156,7 +167,9 @@ async def test_bad_messages_are_dead_lettered_with_topic_and_reason(
     assert "finite" in reasons[3]
     assert "observed_at" in reasons[4] and "timezone" in reasons[4]
     assert "domain" in reasons[5]
-    assert bridge.stats.rejected == 6 and bridge.stats.sent == 1
+    assert "history" in reasons[6] and "live lateness bound" in reasons[6]
+    assert "ahead of the pipeline's clock" in reasons[7]
+    assert bridge.stats.rejected == 8 and bridge.stats.sent == 1
     assert "tram/unknown/mucnuoc" in caplog.text
 
 
@@ -273,3 +286,23 @@ def test_a_wrong_mapping_is_refused_with_the_file_and_the_reason(
     with pytest.raises(ConfigError, match=r"bridge\.yaml") as info:
         load_config(path)
     assert problem in str(info.value)
+
+
+def test_a_reading_too_old_or_too_far_ahead_is_not_sent_but_kept_with_the_reason() -> None:
+    """Issue 15: history never raises a live warning, whichever adapter it comes
+    through; the bridge dead-letters it (the MQTT broker forgets acknowledged messages)."""
+    conv = Converter(load_config(REPO / "config" / "mqtt_bridge.yaml"))
+    now = datetime(2026, 11, 10, 2, 0, tzinfo=ICT)
+    cases = {
+        "2025-11-10T02:00:00+07:00": ("historical", "history"),
+        "2026-11-10T02:30:00+07:00": ("future", "ahead"),
+        "1970-01-01T00:00:00Z": ("implausible", "plausible"),
+    }
+    for stamp, (code, word) in cases.items():
+        payload = json.dumps({"value": 4.1, "observed_at": stamp}).encode()
+        got = conv.convert("tram/dapcau/mucnuoc", payload, now)
+        assert isinstance(got, Rejection), stamp
+        assert got.code == code and word in got.reason
+        assert got.errors[0].startswith("observed_at:")
+    recent = json.dumps({"value": 4.1, "observed_at": "2026-11-10T01:30:00+07:00"}).encode()
+    assert isinstance(conv.convert("tram/dapcau/mucnuoc", recent, now), Reading)

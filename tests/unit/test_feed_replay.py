@@ -123,7 +123,9 @@ def test_bad_lines_are_reported_with_file_and_line_and_the_rest_is_replayed(
     )
     jsonl = tmp_path / "r.jsonl"
     jsonl.write_text('{"station_id": "x"}\n\n{not json\n')
-    code = main(["feed", "replay", str(path), str(jsonl), "--dry-run"])
+    code = main(
+        ["feed", "replay", str(path), str(jsonl), "--dry-run", "--shift-to-now", "--speed", "60"]
+    )
     out, err = capsys.readouterr()
     assert code == 1  # some lines were bad
     assert len(out.splitlines()) == 2  # the two good readings are still sent
@@ -164,3 +166,49 @@ def test_negative_speed_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["feed", "replay", "x.csv", "--speed", "-1"])
     assert "--speed" in capsys.readouterr().err
+
+
+# --- History is not played live; drills carry their clock (issue 15) ------------------
+
+
+def test_a_backfill_does_not_send_history_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15: replaying old data sent live warnings. Readings older than the live
+    lateness bound are not sent (the pipeline would refuse them too), the replay says
+    how many and why, counts them, and exits 1; the recent ones still go."""
+    from canhbao.metrics import FEED_REFUSED
+
+    now = datetime.now(UTC)
+    rows = [
+        f"{(now - timedelta(days=400)).isoformat()},dap-cau,water_level_m,6.9",
+        f"{(now - timedelta(hours=7)).isoformat()},dap-cau,water_level_m,6.5",
+        f"{(now - timedelta(hours=1)).isoformat()},dap-cau,water_level_m,4.1",
+        f"{(now - timedelta(minutes=30)).isoformat()},cau-xe,water_level_m,4.1",
+    ]
+    path = csv_file(tmp_path, rows)
+    before = FEED_REFUSED.labels("replay", "historical")._value.get()
+    code = main(["feed", "replay", str(path), "--dry-run"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    [sent] = out.splitlines()
+    assert Reading.model_validate_json(sent.split()[3]).value == 4.1
+    assert "1 not sent" not in err and "2 not sent" not in err and "3 not sent" in err
+    assert "2 readings older than the live lateness bound (6 h): not sent" in caplog.text
+    assert "canhbao rules backtest" in caplog.text
+    assert "unknown station 'cau-xe'" in caplog.text
+    assert FEED_REFUSED.labels("replay", "historical")._value.get() == before + 2
+
+
+def test_a_drill_carries_its_clock_and_needs_a_speed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = csv_file(tmp_path, [row(0, 3.0), row(60, 3.2)])
+    assert main(["feed", "replay", str(path), "--dry-run", "--shift-to-now"]) == 2
+    assert "--speed" in capsys.readouterr().err
+    shifted = plan(read_history([path], WATER).readings, 3600, T0 + timedelta(days=400))
+    drill = shifted[1].reading.drill
+    assert drill is not None and drill.speed == 3600
+    # On the drill's clock, the second reading is due one wall second after the first.
+    assert drill.at(drill.origin + timedelta(seconds=1)) == shifted[1].reading.observed_at
+    assert all(p.reading.drill is None for p in plan(read_history([path], WATER).readings, 0))

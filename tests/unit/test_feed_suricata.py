@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -22,6 +23,12 @@ from topics.models import DeadLetter, Domain, Reading, Report, Severity
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "tests" / "data" / "feeds" / "eve.json"
 ICT = timezone(timedelta(hours=7))
+# The tailer's clock: an hour after the sample log's events (they are live data then).
+NOW = datetime(2025, 11, 10, 3, 0, tzinfo=ICT)
+
+
+def clock() -> datetime:
+    return NOW
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +79,7 @@ async def until(what: str, predicate: Callable[[], bool], timeout: float = 10.0)
 async def tailing(
     eve: Path, state: Path, sink: MemorySink, config: EveConfig, **kw: object
 ) -> AsyncIterator[EveTailer]:
+    kw.setdefault("clock", clock)
     tailer = EveTailer(eve, state, sink, config, poll_interval=0.02, **kw)  # type: ignore[arg-type]
     task = asyncio.create_task(tailer.run())
     try:
@@ -95,7 +103,7 @@ async def test_the_sample_log_becomes_the_readings_the_cyber_rules_count(
     config: EveConfig, tmp_path: Path
 ) -> None:
     sink = MemorySink()
-    tailer = EveTailer(SAMPLE, tmp_path / "state.json", sink, config, from_start=True)
+    tailer = EveTailer(SAMPLE, tmp_path / "state.json", sink, config, from_start=True, clock=clock)
     while await tailer.step():
         pass
     tailer.close()
@@ -314,13 +322,60 @@ async def test_the_offset_is_saved_only_after_kafka_acknowledged(
     eve, state = tmp_path / "eve.json", tmp_path / "state.json"
     eve.write_bytes(alert(1))
     failing = FailingSink(failures=1)
-    tailer = EveTailer(eve, state, failing, config, from_start=True)
+    tailer = EveTailer(eve, state, failing, config, from_start=True, clock=clock)
     with pytest.raises(ConnectionError):
         await tailer.step()
     tailer.close()
     assert json.loads(state.read_text())["offset"] == 0
     sink = MemorySink()
-    again = EveTailer(eve, state, sink, config)
+    again = EveTailer(eve, state, sink, config, clock=clock)
     await again.step()
     again.close()
     assert ports(sink) == [1]
+
+
+# --- An old log read from the start pages nobody (issue 15) ---------------------------
+
+
+async def test_an_old_log_read_from_the_start_sends_no_history_and_says_so(
+    config: EveConfig, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15: `feed suricata --from-start` on a 2022-2025 EVE log raised live Severe
+    IDS warnings dated years ago. Events older than the live lateness bound are not
+    sent (the file keeps them), the tailer logs how many and counts them; events of
+    the present still go, and one dated far ahead is dead-lettered as a bad line."""
+    from canhbao.metrics import FEED_REFUSED
+
+    years_later = NOW + timedelta(days=3 * 365)
+    live_at = years_later - timedelta(minutes=2)
+    live = json.loads(alert(7))
+    live["timestamp"] = live_at.strftime("%Y-%m-%dT%H:%M:%S.%f%z")
+    ahead = json.loads(alert(8))
+    ahead["timestamp"] = "2999-01-01T00:00:00.000000+0000"
+    eve = tmp_path / "eve.json"
+    old = [alert(n, minute=n) for n in range(3)]
+    append(eve, *old, *(json.dumps(r).encode() + b"\n" for r in (live, ahead)))
+    sink = MemorySink()
+    before = FEED_REFUSED.labels("suricata", "historical")._value.get()
+    tailer = EveTailer(
+        eve, tmp_path / "state.json", sink, config, from_start=True, clock=lambda: years_later
+    )
+    with caplog.at_level(logging.WARNING, logger="feeds.suricata"):
+        assert await tailer.step()
+    assert [r.observed_at for r in readings(sink)] == [live_at]
+    assert sink.on(INGEST_REPORTS) == []  # nor the intrusion reports of the old alerts
+    [dead] = [DeadLetter.model_validate_json(v) for v in sink.on(DEADLETTER)]
+    assert "ahead of the pipeline's clock" in dead.reason and "line 5" in dead.reason
+    assert tailer.stats.historical == 3
+    assert FEED_REFUSED.labels("suricata", "historical")._value.get() == before + 3
+    assert "3 events" in caplog.text and "(lines 1-3) older than 6 h: not sent" in caplog.text
+
+
+def test_a_feed_for_a_station_the_geography_does_not_know_refuses_to_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from canhbao.cli import main
+
+    code = main(["feed", "suricata", str(tmp_path / "eve.json"), "--sensor", "ids2=soc-nowhere"])
+    assert code == 2
+    assert "soc-nowhere" in capsys.readouterr().err

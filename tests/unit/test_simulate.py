@@ -135,3 +135,24 @@ def test_demo_defaults_to_the_multi_hazard_scenario() -> None:
     assert (args.scenario, args.duration, args.json) == ("multi", 45.0, False)
     args = build_parser().parse_args(["demo", "--scenario", "flood", "--duration", "30"])
     assert (args.scenario, args.duration) == ("flood", 30.0)
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_every_drill_message_carries_its_clock_and_is_on_time_by_it(name: str) -> None:
+    """A compressed drill runs ahead of the wall clock by design: each reading and report
+    says on which clock (issue 15), and at its send time it is never ahead of that clock,
+    so the validate stage's clock-skew bound lets it through and refuses a forged one."""
+    from pipeline.validate import TimePolicy, check_time
+
+    scenario = get(name)
+    speed = default_speed(scenario)
+    origin = START + timedelta(seconds=2)  # the run starts a little after the schedule
+    items = [o for o in schedule(scenario, START, speed, origin=origin) if o.kind != "tick"]
+    assert items
+    for o in items:
+        m = (Reading if o.kind == "reading" else Report).model_validate_json(o.value)
+        assert m.drill is not None and m.drill.speed == speed and m.drill.origin == origin
+        wall = origin + timedelta(seconds=o.at)
+        # Due when its drill's clock reaches it (to within float rounding, a wall µs).
+        assert m.observed_at - m.drill.at(wall) < timedelta(microseconds=1) * speed
+        assert check_time(m.observed_at, wall, TimePolicy(), m.drill) is None
