@@ -119,5 +119,10 @@ def json_table(app: Any, name: str, changelog: str, partitions: int) -> Any:
             key_serializer="json",
             value_serializer="json",
             internal=True,
+            # Not a stream: the worker writes it and reads it back only in recovery,
+            # never acking what it reads (as Faust's own changelogs). With acks,
+            # Faust's stall check took it for a stream that never started
+            # (pipeline.transport, item 5).
+            acks=False,
         ),
     )
