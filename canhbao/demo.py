@@ -6,6 +6,10 @@ and commune committee. A scenario from ``feeds.scenarios`` (by default ``multi``
 warnings in every domain) is played in compressed time, with two malformed
 messages among it to show dead-lettering. What happens is read back from the
 topics themselves and printed as it happens.
+
+A part that dies on the way (the worker killed, the dispatcher or the topic reader
+failing) is started again, and the progress output says so; whatever happens, the
+demo ends with its summary.
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ import secrets
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from canhbao import processes
 from canhbao.broker import (
     EMBEDDED_FETCH_MAX_WAIT_MS,
     EmbeddedBroker,
@@ -31,8 +35,10 @@ from canhbao.broker import (
     rebalance_timeout,
 )
 from canhbao.demo_report import Printer, Tally, describe, summary_text
+from canhbao.processes import Child
 from canhbao.receiver import WebhookReceiver
 from canhbao.settings import Settings
+from consumers.dispatcher import Dispatcher
 from consumers.webhook import WebhookConfig, WebhookDispatcher
 from feeds.scenarios import DEFAULT, get
 from feeds.scenarios.base import Scenario, align
@@ -69,9 +75,43 @@ BAD_INPUT = (
 )
 SETTLE_RESERVE = 8.0  # seconds of --duration kept for the last warnings to be delivered
 GRACE = 10.0  # seconds past --duration the demo waits for a slow machine to catch up
+# A restarted worker rejoins its group and recovers its tables before it reads again:
+# the demo waits that much longer for the end of the scenario.
+RESTART_ALLOWANCE = 30.0
+MAX_RESTARTS = 5  # of one part: past that it is not a kill but a fault, and the demo ends
 
 
-async def _observe(bootstrap: str, tally: Tally, show: Printer, ready: asyncio.Event) -> None:
+class DemoFailed(Exception):
+    """Why the demo cannot go on; it still prints its summary."""
+
+
+class Restarts:
+    """Which parts of the demo were started again, and why."""
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.by_part: dict[str, int] = {}
+        self.extension = 0.0  # seconds the demo waits longer, for restarted workers
+
+    def note(self, part: str, why: str, show: Printer) -> None:
+        n = self.by_part[part] = self.by_part.get(part, 0) + 1
+        if n > MAX_RESTARTS:
+            raise DemoFailed(f"the {part} died {n} times (last: {why})")
+        self.log.append(f"{part}: {why}")
+        show("RESTART", f"the {part} {why}; starting it again ({n}/{MAX_RESTARTS})")
+
+
+async def _observe(
+    bootstrap: str,
+    tally: Tally,
+    show: Printer,
+    ready: asyncio.Event,
+    positions: dict[TopicPartition, int],
+    states: set[tuple[str, int]],
+) -> None:
+    """Read what the pipeline does and show it. ``positions`` holds where it is: a
+    restarted reader carries on from there. ``states`` holds the warning versions
+    seen: a restarted worker publishes some again, and they count once."""
     webhooks = notifications_topic(Channel.WEBHOOK)
     readings = {readings_topic(d) for d in Domain}
     notes = {notifications_topic(c) for c in Channel}
@@ -81,13 +121,18 @@ async def _observe(bootstrap: str, tally: Tally, show: Printer, ready: asyncio.E
     )
     await consumer.start()
     try:
-        # Pin positions at the current end before anything is fed, so the demo
-        # shows its own events only (it may run against a shared cluster).
-        await consumer.seek_to_end()
-        for tp in consumer.assignment():
-            await consumer.position(tp)
+        if positions:
+            for tp, offset in positions.items():
+                consumer.seek(tp, offset)
+        else:
+            # Pin positions at the current end before anything is fed, so the demo
+            # shows its own events only (it may run against a shared cluster).
+            await consumer.seek_to_end()
+            for tp in consumer.assignment():
+                positions[tp] = await consumer.position(tp)
         ready.set()
         async for rec in consumer:
+            positions[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
             tally.last_event = time.monotonic()
             value = rec.value or b""
             if rec.topic in readings:
@@ -99,6 +144,9 @@ async def _observe(bootstrap: str, tally: Tally, show: Printer, ready: asyncio.E
                 show("REJECTED", f"{d.source_topic} → {DEADLETTER}: {d.reason}")
             elif rec.topic == WARNINGS:
                 w = Warning.model_validate_json(value)
+                if (w.warning_id, w.version) in states:
+                    continue
+                states.add((w.warning_id, w.version))
                 tag, text = describe(w, tally, tally.scenario_start)
                 show(tag, text)
             elif rec.topic in notes:
@@ -152,6 +200,50 @@ def _with_bad_input(items: list[Outgoing]) -> list[Outgoing]:
     return sorted([*items, bad], key=lambda o: o.at)
 
 
+async def _supervised(
+    part: str,
+    run: Callable[[], Awaitable[None]],
+    restarts: Restarts,
+    show: Printer,
+    failed: asyncio.Future[None],
+) -> None:
+    """Run ``run`` until it returns; start it again each time it fails. Too many
+    failures end the demo (through ``failed``)."""
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # any failure of the part: start it again
+            try:
+                restarts.note(part, f"failed ({type(exc).__name__}: {exc})", show)
+            except DemoFailed as fatal:
+                if not failed.done():
+                    failed.set_exception(fatal)
+                return
+            await asyncio.sleep(1.0)
+
+
+async def _watch_worker(
+    worker: Child, restarts: Restarts, show: Printer, failed: asyncio.Future[None]
+) -> None:
+    """Start the worker again whenever it dies."""
+    while True:
+        ended = worker.dead()
+        if ended is not None:
+            try:
+                restarts.note("worker", ended, show)
+            except DemoFailed as fatal:
+                if not failed.done():
+                    failed.set_exception(fatal)
+                return
+            worker.restart()
+            restarts.extension += RESTART_ALLOWANCE
+            show("worker", f"Faust worker started again (pid {worker.pid}, log {worker.log})")
+        await asyncio.sleep(0.2)
+
+
 async def _demo(
     settings: Settings,
     scenario: Scenario,
@@ -163,6 +255,38 @@ async def _demo(
 ) -> dict[str, Any]:
     show = Printer(out)
     tally = Tally()
+    restarts = Restarts()
+    started = time.monotonic()
+    error: str | None = None
+    try:
+        await _run(
+            settings, scenario, bootstrap, broker_kind, duration, workdir, show, tally, restarts
+        )
+    except Exception as exc:  # whatever went wrong, the summary is printed
+        error = str(exc) or type(exc).__name__
+        show("FAILED", error)
+    summary = tally.summary(broker_kind, time.monotonic() - started)
+    summary["restarts"] = {
+        "total": len(restarts.log),
+        "by_part": restarts.by_part,
+        "why": restarts.log,
+    }
+    if error is not None:
+        summary["error"] = error
+    return summary
+
+
+async def _run(
+    settings: Settings,
+    scenario: Scenario,
+    bootstrap: str,
+    broker_kind: str,
+    duration: float,
+    workdir: Path,
+    show: Printer,
+    tally: Tally,
+    restarts: Restarts,
+) -> None:
     started = time.monotonic()
     deadline = started + duration
     report = await create_topics(
@@ -179,8 +303,8 @@ async def _demo(
     run_id = secrets.token_hex(3)
     embedded = broker_kind == "tansu"
     rebalance = rebalance_timeout(embedded, settings.rebalance_timeout)
-    worker_log = workdir / "worker.log"
-    worker = processes.spawn(
+    worker = Child(
+        "worker",
         ["worker"],
         {
             "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
@@ -193,42 +317,87 @@ async def _demo(
             # Simulated data: every message must say it is an exercise.
             "CANHBAO_EXERCISE": "true",
         },
-        worker_log,
+        workdir / "worker.log",
     )
-    show("worker", f"Faust worker started (pid {worker.pid}, log {worker_log})")
-    dispatcher = WebhookDispatcher(
-        WebhookConfig(
-            bootstrap=bootstrap,
-            # Not the worker's group: Faust's assignor and aiokafka's cannot share one.
-            group_id="canhbao.dispatch.webhook" if embedded else f"canhbao-demo-{run_id}.webhook",
-            secret=secret,
-            rebalance_timeout_ms=int(rebalance * 1000),
-            fetch_max_wait_ms=EMBEDDED_FETCH_MAX_WAIT_MS
-            if embedded
-            else settings.fetch_max_wait_ms,
+    worker.start()
+    show("worker", f"Faust worker started (pid {worker.pid}, log {worker.log})")
+    dispatchers: list[Dispatcher] = []
+
+    async def dispatch() -> None:
+        # A fresh dispatcher each time: it reads the delivery ledger again.
+        dispatcher = WebhookDispatcher(
+            WebhookConfig(
+                bootstrap=bootstrap,
+                # Not the worker's group: Faust's assignor and aiokafka's cannot share one.
+                group_id="canhbao.dispatch.webhook"
+                if embedded
+                else f"canhbao-demo-{run_id}.webhook",
+                secret=secret,
+                rebalance_timeout_ms=int(rebalance * 1000),
+                fetch_max_wait_ms=EMBEDDED_FETCH_MAX_WAIT_MS
+                if embedded
+                else settings.fetch_max_wait_ms,
+            )
         )
-    )
-    dispatch_task = asyncio.create_task(dispatcher.run())
+        dispatchers.append(dispatcher)
+        await dispatcher.run()
+
+    failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     observed = asyncio.Event()
-    observe_task = asyncio.create_task(_observe(bootstrap, tally, show, observed))
-    flush_task = asyncio.create_task(_flush_deliveries(tally, show))
-    await asyncio.wait_for(observed.wait(), 30)
+    positions: dict[TopicPartition, int] = {}
+    states: set[tuple[str, int]] = set()
+    tasks = [
+        asyncio.create_task(_supervised("webhook dispatcher", dispatch, restarts, show, failed)),
+        asyncio.create_task(
+            _supervised(
+                "topic reader",
+                lambda: _observe(bootstrap, tally, show, observed, positions, states),
+                restarts,
+                show,
+                failed,
+            )
+        ),
+        asyncio.create_task(_flush_deliveries(tally, show)),
+        asyncio.create_task(_watch_worker(worker, restarts, show, failed)),
+    ]
+
+    async def until(condition: asyncio.Event | asyncio.Task[Any], within: float | None) -> None:
+        """Wait for ``condition`` (TimeoutError after ``within`` seconds), unless a part
+        of the demo could not be kept alive: then raise why."""
+        waiter: asyncio.Future[Any] = (
+            asyncio.ensure_future(condition.wait())
+            if isinstance(condition, asyncio.Event)
+            else condition
+        )
+        done, _ = await asyncio.wait(
+            {waiter, failed}, timeout=within, return_when=asyncio.FIRST_COMPLETED
+        )
+        if failed in done:
+            waiter.cancel()
+            failed.result()  # raises why
+        if waiter not in done:
+            waiter.cancel()
+            raise TimeoutError
+        waiter.result()
 
     sink = KafkaSink(bootstrap, linger_ms=1)
-    await sink.start()
     clock = KafkaBroadcaster(bootstrap)
-    await clock.start()
+    feed: asyncio.Task[Played] | None = None
     try:
+        try:
+            await until(observed, 30)
+        except TimeoutError:
+            raise DemoFailed("the demo could not read the topics in 30 s") from None
+        await sink.start()
+        await clock.start()
         # The first bad message doubles as a probe: once its dead letter is back, the
         # worker consumes, and the scenario clock may start.
         await sink.send(INGEST_READINGS, b"dap-cau", BAD_INPUT[0])
         tally.sent += 1
-        while not tally.probe.is_set():
-            if worker.poll() is not None:
-                raise RuntimeError(f"the worker exited with {worker.returncode}; see {worker_log}")
-            if time.monotonic() - started > 90:
-                raise RuntimeError(f"the worker did not start in 90 s; see {worker_log}")
-            await asyncio.sleep(0.1)
+        try:
+            await until(tally.probe, 90 + restarts.extension)
+        except TimeoutError:
+            raise DemoFailed(f"the worker did not start in 90 s; see {worker.log}") from None
         feed_window = max(8.0, deadline - time.monotonic() - SETTLE_RESERVE)
         speed = scenario.duration.total_seconds() / feed_window
         start = datetime.now(UTC)
@@ -255,42 +424,45 @@ async def _demo(
             tally.progress(show)
 
         feed = asyncio.create_task(play(items, sink, clock, on_sent=sent))
-        while not feed.done():
-            if worker.poll() is not None:
-                feed.cancel()
-                raise RuntimeError(f"the worker exited with {worker.returncode}; see {worker_log}")
-            await asyncio.sleep(0.2)
-        await feed
+        # The feed goes on while the worker is down: Kafka keeps what it sends.
+        await until(feed, None)
         # Drain: wait until every reading is accounted for and every notification
         # has a final receipt, or the time (and a little grace) is up.
         hard_stop = max(deadline, time.monotonic() + 5.0) + GRACE
-        while time.monotonic() < hard_stop:
+        while time.monotonic() < hard_stop + restarts.extension:
+            if failed.done():
+                failed.result()
             quiet = time.monotonic() - tally.last_event
             settled = (
                 tally.ingested + tally.rejected >= tally.sent
                 and tally.notifications > 0
                 and tally.delivered + tally.failed >= tally.notifications
             )
-            if settled and quiet > 1.5:
+            if settled and quiet > 1.5 and worker.dead() is None:
                 break
             tally.progress(show)
             await asyncio.sleep(0.2)
         if tally.ingested + tally.rejected < tally.sent:
             show("timeout", f"{tally.sent - tally.ingested - tally.rejected} readings still queued")
     finally:
-        await sink.stop()
-        await clock.stop()
-        dispatcher.stop()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(dispatch_task, 15)
-        for task in (observe_task, flush_task):
+        if feed is not None and not feed.done():
+            feed.cancel()
+        for stopping in (sink.stop(), clock.stop()):
+            with contextlib.suppress(Exception):
+                await stopping
+        for dispatcher in dispatchers:
+            dispatcher.stop()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(tasks[0], 15)  # cancelled if it takes longer
+        for task in tasks[1:]:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        if failed.done():
+            failed.exception()  # seen: the demo is over either way
         tally.flush_deliveries(show)
-        await asyncio.get_running_loop().run_in_executor(None, processes.stop, worker, 15.0)
+        await asyncio.get_running_loop().run_in_executor(None, worker.stop, 15.0)
         await receiver.stop()
-    return tally.summary(broker_kind, time.monotonic() - started)
 
 
 def _span(scenario: Scenario) -> str:
@@ -322,7 +494,16 @@ def run_demo(
     if as_json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
-        print(summary_text(summary), file=out)
+        print(summary_text(summary) + restarts_text(summary), file=out)
+    if "error" in summary:
+        print(f"The demo stopped early: {summary['error']}; logs are in {workdir}", file=sys.stderr)
+        return 1
     if not ok:
         print(f"The demo did not deliver a warning; logs are in {workdir}", file=sys.stderr)
     return 0 if ok else 1
+
+
+def restarts_text(summary: dict[str, Any]) -> str:
+    """The summary's line about parts started again, if any were."""
+    why = summary["restarts"]["why"]
+    return f"\n  restarts    {'; '.join(why)}" if why else ""

@@ -28,6 +28,12 @@ WARNING_TRANSITIONS = Counter(
     "Warning state changes",
     ["domain", "hazard", "transition", "level"],
 )
+WARNING_VERSION_CONFLICTS = Counter(
+    "canhbao_warning_version_conflicts_total",
+    "Warning states a replay reached at a version already published with other content, "
+    "published under the next version instead (see README, State and restarts)",
+    ["domain"],
+)
 NOTIFICATIONS_ROUTED = Counter(
     "canhbao_notifications_routed_total", "Notifications produced by routing", ["channel"]
 )

@@ -9,6 +9,16 @@ only after that. A dispatcher killed at any point restarts, skips what the ledge
 says was delivered, and delivers the rest. The one request in flight at the
 moment of a kill has an unknown outcome and is sent again; it carries the same
 ``Idempotency-Key`` so a receiver can drop it.
+
+Receipts: every attempt whose outcome is known has its ``DeliveryReceipt`` on
+``canhbao.receipts`` before the next attempt. A delivery's receipt is part of its
+ledger entry, so the two are written in one step: the entry (with the receipt) is
+acknowledged, then the receipt is published, then the entry is marked "receipt
+sent", and the offset is committed only once that mark is acknowledged. A
+dispatcher killed in between reads the notification again (its offset was not
+committed), finds it delivered with its receipt unsent, and publishes the receipt
+from the ledger. Should the kill fall between the receipt and its mark, the receipt
+goes out twice, identical (same notification, attempt and time).
 """
 
 from __future__ import annotations
@@ -55,6 +65,18 @@ class Sender(Protocol):
         ...
 
 
+class Writer(Protocol):
+    """What the dispatcher asks of its Kafka producer (aiokafka's, or a test's)."""
+
+    async def send(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> Any: ...
+
+    async def send_and_wait(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> Any: ...
+
+
 @dataclass(frozen=True)
 class DispatchConfig:
     bootstrap: str
@@ -69,10 +91,27 @@ class DispatchConfig:
 
 
 class Ledger:
-    """Which notifications were delivered (compacted topic, read whole at start)."""
+    """Which notifications were delivered (compacted topic, read whole at start), and
+    the receipts of those whose receipt may not have been published yet."""
 
     def __init__(self) -> None:
         self.delivered: set[str] = set()
+        self.unsent: dict[str, DeliveryReceipt] = {}
+
+    def apply(self, notification_id: str, value: bytes | None) -> None:
+        """One ledger record, as read back from the topic (the last one of a key wins)."""
+        self.unsent.pop(notification_id, None)
+        if value is None:  # a tombstone
+            self.delivered.discard(notification_id)
+            return
+        self.delivered.add(notification_id)
+        try:
+            entry = json.loads(value)
+            if entry.get("receipt") is not None and not entry.get("receipt_sent", True):
+                self.unsent[notification_id] = DeliveryReceipt.model_validate(entry["receipt"])
+        except (ValueError, ValidationError, AttributeError) as exc:
+            # Still delivered (never sent again); only its receipt cannot be recovered.
+            log.error("ledger entry of %s unreadable: %s", notification_id, exc)
 
     async def load(self, bootstrap: str) -> None:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
@@ -95,18 +134,37 @@ class Ledger:
                 batch = await consumer.getmany(timeout_ms=1000)
                 for records in batch.values():
                     for r in records:
-                        if r.key is not None and r.value is not None:
-                            self.delivered.add(r.key.decode())
+                        if r.key is not None:
+                            self.apply(r.key.decode(), r.value)
         finally:
             await consumer.stop()
 
     def __contains__(self, notification_id: object) -> bool:
         return notification_id in self.delivered
 
-    async def record(self, producer: AIOKafkaProducer, notification_id: str) -> None:
-        value = json.dumps({"delivered_at": time.time()}).encode()
-        await producer.send_and_wait(STATE_DELIVERIES, value, key=notification_id.encode())
-        self.delivered.add(notification_id)
+    @staticmethod
+    def entry(receipt: DeliveryReceipt, sent: bool) -> bytes:
+        return json.dumps(
+            {
+                "delivered_at": receipt.at.timestamp(),
+                "receipt": receipt.model_dump(mode="json"),
+                "receipt_sent": sent,
+            }
+        ).encode()
+
+    async def record(self, producer: Writer, receipt: DeliveryReceipt) -> None:
+        """The delivery, with its receipt, acknowledged: from here on it is never sent
+        again, and its receipt can always be published from here."""
+        key = receipt.notification_id
+        await producer.send_and_wait(STATE_DELIVERIES, self.entry(receipt, False), key=key.encode())
+        self.delivered.add(key)
+        self.unsent[key] = receipt
+
+    async def receipt_sent(self, producer: Writer, receipt: DeliveryReceipt) -> None:
+        """Mark the receipt published; the caller flushes before committing the offset."""
+        key = receipt.notification_id
+        await producer.send(STATE_DELIVERIES, self.entry(receipt, True), key=key.encode())
+        self.unsent.pop(key, None)
 
 
 @dataclass
@@ -173,7 +231,7 @@ class Dispatcher:
             await consumer.stop()
             await producer.stop()
 
-    async def _handle(self, producer: AIOKafkaProducer, topic: str, record: Any) -> bool:
+    async def _handle(self, producer: Writer, topic: str, record: Any) -> bool:
         """True when the record reached a final outcome (and its offset may be committed)."""
         raw: bytes = record.value or b""
         try:
@@ -189,14 +247,30 @@ class Dispatcher:
             return True
         if note.notification_id in self.ledger:
             DELIVERIES.labels(self.channel.value, DeliveryOutcome.DUPLICATE.value).inc()
-            log.info("%s already delivered: not sent again", note.notification_id)
+            unsent = self.ledger.unsent.get(note.notification_id)
+            if unsent is None:
+                log.info("%s already delivered: not sent again", note.notification_id)
+                return True
+            # Delivered and in the ledger, but the dispatcher stopped before its
+            # receipt was known to be out: publish it from the ledger.
+            log.warning(
+                "%s was delivered before a restart; its receipt is published from the ledger",
+                note.notification_id,
+            )
+            await self._publish(producer, unsent)
             return True
         receipt = await self.deliver(producer, note)
         return receipt is not None
 
-    async def deliver(
-        self, producer: AIOKafkaProducer, note: Notification
-    ) -> DeliveryReceipt | None:
+    async def _publish(self, producer: Writer, receipt: DeliveryReceipt) -> None:
+        """The receipt, acknowledged before anything else happens to its notification;
+        a delivery's ledger entry is then marked "receipt sent"."""
+        key = receipt.notification_id.encode()
+        await producer.send_and_wait(RECEIPTS, receipt.to_bytes(), key=key)
+        if receipt.outcome is DeliveryOutcome.DELIVERED:
+            await self.ledger.receipt_sent(producer, receipt)
+
+    async def deliver(self, producer: Writer, note: Notification) -> DeliveryReceipt | None:
         """Deliver with retries; None when interrupted by a stop (not final)."""
         policy = self.config.policy
         bucket = self._buckets.setdefault(
@@ -243,9 +317,10 @@ class Dispatcher:
                 latency_seconds=elapsed,
             )
             if outcome is DeliveryOutcome.DELIVERED:
-                # The ledger first: once it is acknowledged, a restart never resends.
-                await self.ledger.record(producer, note.notification_id)
-            await producer.send(RECEIPTS, receipt.to_bytes(), key=note.notification_id.encode())
+                # The ledger first, with the receipt: once it is acknowledged, a
+                # restart never resends, and publishes the receipt if it must.
+                await self.ledger.record(producer, receipt)
+            await self._publish(producer, receipt)
             if outcome is not DeliveryOutcome.RETRYING:
                 break
             if await self._pause(policy.backoff(attempt)):

@@ -11,6 +11,7 @@ Keys of the state store (the subject decides the Kafka partition):
 ``q|<station>|<metric>``    the data-quality gate's state
 ``l|<station>``             last time a station was heard from (staleness)
 ``x|<area>``                active warnings touching a commune (compound, reports)
+``p|<warning_id>``          versions published, with a digest of each
 ==========================  =============================================
 """
 
@@ -25,11 +26,13 @@ from typing import Any, Literal
 from alerting.directory import Directory
 from pipeline.lifecycle import (
     CommandRejected,
+    Conflict,
     Context,
     Spec,
     apply_command,
     build,
     is_active,
+    settle_version,
     station_areas,
 )
 from pipeline.quality import Check, Verdict, inspect
@@ -89,6 +92,8 @@ class Outputs:
     fanout: dict[tuple[str, int], list[str]] = field(default_factory=dict)
     # Quality-gate series whose state was dated beyond the present and was reset.
     reanchored: list[tuple[str, str]] = field(default_factory=list)
+    # Versions a replay reached with another content than was published.
+    conflicts: list[Conflict] = field(default_factory=list)
 
     def extend(self, other: Outputs) -> None:
         self.warnings += other.warnings
@@ -98,6 +103,7 @@ class Outputs:
         self.errors += other.errors
         self.fanout.update(other.fanout)
         self.reanchored += other.reanchored
+        self.conflicts += other.conflicts
 
 
 def _load(store: Store, key: str) -> Warning | None:
@@ -130,6 +136,10 @@ class Engine:
     # -- helpers -----------------------------------------------------------------
 
     def _save(self, store: Store, w: Warning, out: Outputs) -> None:
+        # Every state goes out through here: one content per version, always.
+        w, conflict = settle_version(store, w)
+        if conflict is not None:
+            out.conflicts.append(conflict)
         key = f"w|{w.warning_id}"
         before = store.get(key) or {}
         left = [a["code"] for a in before.get("areas", []) if a["code"] not in areas_of(w)]

@@ -6,12 +6,20 @@ an all-clear and ends the episode. Versions never repeat for a warning id, even
 across episodes, so (warning, version, receiver) identifies a notification.
 Operator commands move the status (new → verified → responding → recovering →
 closed) and the phase; only they can set phase 2 or 3.
+
+One version, one content: ``settle_version`` keeps, per warning, the versions
+published and a digest of each (state key ``p|<warning_id>``), so that a replay
+that reaches an already published version with another content publishes it
+under the next unused version instead (see the README, "State and restarts").
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from alerting.directory import Directory
 from alerting.governance import lead_agency, scope_tier
@@ -247,3 +255,72 @@ def station_areas(rule: Rule, reading: Reading, directory: Directory) -> list[st
     if station is not None:
         return list(station.warns or [station.commune])
     return [reading.area] if reading.area else []
+
+
+# -- one version, one content ------------------------------------------------------
+
+PUBLISHED = "p|"
+#: How many recent versions' digests a warning keeps: more than one batch of the
+#: evaluate stage can produce for one warning. An older version reached again
+#: counts as a conflict (a new version is never wrong; a repeated one can be).
+KEPT_DIGESTS = 32
+
+
+def digest(w: Warning) -> str:
+    """The content of one warning state (every field: a state has no wall-clock time)."""
+    return hashlib.sha256(w.to_bytes()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A replay reached ``version``, already published with other content; the new
+    content went out as ``published_as``."""
+
+    warning_id: str
+    version: int
+    published_as: int
+
+
+def settle_version(store: MutableMapping[str, Any], w: Warning) -> tuple[Warning, Conflict | None]:
+    """The state to publish for ``w`` and record as published: ``w`` itself, unless
+    its version was already published with another content (a replay after a
+    restart read the same events in another order). Then it is the next unused
+    version, its transition and previous level told against what receivers last
+    got, and the conflict is returned to be counted."""
+    key = PUBLISHED + w.warning_id
+    record = dict(store.get(key) or {})
+    top: int = record.get("top", 0)
+    digests: dict[str, str] = dict(record.get("digests", {}))
+    conflict: Conflict | None = None
+    if w.version <= top and digests.get(str(w.version)) != digest(w):
+        was_active, was_level = record.get("active", False), record.get("level", 0)
+        if not w.active:
+            transition = Transition.CLEARED
+        elif not was_active:
+            transition = Transition.RAISED
+        elif w.level > was_level:
+            transition = Transition.ESCALATED
+        elif w.level < was_level:
+            transition = Transition.DEESCALATED
+        else:
+            transition = Transition.UPDATED
+        settled = w.model_copy(
+            update={
+                "version": top + 1,
+                "transition": transition,
+                "previous_level": was_level if was_active else 0,
+                "previous_updated_at": datetime.fromisoformat(record["updated_at"])
+                if record.get("updated_at")
+                else w.previous_updated_at,
+            }
+        )
+        conflict = Conflict(w.warning_id, w.version, settled.version)
+        w = settled
+    digests[str(w.version)] = digest(w)
+    if w.version >= top:
+        top = w.version
+        record.update(active=w.active, level=w.level, updated_at=w.updated_at.isoformat())
+    kept = sorted(digests, key=int)[-KEPT_DIGESTS:]
+    record.update(top=top, digests={v: digests[v] for v in kept})
+    store[key] = record
+    return w, conflict

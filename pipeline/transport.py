@@ -1,4 +1,4 @@
-"""The worker's Kafka transport: Faust's aiokafka driver with four corrections,
+"""The worker's Kafka transport: Faust's aiokafka driver with five corrections,
 and a loud report of the loss they exist to prevent.
 
 Subclasses, not patches: only a canhbao app uses them (``App._new_transport``).
@@ -39,6 +39,23 @@ Subclasses, not patches: only a canhbao app uses them (``App._new_transport``).
    flow was suspended (their records then belong to an older generation, and the
    rewind reads them again).
 
+5. **A stall check that knows what a stream is.** Every 7 s (2.5 commit
+   intervals) Faust checks each assigned partition and, after
+   ``stream_processing_timeout`` (5 min), logs an ERROR when records are waiting and
+   its Monitor sensor saw no event taken from that partition. Two things made a
+   quiet, healthy worker log one every 7 s per changelog partition: the tables'
+   changelogs were declared with acks (``pipeline.agents.store.json_table``; Faust's
+   own changelogs have none), so they were checked as streams, although an active
+   table only writes its changelog and reads it back only in recovery (its high
+   watermark runs ahead of a position that never moves); and the Monitor sensor is
+   removed (``pipeline.app``), so "an event was taken" was never recorded for any
+   partition, and a busy stream partition would have been reported too. The check
+   now skips changelog partitions and measures progress from the consumer's own
+   offsets, sampled at each check: a stream partition is reported when records wait
+   for it (on the broker, or handed to the stream and not yet done) and neither its
+   read nor its committed offset has moved for ``stream_processing_timeout``. A
+   hanging agent is still reported, at ERROR (``tests/unit/test_transport.py``).
+
 Without 2 and 3 a worker that joined a group could silently skip the readings a
 partition had received before its first commit; without 4 a worker that took over
 a partition could skip the readings that arrived during its recovery. The
@@ -57,6 +74,7 @@ from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 from mode.utils.queues import FlowControlEvent
+from mode.utils.times import humanize_seconds, humanize_seconds_ago
 
 from canhbao.metrics import OFFSET_GAPS
 from topics.catalogue import BY_NAME, Cleanup
@@ -98,9 +116,64 @@ class LivePartitions:
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
+    # Per stream partition, at the last check: (read offset, committed offset) and
+    # since when they have stood still with records waiting (see item 5 above).
+    _progress: dict[TP, tuple[tuple[int | None, int | None], float]]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._progress = {}
+
     @property
     def rewound(self) -> dict[TP, int]:
         return cast("Consumer", self.consumer).rewound
+
+    def verify_event_path(self, now: float, tp: TP) -> None:
+        """Faust's stall check for one assigned partition (item 5 above): its fetch
+        checks as they are, then a stream check that needs no Monitor sensor."""
+        if self._verify_aiokafka_event_path(now, tp):
+            return  # aiokafka stopped fetching: Faust has logged it
+        app = self.app
+        if tp.topic in app.tables.changelog_topics or not app.topics.acks_enabled_for(tp.topic):
+            return  # written by this worker, read only in recovery: not a stream
+        assignment = self._ensure_consumer()._fetcher._subscriptions.subscription.assignment
+        state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
+        if state is None:
+            return
+        if state.highwater is None:
+            if now - self.time_started >= self.tp_stream_timeout_secs:
+                log.error(
+                    "%s[%d]: no fetch answered since the worker started %s",
+                    tp.topic,
+                    tp.partition,
+                    humanize_seconds_ago(now - self.time_started),
+                )
+            return
+        faust = self.consumer
+        read = faust._read_offset.get(tp)  # the last record handed to the stream
+        committed = faust._committed_offset.get(tp)  # the next record not yet done
+        on_broker = state.position is not None and state.highwater > state.position
+        # Taken by a stream and not yet acknowledged (a few thousand at most).
+        in_stream = any(m.tp == tp for m in list(faust._unacked_messages))
+        mark = (read, committed)
+        progress = self._progress
+        seen = progress.get(tp)
+        if not (on_broker or in_stream) or seen is None or seen[0] != mark:
+            progress[tp] = (mark, now)  # nothing waits, or the stream moved on
+            return
+        still = now - seen[1]
+        if still >= self.tp_stream_timeout_secs:
+            log.error(
+                "%s[%d]: records wait (up to offset %d) and the stream has taken or "
+                "finished none for %s (last handed to it: %s, next to commit: %s); "
+                "its agent may hang: `kill -USR1 <pid>` prints every task's stack",
+                tp.topic,
+                tp.partition,
+                state.highwater - 1,
+                humanize_seconds(still),
+                read,
+                committed,
+            )
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)

@@ -6,6 +6,14 @@ ticks all arrive on one partition and its state lives on one worker. The table
 (changelog ``canhbao.state.evaluate``, compacted) is rebuilt by a restarted
 worker before it processes anything: it neither forgets an active warning nor
 raises it twice.
+
+Per batch: the events are evaluated (the table changes in memory), then the
+versions about to be published are recorded on the changelog (``p|``, see
+``pipeline.lifecycle.settle_version``), then the outputs are published, then the
+rest of the state is written, the quality gate's "seen" marks last. A worker that
+dies anywhere in between replays the batch from its committed offsets; the
+replay may read the batch's topics in another order, and the ``p|`` record makes
+sure no version already out is published again with another content.
 """
 
 from __future__ import annotations
@@ -24,10 +32,12 @@ from canhbao.metrics import (
     QUALITY_REJECTIONS,
     READINGS_EVALUATED,
     WARNING_TRANSITIONS,
+    WARNING_VERSION_CONFLICTS,
 )
 from canhbao.settings import Settings
 from pipeline.agents.store import TableStore, json_table
 from pipeline.engine import Engine, Outputs, areas_of
+from pipeline.lifecycle import PUBLISHED
 from topics.catalogue import (
     CLOCK,
     COMMANDS,
@@ -78,6 +88,16 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
             QUALITY_REJECTIONS.labels(check.value).inc()
         if out.reanchored:
             QUALITY_REANCHORS.inc(len(out.reanchored))
+        for conflict in out.conflicts:
+            w = next(w for w in out.warnings if w.warning_id == conflict.warning_id)
+            WARNING_VERSION_CONFLICTS.labels(w.domain.value).inc()
+            log.warning(
+                "%s v%d was already published with another content (a replay read the "
+                "events in another order): this state goes out as v%d",
+                conflict.warning_id,
+                conflict.version,
+                conflict.published_as,
+            )
         for error in out.errors:
             await dead.reject(msg, raw, "command", error)
         for key, reading in out.forwards:
@@ -108,7 +128,9 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
 
     evaluated = {d: READINGS_EVALUATED.labels(d.value) for d in Domain}
 
-    async def handle(event: Any, store: TableStore, sent: list[Any]) -> None:
+    async def handle(event: Any, store: TableStore, outputs: list[Any]) -> None:
+        """Evaluate one event; its outputs go to ``outputs``, to be published once
+        the batch's versions are recorded."""
         msg = event.message
         raw: bytes | None = event.value
         engine = holder.engine
@@ -137,23 +159,29 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
             ).inc()
         else:
             out = engine.on_tick(parsed.at, store, store.own_keys())
-        await publish(out, msg, raw, sent)
+        outputs.append((out, msg, raw))
 
     async def evaluate(stream: faust.StreamT[Any]) -> None:
-        # In batches, as the validate stage. Outputs first, state second: every
-        # output of the batch is acknowledged before any of its state is written,
-        # so a crash in between replays the batch and republishes the same versions
-        # (deduplicated downstream), never loses one. Within a batch the engine sees
-        # its own writes at once (the table is updated in memory as it goes).
+        # In batches, as the validate stage. Versions published first, outputs
+        # second, state third: every output of the batch is acknowledged before any
+        # of its state is written, so a crash in between replays the batch and never
+        # loses an output; and the record of the versions is acknowledged before any
+        # output is sent, so the replay cannot publish one of them with another
+        # content. Within a batch the engine sees its own writes at once (the table
+        # is updated in memory as it goes).
         async for events in batches(stream, settings):
             stores: dict[int, TableStore] = {}
-            sent: list[Any] = []
+            outputs: list[tuple[Outputs, Any, bytes | None]] = []
             for event in events:
                 partition = event.message.partition
                 store = stores.get(partition)
                 if store is None:
                     store = stores[partition] = TableStore(table, partition)
-                await handle(event, store, sent)
+                await handle(event, store, outputs)
+            await TableStore.flush_together(list(stores.values()), prefix=PUBLISHED)
+            sent: list[Any] = []
+            for out, msg, raw in outputs:
+                await publish(out, msg, raw, sent)
             for fut in sent:
                 await fut
             await flush_all(stores.values())

@@ -54,12 +54,15 @@ class TableStore(MutableMapping[str, Any]):
         await TableStore.flush_together([self])
 
     @staticmethod
-    async def flush_together(stores: list[TableStore]) -> None:
-        """Write the changes of several partitions' stores: all other state first,
-        the quality marks (``q|``) of every partition last."""
+    async def flush_together(stores: list[TableStore], prefix: str = "") -> None:
+        """Write the changes of several partitions' stores (only the keys starting
+        with ``prefix``, if given): all other state first, the quality marks
+        (``q|``) of every partition last."""
         writes: list[tuple[bool, TableStore, str, Any]] = []
         for store in stores:
-            dirty, store.dirty = store.dirty, {}
+            dirty = {k: v for k, v in store.dirty.items() if k.startswith(prefix)}
+            for k in dirty:
+                del store.dirty[k]
             writes += [(k.startswith("q|"), store, k, v) for k, v in dirty.items()]
         writes.sort(key=lambda w: w[0])
         # Sent now, not through Faust's send_soon buffer (whose flush can return
@@ -119,5 +122,10 @@ def json_table(app: Any, name: str, changelog: str, partitions: int) -> Any:
             key_serializer="json",
             value_serializer="json",
             internal=True,
+            # Not a stream: the worker writes it and reads it back only in recovery,
+            # never acking what it reads (as Faust's own changelogs). With acks,
+            # Faust's stall check took it for a stream that never started
+            # (pipeline.transport, item 5).
+            acks=False,
         ),
     )

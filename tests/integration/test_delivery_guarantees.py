@@ -1,7 +1,8 @@
 """Delivery guarantees with a real HTTP receiver: a dispatcher killed mid-batch and
 restarted sends nothing twice (at most the one request in flight, which the
-receiver recognises by its Idempotency-Key) and loses nothing; a receiver that is
-down for 30 s gets its notifications when it comes back."""
+receiver recognises by its Idempotency-Key), loses nothing, and leaves every
+delivery with its ``delivered`` receipt; a receiver that is down for 30 s gets its
+notifications when it comes back."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from canhbao.broker import free_port
-from canhbao.receiver import WebhookReceiver
+from canhbao.receiver import Delivery, WebhookReceiver
 from consumers.webhook import WebhookConfig, WebhookDispatcher
 from tests.conftest import Broker
 from tests.integration.helpers import REPO, collect, ensure_topics, producer, wait_for
@@ -46,17 +47,25 @@ async def test_killed_dispatcher_sends_nothing_twice_and_loses_nothing(
     broker: Broker, tmp_path: Path
 ) -> None:
     await ensure_topics(broker.bootstrap)
-    receiver = await WebhookReceiver(delay=0.02).start()
     total = 150
+    started: list[subprocess.Popen[bytes]] = []
+
+    def kill_after_the_40th_answer(delivery: Delivery) -> None:
+        # Just after the receiver answers 200: the dispatcher is recording the
+        # delivery, or sending its receipt (or still reading the answer).
+        if len(receiver.deliveries) == 40:
+            asyncio.get_running_loop().call_later(0.003, started[0].send_signal, signal.SIGKILL)
+
+    receiver = await WebhookReceiver(delay=0.02, on_delivery=kill_after_the_40th_answer).start()
     async with producer(broker.bootstrap) as p:
         for i in range(1, total + 1):
             n = note(i, f"{receiver.base_url}/hooks/snnmt")
             await p.send(notifications_topic(Channel.WEBHOOK), n.to_bytes(), key=b"snnmt-webhook")
     first = dispatcher_process(broker.bootstrap, tmp_path / "dispatch-1.log")
+    started.append(first)
     try:
-        await wait_for(lambda: receiver.requests >= 40, 90, "the first deliveries")
-        first.send_signal(signal.SIGKILL)  # mid-batch, no clean shutdown
-        first.wait(10)
+        await wait_for(lambda: first.poll() is not None, 90, "the first deliveries and the kill")
+        assert first.returncode == -signal.SIGKILL  # mid-batch, no clean shutdown
         at_kill = len(receiver.deliveries)
         assert at_kill < total
         second = dispatcher_process(broker.bootstrap, tmp_path / "dispatch-2.log")
@@ -76,6 +85,23 @@ async def test_killed_dispatcher_sends_nothing_twice_and_loses_nothing(
     # Only the request in flight at the kill may come again, and it is recognisable.
     assert receiver.duplicates <= 1
     assert receiver.requests == total + receiver.duplicates
+    # Every delivery has its receipt, the one delivered at the kill included. A
+    # receipt may come twice (killed between it and its ledger mark), then the same.
+    ids = {note(i, "").notification_id for i in range(1, total + 1)}
+
+    def delivered(values: list[bytes]) -> dict[str, set[bytes]]:
+        out: dict[str, set[bytes]] = {}
+        for v in values:
+            r = DeliveryReceipt.model_validate_json(v)
+            if r.outcome is DeliveryOutcome.DELIVERED:
+                out.setdefault(r.notification_id, set()).add(v)
+        return out
+
+    receipts = delivered(
+        await collect(broker.bootstrap, RECEIPTS, lambda vs: set(delivered(vs)) >= ids, 30)
+    )
+    assert set(receipts) == ids
+    assert all(len(same) == 1 for same in receipts.values())
 
 
 async def test_receiver_down_for_30_seconds_gets_its_notifications(broker: Broker) -> None:

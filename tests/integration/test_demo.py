@@ -1,19 +1,23 @@
 """``canhbao demo`` as a user runs it: the default scenario ends by itself, and its JSON
 summary shows warnings in the four core domains, a scope escalation, dead-lettered bad
-input and webhook deliveries (what CI checks, and more)."""
+input and webhook deliveries (what CI checks, and more); its worker killed midway is
+started again, and the demo still ends with its summary."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
 
 from feeds.scenarios import get
 from tests.conftest import Broker
-from tests.integration.helpers import collect, ensure_topics, run_canhbao
+from tests.integration.helpers import REPO, collect, ensure_topics, run_canhbao
 from topics.catalogue import CLOCK, INGEST_READINGS
 from topics.models import Reading, Tick
 
@@ -40,6 +44,45 @@ def test_the_default_demo_shows_every_core_domain(broker: Broker) -> None:
     assert r["rejected"] == 2 and r["ingested"] == r["sent"] - 2
     assert s["deliveries"]["failed"] == 0
     assert s["elapsed_seconds"] < 70
+
+
+def test_a_demo_whose_worker_is_killed_restarts_it_and_ends_with_its_summary(
+    broker: Broker,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CANHBAO_")}
+    if broker.kind != "tansu":
+        env |= {"CANHBAO_KAFKA_BOOTSTRAP": broker.bootstrap}
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "canhbao", "demo", "--json", "--duration", "30"],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    progress: list[str] = []
+    try:
+        assert demo.stderr is not None
+        worker_pid = None
+        for line in demo.stderr:
+            progress.append(line)
+            if "Faust worker started (pid" in line:
+                worker_pid = int(line.split("(pid ")[1].split(",")[0])
+            if "  feed  " in line:  # the scenario is playing: kill -9 the worker
+                assert worker_pid is not None
+                os.kill(worker_pid, signal.SIGKILL)
+                break
+        out, err = demo.communicate(timeout=240)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+    progress += err.splitlines(keepends=True)
+    text = "".join(progress)
+    assert "Traceback" not in text
+    assert "RESTART   the worker killed by SIGKILL; starting it again (1/5)" in text
+    assert demo.returncode == 0, text[-3000:]
+    s = json.loads(out)
+    assert s["restarts"]["by_part"] == {"worker": 1}
+    # The scenario went on: warnings after the kill were raised and delivered.
+    assert s["warnings"]["total"] > 0 and s["deliveries"]["ok"] > 0
+    assert {"water", "environment", "health", "cyber"} <= set(s["warnings"]["by_domain"])
+    assert s["readings"]["ingested"] >= s["readings"]["sent"] - 2
 
 
 async def test_simulate_plays_a_scenario_into_the_ingest_topics(broker: Broker) -> None:

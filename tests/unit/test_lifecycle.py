@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from alerting.directory import Directory
-from pipeline.lifecycle import Context, step, warning_id
+from pipeline.lifecycle import KEPT_DIGESTS, Context, settle_version, step, warning_id
 from pipeline.rules.model import Rule
 from topics.models import LifecycleStatus, Phase, ScopeTier, Severity, Transition, Warning
 
@@ -226,3 +226,44 @@ def test_station_warning_across_provinces_is_national(
     w = step(dap_cau, None, make_reading(4.35, station_id="pha-lai"), ctx)
     assert w is not None
     assert w.scope_tier is ScopeTier.NATIONAL
+
+
+# -- one version, one content (settle_version) ----------------------------------------
+
+
+def test_a_state_republished_as_it_was_keeps_its_version(flood) -> None:
+    store: dict[str, object] = {}
+    states = [w for w in flood if w is not None]
+    for w in states:
+        assert settle_version(store, w) == (w, None)
+    # A replay that reaches v3 with the same content: the same v3, deduplicated downstream.
+    assert settle_version(store, states[2]) == (states[2], None)
+
+
+def test_a_version_reached_again_with_other_content_goes_out_as_the_next_one(flood) -> None:
+    store: dict[str, object] = {}
+    states = [w for w in flood if w is not None]
+    for w in states[:4]:  # up to v4: de-escalated from III to II
+        settle_version(store, w)
+    # The replay reaches v3 verified at II instead of escalated to III.
+    other = states[1].model_copy(update={"version": 3, "status": LifecycleStatus.VERIFIED})
+    settled, conflict = settle_version(store, other)
+    assert conflict is not None and (conflict.version, conflict.published_as) == (3, 5)
+    # Told against v4 (level II), what receivers last got: an update at the same level.
+    assert (settled.version, settled.transition, settled.previous_level) == (
+        5,
+        Transition.UPDATED,
+        2,
+    )
+    assert settled.previous_updated_at == states[3].updated_at
+    # v5 now has this content: the replay carries on from there.
+    assert settle_version(store, settled) == (settled, None)
+
+
+def test_a_version_too_old_to_be_remembered_is_never_reused(flood) -> None:
+    store: dict[str, object] = {}
+    first = next(w for w in flood if w is not None)
+    for v in range(1, KEPT_DIGESTS + 5):
+        settle_version(store, first.model_copy(update={"version": v, "evidence": []}))
+    settled, conflict = settle_version(store, first)  # v1 as it was: forgotten since
+    assert conflict is not None and settled.version == KEPT_DIGESTS + 5

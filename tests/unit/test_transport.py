@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -282,3 +283,160 @@ async def test_a_batch_handed_out_after_a_rewind_is_not_taken_for_a_gap(
     with caplog.at_level("ERROR", logger="pipeline.transport"):
         await faust_consumer._add_gap(W0, 30, 42)
     assert "offsets 30 to 41 were read but never reached the streams" in caplog.text
+
+
+# -- the stall check (item 5 of pipeline.transport) ---------------------------------
+
+TIMEOUT = 300.0  # Faust's stream_processing_timeout
+
+
+class PartitionState(SimpleNamespace):
+    """aiokafka's per-partition fetch state, as Faust's stall check reads it."""
+
+
+def watching(
+    states: dict[TP, PartitionState], unacked: list[Any] | None = None
+) -> tuple[ConsumerThread, Any]:
+    """A consumer thread 20 minutes into a worker's life, its last fetch just answered,
+    with the Monitor sensor gone (as in the worker: ``pipeline.app``)."""
+    from collections import defaultdict
+
+    import faust
+    from mode.utils.logging import CompositeLogger
+
+    assignment = SimpleNamespace(
+        active=True, state_value=lambda aiotp: states.get(TP(aiotp.topic, aiotp.partition))
+    )
+    aiokafka_consumer = SimpleNamespace(
+        _fetcher=SimpleNamespace(
+            _subscriptions=SimpleNamespace(subscription=SimpleNamespace(assignment=assignment))
+        )
+    )
+    t = thread(aiokafka_consumer)
+    t._progress = {}
+    t.log = CompositeLogger(logging.getLogger("faust.transport.drivers.aiokafka"))
+    t.time_started = 0.0
+    t.tp_stream_timeout_secs = t.tp_fetch_request_timeout_secs = TIMEOUT
+    t.tp_fetch_response_timeout_secs = t.tp_commit_timeout_secs = TIMEOUT
+    app = build_app(Settings(), "127.0.0.1:9", load_rules(Settings().rules_path))
+    # What the conductor indexes at subscription: the agents' streams, and the
+    # changelogs as the tables declare them.
+    acking = {WATER.topic}
+    for table in app.tables.values():
+        if table.changelog_topic.acks:
+            acking |= set(table.changelog_topic.topics)
+    t.app = SimpleNamespace(  # type: ignore[assignment]
+        conf=app.conf,
+        tables=SimpleNamespace(changelog_topics=set(app.tables.changelog_topics)),
+        topics=SimpleNamespace(acks_enabled_for=acking.__contains__),
+        monitor=SimpleNamespace(stream_inbound_time={}),
+    )
+    faust_consumer = SimpleNamespace(
+        _read_offset={},
+        _committed_offset=defaultdict(lambda: None),
+        _unacked_messages=list(unacked or []),
+        app=t.app,
+    )
+    t.consumer = faust_consumer  # type: ignore[assignment]
+    assert isinstance(app, faust.App)
+    return t, faust_consumer
+
+
+def fetched(now: float, highwater: int, position: int) -> PartitionState:
+    return PartitionState(highwater=highwater, position=position, timestamp=now * 1000)
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_quiet_workers_changelogs_are_not_taken_for_stalled_streams(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # What a healthy worker showed every 7 s after 5 minutes: its tables' changelogs,
+    # written since recovery and never read back, are ahead of their position.
+    now = 1200.0
+    states = {
+        TP(topic, p): fetched(now, highwater=57, position=12)
+        for topic in ("canhbao.state.evaluate", "canhbao.state.groups", "canhbao.state.broadcasts")
+        for p in range(3)
+    }
+    t, _ = watching(states)
+    with caplog.at_level(logging.ERROR):
+        for check in range(3):
+            for tp in states:
+                t.verify_event_path(now + 7 * check, tp)
+    assert errors(caplog) == []
+
+
+def test_a_busy_stream_is_not_taken_for_a_stalled_one(caplog: pytest.LogCaptureFixture) -> None:
+    # Records keep arriving (the high watermark is ahead at every check), and the
+    # stream keeps taking and finishing them.
+    states: dict[TP, PartitionState] = {}
+    t, faust_consumer = watching(states)
+    with caplog.at_level(logging.ERROR):
+        for check in range(100):  # 11 minutes of checks
+            now = 1200.0 + 7 * check
+            states[WATER] = fetched(now, highwater=1000 * (check + 1), position=1000 * check + 900)
+            faust_consumer._read_offset[WATER] = 1000 * check + 899
+            faust_consumer._committed_offset[WATER] = 1000 * check + 500
+            t.verify_event_path(now, WATER)
+    assert errors(caplog) == []
+
+
+def test_a_quiet_stream_is_not_taken_for_a_stalled_one(caplog: pytest.LogCaptureFixture) -> None:
+    states = {WATER: fetched(1200.0, highwater=42, position=42)}
+    t, faust_consumer = watching(states)
+    faust_consumer._read_offset[WATER] = 41
+    faust_consumer._committed_offset[WATER] = 42
+    with caplog.at_level(logging.ERROR):
+        for check in range(100):
+            states[WATER].timestamp = (1200.0 + 7 * check) * 1000
+            t.verify_event_path(1200.0 + 7 * check, WATER)
+    assert errors(caplog) == []
+
+
+def test_a_stream_whose_agent_hangs_is_reported_at_error(caplog: pytest.LogCaptureFixture) -> None:
+    # The agent hangs on offset 41: records 42 to 99 wait on the broker, and neither
+    # the read nor the committed offset moves.
+    states = {WATER: fetched(1200.0, highwater=100, position=42)}
+    hung = SimpleNamespace(tp=WATER, offset=41)
+    t, faust_consumer = watching(states, unacked=[hung])
+    faust_consumer._read_offset[WATER] = 41
+    faust_consumer._committed_offset[WATER] = 41
+    with caplog.at_level(logging.ERROR):
+        for check in range(0, 42):  # up to 287 s: not yet
+            states[WATER].timestamp = (1200.0 + 7 * check) * 1000
+            t.verify_event_path(1200.0 + 7 * check, WATER)
+        assert errors(caplog) == []
+        states[WATER].timestamp = (1200.0 + 301) * 1000
+        t.verify_event_path(1200.0 + 301, WATER)
+    [message] = errors(caplog)
+    assert message.startswith("canhbao.readings.water[2]: records wait (up to offset 99)")
+    assert "none for 5.02 minutes" in message
+
+
+def test_a_hang_on_the_last_record_of_a_quiet_partition_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Nothing else arrives: only the unacknowledged record shows the stream is stuck.
+    states = {WATER: fetched(1200.0, highwater=42, position=42)}
+    t, faust_consumer = watching(states, unacked=[SimpleNamespace(tp=WATER, offset=41)])
+    faust_consumer._read_offset[WATER] = 41
+    faust_consumer._committed_offset[WATER] = 41
+    with caplog.at_level(logging.ERROR):
+        for now in (1200.0, 1400.0, 1507.0):
+            states[WATER].timestamp = now * 1000
+            t.verify_event_path(now, WATER)
+    assert len(errors(caplog)) == 1
+
+
+def test_the_tables_changelogs_are_not_acked_streams() -> None:
+    settings = Settings()
+    app = build_app(settings, "127.0.0.1:9", load_rules(settings.rules_path))
+    assert {t.changelog_topic.get_topic_name() for t in app.tables.values()} == {
+        "canhbao.state.evaluate",
+        "canhbao.state.groups",
+        "canhbao.state.broadcasts",
+    }
+    assert all(not t.changelog_topic.acks for t in app.tables.values())
