@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.rules.model import Duration
 from topics.models import Area, Channel, Domain
 
 
@@ -58,6 +59,9 @@ class Station(BaseModel):
     lon: float | None = None
     warns: list[str] = Field(default_factory=list)
     owner: str
+    # How often the station is expected to report: staleness rules written in
+    # intervals ("silent_for: 3 intervals") judge its silence against it.
+    report_every: Duration | None = None
 
 
 class Geography(BaseModel):

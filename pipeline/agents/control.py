@@ -47,7 +47,7 @@ def apply_doc(holder: EngineHolder, raw: bytes) -> bool:
         return False
     old = holder.engine
     # One assignment: an event sees either the old engine or the new one, never a mix.
-    holder.engine = Engine(rules, old.directory, exercise=old.ctx.exercise)
+    holder.engine = Engine(rules, old.directory, exercise=old.ctx.exercise, watch=old.watch)
     RULES_RELOADS.labels("applied").inc()
     set_active_rules(rules.version)
     log.warning(
