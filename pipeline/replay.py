@@ -28,12 +28,16 @@ class Replay:
     store: dict[str, Any] = field(default_factory=dict)
     warnings: list[Warning] = field(default_factory=list)
     rejected: dict[Check, int] = field(default_factory=dict)
+    # Each reading the quality gate set aside, with the check (for charts).
+    set_aside: list[tuple[Reading, Check]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     clock: datetime | None = None
 
     def reading(self, reading: Reading) -> None:
         self._advance(reading.observed_at)
-        self._drain(self.engine.on_reading(reading, self.store), reading.observed_at)
+        out = self.engine.on_reading(reading, self.store)
+        self.set_aside += [(reading, check) for check, _ in out.rejected]
+        self._drain(out, reading.observed_at)
 
     def report(self, report: Report) -> None:
         self._advance(report.observed_at)
