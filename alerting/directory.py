@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from pipeline.rules.model import Duration
 from topics.models import Area, Channel, Domain
 
 
@@ -70,6 +71,10 @@ class Station(BaseModel):
     def serves(self) -> list[str]:
         """The communes its readings may be about: its own and those it warns."""
         return [self.commune, *(c for c in self.warns if c != self.commune)]
+
+    # How often the station is expected to report: staleness rules written in
+    # intervals ("silent_for: 3 intervals") judge its silence against it.
+    report_every: Duration | None = None
 
 
 class Geography(BaseModel):

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -44,7 +45,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from pipeline.ruletest import find_test_files, run_test_file
+    from pipeline.ruletest import find_test_files, run_file
 
     directory = _directory()
     files = find_test_files(args.paths)
@@ -53,10 +54,11 @@ def cmd_test(args: argparse.Namespace) -> int:
         return 1
     cases = failed = broken = 0
     for f in files:
-        result = run_test_file(f, directory)
+        result = run_file(f, directory)
         cases += result.cases
         failed += result.failed
         if result.failures and not result.cases:
+            # A file that cannot be read or compiled runs no case: it fails as a whole.
             broken += 1
             status, what = "FAIL", "could not run"
         else:
@@ -68,10 +70,10 @@ def cmd_test(args: argparse.Namespace) -> int:
         for failure in result.failures:
             print(f"      {failure}")
     # Counted in cases, as written in the files; a file that could not run is named too.
-    summary = f"{cases} case{'s' if cases != 1 else ''} in {len(files)} file(s): "
+    summary = f"{cases} case{'s' if cases != 1 else ''} in {len(files)} files: "
     summary += f"{cases - failed} passed, {failed} failed"
     if broken:
-        summary += f"; {broken} file(s) could not run"
+        summary += f", {broken} file(s) could not run"
     print(summary)
     return 1 if failed or broken else 0
 
@@ -105,6 +107,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     other = _load([args.compare]) if args.compare else None
     if rules is None or (args.compare and other is None):
         return 1
+    if args.max_raises_per_day <= 0:
+        print("--max-raises-per-day must be positive", file=sys.stderr)
+        return 2
     directory = _directory()
     progress = _Progress()
     try:
@@ -117,15 +122,25 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"skipped {err}", file=sys.stderr)
     if history.skipped:
         print(f"{history.skipped} line(s) skipped, {len(history.readings)} read", file=sys.stderr)
-    result = run_backtest(history.readings, rules, directory)
-    other_result = run_backtest(history.readings, other, directory) if other else None
+    limit = args.max_raises_per_day
+    result = run_backtest(history.readings, rules, directory, limit)
+    other_result = run_backtest(history.readings, other, directory, limit) if other else None
+    flapping = [("a: " if other_result else "", f) for f in result.flapping]
+    if other_result is not None:
+        flapping += [("b: ", f) for f in other_result.flapping]
 
     if args.json:
-        for line in transitions_json(result, "a" if other_result else None):
-            print(line)
-        if other_result is not None:
-            for line in transitions_json(other_result, "b"):
+        try:
+            for line in transitions_json(result, "a" if other_result else None):
                 print(line)
+            if other_result is not None:
+                for line in transitions_json(other_result, "b"):
+                    print(line)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # Piped into head: the reader has what it wanted.
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stdout for the rest of the run)
+            return 0
     else:
         print(
             f"rule set {result.version}: {len(history.readings)} readings, "
@@ -154,8 +169,29 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                     f"{row['hours_at_level'][0]} → {row['hours_at_level'][1]}"
                     + (f", first raise {shift:+.0f} min" if shift is not None else "")
                 )
+    # Flapping rules: in the report, or on stderr when stdout is JSON lines.
+    stream = sys.stderr if args.json else sys.stdout
+    if flapping:
+        print(f"\nflapping (more than {limit:g} raises a day):", file=stream)
+    for tag, f in flapping:
+        print(f"  warning: {tag}{f.message(limit)}", file=stream)
     if args.html:
-        args.html.write_text(render(history.readings, rules, result), encoding="utf-8")
+        from canhbao.htmlreport import RuleSetRun
+
+        compared = (
+            RuleSetRun("b", str(args.compare), other, other_result)
+            if other is not None and other_result is not None
+            else None
+        )
+        page = render(
+            history.readings,
+            rules,
+            result,
+            name=str(args.rules),
+            compare=compared,
+            max_raises_per_day=limit,
+        )
+        args.html.write_text(page, encoding="utf-8")
         print(f"HTML report: {args.html}", file=sys.stderr)
     return 0
 
@@ -262,10 +298,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--compare", type=Path, help="a second rule set to compare with")
     p.add_argument("--json", action="store_true", help="transitions as JSON lines")
     p.add_argument(
+        "--max-raises-per-day",
+        type=float,
+        default=3.0,
+        metavar="N",
+        help="warn about a rule that raises one warning more often than this a day "
+        "(default: %(default)g)",
+    )
+    p.add_argument(
         "--html",
         type=Path,
+        nargs="?",
+        const=Path("backtest-report.html"),
         default=Path("backtest-report.html"),
-        help="write the HTML report here (default: %(default)s)",
+        metavar="FILE",
+        help="write the HTML report to FILE (default, also for a bare --html: %(default)s)",
     )
     p.add_argument("--no-html", dest="html", action="store_const", const=None)
     p.set_defaults(func=cmd_backtest)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
+import statistics
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,14 +23,25 @@ from typing import Any
 from pydantic import ValidationError
 
 from alerting.directory import Directory
-from pipeline.engine import Engine
+from pipeline.engine import GAPS_KEPT, Engine
 from pipeline.quality import Check
 from pipeline.replay import Replay
 from pipeline.rules.loader import RuleSet
+from pipeline.rules.model import (
+    CompoundCondition,
+    Intervals,
+    ReportCondition,
+    StalenessCondition,
+    _format_duration,
+    _Levelled,
+)
 from pipeline.validate import field_errors
 from topics.models import Domain, Reading, Transition, Warning
 
 FLAP_WINDOW = timedelta(hours=1)
+# A rule raising the same warning more often than this a day on the data given is
+# flapping: alert fatigue, one of the two failures the domain names.
+MAX_RAISES_PER_DAY = 3.0
 CSV_COLUMNS = ("observed_at", "station_id", "metric", "value")
 
 
@@ -65,6 +79,8 @@ def load_history(
                 out.readings.append(Reading.model_validate_json(line))
             except ValidationError as exc:
                 bad(n, "; ".join(field_errors(exc)))
+        if progress:
+            progress(total, total)
         return out
 
     reader = csv.DictReader(io.StringIO(text))
@@ -93,6 +109,8 @@ def load_history(
             )
         except ValidationError as exc:
             bad(n, "; ".join(field_errors(exc)))
+    if progress:
+        progress(total, total)
     return out
 
 
@@ -106,6 +124,28 @@ class RuleSummary:
 
 
 @dataclass
+class Flapping:
+    """A rule that raised the same warning too often on the data given, and why."""
+
+    rule: str
+    subject: str
+    raises: int
+    days: float
+    cause: str
+
+    @property
+    def per_day(self) -> float:
+        return self.raises / self.days
+
+    def message(self, limit: float = MAX_RAISES_PER_DAY) -> str:
+        return (
+            f"{self.rule} flaps on {self.subject}: raised {self.raises} times in "
+            f"{self.days:.1f} days ({self.per_day:.1f} a day, more than {limit:g}). "
+            f"Likely cause: {self.cause}"
+        )
+
+
+@dataclass
 class BacktestResult:
     version: str
     warnings: list[Warning]
@@ -113,24 +153,143 @@ class BacktestResult:
     start: datetime | None
     end: datetime | None
     summaries: dict[str, RuleSummary]
+    set_aside: list[tuple[Reading, Check]] = field(default_factory=list)
+    flapping: list[Flapping] = field(default_factory=list)
 
     def transitions(self) -> list[dict[str, Any]]:
         return [t for s in self.summaries.values() for t in s.transitions]
 
+    @property
+    def days(self) -> float:
+        """The span of the data in days (at least one, so a short file is not a rate)."""
+        if self.start is None or self.end is None:
+            return 1.0
+        return max((self.end - self.start).total_seconds() / 86400, 1.0)
 
-def run_backtest(readings: list[Reading], rules: RuleSet, directory: Directory) -> BacktestResult:
+
+def run_backtest(
+    readings: list[Reading],
+    rules: RuleSet,
+    directory: Directory,
+    max_raises_per_day: float = MAX_RAISES_PER_DAY,
+) -> BacktestResult:
     ordered = sorted(readings, key=lambda r: r.observed_at)
-    replay = Replay(Engine(rules, directory))
+    engine = Engine(rules, directory)
+    replay = Replay(engine)
     for r in ordered:
         replay.reading(r)
     end = ordered[-1].observed_at if ordered else None
-    return BacktestResult(
+    result = BacktestResult(
         version=rules.version,
         warnings=replay.warnings,
         rejected=dict(replay.rejected),
         start=ordered[0].observed_at if ordered else None,
         end=end,
         summaries=summarise(replay.warnings, end),
+        set_aside=replay.set_aside,
+    )
+    result.flapping = find_flapping(result, ordered, engine, max_raises_per_day)
+    return result
+
+
+def find_flapping(
+    result: BacktestResult,
+    readings: list[Reading],
+    engine: Engine,
+    max_raises_per_day: float = MAX_RAISES_PER_DAY,
+) -> list[Flapping]:
+    """Warnings raised more than ``max_raises_per_day`` times a day, with a likely cause."""
+    raises = Counter(
+        (w.rule_id, w.subject) for w in result.warnings if w.transition is Transition.RAISED
+    )
+    times: dict[str, list[datetime]] = defaultdict(list)
+    for r in readings:
+        times[r.station_id].append(r.observed_at)
+    out = []
+    for (rule_id, subject), n in sorted(raises.items()):
+        if n / result.days <= max_raises_per_day:
+            continue
+        states = [w for w in result.warnings if w.rule_id == rule_id and w.subject == subject]
+        cause = _likely_cause(rule_id, subject, states, times.get(subject, []), engine)
+        out.append(Flapping(rule_id, subject, n, result.days, cause))
+    return out
+
+
+def _span(seconds: float) -> str:
+    return _format_duration(timedelta(seconds=round(seconds)))
+
+
+def _likely_cause(
+    rule_id: str, subject: str, states: list[Warning], times: list[datetime], engine: Engine
+) -> str:
+    if rule_id.startswith("quality."):
+        check = rule_id.split(".", 1)[1]
+        return (
+            f"the quality gate's {check} check keeps tripping on {subject}: its limits for "
+            "this metric (the rule set's quality section) may not fit this sensor, or the "
+            "sensor is faulty"
+        )
+    rule = engine.rules.get(rule_id)
+    if rule is None:
+        return "the rule is not in this rule set"
+    cond = rule.condition
+    if isinstance(cond, StalenessCondition):
+        return _staleness_cause(rule_id, subject, times, engine)
+    if isinstance(cond, _Levelled):
+        up = Counter(
+            w.level for w in states if w.transition in (Transition.RAISED, Transition.ESCALATED)
+        )
+        level = rule.level(up.most_common(1)[0][0] if up else rule.levels[0].level)
+        hold = f", sustained {_format_duration(cond.sustained)}" if cond.sustained else ""
+        return (
+            f"the values hover around level {level.name} ({level.value:g}); hysteresis "
+            f"{cond.hysteresis:g}{hold}: widen the hysteresis, or add sustained: so that a "
+            "level must hold before it is raised"
+        )
+    if isinstance(cond, ReportCondition):
+        return (
+            f"reports come just after the warning expired (expires_after "
+            f"{_format_duration(cond.expires_after)}): lengthen it"
+        )
+    if isinstance(cond, CompoundCondition):
+        return "one of its components flaps: see the components' rules"
+    return "the condition changes more often than the data warrants"
+
+
+def _staleness_cause(rule_id: str, subject: str, times: list[datetime], engine: Engine) -> str:
+    rule = engine.rules.get(rule_id)
+    assert rule is not None and isinstance(rule.condition, StalenessCondition)
+    cond = rule.condition
+    stamps = sorted({t.timestamp() for t in times})
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    if not gaps:
+        return f"{subject} sent too few readings to say how often it reports"
+    median = statistics.median(gaps)
+    limit = engine.silence_limit(rule, subject, {"gaps": gaps[-GAPS_KEPT:]}).total_seconds()
+    station = engine.directory.station(subject)
+    configured = station.report_every if station is not None else None
+    if median >= limit:
+        said = (
+            f"{subject} reports every {_span(median)} (median gap in the data) but the rule "
+            f"calls it silent after {_span(limit)}"
+        )
+        if not isinstance(cond.silent_for, Intervals):
+            return (
+                f"{said}: write silent_for in the station's reporting intervals (e.g. "
+                "'3 intervals', with at_least) and give the station report_every in the "
+                "geography file"
+            )
+        if configured is not None and configured.total_seconds() < median:
+            return (
+                f"{said}: its report_every in the geography file "
+                f"({_format_duration(configured)}) is shorter than it really reports; "
+                "correct it"
+            )
+        return f"{said}: give the station report_every in the geography file"
+    knob = "the number of intervals" if isinstance(cond.silent_for, Intervals) else "silent_for"
+    return (
+        f"{subject} reports irregularly (gaps from {_span(min(gaps))} to {_span(max(gaps))}, "
+        f"median {_span(median)}), around the rule's limit of {_span(limit)}: raise {knob}"
     )
 
 

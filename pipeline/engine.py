@@ -1,7 +1,10 @@
 """The rule engine: readings, reports, warnings, commands and clock ticks in;
 warning states out. Pure: all state lives in a ``MutableMapping`` of JSON-safe
 dicts (a Faust table in the pipeline, a dict in backtests and rule tests), and
-all time comes from the events themselves or from the tick.
+all time comes from the events themselves or from the tick. The one exception is
+the live pipeline's staleness check, which is also told the wall-clock time at
+which a tick is handled, to tell a backlog being caught up from a silence (see
+``SilenceWatch``).
 
 Keys of the state store (the subject decides the Kafka partition):
 
@@ -9,7 +12,8 @@ Keys of the state store (the subject decides the Kafka partition):
 ``w|<warning_id>``          the warning's last state (``Warning`` as JSON)
 ``e|<rule>|<subject>``      the rule's evaluator state for one subject
 ``q|<station>|<metric>``    the data-quality gate's state
-``l|<station>``             last time a station was heard from (staleness)
+``l|<station>``             last time a station was heard from, the metrics heard
+                            and its recent reporting gaps (staleness)
 ``x|<area>``                active warnings touching a commune (compound, reports)
 ``p|<warning_id>``          versions published, with a digest of each
 ==========================  =============================================
@@ -18,6 +22,7 @@ Keys of the state store (the subject decides the Kafka partition):
 from __future__ import annotations
 
 import logging
+import statistics
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -42,6 +47,7 @@ from pipeline.rules.model import (
     CompoundCondition,
     EarsCondition,
     GroupBy,
+    Intervals,
     Level,
     ReportCondition,
     Rule,
@@ -111,6 +117,70 @@ def _load(store: Store, key: str) -> Warning | None:
     return Warning.model_validate(raw) if raw else None
 
 
+# A station's reporting interval is learned from its last gaps between readings:
+# the median, so that one outage or one re-sent reading does not move it.
+GAPS_KEPT = 9
+GAPS_TO_LEARN = 1
+
+
+@dataclass
+class _Watched:
+    quiet_since: float | None = None  # wall clock: first tick after its last reading
+    since: float | None = None  # tick time (epoch s) this process began to watch it
+
+
+@dataclass
+class SilenceWatch:
+    """What this process has seen of each station, in wall-clock terms, so that the
+    clock cannot take a backlog for silence.
+
+    Ticks (``canhbao.clock``) and readings (``canhbao.readings.*``) are separate
+    topics, and a worker catching up after a restart or a rebalance reads them in
+    no particular order: ticks from the end of its downtime may come before the
+    readings sent meanwhile, and every station then looks silent. In a compressed
+    ``simulate`` one second of reordering is an hour and a half of scenario time.
+    So, live, silence is judged at the *stream's* time (the newest reading the
+    partition has handled) while readings are still flowing, and at the tick's
+    time only once the partition has been quiet for ``idle_after`` seconds of wall
+    time (a feed that died altogether must still be noticed). And a station's
+    silence counts from when this process began to watch it, never across the
+    process's own downtime. Kept in memory only: a new process starts afresh,
+    which is the point."""
+
+    idle_after: float = 5.0
+    stations: dict[str, _Watched] = field(default_factory=dict)
+
+    def heard(self, station_id: str) -> None:
+        watched = self.stations.get(station_id)
+        if watched is not None:
+            watched.quiet_since = None
+
+    def judge_at(
+        self, tick: datetime, wall: datetime, seen: dict[str, dict[str, Any]]
+    ) -> tuple[datetime, dict[str, float]]:
+        """The instant to judge silence at, and since when each station is watched."""
+        w = wall.timestamp()
+        for station_id in seen:
+            watched = self.stations.setdefault(station_id, _Watched())
+            if watched.quiet_since is None:
+                watched.quiet_since = w
+        quiet_since = max(self.stations[s].quiet_since or w for s in seen)
+        stream = max(float(v.get("ts", float("-inf"))) for v in seen.values())
+        if w - quiet_since >= self.idle_after or stream >= tick.timestamp():
+            at = tick
+        else:
+            at = datetime.fromtimestamp(stream, tz=tick.tzinfo)
+        since: dict[str, float] = {}
+        for station_id in seen:
+            watched = self.stations[station_id]
+            if watched.since is None:
+                # The clock's time, not the stream's: after a downtime the stream's
+                # newest reading may be hours old, and those hours were ours.
+                watched.since = tick.timestamp()
+            since[station_id] = watched.since
+        return at, since
+
+
 class Engine:
     """Evaluates one rule set; ``rules`` may be swapped at any time (hot reload)."""
 
@@ -121,6 +191,7 @@ class Engine:
         exercise: bool = False,
         *,
         max_clock_skew: timedelta = timedelta(minutes=5),
+        watch: SilenceWatch | None = None,
     ) -> None:
         self.rules = rules
         self.directory = directory
@@ -128,10 +199,19 @@ class Engine:
         # How far ahead of the present a reading may be dated (CANHBAO_MAX_CLOCK_SKEW):
         # state dated beyond it belongs to a timeline that cannot be the present one.
         self.max_clock_skew = max_clock_skew
+        # Handed on to the next engine at a hot reload: what was watched stays watched.
+        self.watch = watch or SilenceWatch()
 
     def with_rules(self, rules: RuleSet) -> Engine:
-        """The same engine with another rule set (hot reload)."""
-        return Engine(rules, self.directory, self.ctx.exercise, max_clock_skew=self.max_clock_skew)
+        """The same engine with another rule set (hot reload): what was watched stays
+        watched."""
+        return Engine(
+            rules,
+            self.directory,
+            self.ctx.exercise,
+            max_clock_skew=self.max_clock_skew,
+            watch=self.watch,
+        )
 
     # -- helpers -----------------------------------------------------------------
 
@@ -278,19 +358,33 @@ class Engine:
     def _heard(self, reading: Reading, store: Store, out: Outputs) -> None:
         if not self.rules.of_kind("staleness"):
             return
+        self.watch.heard(reading.station_id)
         lkey = f"l|{reading.station_id}"
         seen = dict(store.get(lkey) or {})
         ts = reading.observed_at.timestamp()
-        if ts < seen.get("ts", float("-inf")):
+        last = seen.get("ts")
+        if last is not None and ts < last:
             return
-        seen.update(ts=ts, domain=reading.domain.value, metric=reading.metric)
+        if last is not None and ts > last:
+            seen["gaps"] = [*seen.get("gaps", []), ts - last][-GAPS_KEPT:]
+        metrics = set(seen.get("metrics", [])) | {reading.metric}
+        seen.update(
+            ts=ts, domain=reading.domain.value, metric=reading.metric, metrics=sorted(metrics)
+        )
         if reading.area:
             seen["area"] = reading.area
         store[lkey] = seen
         for rule in self.rules.of_kind("staleness"):
             w = _load(store, f"w|{rule.id}:{reading.station_id}")
-            if is_active(w):
-                self._staleness(rule, reading.station_id, seen, 0, reading.observed_at, store, out)
+            if not is_active(w) or w is None:
+                continue
+            # Readings resumed, or late ones show the station was not silent that long
+            # when the notice was raised: clear it, but never dated before its raise.
+            # Late readings that leave the gap longer than the limit keep it.
+            limit = self.silence_limit(rule, reading.station_id, seen)
+            if ts > w.updated_at.timestamp() - limit.total_seconds():
+                at = max(reading.observed_at, w.updated_at)
+                self._staleness(rule, reading.station_id, seen, 0, at, store, out)
 
     def evaluate_rule(self, rule: Rule, reading: Reading, store: Store) -> Outputs:
         """One levelled rule on one reading, without the quality gate (the rule's
@@ -377,6 +471,29 @@ class Engine:
 
     # -- staleness and the clock ------------------------------------------------------
 
+    def reporting_interval(self, station_id: str, seen: dict[str, Any]) -> timedelta | None:
+        """How often the station reports: ``report_every`` from the geography, or
+        what its recent readings show when they come faster (a station slower than
+        its configured interval is still judged against the configured one)."""
+        station = self.directory.station(station_id)
+        configured = station.report_every if station is not None else None
+        gaps = [float(g) for g in seen.get("gaps", []) if g > 0]
+        learned = timedelta(seconds=statistics.median(gaps)) if len(gaps) >= GAPS_TO_LEARN else None
+        known = [i for i in (configured, learned) if i is not None]
+        return min(known) if known else None
+
+    def silence_limit(self, rule: Rule, station_id: str, seen: dict[str, Any]) -> timedelta:
+        """How long ``station_id`` may be silent before ``rule`` calls it a data gap."""
+        cond = rule.condition
+        assert isinstance(cond, StalenessCondition)
+        floor = cond.at_least or timedelta(0)
+        if not isinstance(cond.silent_for, Intervals):
+            return max(cond.silent_for, floor)
+        interval = self.reporting_interval(station_id, seen)
+        if interval is None:
+            return floor
+        return max(interval * cond.silent_for.count, floor)
+
     def _staleness(
         self,
         rule: Rule,
@@ -396,38 +513,78 @@ class Engine:
         spec = Spec.of(rule)
         if station is not None:
             spec = Spec(**{**spec.__dict__, "lead_override": station.owner})
+        limit = self.silence_limit(rule, station_id, seen)
+        if level:
+            interval = self.reporting_interval(station_id, seen)
+            every = f", reports every {_minutes(interval)}" if interval else ""
+            note = (
+                f"silent since {last.isoformat()} (limit {_minutes(limit)}: "
+                f"{cond.describe()}{every})"
+            )
+        else:
+            note = f"heard again: a reading observed at {last.isoformat()}"
         evidence = [
             Evidence(
                 station_id=station_id,
                 metric=str(seen.get("metric", "")),
-                value=(at - last).total_seconds() / 60.0,
+                # Minutes of silence (none once heard again), never negative.
+                value=max((at - last).total_seconds(), 0.0) / 60.0 if level else 0.0,
                 observed_at=at,
-                note=f"silent since {last.isoformat()} (limit {cond.silent_for})",
+                note=note,
             )
         ]
         w = build(spec, station_id, previous, level, at, evidence, codes, self.ctx)
         if w is not None:
             self._save(store, w, out)
 
-    def on_tick(self, now: datetime, store: Store, keys: Iterable[str] | None = None) -> Outputs:
-        """Time-driven work for the keys this worker owns: silent stations, expired
-        report warnings, and warnings of rules that are no longer in the set."""
-        out = Outputs()
+    def _silences(
+        self,
+        now: datetime,
+        store: Store,
+        keys: list[str],
+        wall: datetime | None,
+        out: Outputs,
+    ) -> None:
+        """Raise a data-gap notice for each selected station silent past its limit."""
         stale_rules = self.rules.of_kind("staleness")
-        for key in list(store.keys() if keys is None else keys):
-            if key.startswith("l|") and stale_rules:
-                seen = store.get(key) or {}
-                station_id = key[2:]
-                for rule in stale_rules:
-                    if not self._selected_station(rule, station_id, seen):
-                        continue
-                    cond = rule.condition
-                    assert isinstance(cond, StalenessCondition)
-                    silent = now.timestamp() - seen.get("ts", now.timestamp())
-                    w = _load(store, f"w|{rule.id}:{station_id}")
-                    if silent > cond.silent_for.total_seconds() and not is_active(w):
-                        self._staleness(rule, station_id, seen, 1, now, store, out)
-            elif key.startswith("e|"):
+        seen = {k[2:]: dict(store.get(k) or {}) for k in keys if k.startswith("l|")}
+        seen = {s: v for s, v in seen.items() if "ts" in v}
+        if not stale_rules or not seen:
+            return
+        at, since = now, dict[str, float]()
+        if wall is not None:
+            at, since = self.watch.judge_at(now, wall, seen)
+        for station_id, heard in seen.items():
+            for rule in stale_rules:
+                if not self._selected_station(rule, station_id, heard):
+                    continue
+                w = _load(store, f"w|{rule.id}:{station_id}")
+                if is_active(w):
+                    continue
+                counted_from = max(heard["ts"], since.get(station_id, float("-inf")))
+                limit = self.silence_limit(rule, station_id, heard)
+                if at.timestamp() - counted_from > limit.total_seconds():
+                    self._staleness(rule, station_id, heard, 1, at, store, out)
+
+    def on_tick(
+        self,
+        now: datetime,
+        store: Store,
+        keys: Iterable[str] | None = None,
+        *,
+        wall: datetime | None = None,
+    ) -> Outputs:
+        """Time-driven work for the keys this worker owns: silent stations, expired
+        report warnings, and warnings of rules that are no longer in the set.
+
+        ``wall`` is the wall-clock time the live pipeline handles the tick at; with
+        it, silence is judged as ``SilenceWatch`` says. Without it (backtests, rule
+        tests: events replayed in time order) silence is judged at ``now``."""
+        out = Outputs()
+        own = list(store.keys() if keys is None else keys)
+        self._silences(now, store, own, wall, out)
+        for key in own:
+            if key.startswith("e|"):
                 _, rule_id, subject = key.split("|", 2)
                 windowed = self.rules.get(rule_id)
                 if windowed is not None and isinstance(windowed.condition, WindowCondition):
@@ -489,7 +646,10 @@ class Engine:
             return False
         if sel.stations is not None and station_id not in sel.stations:
             return False
-        return not (sel.metric is not None and sel.metric != seen.get("metric"))
+        # Any metric the station has sent, not only the last: a gauge that also
+        # measures rain is still a river gauge.
+        metrics = seen.get("metrics") or [seen.get("metric")]
+        return sel.metric is None or sel.metric in metrics
 
     def _clear(self, w: Warning, at: datetime, note: str, store: Store, out: Outputs) -> None:
         spec = Spec(
@@ -673,6 +833,13 @@ class Engine:
             if SEVERITY_RANK[lv.severity] <= SEVERITY_RANK[severity]:
                 chosen = lv.level
         return chosen
+
+
+def _minutes(d: timedelta) -> str:
+    minutes = d.total_seconds() / 60
+    if minutes >= 120 and minutes % 60 == 0:
+        return f"{minutes / 60:g} h"
+    return f"{minutes:g} min"
 
 
 def _quantity(rule: Rule) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from pipeline.engine import Engine, Outputs, areas_of
 from pipeline.quality import Check
 from pipeline.rules.kinds import window_due
-from pipeline.rules.model import ReportCondition, StalenessCondition, WindowCondition
+from pipeline.rules.model import ReportCondition, WindowCondition
 from topics.models import Command, Reading, Report, Warning
 
 EPSILON = timedelta(seconds=1)
@@ -28,12 +28,16 @@ class Replay:
     store: dict[str, Any] = field(default_factory=dict)
     warnings: list[Warning] = field(default_factory=list)
     rejected: dict[Check, int] = field(default_factory=dict)
+    # Each reading the quality gate set aside, with the check (for charts).
+    set_aside: list[tuple[Reading, Check]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     clock: datetime | None = None
 
     def reading(self, reading: Reading) -> None:
         self._advance(reading.observed_at)
-        self._drain(self.engine.on_reading(reading, self.store), reading.observed_at)
+        out = self.engine.on_reading(reading, self.store)
+        self.set_aside += [(reading, check) for check, _ in out.rejected]
+        self._drain(out, reading.observed_at)
 
     def report(self, report: Report) -> None:
         self._advance(report.observed_at)
@@ -53,15 +57,11 @@ class Replay:
     def _due(self) -> datetime | None:
         """The earliest moment a tick would change something."""
         due: list[float] = []
-        stale = [
-            r.condition.silent_for
-            for r in self.engine.rules.of_kind("staleness")
-            if isinstance(r.condition, StalenessCondition)
-        ]
-        for limit in set(stale):
-            due += [
-                v["ts"] + limit.total_seconds() for k, v in self.store.items() if k.startswith("l|")
-            ]
+        for rule in self.engine.rules.of_kind("staleness"):
+            for k, v in self.store.items():
+                if k.startswith("l|") and "ts" in v:
+                    limit = self.engine.silence_limit(rule, k[2:], v)
+                    due.append(v["ts"] + limit.total_seconds())
         for rule in self.engine.rules.of_kind("report"):
             cond = rule.condition
             assert isinstance(cond, ReportCondition)

@@ -20,7 +20,7 @@ negative) and ``_xN`` (N missing samples).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -232,31 +232,31 @@ def _show_exp(exp: Expected, start: datetime) -> str:
     return f"{exp.rule} {exp.transition.value}{lvl}{at}"
 
 
-def run_file(path: Path, directory: Directory) -> tuple[int, list[str]]:
-    """(number of cases, failures) for one test file."""
-    result = run_test_file(path, directory)
-    return result.cases, result.failures
-
-
-@dataclass(frozen=True)
+@dataclass
 class FileResult:
-    cases: int  # 0 when the file could not run (unreadable, or its rules do not compile)
-    failed: int  # cases with at least one failure
-    failures: list[str]
+    """One test file's outcome: its cases, the failed ones, and every failure line."""
+
+    cases: int
+    failed: int = 0
+    failures: list[str] = field(default_factory=list)
 
 
-def run_test_file(path: Path, directory: Directory) -> FileResult:
-    """One test file: its cases, how many failed, and every failure."""
+def run_file(path: Path, directory: Directory) -> FileResult:
+    """Run one test file; a file that cannot be read or compiled fails as a whole."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         spec = RuleTestFile.model_validate(data)
     except (OSError, yaml.YAMLError) as exc:
         return FileResult(0, 0, [f"{path}: {exc}"])
     except ValidationError as exc:
-        return FileResult(0, 0, [
-            f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        ])  # fmt: skip
+        return FileResult(
+            0,
+            0,
+            [
+                f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
+                for e in exc.errors(include_url=False)
+            ],
+        )
     try:
         if spec.rule_files:
             sources = read_sources(*[path.parent / f for f in spec.rule_files])
@@ -265,13 +265,12 @@ def run_test_file(path: Path, directory: Directory) -> FileResult:
         rules = compile_rules(sources)
     except RuleError as exc:
         return FileResult(0, 0, [f"{path}: rules: {p}" for p in exc.problems])
-    failures: list[str] = []
-    failed = 0
+    result = FileResult(len(spec.tests))
     for case in spec.tests:
-        found = run_case(case, rules, directory)
-        failed += bool(found)
-        failures += [f"{path}: {case.name}: {f}" for f in found]
-    return FileResult(len(spec.tests), failed, failures)
+        failures = run_case(case, rules, directory)
+        result.failed += bool(failures)
+        result.failures += [f"{path}: {case.name}: {f}" for f in failures]
+    return result
 
 
 def find_test_files(paths: list[Path]) -> list[Path]:

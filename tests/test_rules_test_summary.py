@@ -54,7 +54,7 @@ def test_the_summary_counts_cases_passed_and_failed(tmp_path: Path) -> None:
     lines = out.stdout.splitlines()
     assert lines[0] == f"FAIL  {tmp_path / 'a.test.yaml'}  (3 cases, 1 failed)"
     assert f"ok    {tmp_path / 'b.test.yaml'}  (1 case)" in lines
-    assert lines[-1] == "4 cases in 2 file(s): 3 passed, 1 failed"
+    assert lines[-1] == "4 cases in 2 files: 3 passed, 1 failed"
 
 
 def test_a_file_that_cannot_run_is_named_in_the_summary(tmp_path: Path) -> None:
@@ -65,5 +65,5 @@ def test_a_file_that_cannot_run_is_named_in_the_summary(tmp_path: Path) -> None:
     assert out.returncode == 1
     assert f"FAIL  {tmp_path / 'z.test.yaml'}  (could not run)" in out.stdout
     assert out.stdout.splitlines()[-1] == (
-        "1 case in 2 file(s): 1 passed, 0 failed; 1 file(s) could not run"
+        "1 case in 2 files: 1 passed, 0 failed, 1 file(s) could not run"
     )

@@ -158,7 +158,8 @@ def register(app: faust.App, settings: Settings, holder: EngineHolder) -> None:
                 parsed.action.value, "refused" if out.errors else "applied"
             ).inc()
         else:
-            out = engine.on_tick(parsed.at, store, store.own_keys())
+            # The wall clock tells a backlog being caught up from a silence.
+            out = engine.on_tick(parsed.at, store, store.own_keys(), wall=datetime.now(UTC))
         outputs.append((out, msg, raw))
 
     async def evaluate(stream: faust.StreamT[Any]) -> None:

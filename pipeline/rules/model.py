@@ -10,6 +10,7 @@ way up. Staleness, report and compound rules raise a single kind of state.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -151,13 +152,80 @@ class WindowCondition(_Levelled):
     )
 
 
+@dataclass(frozen=True)
+class Intervals:
+    """A silence measured in the station's own reporting intervals ("3 intervals")."""
+
+    count: float
+
+    def __str__(self) -> str:
+        return f"{self.count:g} interval{'' if self.count == 1 else 's'}"
+
+
+_INTERVALS = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*intervals?\s*$")
+
+
+def _parse_silence(value: Any) -> timedelta | Intervals:
+    if isinstance(value, Intervals):
+        return value
+    if isinstance(value, str) and "interval" in value:
+        m = _INTERVALS.match(value)
+        if not m or float(m.group(1)) <= 0:
+            raise ValueError(
+                f"{value!r} is not a number of intervals: use e.g. '3 intervals' (the station's "
+                "reporting interval times 3) or a duration such as '30m'"
+            )
+        return Intervals(float(m.group(1)))
+    try:
+        return _parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or a number of reporting intervals, e.g. '3 intervals'") from None
+
+
+def _format_silence(value: timedelta | Intervals) -> str:
+    return str(value) if isinstance(value, Intervals) else _format_duration(value)
+
+
+Silence = Annotated[
+    timedelta | Intervals,
+    BeforeValidator(_parse_silence),
+    PlainSerializer(_format_silence, return_type=str),
+]
+
+
 class StalenessCondition(BaseModel):
-    """A station silent for longer than ``silent_for`` raises a data-gap notice."""
+    """A station silent for longer than ``silent_for`` raises a data-gap notice.
+
+    ``silent_for`` is a duration, or a number of the station's reporting intervals
+    ("3 intervals"): the interval is ``report_every`` from the geography file or,
+    when the station's recent readings come faster, what they show. Networks report
+    at different cadences (15 min automatic gauges, hourly bulletins), and a fixed
+    limit flaps on the slower ones. ``at_least`` is the shortest limit, and the limit
+    of a station whose interval is not known yet."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["staleness"] = "staleness"
-    silent_for: Duration
+    silent_for: Silence
+    at_least: Duration | None = Field(
+        default=None,
+        description="never judge a station silent sooner than this; the limit while its "
+        "interval is unknown",
+    )
+
+    @model_validator(mode="after")
+    def _needs_floor(self) -> StalenessCondition:
+        if isinstance(self.silent_for, Intervals) and self.at_least is None:
+            raise ValueError(
+                "silent_for in intervals needs at_least: the limit for a station whose "
+                "reporting interval is not known yet (and the shortest limit of all)"
+            )
+        return self
+
+    def describe(self) -> str:
+        """The limit as an engineer wrote it, for notes and reports."""
+        text = _format_silence(self.silent_for)
+        return f"{text}, at least {_format_duration(self.at_least)}" if self.at_least else text
 
 
 class EndemicCondition(_Levelled):

@@ -4,25 +4,30 @@ killed mid-flood that comes back without raising the active warning again."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from tests.conftest import Broker
 from tests.integration.helpers import (
     collect,
     ensure_topics,
+    group_lag,
     producer,
     run_canhbao,
     running_worker,
     worker_env,
 )
-from topics.catalogue import INGEST_READINGS, WARNINGS
-from topics.models import Domain, Reading, Transition, Warning
+from topics.catalogue import CLOCK, INGEST_READINGS, WARNINGS, readings_topic
+from topics.models import Domain, Reading, Tick, Transition, Warning
 
 pytestmark = pytest.mark.integration
 
@@ -203,3 +208,130 @@ async def test_worker_killed_mid_flood_does_not_raise_again(broker: Broker, tmp_
     for w in after:
         original = next(x for x in after if x.version == w.version)
         assert w.model_dump() == original.model_dump(), "a replay must be identical"
+
+
+GAP_RULES = """
+rules:
+  - id: water.flood.dap-cau
+    domain: water
+    hazard: river_flood
+    selector: {station: dap-cau, metric: water_level_m}
+    condition: {kind: threshold}
+    levels:
+      - {level: 1, name: "I", value: 4.30, severity: Moderate}
+      - {level: 2, name: "II", value: 5.30, severity: Severe}
+      - {level: 3, name: "III", value: 6.30, severity: Extreme}
+  - id: water.gap.rivers
+    domain: water
+    hazard: data_gap
+    selector:
+      stations: [phu-lang-thuong, luc-nam, pha-lai, ha-noi, thuong-cat]
+      metric: water_level_m
+    condition: {kind: staleness, silent_for: 30m}
+    levels:
+      - {level: 1, name: "data gap", severity: Minor}
+"""
+RIVERS = ["phu-lang-thuong", "luc-nam", "pha-lai", "ha-noi", "thuong-cat"]
+STEP = timedelta(minutes=15)
+
+
+async def play(p: AIOKafkaProducer, start: datetime, steps: range, stations: list[str],
+               pause: float) -> None:  # fmt: skip
+    """As ``canhbao simulate`` plays a scenario: readings every 15 scenario minutes,
+    dated from ``start``, and a tick of the scenario clock after each step."""
+    clock = sorted(await p.partitions_for(CLOCK))
+    for k in steps:
+        at = start + k * STEP
+        for i, station in enumerate(stations):
+            body = Reading(
+                station_id=station, domain=Domain.WATER, metric="water_level_m",
+                value=3.0 + (k % 8) / 100 + i / 1000, observed_at=at,
+            ).to_bytes()  # fmt: skip
+            await p.send(INGEST_READINGS, body, key=station.encode())
+        tick = Tick(at=at + timedelta(minutes=1)).to_bytes()
+        for partition in clock:
+            await p.send(CLOCK, tick, partition=partition)
+        await p.flush()
+        await asyncio.sleep(pause)
+
+
+def marker(value: float, at: datetime) -> bytes:
+    return Reading(
+        station_id="dap-cau", domain=Domain.WATER, metric="water_level_m", value=value,
+        observed_at=at,
+    ).to_bytes()  # fmt: skip
+
+
+async def handled_every_reading(bootstrap: str, timeout: float = 60) -> None:
+    """Wait until the worker's group has committed every water reading, so every state
+    they caused is on the warnings topic. (Not ``wait_caught_up``: on Tansu the commit
+    can stand one past the end offset that the broker reports.)"""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while any(
+            lag > 0
+            for lag in (
+                await group_lag(admin, consumer, "canhbao", readings_topic(Domain.WATER))
+            ).values()
+        ):
+            assert time.monotonic() < deadline, "the worker did not handle every reading"
+            await asyncio.sleep(0.5)
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+async def test_worker_restarted_mid_scenario_raises_no_false_data_gap(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Issue 15 item 8: killed and restarted during a compressed scenario, the worker
+    read its downtime's clock ticks before the readings sent meanwhile and raised
+    data-gap notices on every river station. Only a station that really stops may."""
+    await ensure_topics(broker.bootstrap)
+    rules = write_rules(tmp_path / "rules", GAP_RULES)
+    env = worker_env(broker.bootstrap, broker.kind, CANHBAO_RULES_PATH=str(rules))
+    if broker.kind == "kafka":
+        env["CANHBAO_GROUP_INSTANCE_ID"] = "worker-1"
+    start = datetime.now(UTC).replace(microsecond=0)
+    with running_worker(env, tmp_path / "worker-1.log") as first:
+        async with producer(broker.bootstrap) as p:
+            await play(p, start, range(0, 12), RIVERS, 0.1)
+            await p.send_and_wait(INGEST_READINGS, marker(4.5, start + 11 * STEP), key=b"dap-cau")
+            await warnings(broker, 1)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        async with producer(broker.bootstrap) as p:
+            # Ten scenario hours while the worker is down.
+            await play(p, start, range(12, 52), RIVERS, 0.0)
+    with running_worker(env, tmp_path / "worker-2.log"):
+        async with producer(broker.bootstrap) as p:
+            # Back: once it has read the backlog (the marker escalates), live again.
+            await p.send_and_wait(INGEST_READINGS, marker(5.5, start + 52 * STEP), key=b"dap-cau")
+            await warnings(broker, 2)
+            # Phủ Lạng Thương stops reporting after step 55 (Thượng Cát, on the same
+            # partition of three, goes on).
+            await play(p, start, range(52, 56), RIVERS, 0.2)
+            await play(p, start, range(56, 100), RIVERS[1:], 0.2)
+            await p.send_and_wait(INGEST_READINGS, marker(6.5, start + 99 * STEP), key=b"dap-cau")
+        await handled_every_reading(broker.bootstrap)
+        values = await collect(
+            broker.bootstrap,
+            WARNINGS,
+            lambda vs: any(Warning.model_validate_json(v).level == 3 for v in vs),
+            timeout=60,
+        )
+    states = [Warning.model_validate_json(v) for v in values]
+    gaps = [w for w in states if w.hazard == "data_gap"]
+    assert {w.subject for w in gaps} == {"phu-lang-thuong"}, [
+        (w.subject, w.transition.value, w.updated_at.isoformat()) for w in gaps
+    ]
+    assert {(w.version, w.transition) for w in gaps} == {(1, Transition.RAISED)}
+    (raised,) = {w.updated_at for w in gaps}
+    last_heard = start + 55 * STEP
+    # Judged in scenario time: silent 30 minutes, noticed within about a tick of it.
+    assert last_heard + timedelta(minutes=30) < raised <= last_heard + timedelta(minutes=61)
+    assert 30 < gaps[0].evidence[0].value <= 61

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from alerting.directory import Directory
-from canhbao.htmlreport import render
+from canhbao.htmlreport import RuleSetRun, nice_ticks, render, unit_of
 from pipeline.backtest import (
     BacktestResult,
     compare,
@@ -407,13 +409,14 @@ def test_html_report(compile_yaml: Compile, directory: Directory) -> None:
     assert html.startswith("<!doctype html>")
     assert html.count("<svg") == 1
     for name, value in [("BĐ-I", "4.3"), ("BĐ-II", "5.3"), ("BĐ-III", "6.3")]:
-        assert f">{name} {value}</text>" in html
+        assert f">{name} {value} m</text>" in html
     assert "<h2>Transitions</h2>" in html
     table = html.split("<h2>Transitions</h2>", 1)[1]
     assert table.count("<tr>") == 1 + len(result.transitions())
     assert f"<td>{_at(hours=1).isoformat()}</td><td>{FLOOD}</td><td>dap-cau</td>" in table
     assert "<td>escalated</td><td>2</td>" in table
-    assert "opacity" in html  # the warning periods are shaded
+    # The warning periods, as a band under the chart: one rectangle per level period.
+    assert html.count("water.flood.dap-cau BĐ-") == 5
 
 
 def test_html_report_escapes_names(compile_yaml: Compile, directory: Directory) -> None:
@@ -430,7 +433,7 @@ def test_html_report_lists_quality_rejections(compile_yaml: Compile, directory: 
     )
     readings = _hourly([(0, 4.0), (1, 99.0), (2, 4.5)])
     html = render(readings, rules, run_backtest(readings, rules, directory))
-    assert "rejected by the quality gate: out_of_range 1" in html
+    assert "set aside by the quality gate: out_of_range 1" in html
     assert "<td>quality.out_of_range</td>" in html
     assert f"<td>{Transition.CLEARED.value}</td>" in html
 
@@ -441,4 +444,169 @@ def test_html_report_for_a_quiet_river(compile_yaml: Compile, directory: Directo
     result = run_backtest(readings, rules, directory)
     assert result.warnings == []
     html = render(readings, rules, result)
-    assert "<svg" in html and ">BĐ-I 4.3</text>" in html
+    assert "<svg" in html and ">BĐ-I 4.3 m</text>" in html
+
+
+# --- the chart (issue 15 item 13) ---
+
+
+def _y_ticks(svg: str) -> list[float]:
+    return [float(v) for v in re.findall(r'text-anchor="end">(-?[\d.]+)</text>', svg)]
+
+
+def test_a_rejected_reading_is_marked_and_does_not_set_the_axis(
+    compile_yaml: Compile, directory: Directory
+) -> None:
+    """One 99 m reading the gate set aside used to set the y axis: the flood was a flat
+    line at the bottom and the I/II/III labels printed over each other."""
+    rules = compile_yaml(
+        "quality:\n  metrics:\n    water_level_m: {max: 30}\nrules:\n" + FLOOD_RULE_YAML
+    )
+    readings = _hourly([(0, 3.0), (1, 3.8), (2, 99.0), (3, 4.9), (4, 6.1), (5, 6.8), (6, 5.5)])
+    result = run_backtest(readings, rules, directory)
+    assert [(r.value, c.value) for r, c in result.set_aside] == [(99.0, "out_of_range")]
+    html = render(readings, rules, result)
+    ticks = _y_ticks(html)
+    assert ticks and max(ticks) < 8 and min(ticks) >= 2
+    assert ">99 m (out_of_range)</text>" in html  # marked at the top edge, with its value
+    assert "set aside (out_of_range): 99 m" in html
+    labels = [float(y) for y in re.findall(r'<text x="\d+" y="([\d.]+)">(?:I|II|III) ', html)]
+    assert len(labels) == 3
+    assert min(b - a for a, b in itertools.pairwise(sorted(labels))) >= 13  # no overlap
+
+
+def test_the_chart_has_time_and_value_ticks_with_units(
+    compile_yaml: Compile, directory: Directory
+) -> None:
+    rules = compile_yaml(NAMED_FLOOD_YAML)
+    readings = _hourly([(h, 3.0 + h / 10) for h in range(25)])
+    html = render(readings, rules, run_backtest(readings, rules, directory))
+    assert "water_level_m (m)" in html
+    assert len(_y_ticks(html)) >= 4
+    assert ">07/10 06:00</text>" in html and ">07/10 12:00</text>" in html  # local time
+    assert "time (UTC+07:00)" in html
+
+
+def test_units_come_from_the_readings_or_the_metric_name() -> None:
+    assert unit_of("water_level_m", []) == "m"
+    assert unit_of("rain_mm", []) == "mm"
+    assert unit_of("pm25_ugm3", []) == "µg/m³"
+    assert unit_of("vn_aqi", []) == "VN_AQI"
+    assert unit_of("failed_login", []) == ""
+    assert unit_of("x", [_level(1.0, _at(), unit="cm")]) == "cm"
+
+
+def test_nice_ticks_are_round_and_cover_the_range() -> None:
+    assert nice_ticks(2.8, 7.9, 8) == [3, 4, 5, 6, 7]
+    assert nice_ticks(0.0, 1.0, 6) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+def test_compare_draws_two_bands_on_one_chart(compile_yaml: Compile, directory: Directory) -> None:
+    readings = _hourly(EPISODES)
+    a_rules, b_rules = compile_yaml(FLOOD_RULE_YAML), compile_yaml(LOWER_FLOOD_YAML)
+    a, b = run_backtest(readings, a_rules, directory), run_backtest(readings, b_rules, directory)
+    html = render(
+        readings, a_rules, a, name="rules/", compare=RuleSetRun("b", "lower/", b_rules, b)
+    )
+    assert html.count("<svg") == 1
+    assert ">a</text>" in html and ">b</text>" in html  # the two bands
+    assert ">a: I 4.3 m</text>" in html and ">b: I 4 m</text>" in html
+    assert 'stroke-dasharray="2 3"' in html  # b's differing level, dotted
+    assert html.count(">II 5.3 m</text>") == 1 and ": II" not in html  # shared: one line
+    assert html.count("<title>b: water.flood.dap-cau") == len(
+        [w for w in b.warnings if w.level > 0]
+    )
+
+
+def test_the_report_counts_raises_and_names_flapping_rules(
+    compile_yaml: Compile, directory: Directory
+) -> None:
+    rules = compile_yaml(FLOOD_RULE_YAML + GAP_YAML)
+    hourly = [_level(3.0 + (h % 3) / 100, _at(hours=h)) for h in range(48)]
+    result = run_backtest(hourly, rules, directory)
+    html = render(hourly, rules, result)
+    assert "water.gap: raised 47 <strong>flapping</strong>" in html
+    assert "<td class='flap'>24.0</td>" in html
+    assert "water.gap flaps on dap-cau: raised 47 times in 2.0 days" in html
+
+
+# --- flapping (issue 15 item 12) ---
+
+HOURLY_EXAMPLE = (
+    Path(__file__).resolve().parents[2] / "examples/history/bac-ninh-rivers-2025-10-hourly.csv"
+)
+
+
+def test_the_hourly_bulletin_series_gets_every_level_and_no_data_gap(
+    ruleset: RuleSet, directory: Directory
+) -> None:
+    history = load_history(HOURLY_EXAMPLE, ruleset)
+    assert history.errors == [] and len(history.readings) == 4 * 264
+    assert {r.source for r in history.readings} == {"sample:reconstructed-bulletins-2025-10"}
+    result = run_backtest(history.readings, ruleset, directory)
+    peaks = {
+        s.rule.removeprefix("water.flood."): max(t["level"] for t in s.transitions)
+        for s in result.summaries.values()
+        if s.rule.startswith("water.flood.")
+    }
+    # As the bulletins had it: Đáp Cầu and Phủ Lạng Thương above III, Lục Nam and
+    # Phả Lại between I and II.
+    assert peaks == {"dap-cau": 3, "phu-lang-thuong": 3, "luc-nam": 2, "pha-lai": 2}
+    assert all(s.raised == 1 and s.flaps == 0 for s in result.summaries.values())
+    assert "water.gap.rivers" not in result.summaries
+    assert result.flapping == []
+
+
+def test_a_fixed_silence_limit_flaps_on_hourly_stations_and_the_backtest_says_why(
+    ruleset: RuleSet, directory: Directory, compile_yaml: Compile
+) -> None:
+    history = load_history(HOURLY_EXAMPLE, ruleset)
+    fixed = compile_yaml(
+        GAP_YAML.replace("water.gap", "water.gap.rivers").replace(
+            "selector: {metric: water_level_m}",
+            "selector: {stations: [phu-lang-thuong, luc-nam, pha-lai], metric: water_level_m}",
+        )
+    )
+    result = run_backtest(history.readings, fixed, directory)
+    assert [(f.rule, f.subject) for f in result.flapping] == [
+        ("water.gap.rivers", "luc-nam"),
+        ("water.gap.rivers", "pha-lai"),
+        ("water.gap.rivers", "phu-lang-thuong"),
+    ]
+    first = result.flapping[0]
+    assert first.raises == 263 and first.per_day > 20
+    assert "luc-nam reports every 1h (median gap in the data)" in first.cause
+    assert "silent after 30m" in first.cause and "intervals" in first.cause
+    # The limit is the caller's: at 30 a day nothing is flapping.
+    relaxed = run_backtest(history.readings, fixed, directory, max_raises_per_day=30)
+    assert relaxed.flapping == []
+
+
+def test_a_level_that_flaps_is_blamed_on_its_hysteresis(
+    compile_yaml: Compile, directory: Directory
+) -> None:
+    bare = FLOOD_RULE_YAML.replace(", hysteresis: 0.10", "")
+    hover = [_level(4.25 if h % 2 else 4.35, _at(hours=h)) for h in range(24)]
+    (flap,) = run_backtest(hover, compile_yaml(bare), directory).flapping
+    assert flap.rule == FLOOD and flap.raises == 12
+    assert "hover around level I (4.3); hysteresis 0" in flap.cause
+    # With the shipped hysteresis (0.10 m) the same data raises once.
+    assert run_backtest(hover, compile_yaml(FLOOD_RULE_YAML), directory).flapping == []
+
+
+def test_a_station_slower_than_its_geography_says_is_named(
+    compile_yaml: Compile, directory: Directory
+) -> None:
+    rules = compile_yaml(
+        GAP_YAML.replace("silent_for: 30m", "silent_for: 3 intervals, at_least: 10m")
+    )
+    stations = [
+        s.model_copy(update={"report_every": timedelta(minutes=15)}) if s.id == "dap-cau" else s
+        for s in directory.geography.stations
+    ]
+    fast = Directory(
+        directory.geography.model_copy(update={"stations": stations}), directory.agencies
+    )
+    hourly = [_level(3.0 + h / 100, _at(hours=h)) for h in range(24)]
+    (flap,) = run_backtest(hourly, rules, fast).flapping
+    assert "its report_every in the geography file (15m) is shorter" in flap.cause

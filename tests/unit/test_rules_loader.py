@@ -207,7 +207,10 @@ def test_ruleset_matching_selects_by_domain_metric_station(make_reading) -> None
 
 
 def test_shipped_rules_match_by_station_and_metric(ruleset: RuleSet, make_reading) -> None:
-    assert [r.id for r in ruleset.matching(make_reading(4.0))] == ["water.flood.dap-cau"]
+    assert [r.id for r in ruleset.matching(make_reading(4.0))] == [
+        "water.flood.dap-cau",
+        "water.gap.rivers",
+    ]
     luc_nam = {r.id for r in ruleset.matching(make_reading(4.0, station_id="luc-nam"))}
     assert "water.flood.luc-nam" in luc_nam and "water.flood.dap-cau" not in luc_nam
     assert ruleset.matching(make_reading(4.0, metric="no_such_metric")) == []

@@ -290,9 +290,9 @@ def test_run_file_with_its_own_rule_file(tmp_path: Path, directory: Directory) -
     }
     path = tmp_path / "water.test.yaml"
     path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
-    count, failures = run_file(path, directory)
-    assert count == 2
-    assert failures == [
+    result = run_file(path, directory)
+    assert (result.cases, result.failed) == (2, 1)
+    assert result.failures == [
         f"{path}: wrong: expected #2 {FLOOD} escalated level 3 at +2:00:00, got level 2"
     ]
 
@@ -300,6 +300,6 @@ def test_run_file_with_its_own_rule_file(tmp_path: Path, directory: Directory) -
 def test_run_file_reports_an_invalid_test_file(tmp_path: Path, directory: Directory) -> None:
     path = tmp_path / "bad.test.yaml"
     path.write_text("tests: []\n", encoding="utf-8")
-    count, failures = run_file(path, directory)
-    assert count == 0
-    assert len(failures) == 1 and failures[0].startswith(f"{path}: tests:")
+    result = run_file(path, directory)
+    assert (result.cases, result.failed) == (0, 0)
+    assert len(result.failures) == 1 and result.failures[0].startswith(f"{path}: tests:")
