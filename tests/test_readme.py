@@ -44,6 +44,8 @@ OFFLINE = [
         r"^canhbao simulate (--list\b|.*--dry-run\b)",
         r"^canhbao feed replay\b.*--dry-run\b",
         r"^canhbao\b.*\s--help\b",
+        # Plain file handling around the commands (a scratch copy of the rules, say).
+        r"^(rm|cp|mkdir|sed|cat|ls|echo) ",
     )
 ]
 
