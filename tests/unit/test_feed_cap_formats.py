@@ -104,6 +104,12 @@ async def one(ingest: CapIngest, data: bytes) -> tuple[Outcome, str]:
     return result
 
 
+def without(rules: ReportRules, domain: Domain, category: str) -> ReportRules:
+    """The rules in force, had nobody written the report rule for ``category``."""
+    takes = {k: v for k, v in rules.takes.items() if k != (domain, category)}
+    return ReportRules(f"{rules.version}-without-{category}", takes)
+
+
 # --- What a real feed sends -------------------------------------------------------------
 
 
@@ -138,22 +144,39 @@ async def test_without_vietnamese_the_english_text_is_used_not_the_first(
 
 
 async def test_an_edxl_de_1_0_distribution_is_unwrapped_into_its_alerts(
-    ingest: CapIngest, sink: MemorySink, caplog: pytest.LogCaptureFixture
+    ingest: CapIngest, sink: MemorySink
 ) -> None:
-    """A dam release filed under CAP category Safety becomes a flooding report; the
-    earthquake, which no shipped rule takes, is dead-lettered on its own, with its own
-    XML (replayable with `canhbao feed cap FILE` once a rule takes it), and said so."""
+    """A dam release filed under CAP category Safety becomes a flooding report, and the
+    national earthquake bulletin beside it an earthquake report (each alert its own)."""
+    results = await ingest.ingest_file(DATA / "edxl_de_1_0_two_alerts.xml")
+    assert [o for o, _ in results] == [Outcome.SENT, Outcome.SENT]
+    flood, quake = reports(sink)
+    assert (flood.domain, flood.category, flood.areas) == (Domain.WATER, "flooding", ["bn-luc-nam"])
+    assert flood.reporter == "pctt@bacninh.gov.vn"
+    assert (quake.domain, quake.category, quake.severity, quake.areas) == (
+        Domain.GEOLOGY,
+        "earthquake",
+        Severity.MODERATE,
+        ["bn-luc-nam"],
+    )
+    assert quake.reporter == "canhbao@igp-vast.vn"
+    assert not dead(sink)
+
+
+async def test_an_alert_of_an_edxl_de_that_no_rule_takes_is_dead_lettered_alone(
+    sink: MemorySink, areas: Areas, ruleset: RuleSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where no rule takes earthquake reports, the earthquake is dead-lettered on its
+    own, with its own XML (replayable with `canhbao feed cap FILE` once a rule takes
+    it), and said so; the flooding report beside it is sent."""
+    rules = without(ReportRules.of(ruleset), Domain.GEOLOGY, "earthquake")
+    ingest = CapIngest(sink, areas, config=CONFIG, rules=rules, clock=lambda: NOW)
     no_rule = refused("no_rule")
     caplog.set_level("WARNING", logger="feeds.cap_ingest")
     results = await ingest.ingest_file(DATA / "edxl_de_1_0_two_alerts.xml")
     assert [o for o, _ in results] == [Outcome.SENT, Outcome.REJECTED]
     (report,) = reports(sink)
-    assert (report.domain, report.category, report.areas) == (
-        Domain.WATER,
-        "flooding",
-        ["bn-luc-nam"],
-    )
-    assert report.reporter == "pctt@bacninh.gov.vn"
+    assert report.category == "flooding"
     (letter,) = dead(sink)
     assert "no rule takes geology reports of category 'earthquake'" in letter.reason
     assert letter.source_topic.endswith("edxl_de_1_0_two_alerts.xml#2")
@@ -189,9 +212,29 @@ async def test_an_edxl_de_without_an_alert_is_dead_lettered(
     assert dead(sink)[0].original == data
 
 
-async def test_a_typhoon_warning_that_no_rule_takes_does_not_vanish(
-    ingest: CapIngest, sink: MemorySink, caplog: pytest.LogCaptureFixture
+async def test_a_national_typhoon_warning_becomes_a_storm_report_the_rules_take(
+    ingest: CapIngest, sink: MemorySink
 ) -> None:
+    [(outcome, why)] = await ingest.ingest_file(DATA / "cap12_typhoon.xml")
+    assert outcome is Outcome.SENT, why
+    (report,) = reports(sink)
+    assert (report.domain, report.category, report.severity) == (
+        Domain.WATER,
+        "storm",
+        Severity.EXTREME,
+    )
+    assert report.areas == ["bn-vu-ninh", "bn-kinh-bac", "bn-hap-linh", "bn-bac-giang"]
+    assert report.text.startswith("Bão số 3 gây gió mạnh cấp 8-9 tại Bắc Ninh")
+    assert not dead(sink)
+
+
+async def test_a_typhoon_warning_that_no_rule_takes_does_not_vanish(
+    sink: MemorySink, areas: Areas, ruleset: RuleSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deployment whose rules take no storm reports: the warning is dead-lettered with
+    what the rules do take, to replay once a rule takes it."""
+    rules = without(ReportRules.of(ruleset), Domain.WATER, "storm")
+    ingest = CapIngest(sink, areas, config=CONFIG, rules=rules, clock=lambda: NOW)
     no_rule = refused("no_rule")
     caplog.set_level("WARNING", logger="feeds.cap_ingest")
     [(outcome, why)] = await ingest.ingest_file(DATA / "cap12_typhoon.xml")
@@ -220,8 +263,31 @@ async def test_categories_that_say_nothing_of_the_hazard_are_placed_by_the_event
     [
         (("Geo",), "Động đất", "geology", "earthquake"),
         (("Other",), "Earthquake", "geology", "earthquake"),  # the event places it
+        (("Geo",), "Sóng thần", "geology", "earthquake"),
         (("Met",), "Bão số 5", "water", "storm"),
+        (("Met",), "Áp thấp nhiệt đới", "water", "storm"),
+        ((), "Tropical storm", "water", "storm"),
+    ],
+)
+async def test_national_typhoon_and_earthquake_warnings_reach_the_rules(
+    ingest: CapIngest,
+    sink: MemorySink,
+    categories: tuple[str, ...],
+    event: str,
+    domain: str,
+    category: str,
+) -> None:
+    outcome, why = await one(ingest, alert(categories=categories, event=event))
+    assert outcome is Outcome.SENT, why
+    (report,) = reports(sink)
+    assert (report.domain.value, report.category) == (domain, category)
+
+
+@pytest.mark.parametrize(
+    ("categories", "event", "domain", "category"),
+    [
         (("Geo",), "Đất bão hòa nước", "geology", "đất_bão_hòa_nước"),  # not a storm
+        (("Met",), "Rét hại", "water", "rét_hại"),  # a cold spell: no rule takes it
         (("Rescue",), "Tìm kiếm cứu nạn", "water", "tìm_kiếm_cứu_nạn"),  # otherwise: water
     ],
 )
