@@ -1,5 +1,5 @@
 """CAP alerts from upstream agencies as reports: the pure part of ``canhbao feed cap``
-(parsing, mapping by ``config/cap_ingest.yaml``, liveness, the rules check). The I/O -
+(parsing, mapping by ``config/cap_ingest.yaml``, timeliness, the rules check). The I/O -
 files, polling, the broker - is in ``feeds/cap_ingest.py``, whose docstring says what
 becomes of an alert.
 
@@ -23,15 +23,15 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from xml.parsers import expat
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.rules.model import Duration
+from pipeline.validate import Timeliness, TimePolicy, check_time, span
 from topics.models import Domain, Report, Severity
 
 if TYPE_CHECKING:
@@ -62,19 +62,6 @@ Ignore = Literal["ignore"]
 
 class ConfigError(ValueError):
     """The config file is missing or wrong; the message names the file and the field."""
-
-
-class LiveConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    max_age: Duration = Field(
-        default=timedelta(hours=6),
-        description="an alert sent (or effective) longer ago is backfill, not notified",
-    )
-    max_ahead: Duration = Field(
-        default=timedelta(minutes=5),
-        description="a <sent> further ahead of our clock is refused (a wrong clock)",
-    )
 
 
 class EventMapping(BaseModel):
@@ -119,10 +106,22 @@ class CapConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_document: int = Field(default=MAX_DOCUMENT, ge=1024)
-    live: LiveConfig = LiveConfig()
     categories: dict[CapCategory, Domain | Ignore] = Field(default_factory=dict)
     events: list[EventMapping] = Field(default_factory=list)
     otherwise: Domain | Ignore | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_live_section(cls, data: Any) -> Any:
+        # Said plainly, not "extra inputs are not permitted": a config written for an
+        # earlier release had its own bounds, which would now be silently different.
+        if isinstance(data, dict) and "live" in data:
+            raise ValueError(
+                "live: no longer read: CAP ingest judges time by the pipeline's bounds, as "
+                "every adapter does (CANHBAO_MAX_LATENESS, CANHBAO_MAX_CLOCK_SKEW); remove "
+                "the section"
+            )
+        return data
 
 
 def load_config(path: Path) -> CapConfig:
@@ -244,6 +243,7 @@ class CapInfo:
     headline: str
     description: str
     effective: str | None
+    onset: str | None
     expires: str | None
     geocodes: list[tuple[str, str]]
 
@@ -279,6 +279,7 @@ def _info(el: ET.Element, ns: str) -> CapInfo:
         headline=_text(el, ns, "headline"),
         description=_text(el, ns, "description"),
         effective=_text(el, ns, "effective") or None,
+        onset=_text(el, ns, "onset") or None,
         expires=_text(el, ns, "expires") or None,
         geocodes=geocodes,
     )
@@ -321,15 +322,6 @@ def report_id(sender: str, identifier: str) -> str:
     digest = hashlib.sha256(f"{sender},{identifier}".encode()).hexdigest()[:12]
     slug = re.sub(r"[^a-z0-9._:-]+", "-", identifier.lower()).strip("-:.") or "alert"
     return f"cap:{slug[: 128 - 17]}:{digest}"
-
-
-def span(value: timedelta) -> str:
-    """A duration as people read it: 45m, 6h, 30h 15m, 3d 2h."""
-    minutes = int(value.total_seconds() // 60)
-    days, minutes = divmod(minutes, 1440)
-    hours, minutes = divmod(minutes, 60)
-    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
-    return " ".join(parts[:2]) or f"{int(value.total_seconds())}s"
 
 
 @dataclass(frozen=True)
@@ -424,35 +416,47 @@ def _check_kind(alert: CapAlert, accept_exercise: bool) -> None:
         raise Skip(f"msgType {alert.msg_type}: not an alert", "msg_type")
 
 
-def timeliness(alert: CapAlert, now: datetime, live: LiveConfig) -> None:
-    """Whether the alert is live; raises ``Skip`` (expired, or late: backfill, not
-    notified) or ``CapError`` (sent in the future). The CAP side of the live/backfill
-    policy: when the alert took effect and when it ends are CAP's own fields."""
+def timeliness(alert: CapAlert, now: datetime, policy: TimePolicy) -> datetime:
+    """The report's ``observed_at`` if the alert is live at ``now``; else raises ``Skip``
+    (expired; or history: not notified) or ``CapError`` (a time ahead of the clock or
+    implausible: a wrong clock, dead-lettered).
+
+    Time is judged by the pipeline's one policy (``pipeline.validate.check_time``, the
+    bounds of CANHBAO_MAX_CLOCK_SKEW, CANHBAO_MAX_LATENESS, CANHBAO_EARLIEST_OBSERVED_AT),
+    on the time the report will carry, so the validate stage judges it as we do. That
+    time is the latest of the alert's ``sent``, ``effective`` and ``onset``: an alert
+    sent hours ago that takes effect (or whose event begins) now is live, dated then;
+    one whose effect or event is still ahead is pending, not history, and is dated now.
+    Only ``sent`` must not lie ahead of the clock: it is when the sender wrote it.
+    Whether the alert still holds is CAP's own: ``expires``."""
     sent = cap_datetime(alert.sent, "sent")
-    if sent - now > live.max_ahead:
-        raise CapError(
-            f"refused: sent {alert.sent}, {span(sent - now)} ahead of our clock (more than "
-            f"{span(live.max_ahead)}): a wrong clock at the sender, or at ours",
-            "future",
-        )
+    wrong = check_time(sent, now, policy, field_name="sent")
+    if wrong is not None and wrong.kind is not Timeliness.HISTORICAL:
+        raise CapError(f"refused: {wrong.reason}", wrong.kind.value)
     expiries = [i.expires for i in alert.infos]
     if expiries and all(expiries):  # an <info> without <expires> does not expire
         last = max(expiries, key=lambda e: cap_datetime(e or "", "expires"))
         if cap_datetime(last or "", "expires") <= now:
             raise Skip(f"refused: expired at {last}", "expired")
-    # An alert sent long ago but taking effect only now is live: the later of the two.
-    times = [(sent, f"sent {alert.sent}")] + [
-        (cap_datetime(i.effective, "effective"), f"effective {i.effective}")
+    times = [(sent, "sent", alert.sent)] + [
+        (cap_datetime(value, name), name, value)
         for i in alert.infos
-        if i.effective
+        for name, value in (("effective", i.effective), ("onset", i.onset))
+        if value
     ]
-    fresh, said = max(times, key=lambda t: t[0])
-    if now - fresh > live.max_age:
+    latest, name, said = max(times, key=lambda t: t[0])
+    at = max(sent, min(latest, now))
+    untimely = check_time(at, now, policy, field_name=name)
+    if untimely is None:
+        return at
+    if untimely.kind is Timeliness.HISTORICAL:
         raise Skip(
-            f"{said}, {span(now - fresh)} ago, older than the live bound of "
-            f"{span(live.max_age)}: backfill, not notified",
-            "late",
+            f"{name} {said}, {span(now - at)} ago: beyond the live lateness bound of "
+            f"{span(policy.max_lateness)} it is history, not notified (an alert's time is "
+            "the latest of its sent, effective and onset)",
+            untimely.kind.value,
         )
+    raise CapError(f"refused: {untimely.reason}", untimely.kind.value)
 
 
 def classify(alert: CapAlert, config: CapConfig) -> tuple[Domain, str]:
@@ -521,13 +525,15 @@ def to_report(
     now: datetime,
     accept_exercise: bool,
     rules: ReportRules | None = None,
+    policy: TimePolicy | None = None,
 ) -> Report:
     """The report an alert becomes; raises ``Skip`` or ``CapError``. Without ``rules``
-    the report is not checked against the rules in force."""
+    the report is not checked against the rules in force; without ``policy``, time is
+    judged by the default bounds."""
     _check_kind(alert, accept_exercise)
     if not alert.infos:
         raise CapError("the alert has no <info>")
-    timeliness(alert, now, config.live)
+    observed_at = timeliness(alert, now, policy or TimePolicy())
     domain, category = classify(alert, config)
     codes = areas.match(g for i in alert.infos for g in i.geocodes)
     if not codes:
@@ -549,8 +555,7 @@ def to_report(
             category=category,
             severity=severity,
             areas=codes,
-            # When the agency issued it: onset and effective may lie in the future.
-            observed_at=cap_datetime(alert.sent, "sent"),
+            observed_at=observed_at,  # see timeliness()
             reporter=alert.sender[:128],
             text=text[:4000],
         )

@@ -24,10 +24,15 @@ beyond). One alert becomes at most one ``Report``; how is set by
   the warning it corroborates); a ``Cancel`` is logged and counted but sends nothing,
   because a report cannot be withdrawn: the warning it raised clears on its own rules;
 - ``reporter`` is the CAP sender; ``text`` the Vietnamese headline and description (else
-  the English, else the first ``<info>``); ``observed_at`` when it was sent.
+  the English, else the first ``<info>``); ``observed_at`` the latest of its ``sent``,
+  ``effective`` and ``onset`` (now, if that is still ahead: the alert is pending).
 
-Only live alerts page people (``cap_alerts.timeliness``): an expired alert is refused,
-and one sent longer ago than the live bound is backfill, not notified. Alerts whose
+Only live alerts page people (``cap_alerts.timeliness``): an expired alert is refused;
+time is judged by the pipeline's one policy (``pipeline.validate.check_time``), on the
+report's ``observed_at``, so what is sent is what the validate stage takes: one whose
+latest time is older than the live lateness bound (CANHBAO_MAX_LATENESS) is history,
+not notified; one sent ahead of the clock (CANHBAO_MAX_CLOCK_SKEW) or before
+CANHBAO_EARLIEST_OBSERVED_AT is dead-lettered. Alerts whose
 status is not ``Actual`` are skipped (``Exercise`` too, unless this deployment runs
 exercises: CANHBAO_EXERCISE). Nothing is dropped silently: every alert not sent is
 logged and counted in ``canhbao_feed_refused_total{feed="cap",reason}``, and those that
@@ -69,6 +74,7 @@ from feeds.cap_alerts import (
     parse_xml,
     to_report,
 )
+from pipeline.validate import TimePolicy
 from topics.catalogue import DEADLETTER, INGEST_REPORTS
 from topics.models import DeadLetter, utcnow
 
@@ -135,10 +141,12 @@ class CapIngest:
         refresh_rules: Callable[[ReportRules | None], Awaitable[ReportRules | None]] | None = None,
         state: Path | None = None,
         accept_exercise: bool = False,
+        policy: TimePolicy | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.sink, self.areas, self.clock = sink, areas, clock
         self.config = config if config is not None else CapConfig()
+        self.policy = policy if policy is not None else TimePolicy()
         self.rules, self._refresh_rules = rules, refresh_rules
         self.accept_exercise = accept_exercise
         self.seen = Seen.load(state, clock())
@@ -177,6 +185,7 @@ class CapIngest:
                 now=self.clock(),
                 accept_exercise=self.accept_exercise,
                 rules=self.rules,
+                policy=self.policy,
             )
         except Skip as skip:
             log.info("cap: %s: skipped: %s", origin, skip)
@@ -472,6 +481,7 @@ async def _main(
             refresh_rules=refresh if args.url and not args.once else None,
             state=state,
             accept_exercise=settings.exercise,
+            policy=TimePolicy.from_settings(settings),
         )
         if args.files:
             for path in args.files:

@@ -782,6 +782,7 @@ class Engine:
                 and e["rule"] != rule.id
                 and e.get("kind") not in ("quality", "staleness", "report", "compound")
                 and e.get("notify", "true") == "true"
+                and (cond.corroborates is None or e.get("hazard") in cond.corroborates)
             ]
             if targets:
                 for wid, _ in targets:

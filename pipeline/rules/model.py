@@ -250,8 +250,9 @@ class EarsCondition(_Levelled):
 class ReportCondition(BaseModel):
     """A report of one of ``categories`` at or above ``min_severity`` in an area.
 
-    It corroborates an active warning of the same domain in that area; with
-    nothing to corroborate it raises its own, at the level of its severity."""
+    It corroborates an active warning of the same domain in that area (of one of
+    ``corroborates``' hazards, when given); with nothing to corroborate it raises its
+    own, at the level of its severity."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -259,6 +260,12 @@ class ReportCondition(BaseModel):
     categories: list[str] = Field(min_length=1)
     min_severity: Severity = Severity.MODERATE
     expires_after: Duration = Field(default_factory=lambda: timedelta(hours=24))
+    corroborates: list[str] | None = Field(
+        default=None,
+        description="hazards whose active warnings the report corroborates instead of "
+        "raising its own; unset: any hazard warning of the domain; []: none, it always "
+        "raises its own (a typhoon warning is not a flood warning's update)",
+    )
 
 
 class Component(BaseModel):

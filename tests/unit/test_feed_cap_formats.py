@@ -28,6 +28,7 @@ from feeds.cap_alerts import (
 from feeds.cap_ingest import CapIngest, Outcome
 from feeds.sink import MemorySink
 from pipeline.rules.loader import RuleSet
+from pipeline.validate import TimePolicy, judge_report, validate_report
 from topics.catalogue import DEADLETTER, INGEST_REPORTS
 from topics.models import DeadLetter, Domain, Report, Severity
 
@@ -103,6 +104,12 @@ async def one(ingest: CapIngest, data: bytes) -> tuple[Outcome, str]:
     return result
 
 
+def without(rules: ReportRules, domain: Domain, category: str) -> ReportRules:
+    """The rules in force, had nobody written the report rule for ``category``."""
+    takes = {k: v for k, v in rules.takes.items() if k != (domain, category)}
+    return ReportRules(f"{rules.version}-without-{category}", takes)
+
+
 # --- What a real feed sends -------------------------------------------------------------
 
 
@@ -137,22 +144,39 @@ async def test_without_vietnamese_the_english_text_is_used_not_the_first(
 
 
 async def test_an_edxl_de_1_0_distribution_is_unwrapped_into_its_alerts(
-    ingest: CapIngest, sink: MemorySink, caplog: pytest.LogCaptureFixture
+    ingest: CapIngest, sink: MemorySink
 ) -> None:
-    """A dam release filed under CAP category Safety becomes a flooding report; the
-    earthquake, which no shipped rule takes, is dead-lettered on its own, with its own
-    XML (replayable with `canhbao feed cap FILE` once a rule takes it), and said so."""
+    """A dam release filed under CAP category Safety becomes a flooding report, and the
+    national earthquake bulletin beside it an earthquake report (each alert its own)."""
+    results = await ingest.ingest_file(DATA / "edxl_de_1_0_two_alerts.xml")
+    assert [o for o, _ in results] == [Outcome.SENT, Outcome.SENT]
+    flood, quake = reports(sink)
+    assert (flood.domain, flood.category, flood.areas) == (Domain.WATER, "flooding", ["bn-luc-nam"])
+    assert flood.reporter == "pctt@bacninh.gov.vn"
+    assert (quake.domain, quake.category, quake.severity, quake.areas) == (
+        Domain.GEOLOGY,
+        "earthquake",
+        Severity.MODERATE,
+        ["bn-luc-nam"],
+    )
+    assert quake.reporter == "canhbao@igp-vast.vn"
+    assert not dead(sink)
+
+
+async def test_an_alert_of_an_edxl_de_that_no_rule_takes_is_dead_lettered_alone(
+    sink: MemorySink, areas: Areas, ruleset: RuleSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where no rule takes earthquake reports, the earthquake is dead-lettered on its
+    own, with its own XML (replayable with `canhbao feed cap FILE` once a rule takes
+    it), and said so; the flooding report beside it is sent."""
+    rules = without(ReportRules.of(ruleset), Domain.GEOLOGY, "earthquake")
+    ingest = CapIngest(sink, areas, config=CONFIG, rules=rules, clock=lambda: NOW)
     no_rule = refused("no_rule")
     caplog.set_level("WARNING", logger="feeds.cap_ingest")
     results = await ingest.ingest_file(DATA / "edxl_de_1_0_two_alerts.xml")
     assert [o for o, _ in results] == [Outcome.SENT, Outcome.REJECTED]
     (report,) = reports(sink)
-    assert (report.domain, report.category, report.areas) == (
-        Domain.WATER,
-        "flooding",
-        ["bn-luc-nam"],
-    )
-    assert report.reporter == "pctt@bacninh.gov.vn"
+    assert report.category == "flooding"
     (letter,) = dead(sink)
     assert "no rule takes geology reports of category 'earthquake'" in letter.reason
     assert letter.source_topic.endswith("edxl_de_1_0_two_alerts.xml#2")
@@ -188,9 +212,29 @@ async def test_an_edxl_de_without_an_alert_is_dead_lettered(
     assert dead(sink)[0].original == data
 
 
-async def test_a_typhoon_warning_that_no_rule_takes_does_not_vanish(
-    ingest: CapIngest, sink: MemorySink, caplog: pytest.LogCaptureFixture
+async def test_a_national_typhoon_warning_becomes_a_storm_report_the_rules_take(
+    ingest: CapIngest, sink: MemorySink
 ) -> None:
+    [(outcome, why)] = await ingest.ingest_file(DATA / "cap12_typhoon.xml")
+    assert outcome is Outcome.SENT, why
+    (report,) = reports(sink)
+    assert (report.domain, report.category, report.severity) == (
+        Domain.WATER,
+        "storm",
+        Severity.EXTREME,
+    )
+    assert report.areas == ["bn-vu-ninh", "bn-kinh-bac", "bn-hap-linh", "bn-bac-giang"]
+    assert report.text.startswith("Bão số 3 gây gió mạnh cấp 8-9 tại Bắc Ninh")
+    assert not dead(sink)
+
+
+async def test_a_typhoon_warning_that_no_rule_takes_does_not_vanish(
+    sink: MemorySink, areas: Areas, ruleset: RuleSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deployment whose rules take no storm reports: the warning is dead-lettered with
+    what the rules do take, to replay once a rule takes it."""
+    rules = without(ReportRules.of(ruleset), Domain.WATER, "storm")
+    ingest = CapIngest(sink, areas, config=CONFIG, rules=rules, clock=lambda: NOW)
     no_rule = refused("no_rule")
     caplog.set_level("WARNING", logger="feeds.cap_ingest")
     [(outcome, why)] = await ingest.ingest_file(DATA / "cap12_typhoon.xml")
@@ -219,8 +263,31 @@ async def test_categories_that_say_nothing_of_the_hazard_are_placed_by_the_event
     [
         (("Geo",), "Động đất", "geology", "earthquake"),
         (("Other",), "Earthquake", "geology", "earthquake"),  # the event places it
+        (("Geo",), "Sóng thần", "geology", "earthquake"),
         (("Met",), "Bão số 5", "water", "storm"),
+        (("Met",), "Áp thấp nhiệt đới", "water", "storm"),
+        ((), "Tropical storm", "water", "storm"),
+    ],
+)
+async def test_national_typhoon_and_earthquake_warnings_reach_the_rules(
+    ingest: CapIngest,
+    sink: MemorySink,
+    categories: tuple[str, ...],
+    event: str,
+    domain: str,
+    category: str,
+) -> None:
+    outcome, why = await one(ingest, alert(categories=categories, event=event))
+    assert outcome is Outcome.SENT, why
+    (report,) = reports(sink)
+    assert (report.domain.value, report.category) == (domain, category)
+
+
+@pytest.mark.parametrize(
+    ("categories", "event", "domain", "category"),
+    [
         (("Geo",), "Đất bão hòa nước", "geology", "đất_bão_hòa_nước"),  # not a storm
+        (("Met",), "Rét hại", "water", "rét_hại"),  # a cold spell: no rule takes it
         (("Rescue",), "Tìm kiếm cứu nạn", "water", "tìm_kiếm_cứu_nạn"),  # otherwise: water
     ],
 )
@@ -310,19 +377,20 @@ async def test_the_severity_of_the_info_for_our_communes_counts(
 # --- Only live alerts become live reports ------------------------------------------------
 
 
-async def test_an_alert_sent_long_ago_is_backfill_not_notified(
+async def test_an_alert_sent_long_ago_is_history_not_notified(
     ingest: CapIngest, sink: MemorySink, caplog: pytest.LogCaptureFixture
 ) -> None:
-    late = refused("late")
+    historical = refused("historical")
     caplog.set_level("INFO", logger="feeds.cap_ingest")
     outcome, why = await one(ingest, alert(sent="2025-11-08T08:30:00+07:00"))
     assert outcome is Outcome.SKIPPED
     assert why == (
-        "sent 2025-11-08T08:30:00+07:00, 2d 30m ago, older than the live bound of 6h: "
-        "backfill, not notified"
+        "sent 2025-11-08T08:30:00+07:00, 2 days ago: beyond the live lateness bound of 6 h "
+        "it is history, not notified (an alert's time is the latest of its sent, effective "
+        "and onset)"
     )
-    assert refused("late") == late + 1
-    assert "backfill, not notified" in caplog.text
+    assert refused("historical") == historical + 1
+    assert "history, not notified" in caplog.text
     assert not sink.sent
 
 
@@ -335,6 +403,56 @@ async def test_an_alert_sent_earlier_that_takes_effect_now_is_live(
     assert (await one(ingest, data))[0] is Outcome.SENT
 
 
+IN_FORCE = [
+    # (sent, effective, onset, the report's time): each alert is in force now
+    ("2025-11-10T01:00:00+07:00", "2025-11-10T08:00:00+07:00", None, "2025-11-10T08:00:00+07:00"),
+    ("2025-11-10T01:00:00+07:00", None, "2025-11-10T08:30:00+07:00", "2025-11-10T08:30:00+07:00"),
+    # takes effect in two hours (a typhoon's landfall): not history, dated now
+    ("2025-11-10T01:00:00+07:00", "2025-11-10T11:00:00+07:00", None, "2025-11-10T09:00:00+07:00"),
+]
+
+
+@pytest.mark.parametrize(("sent", "effective", "onset", "dated"), IN_FORCE)
+async def test_an_alert_sent_long_ago_but_in_force_now_reaches_the_rules(
+    ingest: CapIngest, sink: MemorySink, sent: str, effective: str | None, onset: str | None,
+    dated: str,
+) -> None:  # fmt: skip
+    """Sent 8 h ago, in force from an hour ago (or its event begins now, or later today):
+    live for CAP ingest and for the validate stage alike. It was dated by <sent> before,
+    so the validate stage refused as history what CAP ingest had sent as live."""
+    extra = "".join(
+        f"<{tag}>{value}</{tag}>" for tag, value in (("effective", effective), ("onset", onset))
+        if value
+    ) + "<expires>2025-11-11T08:00:00+07:00</expires>"  # fmt: skip
+    outcome, why = await one(ingest, alert(sent=sent, extra=extra))
+    assert outcome is Outcome.SENT, why
+    (raw,) = sink.on(INGEST_REPORTS)
+    judged = validate_report(raw, source_topic=INGEST_REPORTS, now=NOW, policy=TimePolicy())
+    assert isinstance(judged, Report), judged.reason
+    assert judged.observed_at == datetime.fromisoformat(dated)
+
+
+async def test_an_alert_long_past_is_history_for_cap_ingest_as_for_the_validate_stage(
+    ingest: CapIngest, sink: MemorySink
+) -> None:
+    """Sent 8 h ago and in force since 7 h ago: the latest of its times is past the live
+    lateness bound. CAP ingest does not send it; a report dated so would be refused."""
+    historical = refused("historical")
+    extra = "<effective>2025-11-10T02:00:00+07:00</effective>"
+    outcome, why = await one(ingest, alert(sent="2025-11-10T01:00:00+07:00", extra=extra))
+    assert outcome is Outcome.SKIPPED
+    assert why.startswith("effective 2025-11-10T02:00:00+07:00, 7 h ago:")
+    assert refused("historical") == historical + 1
+    assert not sink.sent
+    report = Report(
+        report_id="r", domain=Domain.WATER, category="flooding", severity=Severity.SEVERE,
+        areas=["bn-vu-ninh"], reporter="x", observed_at=datetime.fromisoformat(
+            "2025-11-10T02:00:00+07:00"),
+    )  # fmt: skip
+    refusal = judge_report(report, now=NOW, policy=TimePolicy())
+    assert refusal is not None and refusal.code.value == "historical"
+
+
 async def test_an_expired_alert_is_refused_with_its_expiry(
     ingest: CapIngest, sink: MemorySink
 ) -> None:
@@ -345,24 +463,46 @@ async def test_an_expired_alert_is_refused_with_its_expiry(
     assert not sink.sent
 
 
-async def test_an_alert_from_the_future_is_dead_lettered(
-    ingest: CapIngest, sink: MemorySink
+@pytest.mark.parametrize(
+    ("sent", "reason", "why"),
+    [
+        ("2999-01-01T00:00:00+07:00", "future", "ahead of the pipeline's clock"),
+        ("2025-11-10T09:06:00+07:00", "future", "6 min ahead of the pipeline's clock"),
+        ("1970-01-01T00:00:00+00:00", "implausible", "not a plausible time"),
+    ],
+)
+async def test_an_alert_sent_at_a_wrong_time_is_dead_lettered(
+    ingest: CapIngest, sink: MemorySink, sent: str, reason: str, why: str
 ) -> None:
-    outcome, why = await one(ingest, alert(sent="2999-01-01T00:00:00+07:00"))
+    before = refused(reason)
+    outcome, said = await one(ingest, alert(sent=sent))
     assert outcome is Outcome.REJECTED
-    assert "ahead of our clock" in why
-    assert "ahead of our clock" in dead(sink)[0].reason
+    assert why in said and why in dead(sink)[0].reason
+    assert refused(reason) == before + 1
     assert not reports(sink)
 
 
-async def test_the_live_bound_is_configuration(
-    sink: MemorySink, areas: Areas, ruleset: RuleSet
+async def test_a_sent_time_within_the_clock_skew_is_taken_as_it_is(
+    ingest: CapIngest, sink: MemorySink
 ) -> None:
-    config = CONFIG.model_copy(
-        update={"live": CONFIG.live.model_copy(update={"max_age": timedelta(days=3)})}
+    assert (await one(ingest, alert(sent="2025-11-10T09:04:00+07:00")))[0] is Outcome.SENT
+    (report,) = reports(sink)
+    assert report.observed_at == datetime(2025, 11, 10, 9, 4, tzinfo=ICT)
+
+
+async def test_the_bounds_are_the_pipelines_settings(
+    monkeypatch: pytest.MonkeyPatch, sink: MemorySink, areas: Areas, ruleset: RuleSet
+) -> None:
+    """CANHBAO_MAX_LATENESS and CANHBAO_MAX_CLOCK_SKEW move CAP's bounds with everyone's."""
+    monkeypatch.setenv("CANHBAO_MAX_LATENESS", str(3 * 86400))
+    monkeypatch.setenv("CANHBAO_MAX_CLOCK_SKEW", "30")
+    policy = TimePolicy.from_settings(Settings())
+    ingest = CapIngest(
+        sink, areas, config=CONFIG, rules=ReportRules.of(ruleset), policy=policy, clock=lambda: NOW
     )
-    ingest = CapIngest(sink, areas, config=config, rules=ReportRules.of(ruleset), clock=lambda: NOW)
     assert (await one(ingest, alert(sent="2025-11-08T08:30:00+07:00")))[0] is Outcome.SENT
+    outcome, why = await one(ingest, alert(sent="2025-11-10T09:01:00+07:00", event="Vỡ đê"))
+    assert (outcome, "1 min ahead" in why) == (Outcome.REJECTED, True)
 
 
 # --- The config file ---------------------------------------------------------------------
@@ -383,7 +523,7 @@ def test_the_shipped_config_maps_every_cap_category_or_says_what_does() -> None:
         ({"categories": {"Met": "rain"}}, "categories.Met"),
         ({"events": [{"match": "(bão", "domain": "water", "category": "storm"}]}, "events.0.match"),
         ({"events": [{"match": "bão", "domain": "water"}]}, "either category"),
-        ({"live": {"max_age": "soon"}}, "live.max_age"),
+        ({"live": {"max_age": "6h"}}, "live: no longer read.*CANHBAO_MAX_LATENESS"),
         ({"otherwise": "rescue"}, "otherwise"),
     ],
 )

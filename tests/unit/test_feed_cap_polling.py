@@ -292,10 +292,15 @@ async def test_an_rss_index_links_to_its_alerts_in_the_ways_rss_can(
 
 
 async def test_an_edxl_feed_polled_again_refuses_each_alert_once(
-    serve: Callable[[dict[str, Handler]], Awaitable[str]], ingest: CapIngest, sink: MemorySink
+    serve: Callable[[dict[str, Handler]], Awaitable[str]],
+    ingest: CapIngest,
+    sink: MemorySink,
 ) -> None:
-    """An EDXL-DE distribution of current alerts is the feed itself: the earthquake no
-    rule takes is dead-lettered when it appears, not again at every poll."""
+    """An EDXL-DE distribution of current alerts is the feed itself: an earthquake that no
+    rule takes (here) is dead-lettered when it appears, not again at every poll."""
+    assert ingest.rules is not None
+    takes = {k: v for k, v in ingest.rules.takes.items() if k[1] != "earthquake"}
+    ingest.rules = ReportRules("no-earthquake-rule", takes)
     body = (DATA / "edxl_de_1_0_two_alerts.xml").read_bytes()
 
     async def handler(request: web.Request) -> web.StreamResponse:
