@@ -27,7 +27,7 @@ from tests.integration.helpers import (
     worker_env,
 )
 from topics.catalogue import CLOCK, INGEST_READINGS, WARNINGS, readings_topic
-from topics.models import Domain, Reading, Tick, Transition, Warning
+from topics.models import Domain, DrillClock, Reading, Tick, Transition, Warning
 
 pytestmark = pytest.mark.integration
 
@@ -233,32 +233,42 @@ rules:
 """
 RIVERS = ["phu-lang-thuong", "luc-nam", "pha-lai", "ha-noi", "thuong-cat"]
 STEP = timedelta(minutes=15)
+# Scenario time runs ahead of the wall clock, as in ``canhbao simulate``: the readings
+# carry the drill's clock (15 scenario minutes each 0.1 s), or the validate stage would
+# refuse them as future-dated; like simulate, the player keeps to that clock, and a
+# step whose time has passed (while the worker was down) goes out at once.
+SPEED = STEP / timedelta(seconds=0.1)
 
 
-async def play(p: AIOKafkaProducer, start: datetime, steps: range, stations: list[str],
-               pause: float) -> None:  # fmt: skip
+def drill(start: datetime) -> DrillClock:
+    return DrillClock(origin=start, start=start, speed=SPEED)
+
+
+async def play(p: AIOKafkaProducer, start: datetime, steps: range, stations: list[str]) -> None:
     """As ``canhbao simulate`` plays a scenario: readings every 15 scenario minutes,
-    dated from ``start``, and a tick of the scenario clock after each step."""
+    dated from ``start`` on the drill's clock, and a tick of the scenario clock after
+    each step."""
     clock = sorted(await p.partitions_for(CLOCK))
     for k in steps:
         at = start + k * STEP
+        due = drill(start).wall(at - start).total_seconds()
+        await asyncio.sleep(max(0.0, due - (datetime.now(UTC) - start).total_seconds()))
         for i, station in enumerate(stations):
             body = Reading(
                 station_id=station, domain=Domain.WATER, metric="water_level_m",
-                value=3.0 + (k % 8) / 100 + i / 1000, observed_at=at,
+                value=3.0 + (k % 8) / 100 + i / 1000, observed_at=at, drill=drill(start),
             ).to_bytes()  # fmt: skip
             await p.send(INGEST_READINGS, body, key=station.encode())
         tick = Tick(at=at + timedelta(minutes=1)).to_bytes()
         for partition in clock:
             await p.send(CLOCK, tick, partition=partition)
         await p.flush()
-        await asyncio.sleep(pause)
 
 
-def marker(value: float, at: datetime) -> bytes:
+def marker(value: float, at: datetime, start: datetime) -> bytes:
     return Reading(
         station_id="dap-cau", domain=Domain.WATER, metric="water_level_m", value=value,
-        observed_at=at,
+        observed_at=at, drill=drill(start),
     ).to_bytes()  # fmt: skip
 
 
@@ -299,24 +309,30 @@ async def test_worker_restarted_mid_scenario_raises_no_false_data_gap(
     start = datetime.now(UTC).replace(microsecond=0)
     with running_worker(env, tmp_path / "worker-1.log") as first:
         async with producer(broker.bootstrap) as p:
-            await play(p, start, range(0, 12), RIVERS, 0.1)
-            await p.send_and_wait(INGEST_READINGS, marker(4.5, start + 11 * STEP), key=b"dap-cau")
+            await play(p, start, range(0, 12), RIVERS)
+            await p.send_and_wait(
+                INGEST_READINGS, marker(4.5, start + 11 * STEP, start), key=b"dap-cau"
+            )
             await warnings(broker, 1)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         async with producer(broker.bootstrap) as p:
             # Ten scenario hours while the worker is down.
-            await play(p, start, range(12, 52), RIVERS, 0.0)
+            await play(p, start, range(12, 52), RIVERS)
     with running_worker(env, tmp_path / "worker-2.log"):
         async with producer(broker.bootstrap) as p:
             # Back: once it has read the backlog (the marker escalates), live again.
-            await p.send_and_wait(INGEST_READINGS, marker(5.5, start + 52 * STEP), key=b"dap-cau")
+            await p.send_and_wait(
+                INGEST_READINGS, marker(5.5, start + 52 * STEP, start), key=b"dap-cau"
+            )
             await warnings(broker, 2)
             # Phủ Lạng Thương stops reporting after step 55 (Thượng Cát, on the same
             # partition of three, goes on).
-            await play(p, start, range(52, 56), RIVERS, 0.2)
-            await play(p, start, range(56, 100), RIVERS[1:], 0.2)
-            await p.send_and_wait(INGEST_READINGS, marker(6.5, start + 99 * STEP), key=b"dap-cau")
+            await play(p, start, range(52, 56), RIVERS)
+            await play(p, start, range(56, 100), RIVERS[1:])
+            await p.send_and_wait(
+                INGEST_READINGS, marker(6.5, start + 99 * STEP, start), key=b"dap-cau"
+            )
         await handled_every_reading(broker.bootstrap)
         values = await collect(
             broker.bootstrap,
