@@ -269,3 +269,24 @@ def adjusted(computed: int, by: int) -> int:
 
 def name(level: int, lang: str = "vi") -> str:
     return PALETTE[level].name(lang)
+
+
+_CITATION = re.compile(
+    r"^(?P<doc>.*?)\s*Điều (?P<art>\d+)(?: khoản (?P<cl>\d+))?(?: điểm (?P<pt>\w))?$"
+)
+
+
+def cite(basis: str, lang: str = "vi") -> str:
+    """A basis as a reader of ``lang`` writes it: "QĐ 18/2021/QĐ-TTg Điều 45 khoản 3 điểm b"
+    (vi); "Decision 18/2021/QĐ-TTg, Article 45(3)(b)" (en); Khmer in its words."""
+    m = _CITATION.match(basis)
+    if lang == "vi" or m is None:
+        return basis
+    doc = m["doc"].removeprefix("QĐ ").strip()
+    if lang == "en":
+        out = f"Decision {doc}, Article {m['art']}"
+        out += f"({m['cl']})" if m["cl"] else ""
+        return out + (f"({m['pt']})" if m["pt"] else "")
+    out = f"សេចក្តីសម្រេច {doc} មាត្រា {m['art']}"
+    out += f" ប្រការ {m['cl']}" if m["cl"] else ""
+    return out + (f" ចំណុច {m['pt']}" if m["pt"] else "")
