@@ -7,6 +7,7 @@ from collections import defaultdict
 from datetime import datetime
 from html import escape
 
+from alerting import palette
 from pipeline.backtest import BacktestResult
 from pipeline.rules.loader import RuleSet
 from topics.models import Reading, Warning
@@ -71,6 +72,48 @@ def _periods(warnings: list[Warning], end: datetime) -> list[tuple[datetime, dat
     return out
 
 
+def _risk_row(warnings: list[Warning], start: datetime, end: datetime) -> str:
+    """The official disaster risk level over time, below a chart on the same time axis:
+    each period in its Appendix XII colour with its number written on it, and a legend
+    naming every level (alerting/palette.py). Empty when no state has a risk level."""
+    periods = [
+        (cur.updated_at, nxt.updated_at if nxt else end, cur.risk_level)
+        for cur, nxt in zip(warnings, [*warnings[1:], None], strict=False)
+        if cur.risk_level is not None
+    ]
+    if not periods:
+        return ""
+    span = max((end - start).total_seconds(), 1.0)
+
+    def x(t: datetime) -> float:
+        return PAD + max(0.0, min(1.0, (t - start).total_seconds() / span)) * (W - 2 * PAD)
+
+    height = 22
+    parts = [f'<svg viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img">']
+    for t0, t1, level in periods:
+        c = palette.of(level)
+        x0, width = x(t0), max(x(t1) - x(t0), 1.0)
+        parts.append(
+            f'<rect x="{x0:.1f}" y="2" width="{width:.1f}" height="{height - 4}" fill="{c.hex}">'
+            f"<title>{escape(palette.label(level, 'en'))}: {t0:%Y-%m-%d %H:%M} → "
+            f"{t1:%Y-%m-%d %H:%M}</title></rect>"
+        )
+        if width > 14:
+            parts.append(
+                f'<text x="{x0 + width / 2:.1f}" y="{height - 7}" font-size="11" '
+                f'text-anchor="middle" fill="{c.text}">{level}</text>'
+            )
+    parts.append(
+        f'<text x="{PAD - 6}" y="{height - 7}" font-size="11" text-anchor="end">risk</text></svg>'
+    )
+    return (
+        "".join(parts)
+        + "<p style='font-size:12px'>Disaster risk level (Decision 18/2021/QĐ-TTg): "
+        + str(palette.legend_html("en"))
+        + "</p>"
+    )
+
+
 def render(readings: list[Reading], rules: RuleSet, result: BacktestResult) -> str:
     series: dict[tuple[str, str], list[tuple[datetime, float]]] = defaultdict(list)
     for rd in sorted(readings, key=lambda x: x.observed_at):
@@ -94,9 +137,13 @@ def render(readings: list[Reading], rules: RuleSet, result: BacktestResult) -> s
         for r in chart_rules:
             periods += _periods(by_subject.get(f"{r.id}:{station}", []), points[-1][0])
         sections.append(_chart(f"{station} — {metric}", points, levels, periods))
+        for r in chart_rules:
+            states = by_subject.get(f"{r.id}:{station}", [])
+            sections.append(_risk_row(states, points[0][0], points[-1][0]))
     rows = "".join(
         f"<tr><td>{escape(t['at'])}</td><td>{escape(t['rule'])}</td><td>{escape(t['subject'])}"
-        f"</td><td>{escape(t['transition'])}</td><td>{t['level']}</td></tr>"
+        f"</td><td>{escape(t['transition'])}</td><td>{t['level']}</td>"
+        f"<td>{t['risk_level'] or ''}</td></tr>"
         for t in sorted(result.transitions(), key=lambda t: t["at"])
     )
     summary = "".join(
@@ -119,5 +166,5 @@ def render(readings: list[Reading], rules: RuleSet, result: BacktestResult) -> s
         + "</table>"
         + "".join(sections)
         + "<h2>Transitions</h2><table><tr><th>at</th><th>rule</th><th>subject</th>"
-        "<th>transition</th><th>level</th></tr>" + rows + "</table></html>"
+        "<th>transition</th><th>level</th><th>risk level</th></tr>" + rows + "</table></html>"
     )
