@@ -18,11 +18,12 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from alerting import quantities
 from alerting.directory import Directory, Station
-from alerting.templates import VIETNAM, summary
+from alerting.risk import ADJUSTMENT_BASIS
+from alerting.templates import VIETNAM, environment, summary
 from topics.models import Domain, Evidence, LifecycleStatus, Severity, Transition, Warning
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -401,8 +402,33 @@ def urgency(warning: Warning) -> str:
     return "Future"
 
 
+# The least CAP severity a disaster risk level (Decision 18/2021/QĐ-TTg) calls for: the
+# rule's own severity stands unless the risk level, raised by an operator say, says more.
+RISK_SEVERITY = {
+    1: Severity.MINOR,
+    2: Severity.MODERATE,
+    3: Severity.SEVERE,
+    4: Severity.EXTREME,
+    5: Severity.EXTREME,
+}
+_SEVERITY_ORDER = [Severity.UNKNOWN, Severity.MINOR, Severity.MODERATE, Severity.SEVERE,
+                   Severity.EXTREME]  # fmt: skip
+# CAP parameters of the risk level, named for any receiver to use (documented in the README).
+RISK_PARAMETER = "VN_DISASTER_RISK_LEVEL"
+RISK_BASIS_PARAMETER = "VN_DISASTER_RISK_BASIS"
+RISK_ADJUSTMENT_PARAMETER = "VN_DISASTER_RISK_ADJUSTMENT"
+
+
 def severity(warning: Warning) -> str:
-    return Severity.MINOR.value if ended(warning) else warning.severity.value
+    """The rule's severity, or more when the disaster risk level calls for it."""
+    if ended(warning):
+        return Severity.MINOR.value
+    chosen = warning.severity
+    if warning.risk_level is not None:
+        floor = RISK_SEVERITY[warning.risk_level]
+        if _SEVERITY_ORDER.index(floor) > _SEVERITY_ORDER.index(chosen):
+            chosen = floor
+    return chosen.value
 
 
 def _sensor_evidence(warning: Warning, directory: Directory) -> list[Evidence]:
@@ -467,6 +493,12 @@ def headline(warning: Warning, lang: str) -> str:
     return text if len(text) <= HEADLINE_MAX else text[: HEADLINE_MAX - 1].rstrip() + "…"
 
 
+def _risk_line(warning: Warning, lang: str) -> str:
+    """The disaster risk level as every channel says it (templates/common/risk.j2)."""
+    module: Any = environment().get_template("common/risk.j2").module
+    return str(module.line(warning, lang))
+
+
 def _description_km(warning: Warning) -> str:
     """Khmer has no summary template: a short text from the same facts."""
     where = ", ".join(dict.fromkeys(a.name for a in warning.areas)) or "មិនទាន់កំណត់"
@@ -483,6 +515,9 @@ def _description_km(warning: Warning) -> str:
         if ev.threshold is not None:
             text += f", កម្រិតកំណត់ {quantities.written(ev, 'km', ev.threshold)}"
         text += "។"
+    risk = _risk_line(warning, "km")
+    if risk:
+        text += f" {risk}"
     text += f" ស្ថាប័នទទួលបន្ទុក៖ {lead}។"
     text += " សម្រាប់ព័ត៌មានលម្អិត សូមមើលសេចក្ដីជូនដំណឹងជាភាសាវៀតណាម ឬអង់គ្លេស។"
     return (_EXERCISE_TEXT["km"] if warning.exercise else "") + text
@@ -530,6 +565,17 @@ def parameters(warning: Warning) -> list[tuple[str, str]]:
         ("canhbao:lead_agency", warning.lead_agency.code),
         ("canhbao:status", warning.status.value),
     ]
+    if warning.risk_level is not None and not ended(warning):
+        params.append((RISK_PARAMETER, str(warning.risk_level)))
+        if warning.risk_basis:
+            params.append((RISK_BASIS_PARAMETER, warning.risk_basis))
+        adj = warning.risk_adjustment
+        if adj is not None:
+            params.append((
+                RISK_ADJUSTMENT_PARAMETER,
+                f"+{adj.by} from {adj.from_level} ({ADJUSTMENT_BASIS}) by {adj.actor} at "
+                f"{cap_time(adj.at)}: {adj.reason}",
+            ))  # fmt: skip
     for ev in warning.evidence[:3]:
         value = f"{ev.station_id} {ev.metric}={ev.value:g}"
         if ev.threshold is not None:

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -77,11 +77,29 @@ class Station(BaseModel):
     report_every: Duration | None = None
 
 
+class StationRisk(BaseModel):
+    """What the official disaster risk level (Decision 18/2021/QĐ-TTg, Article 45) needs
+    to know of a hydrological station: its zone (khu vực 1-4) on its river basin and its
+    historical peak (lũ lịch sử: the highest flood crest on record). ``sample`` names
+    the attributes that are placeholders, not the official value (shown by
+    ``canhbao rules backtest`` and the README)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    flood_zone: int | None = Field(default=None, ge=1, le=4)
+    basin: str | None = None
+    historical_peak_m: float | None = None
+    sample: list[Literal["flood_zone", "historical_peak_m"]] = Field(default_factory=list)
+    source: str = ""
+
+
 class Geography(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     provinces: list[Province]
     communes: list[Commune]
     stations: list[Station] = Field(default_factory=list)
+    # Kept apart from the station entries: attributes of the risk-level tables, by
+    # station id (alerting.risk).
+    station_risk: dict[str, StationRisk] = Field(default_factory=dict)
 
 
 class Receiver(BaseModel):
@@ -197,6 +215,12 @@ class Directory:
                     problems.append(f"{geography_path}: station {s.id}: unknown commune {code!r}")
             if s.owner not in self.agencies:
                 problems.append(f"{geography_path}: station {s.id}: unknown owner {s.owner!r}")
+        stations = {s.id for s in self.geography.stations}
+        problems += [
+            f"{geography_path}: station_risk: {sid}: unknown station (not in stations)"
+            for sid in self.geography.station_risk
+            if sid not in stations
+        ]
         if problems:
             raise ConfigError("\n".join(problems))
 
@@ -219,6 +243,10 @@ class Directory:
 
     def station(self, station_id: str) -> Station | None:
         return self._stations.get(station_id)
+
+    def station_risk(self, station_id: str) -> StationRisk | None:
+        """The station's zone and historical peak for the risk-level tables, if given."""
+        return self.geography.station_risk.get(station_id)
 
     def commune(self, commune_code: str) -> Commune | None:
         return self._communes.get(commune_code)

@@ -40,7 +40,7 @@ from pipeline.rules.model import Duration, _format_duration, _parse_duration
 from topics.models import Channel, Severity, Warning
 
 _MATCHER = re.compile(r'^\s*([a-z_][a-z0-9_]*)\s*(=~|!~|!=|>=|<=|=|>|<)\s*"?([^"]*)"?\s*$')
-NUMERIC = {"level", "phase"}
+NUMERIC = {"level", "phase", "risk_level"}
 SEVERITY_ORDER = ["Unknown", "Minor", "Moderate", "Severe", "Extreme"]
 
 
@@ -62,7 +62,9 @@ class Matcher:
         if value[:1] in ("=", "~", "!", "<", ">"):
             raise ValueError(f"{text!r} is not a matcher: the operator is {op!r}, then a value")
         if op in (">=", "<=", ">", "<") and name not in NUMERIC and name != "severity":
-            raise ValueError(f"{text!r}: only level, phase and severity compare with {op}")
+            raise ValueError(
+                f"{text!r}: only level, phase, risk_level and severity compare with {op}"
+            )
         if op in ("=~", "!~"):
             try:
                 re.compile(value)
@@ -118,6 +120,8 @@ def labels_of(warning: Warning) -> dict[str, list[str]]:
         warning_id=[warning.warning_id],
         exercise=[str(warning.exercise).lower()],
         area=[a.code for a in warning.areas] or [""],
+        # The official disaster risk level (1-5), "" when the warning states none.
+        risk_level=[str(warning.risk_level) if warning.risk_level else ""],
     )
     return labels
 

@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from alerting import quantities
+from alerting import palette, quantities, risk
 from topics.models import Evidence, Warning
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
@@ -283,6 +283,11 @@ def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
         report_severity=_report_severity,
         component_level=_component_level,
         last_reading=quantities.last_reading,
+        # The official disaster risk level's name, number and colour (common/risk.j2).
+        risk_name=lambda level, lang="vi": palette.of(level).name(lang),
+        risk_label=palette.label,
+        risk_badge=palette.badge_html,
+        risk_cite=risk.cite,
     )
     return env
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
 
+from alerting import palette
 from pipeline.backtest import BacktestResult, Flapping
 from pipeline.quality import Check
 from pipeline.rules.loader import RuleSet
@@ -379,6 +380,45 @@ def _flapping(runs: list[RuleSetRun], limit: float) -> str:
     return f"<ul class='flapping'>{lis}</ul>"
 
 
+def _risk_row(warnings: list[Warning], t0: datetime, t1: datetime) -> str:
+    """The official disaster risk level over time, under a chart on its time axis: each
+    period in its Appendix XII colour with its number on it (alerting/palette.py).
+    Empty when no state has a risk level."""
+    periods = [
+        (cur.updated_at, nxt.updated_at if nxt else t1, cur.risk_level)
+        for cur, nxt in zip(warnings, [*warnings[1:], None], strict=False)
+        if cur.risk_level is not None
+    ]
+    if not periods:
+        return ""
+    span = max((t1 - t0).total_seconds(), 1.0)
+
+    def x(t: datetime) -> float:
+        return LEFT + max(0.0, min(1.0, (t - t0).total_seconds() / span)) * (W - LEFT - RIGHT)
+
+    height = 22
+    parts = [
+        f'<svg viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" class="risk">'
+    ]
+    for start, end, level in periods:
+        c = palette.of(level)
+        x0, width = x(start), max(x(end) - x(start), 1.0)
+        parts.append(
+            f'<rect x="{x0:.1f}" y="2" width="{width:.1f}" height="{height - 4}" fill="{c.hex}">'
+            f"<title>{escape(palette.label(level, 'en'))}: {start:%Y-%m-%d %H:%M} → "
+            f"{end:%Y-%m-%d %H:%M}</title></rect>"
+        )
+        if width > 14:
+            parts.append(
+                f'<text x="{x0 + width / 2:.1f}" y="{height - 7}" font-size="11" '
+                f'text-anchor="middle" fill="{c.text}">{level}</text>'
+            )
+    parts.append(
+        f'<text x="{LEFT - 6}" y="{height - 7}" font-size="11" text-anchor="end">risk</text></svg>'
+    )
+    return "".join(parts)
+
+
 def render(
     readings: list[Reading],
     rules: RuleSet,
@@ -407,10 +447,15 @@ def render(
         sections.append(
             _chart(station, metric, accepted, set_aside[(station, metric)], runs, t0, t1)
         )
+        # The disaster risk level of the warnings this chart's rules raised.
+        for run in runs:
+            for rule_id in _chart_rules(run.rules, station, metric):
+                states = [w for w in run.result.warnings if w.warning_id == f"{rule_id}:{station}"]
+                sections.append(_risk_row(states, t0, t1))
     rows = "".join(
         f"<tr><td>{escape(run.label)}</td><td>{escape(t['at'])}</td><td>{escape(t['rule'])}</td>"
         f"<td>{escape(t['subject'])}</td><td>{escape(t['transition'])}</td><td>{t['level']}</td>"
-        "</tr>"
+        f"<td>{t['risk_level'] or ''}</td></tr>"
         for run in runs
         for t in sorted(run.result.transitions(), key=lambda t: t["at"])
     )
@@ -448,7 +493,11 @@ def render(
         + _flapping(runs, max_raises_per_day)
         + legend
         + f"<p class='meta'>{swatches}</p>"
+        + "<p class='meta'>Disaster risk level (Decision 18/2021/QĐ-TTg), in the band "
+        "under a chart: "
+        + str(palette.legend_html("en"))
+        + "</p>"
         + "".join(sections)
         + "<h2>Transitions</h2><table><tr><th>set</th><th>at</th><th>rule</th><th>subject</th>"
-        "<th>transition</th><th>level</th></tr>" + rows + "</table></html>"
+        "<th>transition</th><th>level</th><th>risk level</th></tr>" + rows + "</table></html>"
     )

@@ -154,11 +154,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         for s in result.summaries.values():
             levels = ", ".join(f"{k} {v:.1f} h" for k, v in sorted(s.time_at_level.items()))
             print(f"\n{s.rule}: raised {s.raised}, flaps {s.flaps}; time at level: {levels or '-'}")
+            if s.time_at_risk:
+                print(f"  time at disaster risk level: {_risk_hours(s.time_at_risk)}")
             for t in s.transitions:
+                level = f"level {t['level_name'] or t['level']}"
                 print(
-                    f"  {t['at']}  {t['subject']:<16} {t['transition']:<12} level "
-                    f"{t['level_name'] or t['level']}"
+                    f"  {t['at']}  {t['subject']:<16} {t['transition']:<12} "
+                    + (f"{level:<16}{_risk_column(t)}" if t.get("risk_level") else level)
                 )
+        for note in _risk_samples(result, directory):
+            print(note)
         if other_result is not None:
             print(f"\ncompared with {other_result.version} (a = {args.rules}, b = {args.compare}):")
             for row in compare(result, other_result):
@@ -194,6 +199,33 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         args.html.write_text(page, encoding="utf-8")
         print(f"HTML report: {args.html}", file=sys.stderr)
     return 0
+
+
+def _risk_hours(hours: dict[int, float]) -> str:
+    from alerting import palette
+
+    return ", ".join(f"{k} ({palette.of(k).name_en}) {v:.1f} h" for k, v in sorted(hours.items()))
+
+
+def _risk_column(t: dict[str, object]) -> str:
+    """The disaster risk level beside the alarm level: "risk 3 (QĐ ... khoản 3 điểm b)"."""
+    return f"risk {t['risk_level']} ({t['risk_basis']})"
+
+
+def _risk_samples(result: object, directory: Directory) -> list[str]:
+    """Which risk levels rest on sample station attributes, to replace with official ones."""
+    from pipeline.backtest import BacktestResult
+
+    assert isinstance(result, BacktestResult)
+    notes = []
+    for subject in sorted({w.subject for w in result.warnings if w.risk_level is not None}):
+        attrs = directory.station_risk(subject)
+        if attrs is not None and attrs.sample:
+            notes.append(
+                f"note: the risk levels at {subject} rest on SAMPLE {', '.join(attrs.sample)} "
+                "(config/geography.yaml, station_risk): replace them with the official values"
+            )
+    return notes
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -250,9 +282,16 @@ def cmd_warning(args: argparse.Namespace) -> int:
     from topics.models import Command
 
     settings = get_settings()
-    if not settings.kafka_bootstrap:
-        print("needs CANHBAO_KAFKA_BOOTSTRAP", file=sys.stderr)
-        return 2
+    if args.action == "raise_risk" and args.by is None:
+        print(
+            "raise_risk needs --by 1 (two hazards together or in succession), --by 2 (serious "
+            "risk to people and property) or --by 0 (withdraw a raise)",
+            file=sys.stderr,
+        )
+        return 1
+    if args.by is not None and args.action != "raise_risk":
+        print(f"--by is for raise_risk, not {args.action}", file=sys.stderr)
+        return 1
     try:
         command = Command(
             command_id=str(uuid.uuid4()),
@@ -261,11 +300,16 @@ def cmd_warning(args: argparse.Namespace) -> int:
             actor=args.actor,
             reason=args.reason,
             phase=args.phase,
+            risk_by=args.by,
         )
     except ValidationError as exc:
         for e in exc.errors(include_url=False):
             print(f"{'.'.join(map(str, e['loc'])) or 'command'}: {e['msg']}", file=sys.stderr)
         return 1
+    # Checked first, so a command that would be refused says so without a cluster.
+    if not settings.kafka_bootstrap:
+        print("needs CANHBAO_KAFKA_BOOTSTRAP", file=sys.stderr)
+        return 2
 
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
@@ -326,10 +370,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p = rsub.add_parser("active", help="show the rule set the workers follow")
     p.set_defaults(func=cmd_active)
 
-    w = sub.add_parser("warning", help="operator events: verify, respond, recover, close, phase")
-    w.add_argument("action", choices=["verify", "respond", "recover", "close", "set_phase"])
+    w = sub.add_parser(
+        "warning", help="operator events: verify, respond, recover, close, phase, risk level"
+    )
+    w.add_argument(
+        "action", choices=["verify", "respond", "recover", "close", "set_phase", "raise_risk"]
+    )
     w.add_argument("warning_id")
     w.add_argument("--actor", required=True, help="who decides (recorded on the warning)")
     w.add_argument("--reason", default="")
     w.add_argument("--phase", type=int, choices=[1, 2, 3])
+    w.add_argument(
+        "--by",
+        type=int,
+        choices=[0, 1, 2],
+        help="raise_risk: raise the disaster risk level by 1 (two hazards together or in "
+        "succession) or 2 (serious risk to people and property), at most 5 "
+        "(Decision 18/2021/QĐ-TTg, Article 4 clause 4); 0 withdraws a raise",
+    )
     w.set_defaults(func=cmd_warning)

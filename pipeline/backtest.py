@@ -121,6 +121,8 @@ class RuleSummary:
     transitions: list[dict[str, Any]] = field(default_factory=list)
     time_at_level: dict[str, float] = field(default_factory=dict)  # level name -> hours
     flaps: int = 0
+    # The official disaster risk level over time (Decision 18/2021/QĐ-TTg): level -> hours.
+    time_at_risk: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -307,6 +309,8 @@ def summarise(warnings: list[Warning], end: datetime | None) -> dict[str, RuleSu
                 "level_name": w.level_name,
                 "transition": w.transition.value,
                 "at": w.updated_at.isoformat(),
+                "risk_level": w.risk_level,
+                "risk_basis": w.risk_basis,
             }
         )
         if w.transition is Transition.RAISED:
@@ -331,6 +335,8 @@ def summarise(warnings: list[Warning], end: datetime | None) -> dict[str, RuleSu
             hours = max((until - cur.updated_at).total_seconds(), 0.0) / 3600
             key = cur.level_name or str(cur.level)
             s.time_at_level[key] = s.time_at_level.get(key, 0.0) + hours
+            if cur.risk_level is not None:
+                s.time_at_risk[cur.risk_level] = s.time_at_risk.get(cur.risk_level, 0.0) + hours
     return out
 
 
@@ -378,7 +384,7 @@ def _first_raise(s: RuleSummary | None) -> str | None:
 
 def transitions_json(result: BacktestResult, label: str | None = None) -> Iterator[str]:
     for t in result.transitions():
-        obj = {k: t[k] for k in ("rule", "subject", "level", "transition", "at")}
+        obj = {k: t[k] for k in ("rule", "subject", "level", "transition", "at", "risk_level")}
         if label:
             obj["set"] = label
         yield json.dumps(obj, ensure_ascii=False)

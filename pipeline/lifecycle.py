@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from alerting import risk
 from alerting.directory import Directory
 from alerting.governance import lead_agency, scope_tier
 from pipeline.rules.model import Rule
@@ -34,6 +35,7 @@ from topics.models import (
     LifecycleStatus,
     Phase,
     Reading,
+    RiskAdjustment,
     Severity,
     Transition,
     Warning,
@@ -62,6 +64,8 @@ def warning_id(rule: Rule, subject: str) -> str:
 class Context:
     directory: Directory
     exercise: bool = False
+    # The official disaster risk levels (Decision 18/2021/QĐ-TTg) stated on warnings.
+    risk_table: risk.RiskTable = field(default_factory=risk.table)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ class Spec:
     labels: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
     lead_override: str | None = None
+    # The rule's level values and hysteresis: the risk level reads the quantity against them.
+    thresholds: tuple[tuple[int, float], ...] = ()
+    hysteresis: float = 0.0
 
     @classmethod
     def of(cls, rule: Rule) -> Spec:
@@ -87,6 +94,8 @@ class Spec:
             scope_province=rule.scope == "province",
             labels=tuple(sorted({**rule.labels, "notify": str(rule.notify).lower()}.items())),
             annotations=tuple(sorted(rule.annotations.items())),
+            thresholds=tuple((lv.level, lv.value) for lv in rule.levels),
+            hysteresis=float(getattr(rule.condition, "hysteresis", 0.0) or 0.0),
         )
 
 
@@ -115,6 +124,59 @@ def _lead(ctx: Context, spec: Spec, phase: Phase) -> Agency:
     return lead_agency(ctx.directory, spec.domain, phase)
 
 
+@dataclass(frozen=True)
+class Risk:
+    """A warning state's risk level: the level stated, its basis, an operator's raise."""
+
+    level: int | None = None
+    basis: str | None = None
+    adjustment: RiskAdjustment | None = None
+
+    @classmethod
+    def of(cls, w: Warning) -> Risk:
+        return cls(w.risk_level, w.risk_basis, w.risk_adjustment)
+
+    def fields(self) -> dict[str, Any]:
+        return {"risk_level": self.level, "risk_basis": self.basis,
+                "risk_adjustment": self.adjustment}  # fmt: skip
+
+
+def assess_risk(
+    spec: Spec,
+    subject: str,
+    previous: Warning | None,
+    level: int,
+    evidence: list[Evidence],
+    ctx: Context,
+) -> Risk:
+    """The risk level the Decision gives the next state (alerting.risk), with the
+    operator's raise carried over from ``previous`` while the episode lasts."""
+    if level == 0:
+        return Risk()  # the all-clear ends the episode, and any raise with it
+    station_id = evidence[0].station_id if evidence else subject
+    attrs = ctx.directory.station_risk(station_id)
+    station = risk.StationAttributes(attrs.flood_zone, attrs.historical_peak_m) if attrs else None
+    adjustment = previous.risk_adjustment if is_active(previous) and previous else None
+    before: int | None = None
+    if is_active(previous) and previous is not None and previous.risk_level is not None:
+        before = adjustment.from_level if adjustment else previous.risk_level
+    found = ctx.risk_table.assess(
+        spec.hazard,
+        level,
+        dict(spec.thresholds),
+        [(e.metric, e.value) for e in evidence],
+        station,
+        hysteresis=spec.hysteresis,
+        previous=before,
+    )
+    if found is None:
+        return Risk()
+    if adjustment is None:
+        return Risk(found.level, found.basis)
+    adjustment = adjustment.model_copy(update={"from_level": found.level})
+    return Risk(risk.adjusted(found.level, adjustment.by), found.basis, adjustment)
+
+
 def build(
     spec: Spec,
     subject: str,
@@ -132,10 +194,14 @@ def build(
     if level == 0 and not active:
         return None
     areas, provinces = _areas(ctx.directory, area_codes)
+    stated = assess_risk(spec, subject, previous, level, evidence, ctx)
     if active and previous is not None and level == current:
-        if [a.code for a in previous.areas] == [a.code for a in areas]:
+        same_risk = (stated.level, stated.basis) == (previous.risk_level, previous.risk_basis)
+        if [a.code for a in previous.areas] == [a.code for a in areas] and same_risk:
             return None
-        transition = Transition.UPDATED  # same level, the affected communes changed
+        # Same level: the affected communes changed, or the risk level did (a river
+        # above alarm level III reaching III + 1 m, say).
+        transition = Transition.UPDATED
     elif not active:
         transition = Transition.RAISED
     elif level == 0:
@@ -182,6 +248,7 @@ def build(
         exercise=ctx.exercise,
         labels={**dict(spec.labels), "domain": spec.domain.value, "hazard": spec.hazard},
         annotations=annotations,
+        **stated.fields(),
     )
 
 
@@ -209,6 +276,8 @@ def apply_command(previous: Warning | None, command: Command, ctx: Context) -> W
         update["evidence"] = [*previous.evidence, *command.evidence][-10:]
         update["labels"] = {**previous.labels, "corroborated": "true"}
         annotations["corroborated_by"] = command.actor
+    elif command.action is Action.RAISE_RISK:
+        update.update(_raise_risk(previous, command))
     elif command.action is Action.SET_PHASE:
         assert command.phase is not None
         if not is_active(previous):
@@ -232,6 +301,40 @@ def apply_command(previous: Warning | None, command: Command, ctx: Context) -> W
             annotations[f"{target.value}_reason"] = command.reason
     update["annotations"] = annotations
     return previous.model_copy(update=update)
+
+
+def _raise_risk(previous: Warning, command: Command) -> dict[str, Any]:
+    """Article 4 clause 4: the operator raises the risk level by 1 or 2 (at most 5), or
+    withdraws a raise (``risk_by`` 0). Recorded on the warning with who and why."""
+    assert command.risk_by is not None
+    wid = command.warning_id
+    if not is_active(previous):
+        raise CommandRejected(f"{wid} is not active; its risk level is final")
+    if previous.risk_level is None:
+        raise CommandRejected(
+            f"{wid} has no disaster risk level to raise: the Decision gives none for "
+            f"{previous.hazard} at this level (or the station's zone is not configured)"
+        )
+    current = previous.risk_adjustment
+    computed = current.from_level if current else previous.risk_level
+    if command.risk_by == 0:
+        if current is None:
+            raise CommandRejected(f"{wid}: its risk level was not raised; nothing to withdraw")
+        return Risk(computed, previous.risk_basis).fields()
+    if current is not None and current.by == command.risk_by:
+        raise CommandRejected(f"{wid}: its risk level is already raised by {current.by}")
+    if risk.adjusted(computed, command.risk_by) == previous.risk_level:
+        raise CommandRejected(
+            f"{wid} is at risk level {previous.risk_level}, the highest: raising it changes nothing"
+        )
+    adjustment = RiskAdjustment(
+        by=command.risk_by,
+        from_level=computed,
+        actor=command.actor,
+        reason=command.reason,
+        at=command.at,
+    )
+    return Risk(risk.adjusted(computed, command.risk_by), previous.risk_basis, adjustment).fields()
 
 
 def step(rule: Rule, previous: Warning | None, reading: Reading, ctx: Context) -> Warning | None:

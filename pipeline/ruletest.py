@@ -9,7 +9,7 @@ tests:
     series:
       - {station: dap-cau, domain: water, metric: water_level_m, values: "3.9 4.35 5.4 6.4 4.1"}
     expect:                        # every transition of these rules, in order
-      - {at: 1h, rule: water.flood.dap-cau, transition: raised, level: 1}
+      - {at: 1h, rule: water.flood.dap-cau, transition: raised, level: 1, risk_level: 1}
     absent: [quality.spike]        # rules that must not change state at all
 ```
 
@@ -85,6 +85,7 @@ class Expected(BaseModel):
     areas: list[str] | None = None
     lead: str | None = None
     status: str | None = None
+    risk_level: int | None = Field(default=None, ge=0, le=5, description="0: none stated")
 
 
 class Case(BaseModel):
@@ -201,6 +202,8 @@ def run_case(case: Case, rules: RuleSet, directory: Directory) -> list[str]:
             problems.append(f"lead {w.lead_agency.code}")
         if exp.status is not None and w.status.value != exp.status:
             problems.append(f"status {w.status.value}")
+        if exp.risk_level is not None and (w.risk_level or 0) != exp.risk_level:
+            problems.append(f"risk level {w.risk_level or 'none'}")
         if problems:
             failures.append(
                 f"expected #{i + 1} {_show_exp(exp, case.start)}, got {', '.join(problems)}"
@@ -229,6 +232,8 @@ def _offset(at: datetime, start: datetime) -> str:
 def _show_exp(exp: Expected, start: datetime) -> str:
     at = f" at {_offset(_when(start, exp.at), start)}" if exp.at is not None else ""
     lvl = f" level {exp.level}" if exp.level is not None else ""
+    if exp.risk_level is not None:
+        lvl += f" risk level {exp.risk_level or 'none'}"
     return f"{exp.rule} {exp.transition.value}{lvl}{at}"
 
 

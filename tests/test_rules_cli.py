@@ -86,7 +86,8 @@ def test_backtest_replays_a_flood_and_ignores_faulty_sensors(tmp_path: Path) -> 
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines()]
-    assert all(set(r) == {"rule", "subject", "level", "transition", "at"} for r in rows)
+    keys = {"rule", "subject", "level", "transition", "at", "risk_level"}
+    assert all(set(r) == keys for r in rows)
     flood = [(r["transition"], r["level"], r["at"]) for r in rows
              if r["rule"] == "water.flood.dap-cau"]  # fmt: skip
     # The wave at 15-minute steps crosses 4.30, 5.30 and 6.30 m, peaks at 6.80 m and

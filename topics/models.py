@@ -240,6 +240,25 @@ class Evidence(BaseModel):
     note: str = ""
 
 
+class RiskAdjustment(BaseModel):
+    """An operator's raise of a warning's risk level under Article 4 clause 4 of Decision
+    18/2021/QĐ-TTg (two or more hazards together or in succession: by 1; with serious
+    risk to people and property: by 2; at most 5). Recorded on the warning, with who
+    decided it and why; it lasts until the all-clear, over the level the Decision gives."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    by: int = Field(ge=1, le=2)
+    from_level: int = Field(ge=1, le=5, description="the level the Decision's tables give")
+    actor: Annotated[str, Field(min_length=1, max_length=128)]
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    at: AwareDatetime
+
+
+def _unset(value: Any) -> bool:
+    return value is None
+
+
 class Warning(Message):
     """One state of one warning (topic ``canhbao.warnings``, keyed by ``warning_id``).
 
@@ -272,10 +291,29 @@ class Warning(Message):
     exercise: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    # The official disaster risk level (Decision 18/2021/QĐ-TTg, alerting.risk), 1-5, with
+    # the article and clause that give it; an operator's raise (Article 4 clause 4) is
+    # included in risk_level and recorded in risk_adjustment. Omitted from the JSON when
+    # unset: a warning of a hazard without a risk level is byte-for-byte what it was, and
+    # schema version 1 readers built before these fields still read it.
+    risk_level: int | None = Field(default=None, ge=1, le=5, exclude_if=_unset)
+    risk_basis: str | None = Field(default=None, max_length=200, exclude_if=_unset)
+    risk_adjustment: RiskAdjustment | None = Field(default=None, exclude_if=_unset)
 
     @property
     def active(self) -> bool:
         return self.transition is not Transition.CLEARED
+
+    @model_validator(mode="after")
+    def _risk_consistent(self) -> Warning:
+        if self.risk_level is None and (self.risk_basis or self.risk_adjustment):
+            raise ValueError("risk_basis and risk_adjustment need a risk_level")
+        adj = self.risk_adjustment
+        if adj is not None and self.risk_level != min(5, adj.from_level + adj.by):
+            raise ValueError(
+                f"risk_level {self.risk_level} is not {adj.from_level} raised by {adj.by}"
+            )
+        return self
 
 
 class Action(StrEnum):
@@ -287,13 +325,16 @@ class Action(StrEnum):
     CLOSE = "close"
     SET_PHASE = "set_phase"
     CORROBORATE = "corroborate"
+    RAISE_RISK = "raise_risk"  # Decision 18/2021/QĐ-TTg, Article 4 clause 4
 
 
 class Command(Message):
     """An operator (or pipeline) event about one warning, keyed by the warning's subject.
 
     Phases 2 and 3 change who leads, so a phase change must say who decided it
-    and why: it is refused without ``actor`` and ``reason``."""
+    and why: it is refused without ``actor`` and ``reason``. So is ``raise_risk``,
+    which raises the warning's disaster risk level by ``risk_by`` (1 or 2; 0 withdraws
+    an earlier raise)."""
 
     command_id: Annotated[str, Field(min_length=1, max_length=128)]
     warning_id: Annotated[str, Field(min_length=3, max_length=256, pattern=r"^[^:]+:.+$")]
@@ -301,6 +342,7 @@ class Command(Message):
     actor: Annotated[str, Field(min_length=1, max_length=128)]
     reason: str = Field(default="", max_length=2000)
     phase: Phase | None = None
+    risk_by: int | None = Field(default=None, ge=0, le=2, exclude_if=_unset)
     evidence: list[Evidence] = Field(default_factory=list)
     at: AwareDatetime = Field(default_factory=utcnow)
 
@@ -323,6 +365,13 @@ class Command(Message):
                 raise ValueError("a phase change needs a reason")
         elif self.phase is not None:
             raise ValueError(f"phase is only for set_phase, not {self.action.value}")
+        if self.action is Action.RAISE_RISK:
+            if self.risk_by is None:
+                raise ValueError("raise_risk needs risk_by: 1, 2, or 0 to withdraw a raise")
+            if not self.reason:
+                raise ValueError("raising a risk level needs a reason (the hazards together)")
+        elif self.risk_by is not None:
+            raise ValueError(f"risk_by is only for raise_risk, not {self.action.value}")
         return self
 
 

@@ -167,6 +167,8 @@ async def test_level_three_flood_reaches_every_audience(broker: Broker, tmp_path
                                "every subscriber")  # fmt: skip
                 citizen_texts = {t for t in gateway.texts() if "sông" in t or "river" in t.lower()}
                 assert any("sông Cầu" in t for t in citizen_texts)
+                # The official disaster risk level, as the bulletins state it (Đáp Cầu: zone 3).
+                assert any("Cấp độ rủi ro thiên tai do lũ: cấp 3." in t for t in citizen_texts)
                 await wait_for(
                     lambda: (
                         {t for t, _ in speakers}
@@ -211,6 +213,31 @@ async def test_level_three_flood_reaches_every_audience(broker: Broker, tmp_path
                                60, "the cancel SMS")  # fmt: skip
                 await wait_for(lambda: any("HỦY" in m["script"] for _, m in speakers), 30,
                                "the cancel on loudspeakers")  # fmt: skip
+
+                # The risk level travelled with the warning; an operator raises it by one
+                # (Article 4 clause 4) and the department hears it, with who and why.
+                snnmt = [d.body["warning"] for d in receiver.deliveries
+                         if d.path == "/hooks/snnmt"]  # fmt: skip
+                assert next(w.get("risk_level") for w in snnmt if w["level"] == 3) == 3
+                cap = [d for d in receiver.deliveries if d.path == "/cap/mondulkiri"]
+                assert any("VN_DISASTER_RISK_LEVEL" in (d.xml or "") for d in cap)
+                raised = await canhbao(broker.bootstrap, "warning", "raise_risk", wid, "--by",
+                                       "1", "--actor", "Trực ban A", "--reason",
+                                       "lũ và sạt lở đất cùng lúc")  # fmt: skip
+                assert raised.returncode == 0, raised.stderr
+
+                def risk_raised() -> bool:
+                    return any(
+                        d.path == "/hooks/snnmt"
+                        and d.body.get("warning", {}).get("risk_level") == 4
+                        for d in receiver.deliveries
+                    )
+
+                await wait_for(risk_raised, 60, "the raised risk level at the department")
+                last = [d for d in receiver.deliveries if d.path == "/hooks/snnmt"][-1]
+                adjustment = last.body["warning"]["risk_adjustment"]
+                assert (adjustment["by"], adjustment["actor"]) == (1, "Trực ban A")
+                assert "Cấp độ rủi ro thiên tai do lũ: cấp 4." in last.body["text"]["vi"]
     await receiver.stop()
     await gateway.stop()
 

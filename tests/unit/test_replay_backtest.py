@@ -380,12 +380,12 @@ def test_transitions_json_has_exactly_the_documented_keys(episodes: BacktestResu
         "level": 1,
         "transition": "raised",
         "at": _at(hours=1).isoformat(),
+        "risk_level": 1,  # Đáp Cầu (zone 3, sample) at alarm level I: Decision 18/2021 Art. 45
     }
-    assert all(
-        set(json.loads(line)) == {"rule", "subject", "level", "transition", "at"} for line in lines
-    )
+    keys = {"rule", "subject", "level", "transition", "at", "risk_level"}
+    assert all(set(json.loads(line)) == keys for line in lines)
     labelled = [json.loads(line) for line in transitions_json(episodes, label="candidate")]
-    assert all(set(o) == {"rule", "subject", "level", "transition", "at", "set"} for o in labelled)
+    assert all(set(o) == {*keys, "set"} for o in labelled)
     assert {o["set"] for o in labelled} == {"candidate"}
 
 
@@ -407,7 +407,7 @@ def test_html_report(compile_yaml: Compile, directory: Directory) -> None:
     result = run_backtest(readings, rules, directory)
     html = render(readings, rules, result)
     assert html.startswith("<!doctype html>")
-    assert html.count("<svg") == 1
+    assert html.count("<svg") == 2  # the chart, and its disaster risk level below it
     for name, value in [("BĐ-I", "4.3"), ("BĐ-II", "5.3"), ("BĐ-III", "6.3")]:
         assert f">{name} {value} m</text>" in html
     assert "<h2>Transitions</h2>" in html
@@ -508,7 +508,8 @@ def test_compare_draws_two_bands_on_one_chart(compile_yaml: Compile, directory: 
     html = render(
         readings, a_rules, a, name="rules/", compare=RuleSetRun("b", "lower/", b_rules, b)
     )
-    assert html.count("<svg") == 1
+    # One chart for both sets (and a risk-level row under it for each).
+    assert html.count("<svg") - html.count('class="risk"') == 1
     assert ">a</text>" in html and ">b</text>" in html  # the two bands
     assert ">a: I 4.3 m</text>" in html and ">b: I 4 m</text>" in html
     assert 'stroke-dasharray="2 3"' in html  # b's differing level, dotted
