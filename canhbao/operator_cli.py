@@ -20,7 +20,6 @@ from alerting import grouping
 from alerting.routes import Silence
 from alerting.templates import VIETNAM
 from canhbao.settings import get_settings
-from consumers.kafka_util import partitions
 from pipeline.agents.group import stored_group
 from pipeline.agents.store import without_bookkeeping
 from pipeline.rules.model import _parse_duration
@@ -31,6 +30,7 @@ from topics.catalogue import (
     STATE_EVALUATE,
     STATE_GROUPS,
 )
+from topics.kafka import partitions
 from topics.models import ApprovalAction, ApprovalEvent, Broadcast, Warning
 
 T = TypeVar("T")

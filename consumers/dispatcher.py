@@ -34,11 +34,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
 from canhbao.metrics import DELIVERIES, DELIVERY_SECONDS
-from consumers.deadletters import DeadLetters, to_producer
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
-from consumers.kafka_util import commit_owned, membership, partitions
-from pipeline.validate import field_errors
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
+from topics.errors import field_errors
+from topics.kafka import DeadLetters, commit_owned, membership, partitions, to_producer
+from topics.metrics import Metrics
 from topics.models import Channel, DeadLetter, DeliveryOutcome, DeliveryReceipt, Notification
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,7 @@ class Dispatcher:
         try:
             note = Notification.model_validate_json(raw)
         except ValidationError as exc:
-            await DeadLetters(to_producer(producer, DEADLETTER)).reject(
+            await DeadLetters(to_producer(producer, DEADLETTER), Metrics.default()).reject(
                 record,
                 raw,
                 "dispatch",
@@ -334,5 +334,7 @@ class Dispatcher:
                 stage="deliver",
                 reason=f"gave up after {receipt.attempt} attempts: {receipt.error}",
             )
-            await (await DeadLetters(to_producer(producer, DEADLETTER)).send(dead))
+            await (
+                await DeadLetters(to_producer(producer, DEADLETTER), Metrics.default()).send(dead)
+            )
         return receipt

@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from feeds.atomic import replace_file
-from pipeline.validate import field_errors
+from topics.errors import field_errors
 from topics.models import Domain, Identifier
 
 log = logging.getLogger(__name__)

@@ -78,7 +78,7 @@ def _is_jsonl(path: Path, text: str) -> bool:
 def _jsonl(path: Path, text: str) -> Iterator[Reading | BadLine]:
     from pydantic import ValidationError
 
-    from pipeline.validate import field_errors
+    from topics.errors import field_errors
     from topics.models import Reading
 
     for n, line in enumerate(text.splitlines(), start=1):
@@ -99,7 +99,7 @@ def _csv(
     from pydantic import ValidationError
 
     from pipeline.backtest import CSV_COLUMNS
-    from pipeline.validate import field_errors
+    from topics.errors import field_errors
     from topics.models import Reading
 
     reader = csv.DictReader(io.StringIO(text))

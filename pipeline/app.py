@@ -17,8 +17,9 @@ from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
 from canhbao.settings import Settings
-from consumers import deadletters
 from pipeline.rules.loader import RuleSet
+from topics import kafka as wire
+from topics.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,13 @@ class Out:
         )
 
 
-class DeadLetters(deadletters.DeadLetters):
+class DeadLetters(wire.DeadLetters):
     """The dead-letter topic for the stream stages, through the app's producer."""
 
     def __init__(self, app: faust.App) -> None:
         from topics.catalogue import DEADLETTER
 
-        super().__init__(Out(app, DEADLETTER).send)
+        super().__init__(Out(app, DEADLETTER).send, Metrics.default())
 
 
 def batches(stream: faust.StreamT[Any], settings: Settings) -> AsyncIterator[Sequence[Any]]:

@@ -35,7 +35,7 @@ from pipeline.rules.model import (
     _format_duration,
     _Levelled,
 )
-from pipeline.validate import field_errors
+from topics.errors import field_errors
 from topics.models import Domain, Reading, Transition, Warning
 
 FLAP_WINDOW = timedelta(hours=1)

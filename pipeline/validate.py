@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from topics.errors import field_errors
 from topics.models import DeadLetter, DrillClock, Reading, Report
 
 if TYPE_CHECKING:
@@ -33,15 +34,6 @@ if TYPE_CHECKING:
     from canhbao.settings import Settings
 
 MAX_READING_BYTES = 64 * 1024
-
-
-def field_errors(exc: ValidationError) -> list[str]:
-    """Each pydantic error as 'field.path: message'."""
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "(message)"
-        out.append(f"{loc}: {err['msg']}")
-    return out
 
 
 # --- time -------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from aiokafka import AIOKafkaConsumer
 
 from canhbao.metrics import READINGS_ACCEPTED, VALIDATION_REFUSED
 from canhbao.settings import Settings
-from consumers.kafka_util import commit_owned, membership
 from pipeline.validate import Refused, TimePolicy, check_reading, check_report
 from topics.catalogue import (
     CORRELATE_REPORTS,
@@ -28,6 +27,7 @@ from topics.catalogue import (
     INGEST_REPORTS,
     readings_topic,
 )
+from topics.kafka import commit_owned, membership
 from topics.models import Domain
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from canhbao.broker import embedded_env, rebalance_timeout
-from consumers.kafka_util import partitions
 from topics.admin import create_topics
+from topics.kafka import partitions
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError
 
-from consumers.kafka_util import commit_owned
+from topics.kafka import commit_owned
 
 P0, P1 = TopicPartition("canhbao.ingest.readings", 0), TopicPartition("canhbao.ingest.readings", 1)
 

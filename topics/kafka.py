@@ -1,0 +1,114 @@
+"""The Kafka wire helpers every stage and service shares: consumer-group timing,
+partition lookup, committing only owned partitions, and the dead-letter topic's one
+way in (every rejected message, with where it came from and why, counted in
+``canhbao_messages_rejected_total{source_topic,stage}``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from topics.metrics import Metrics
+from topics.models import DeadLetter
+
+log = logging.getLogger(__name__)
+
+
+def membership(rebalance_timeout_ms: int) -> dict[str, int]:
+    """Consumer-group timing for canhbao's aiokafka services, as the Faust worker's: a
+    session at least 6 s (a busy loop must not look dead), heartbeats every second."""
+    return {
+        "rebalance_timeout_ms": rebalance_timeout_ms,
+        "session_timeout_ms": max(6_000, rebalance_timeout_ms),
+        "heartbeat_interval_ms": 1_000,
+    }
+
+
+async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic``, asking the cluster: a consumer without a group
+    subscription has no metadata for it (Kafka sends only what is asked for)."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or [])]
+
+
+async def commit_owned(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]) -> bool:
+    """Commit the offsets of the partitions this member still owns; False when the group
+    rebalanced under the batch. The partitions' new owner then reads from their last
+    commit, so the batch's records are handled again (the stages downstream drop the
+    copies), never lost; the failed commit must not stop the consumer."""
+    owned = consumer.assignment()
+    mine = {tp: offset for tp, offset in offsets.items() if tp in owned}
+    if len(mine) < len(offsets):
+        log.info("%d partition(s) moved to another member mid-batch", len(offsets) - len(mine))
+    if not mine:
+        return False
+    try:
+        await consumer.commit(mine)
+    except (CommitFailedError, IllegalStateError) as exc:
+        log.info("offsets not committed, the group is rebalancing: %s", exc)
+        return False
+    return True
+
+
+#: Sends ``(key, value)`` to the dead-letter topic; returns the broker
+#: acknowledgement's future (as aiokafka's ``send`` does).
+Send = Callable[[bytes | None, bytes], Awaitable[Awaitable[Any]]]
+
+
+class Record(Protocol):
+    """A Kafka record or a Faust message: where a rejected message came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+
+
+class DeadLetters:
+    """Dead letters through ``send``: the app's producer in a worker, a service's own
+    aiokafka producer at the edges (:func:`to_producer`)."""
+
+    def __init__(self, send: Send, metrics: Metrics) -> None:
+        self._send = send
+        self._rejected = metrics.messages_rejected
+
+    async def send(self, letter: DeadLetter) -> Awaitable[Any]:
+        """Count and send ``letter`` (keyed by its source topic); returns the broker
+        acknowledgement's future, for callers that send in batches."""
+        self._rejected.labels(letter.source_topic, letter.stage).inc()
+        return await self._send(letter.source_topic.encode(), letter.to_bytes())
+
+    async def reject(
+        self,
+        record: Record,
+        raw: bytes | None,
+        stage: str,
+        reason: str,
+        errors: list[str] | None = None,
+    ) -> None:
+        """Dead-letter ``record`` and wait for the broker: rejections are rare, so
+        nothing is gained by batching them."""
+        letter = DeadLetter(
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            original=raw or b"",
+            stage=stage,
+            reason=reason,
+            errors=errors or [],
+        )
+        await (await self.send(letter))
+
+
+def to_producer(producer: Any, topic: str) -> Send:
+    """A ``Send`` through an aiokafka producer (``producer.send`` to ``topic``)."""
+
+    async def send(key: bytes | None, value: bytes) -> Awaitable[Any]:
+        return await producer.send(topic, value, key=key)  # type: ignore[no-any-return]
+
+    return send
