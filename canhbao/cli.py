@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 
+from canhbao.running import on_signal, stop_event
 from canhbao.settings import Settings, get_settings
 
 
@@ -94,9 +95,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
             from canhbao import metrics
 
             metrics.serve(settings.metrics_port)
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, dispatcher.stop)
+            on_signal(dispatcher.stop)
             await dispatcher.run()
 
         asyncio.run(main())
@@ -119,11 +118,7 @@ def cmd_receiver(args: argparse.Namespace) -> int:
             secret=secret, host=args.host, port=args.port, on_delivery=show
         ).start()
         print(f"webhook receiver on {receiver.base_url}/hooks/<agency>", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop_event().wait()
         await receiver.stop()
 
     asyncio.run(main())
@@ -140,10 +135,7 @@ def cmd_cap_feed(args: argparse.Namespace) -> int:
     with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
 
         async def main() -> None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
+            stop = stop_event()
             await serve(bootstrap, args.host, args.port, directory, base_url=args.base_url,
                         stop_event=stop)  # fmt: skip
 

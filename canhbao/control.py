@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from pipeline.rules.loader import RuleSet
 from topics.catalogue import CONTROL_RULES
+from topics.kafka import rules_in_force
 from topics.models import RuleSetDoc
 
 log = logging.getLogger(__name__)
@@ -31,21 +32,4 @@ async def publish(bootstrap: str, rules: RuleSet, actor: str, comment: str = "")
 
 async def latest(bootstrap: str, timeout_ms: int = 3000) -> RuleSetDoc | None:
     """The last rule set published, or None when the topic is empty."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        tp = TopicPartition(CONTROL_RULES, 0)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        if end == 0:
-            return None
-        consumer.seek(tp, end - 1)
-        batch = await consumer.getmany(tp, timeout_ms=timeout_ms)
-        records = batch.get(tp, [])
-        if not records:
-            return None
-        return RuleSetDoc.model_validate_json(records[-1].value or b"")
-    finally:
-        await consumer.stop()
+    return await rules_in_force(bootstrap, timeout_ms)

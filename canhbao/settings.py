@@ -5,12 +5,16 @@ Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import AwareDatetime, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from pipeline.validate import TimePolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,6 +138,16 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")
     log_level: str = "info"
+
+    def time_policy(self) -> TimePolicy:
+        """The validate stage's bounds on a message's time, from these settings."""
+        from pipeline.validate import TimePolicy
+
+        return TimePolicy(
+            max_skew=timedelta(seconds=self.max_clock_skew),
+            max_lateness=timedelta(seconds=self.max_lateness),
+            earliest=self.earliest_observed_at,
+        )
 
 
 @lru_cache(maxsize=1)

@@ -41,7 +41,6 @@ could be fixed and replayed go to ``canhbao.deadletter`` with their XML and the 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -52,7 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 from pydantic import ValidationError
@@ -63,19 +62,18 @@ from feeds.cap_alerts import (
     Areas,
     CapConfig,
     CapError,
-    ConfigError,
     FeedItem,
     ReportRules,
     Skip,
     alerts_in,
     index_items,
-    load_config,
     parse_alert,
     parse_xml,
     to_report,
 )
 from pipeline.validate import TimePolicy
 from topics.catalogue import DEADLETTER, INGEST_REPORTS
+from topics.metrics import Metrics
 from topics.models import DeadLetter, utcnow
 
 if TYPE_CHECKING:
@@ -143,7 +141,9 @@ class CapIngest:
         accept_exercise: bool = False,
         policy: TimePolicy | None = None,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics.default()
         self.sink, self.areas, self.clock = sink, areas, clock
         self.config = config if config is not None else CapConfig()
         self.policy = policy if policy is not None else TimePolicy()
@@ -174,7 +174,6 @@ class CapIngest:
     async def _alert(
         self, el: ET.Element, data: bytes, origin: str, polled: bool = False
     ) -> tuple[Outcome, str]:
-        from canhbao.metrics import FEED_MESSAGES, FEED_REFUSED
 
         try:
             alert = parse_alert(el)
@@ -189,20 +188,20 @@ class CapIngest:
             )
         except Skip as skip:
             log.info("cap: %s: skipped: %s", origin, skip)
-            FEED_REFUSED.labels(FEED, skip.reason).inc()
+            self.metrics.feed_refused.labels(FEED, skip.reason).inc()
             return self._count(Outcome.SKIPPED, str(skip))
         except CapError as exc:
             if polled and exc.reason == "no_area":
                 # A national feed carries every province's alerts: not an error here.
                 log.info("cap: %s: skipped: not for our communes: %s", origin, exc)
-                FEED_REFUSED.labels(FEED, "not_ours").inc()
+                self.metrics.feed_refused.labels(FEED, "not_ours").inc()
                 return self._count(Outcome.SKIPPED, f"not for our communes: {exc}")
             return await self._reject(data, origin, exc)
         if report.report_id in self.seen.ids:
             return self._count(Outcome.DUPLICATE, report.report_id)
         await self.sink.send(INGEST_REPORTS, report.areas[0].encode(), report.to_bytes())
         self.seen.add(report.report_id, self.clock())
-        FEED_MESSAGES.labels(FEED, report.reporter, "reports").inc()
+        self.metrics.feed_messages.labels(FEED, report.reporter, "reports").inc()
         log.info(
             "cap: %s: report %s (%s/%s, %s, %s)",
             origin,
@@ -215,14 +214,13 @@ class CapIngest:
         return self._count(Outcome.SENT, report.report_id)
 
     async def _reject(self, data: bytes, origin: str, exc: CapError) -> tuple[Outcome, str]:
-        from canhbao.metrics import FEED_REFUSED
 
         log.warning("cap: %s: rejected: %s", origin, exc)
         source = f"cap:{origin}"
         original = data[: self.config.max_document]
         dead = DeadLetter(source_topic=source, original=original, stage=STAGE, reason=str(exc))
         await self.sink.send(DEADLETTER, source.encode(), dead.to_bytes())
-        FEED_REFUSED.labels(FEED, exc.reason).inc()
+        self.metrics.feed_refused.labels(FEED, exc.reason).inc()
         return self._count(Outcome.REJECTED, str(exc))
 
     def _count(self, outcome: Outcome, detail: str) -> tuple[Outcome, str]:
@@ -242,7 +240,6 @@ class CapIngest:
     async def poll(self, session: aiohttp.ClientSession, url: str) -> int:
         """Fetch the URL once: an Atom or RSS index, an EDXL-DE distribution or one CAP
         alert. How many new index entries or alerts were handled."""
-        from canhbao.metrics import FEED_REFUSED
 
         if self._refresh_rules is not None:
             self.rules = await self._refresh_rules(self.rules)
@@ -259,7 +256,7 @@ class CapIngest:
             if item.geocodes and not self.areas.knows(item.geocodes):
                 # The index says where: no need to fetch another province's alert.
                 log.debug("cap: %s: entry %s is for %s", url, item.key[0], item.geocodes)
-                FEED_REFUSED.labels(FEED, "not_ours").inc()
+                self.metrics.feed_refused.labels(FEED, "not_ours").inc()
                 self._count(Outcome.SKIPPED, f"entry {item.key[0]}: not for our communes")
                 self._fetched.add(item.key)
                 elsewhere += 1
@@ -292,7 +289,6 @@ class CapIngest:
 
     async def _item(self, session: aiohttp.ClientSession, index_url: str, item: FeedItem) -> bool:
         """Ingest one index entry; False when it should be tried again next poll."""
-        from canhbao.metrics import FEED_REFUSED
 
         if item.inline:
             for el in item.inline:
@@ -300,7 +296,7 @@ class CapIngest:
             return True
         if item.link is None:
             log.warning("cap: %s: entry %s links to no CAP message", index_url, item.key[0])
-            FEED_REFUSED.labels(FEED, "no_link").inc()
+            self.metrics.feed_refused.labels(FEED, "no_link").inc()
             self._count(Outcome.SKIPPED, f"entry {item.key[0]}: no link to a CAP message")
             return True
         url = urljoin(index_url, item.link)
@@ -370,11 +366,11 @@ async def rules_in_force(
     else the rule files (as a worker that starts). On failure the current one stays."""
     from aiokafka.errors import KafkaError
 
-    from canhbao import control
     from pipeline.rules.loader import RuleError, compile_rules, load_rules
+    from topics.kafka import rules_in_force as published
 
     try:
-        doc = await control.latest(bootstrap)
+        doc = await published(bootstrap)
         if doc is not None and current is not None and doc.version == current.version:
             return current
         rules = load_rules(rules_path) if doc is None else compile_rules(doc.sources)
@@ -393,108 +389,3 @@ async def rules_in_force(
             ", ".join(f"{d.value}/{c}" for d, c in sorted(found.takes)) or "nothing",
         )
     return found
-
-
-# --- Command line ------------------------------------------------------------------------
-
-
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "cap",
-        help="ingest CAP 1.2/1.1 alerts of upstream agencies (files, EDXL-DE, an Atom or RSS "
-        "feed) as reports",
-    )
-    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="CAP or EDXL-DE files")
-    p.add_argument("--url", help="a CAP Atom or RSS feed, an EDXL-DE or one CAP alert to poll")
-    p.add_argument("--interval", type=float, default=60.0, help="seconds between polls (60)")
-    p.add_argument("--once", action="store_true", help="poll the URL once and exit")
-    p.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="how alerts map to reports (default: CANHBAO_CAP_INGEST_CONFIG, "
-        "config/cap_ingest.yaml)",
-    )
-    p.add_argument(
-        "--state",
-        type=Path,
-        default=None,
-        help="ids already sent (default: <feeds state dir>/cap-seen.json)",
-    )
-    p.set_defaults(func=cmd_cap)
-
-
-def cmd_cap(args: argparse.Namespace) -> int:
-    import sys
-
-    from alerting.directory import Directory
-    from canhbao.settings import get_settings
-    from feeds.runner import brokers
-
-    if bool(args.files) == bool(args.url):
-        print("canhbao feed cap: give either CAP files or --url", file=sys.stderr)
-        return 2
-    if args.interval <= 0:
-        print("canhbao feed cap: --interval must be positive", file=sys.stderr)
-        return 2
-    settings = get_settings()
-    try:
-        config = load_config(args.config or settings.cap_ingest_config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    areas = Areas.of(Directory.load(settings.geography_path, settings.directory_path))
-    state: Path | None = args.state or settings.feeds_state_dir / "cap-seen.json"
-    if not settings.kafka_bootstrap and args.state is None:
-        state = None  # the embedded broker forgets what it got: so must we
-    with brokers(settings) as bootstrap:
-        try:
-            return asyncio.run(_main(args, areas, config, state, bootstrap))
-        except CapError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-
-
-async def _main(
-    args: argparse.Namespace, areas: Areas, config: CapConfig, state: Path | None, bootstrap: str
-) -> int:
-    import sys
-
-    import aiohttp
-
-    from canhbao import metrics
-    from canhbao.settings import get_settings
-    from feeds.runner import until_signalled
-    from feeds.sink import KafkaSink
-
-    settings = get_settings()
-
-    async def refresh(current: ReportRules | None) -> ReportRules | None:
-        return await rules_in_force(bootstrap, settings.rules_path, current)
-
-    async with KafkaSink(bootstrap) as sink:
-        ingest = CapIngest(
-            sink,
-            areas,
-            config=config,
-            rules=await refresh(None),
-            refresh_rules=refresh if args.url and not args.once else None,
-            state=state,
-            accept_exercise=settings.exercise,
-            policy=TimePolicy.from_settings(settings),
-        )
-        if args.files:
-            for path in args.files:
-                for outcome, detail in await ingest.ingest_file(path):
-                    print(f"{path}: {outcome.value}: {detail}", file=sys.stderr)
-            return 1 if ingest.stats.counts[Outcome.REJECTED] else 0
-        if args.once:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-                await ingest.poll(session, args.url)
-            print(
-                ", ".join(f"{n} {o.value}" for o, n in ingest.stats.counts.items()), file=sys.stderr
-            )
-            return 0
-        metrics.serve(settings.metrics_port)
-        await until_signalled(ingest.follow(args.url, args.interval))
-    return 0

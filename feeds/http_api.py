@@ -28,7 +28,6 @@ Module imports stay light: ``canhbao feed`` imports every adapter to build its h
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Callable
@@ -45,6 +44,7 @@ if TYPE_CHECKING:
     from feeds.apikeys import KeyStore, Source
     from feeds.sink import Sink
     from pipeline.validate import Refused, TimePolicy
+    from topics.metrics import Metrics
     from topics.models import Reading, Report
 
     Item = Reading | Report
@@ -284,22 +284,20 @@ class IngestAPI:
         sink: Sink,
         keys: KeyStore,
         *,
-        directory: Directory | None = None,
+        directory: Directory,
         policy: TimePolicy | None = None,
         clock: Callable[[], datetime] | None = None,
         max_body: int = 1024 * 1024,
         max_items: int = 5000,
+        metrics: Metrics | None = None,
     ) -> None:
-        """``directory`` (the station registry items are judged against) defaults to the
-        configured geography; ``policy`` to the default time bounds."""
-        from alerting.directory import Directory
-        from canhbao.settings import get_settings
+        """``directory``: the station registry items are judged against; ``policy``:
+        the time bounds (default ones if None); ``metrics``: where refusals are counted."""
         from pipeline.validate import TimePolicy
+        from topics.metrics import Metrics
         from topics.models import utcnow
 
-        if directory is None:
-            settings = get_settings()
-            directory = Directory.load(settings.geography_path, settings.directory_path)
+        self.metrics = metrics or Metrics.default()
         self.sink = sink
         self.keys = keys
         self.directory = directory
@@ -323,22 +321,19 @@ class IngestAPI:
     def _endpoint(self, kind: Kind) -> Callable[[web.Request], Any]:
         from aiohttp import web
 
-        from canhbao.metrics import FEED_HTTP_REQUESTS
-
         async def handler(request: web.Request) -> web.Response:
             outcome = await self.ingest(kind, request)
-            FEED_HTTP_REQUESTS.labels(kind.name, str(outcome.status)).inc()
+            self.metrics.feed_http_requests.labels(kind.name, str(outcome.status)).inc()
             return web.json_response(outcome.body, status=outcome.status, headers=outcome.headers)
 
         return handler
 
     async def ingest(self, kind: Kind, request: web.Request) -> Outcome:
-        from canhbao.metrics import FEED_REFUSED
 
         self.keys.refresh()
         source = self.keys.authenticate(presented_key(request.headers))
         if source is None:
-            FEED_REFUSED.labels(FEED, "unauthenticated").inc()
+            self.metrics.feed_refused.labels(FEED, "unauthenticated").inc()
             out = error(
                 401,
                 "missing or unknown API key",
@@ -346,13 +341,13 @@ class IngestAPI:
             )
             return Outcome(out.status, out.body, {"WWW-Authenticate": 'Bearer realm="canhbao"'})
         if request.content_type != JSON_TYPE:
-            FEED_REFUSED.labels(FEED, "media_type").inc()
+            self.metrics.feed_refused.labels(FEED, "media_type").inc()
             return error(
                 415, f"expected Content-Type {JSON_TYPE}", f"got {request.content_type or 'none'}"
             )
         body = await self._read(request)
         if isinstance(body, Outcome):
-            FEED_REFUSED.labels(FEED, "too_large").inc()
+            self.metrics.feed_refused.labels(FEED, "too_large").inc()
             return body
         return await self._accept(kind, source, body)
 
@@ -373,14 +368,13 @@ class IngestAPI:
             return too_large
 
     async def _accept(self, kind: Kind, source: Source, body: bytes) -> Outcome:
-        from canhbao.metrics import FEED_MESSAGES, FEED_REFUSED
 
         items = parse_items(body)
         if isinstance(items, Outcome):
-            FEED_REFUSED.labels(FEED, "invalid_json").inc()
+            self.metrics.feed_refused.labels(FEED, "invalid_json").inc()
             return items
         if len(items) > self.max_items:
-            FEED_REFUSED.labels(FEED, "too_many_items").inc()
+            self.metrics.feed_refused.labels(FEED, "too_many_items").inc()
             return error(
                 413,
                 f"{len(items)} items; at most {self.max_items} per request",
@@ -389,21 +383,21 @@ class IngestAPI:
             )
         models = validate_items(kind, items)
         if isinstance(models, Outcome):
-            FEED_REFUSED.labels(FEED, "invalid").inc()
+            self.metrics.feed_refused.labels(FEED, "invalid").inc()
             return models
         judged = judge_items(
             kind, source, models, now=self.clock(), policy=self.policy, directory=self.directory
         )
         if judged.answer is not None:
             for code, n in judged.refused.items():
-                FEED_REFUSED.labels(FEED, code).inc(n)
+                self.metrics.feed_refused.labels(FEED, code).inc(n)
             # Say so where operators look: history or far-future stamps mean a sender
             # replaying old data or with a wrong clock.
             log.warning("feed http: source %r: %s", source.id, judged.answer.body["error"])
             return judged.answer
         refused = authorize(kind, source, judged.take + [m for _, m, _ in judged.held])
         if refused is not None:
-            FEED_REFUSED.labels(FEED, "forbidden").inc()
+            self.metrics.feed_refused.labels(FEED, "forbidden").inc()
             return refused
         stamped = [kind.stamp(m, source) for m in judged.take]
         messages: list[tuple[str, bytes | None, bytes]] = [
@@ -418,7 +412,7 @@ class IngestAPI:
             log.exception(
                 "feed http: the broker did not acknowledge %d %s", len(messages), kind.name
             )
-            FEED_REFUSED.labels(FEED, "broker").inc()
+            self.metrics.feed_refused.labels(FEED, "broker").inc()
             out = error(
                 503,
                 "the broker did not acknowledge",
@@ -426,14 +420,14 @@ class IngestAPI:
                 "(the quality gate drops a reading it already has as a duplicate)",
             )
             return Outcome(503, out.body, {"Retry-After": "5"})
-        FEED_MESSAGES.labels(FEED, source.id, kind.name).inc(len(stamped))
+        self.metrics.feed_messages.labels(FEED, source.id, kind.name).inc(len(stamped))
         answer: dict[str, Any] = {
             "accepted": len(stamped),
             "topic": kind.topic,
             "source": source.id,
         }
         if judged.held:
-            FEED_REFUSED.labels(FEED, "held").inc(len(judged.held))
+            self.metrics.feed_refused.labels(FEED, "held").inc(len(judged.held))
             stations = sorted({kind.key(m) for _, m, _ in judged.held})
             log.warning(
                 "feed http: source %r: held %d %s from unknown station(s) %s: add them to "
@@ -637,145 +631,3 @@ def openapi(max_body: int = 1024 * 1024, max_items: int = 5000) -> dict[str, Any
             },
         },
     }
-
-
-# -- command line ----------------------------------------------------------------------
-
-
-async def serve_http(api: IngestAPI, host: str, port: int, stop: Any) -> None:
-    """Serve until ``stop`` (an asyncio.Event) is set."""
-    from aiohttp import web
-
-    runner = web.AppRunner(api.app())
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        bound = runner.addresses[0][1] if runner.addresses else port  # port 0: the OS chose
-        print(
-            f"HTTP ingest API on http://{host}:{bound} (POST {READINGS_PATH}, {REPORTS_PATH}; "
-            "GET /openapi.json)",
-            flush=True,
-        )
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
-def cmd_http(args: argparse.Namespace) -> int:
-    import asyncio
-    import signal
-    import sys
-
-    from alerting.directory import ConfigError, Directory
-    from canhbao import metrics
-    from canhbao.settings import get_settings
-    from feeds.apikeys import KeyFileError, KeyStore
-    from feeds.runner import brokers
-    from feeds.sink import KafkaSink
-    from pipeline.validate import TimePolicy
-    from topics.admin import create_topics
-
-    settings = get_settings()
-    try:
-        keys = KeyStore.load(args.keys or settings.api_keys_path)
-        directory = Directory.load(settings.geography_path, settings.directory_path)
-    except (KeyFileError, ConfigError) as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    for s in keys.sources:
-        if s.sample:
-            print(f"warning: source {s.id!r} is a SAMPLE with a published key", file=sys.stderr)
-
-    async def main(bootstrap: str, embedded: bool) -> None:
-        if embedded:  # nothing else would create them on a fresh embedded broker
-            await create_topics(bootstrap, default_partitions=settings.partitions)
-        metrics.serve(settings.metrics_port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with KafkaSink(bootstrap) as sink:
-            api = IngestAPI(
-                sink,
-                keys,
-                directory=directory,
-                policy=TimePolicy.from_settings(settings),
-                max_body=settings.feed_http_max_body,
-                max_items=settings.feed_http_max_items,
-            )
-            await serve_http(api, args.host, args.port, stop)
-
-    with brokers(settings) as bootstrap:
-        asyncio.run(main(bootstrap, not settings.kafka_bootstrap))
-    return 0
-
-
-def cmd_keys(args: argparse.Namespace) -> int:
-    import sys
-
-    from canhbao.settings import get_settings
-    from feeds.apikeys import KeyFileError, add_source, read_key_file, remove_source
-
-    path = args.keys or get_settings().api_keys_path
-    try:
-        if args.action == "add":
-            key = add_source(
-                path,
-                args.source_id,
-                domains=args.domain,
-                stations=args.station,
-                rotate=args.rotate,
-                hold_unknown_stations=args.hold_unknown_stations,
-            )
-            print(key)
-            print(
-                f"the key of {args.source_id!r}: shown only now; {path} keeps its SHA-256",
-                file=sys.stderr,
-            )
-        elif args.action == "remove":
-            if not remove_source(path, args.source_id):
-                print(f"{path}: no source {args.source_id!r}", file=sys.stderr)
-                return 1
-        else:
-            for s in read_key_file(path).sources:
-                domains = ",".join(d.value for d in s.domains) if s.domains else "*"
-                stations = ",".join(s.stations) if s.stations else "*"
-                hold = " holds-unknown-stations" if s.hold_unknown_stations else ""
-                note = f"  # {s.note}" if s.note else ""
-                print(f"{s.id:24} domains={domains} stations={stations}{hold}{note}")
-    except KeyFileError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    return 0
-
-
-def add_parser(sub: Any) -> None:
-    from pathlib import Path
-
-    p = sub.add_parser("http", help="HTTP ingest API: POST readings and reports with an API key")
-    p.add_argument("--host", default="127.0.0.1", help="address (0.0.0.0 in a container)")
-    p.add_argument("--port", type=int, default=8780)
-    p.add_argument("--keys", type=Path, default=None, help="key file (CANHBAO_API_KEYS_PATH)")
-    p.set_defaults(func=cmd_http)
-
-    p = sub.add_parser("keys", help="API keys of the HTTP ingest API (only hashes are stored)")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--keys", type=Path, default=None, help="key file (CANHBAO_API_KEYS_PATH)")
-    actions = p.add_subparsers(dest="action", required=True)
-    a = actions.add_parser("add", parents=[common], help="make a key for a source, print it once")
-    a.add_argument("source_id")
-    a.add_argument("--domain", action="append", default=[], help="allowed domain (repeatable)")
-    a.add_argument("--station", action="append", default=[], help="allowed station (repeatable)")
-    a.add_argument("--rotate", action="store_true", help="replace the key of an existing source")
-    a.add_argument(
-        "--hold-unknown-stations",
-        action="store_true",
-        default=None,
-        help="the source may add stations: its readings from stations not in the "
-        "geography are held (202, listed under 'held') instead of refused (400)",
-    )
-    actions.add_parser("list", parents=[common], help="the sources and their limits (no secrets)")
-    r = actions.add_parser("remove", parents=[common], help="revoke a source's key")
-    r.add_argument("source_id")
-    p.set_defaults(func=cmd_keys)

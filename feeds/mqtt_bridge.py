@@ -26,7 +26,6 @@ unacknowledged message again, so a reading may arrive twice but is not lost.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -43,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline.validate import TimePolicy, check_time
 from topics.catalogue import DEADLETTER, INGEST_READINGS
+from topics.metrics import Metrics
 from topics.models import DeadLetter, Domain, Reading, utcnow
 
 if TYPE_CHECKING:
@@ -306,7 +306,9 @@ class Bridge:
         clock: Callable[[], datetime] = utcnow,
         backoff: tuple[float, float] = (0.5, 30.0),
         policy: TimePolicy | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics.default()
         self.config, self.sink, self.clock = config, sink, clock
         self.converter = Converter(config, policy)
         self.host, self.port = host, port
@@ -366,13 +368,12 @@ class Bridge:
 
     async def handle(self, topic: str, payload: bytes) -> None:
         """Produce one MQTT message as a reading or a dead letter; returns once acked."""
-        from canhbao.metrics import FEED_MESSAGES, FEED_REFUSED
 
         result = self.converter.convert(topic, payload, self.clock())
         if isinstance(result, Reading):
             await self.sink.send(INGEST_READINGS, result.station_id.encode(), result.to_bytes())
             self.stats.sent += 1
-            FEED_MESSAGES.labels(FEED, f"{self.host}:{self.port}", "readings").inc()
+            self.metrics.feed_messages.labels(FEED, f"{self.host}:{self.port}", "readings").inc()
             return
         log.warning("mqtt-bridge: rejected a message on %s: %s", topic, result.reason)
         source = f"mqtt:{topic}"
@@ -386,7 +387,7 @@ class Bridge:
         )
         await self.sink.send(DEADLETTER, source.encode(), dead.to_bytes())
         self.stats.rejected += 1
-        FEED_REFUSED.labels(FEED, result.code).inc()
+        self.metrics.feed_refused.labels(FEED, result.code).inc()
 
 
 def _payload_bytes(payload: Any) -> bytes:
@@ -395,61 +396,3 @@ def _payload_bytes(payload: Any) -> bytes:
     if payload is None:
         return b""
     return str(payload).encode("utf-8")
-
-
-# --- Command line ------------------------------------------------------------------------
-
-
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "mqtt", help="bridge MQTT sensor topics to canhbao.ingest.readings"
-    )
-    p.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="topic mappings (default: CANHBAO_MQTT_BRIDGE_CONFIG, config/mqtt_bridge.yaml)",
-    )
-    p.set_defaults(func=cmd_mqtt)
-
-
-def cmd_mqtt(args: argparse.Namespace) -> int:
-    import sys
-
-    from canhbao.settings import get_settings
-    from feeds.runner import brokers
-
-    settings = get_settings()
-    try:
-        config = load_config(args.config or settings.mqtt_bridge_config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    with brokers(settings) as bootstrap:
-        asyncio.run(_main(config, bootstrap))
-    return 0
-
-
-async def _main(config: BridgeConfig, bootstrap: str) -> None:
-    from canhbao import metrics
-    from canhbao.settings import get_settings
-    from feeds.runner import until_signalled
-    from feeds.sink import KafkaSink
-
-    settings = get_settings()
-    metrics.serve(settings.metrics_port)
-    password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-    async with KafkaSink(bootstrap) as sink:
-        bridge = Bridge(
-            config,
-            sink,
-            host=config.broker.host or settings.mqtt_host,
-            port=config.broker.port or settings.mqtt_port,
-            username=settings.mqtt_username,
-            password=password,
-            policy=TimePolicy.from_settings(settings),
-        )
-        await until_signalled(bridge.run())
-        log.info(
-            "mqtt-bridge: stopped (%d sent, %d rejected)", bridge.stats.sent, bridge.stats.rejected
-        )

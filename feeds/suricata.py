@@ -36,7 +36,6 @@ of the file (``--from-start``: at the beginning).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import glob
@@ -44,7 +43,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -56,6 +54,7 @@ from pydantic import ValidationError
 from feeds.atomic import replace_file
 from pipeline.validate import Timeliness, TimePolicy, Untimely, check_time, span
 from topics.catalogue import DEADLETTER, INGEST_READINGS, INGEST_REPORTS
+from topics.metrics import Metrics
 from topics.models import DeadLetter, Domain, Reading, Report, Severity, utcnow
 
 if TYPE_CHECKING:
@@ -320,7 +319,9 @@ class EveTailer:
         chunk: int = MAX_LINE,
         policy: TimePolicy | None = None,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or Metrics.default()
         self.path, self.state_path, self.sink = path, state_path, sink
         self.converter = EveConverter(config or EveConfig())
         self.policy = policy or TimePolicy()
@@ -468,7 +469,6 @@ class EveTailer:
             await asyncio.to_thread(self._save)
 
     async def _send(self, lines: Iterable[Line]) -> None:
-        from canhbao.metrics import FEED_MESSAGES, FEED_REFUSED
 
         messages: list[tuple[str, bytes | None, bytes]] = []
         counts = {"readings": 0, "reports": 0}
@@ -486,7 +486,7 @@ class EveTailer:
                     out = Converted(error=untimely.reason)
             if out.error is not None:
                 messages.append(self._dead(offset, number, line, out.error))
-                FEED_REFUSED.labels(FEED, "bad_line").inc()
+                self.metrics.feed_refused.labels(FEED, "bad_line").inc()
                 continue
             for r in out.readings:
                 messages.append((INGEST_READINGS, r.station_id.encode(), r.to_bytes()))
@@ -498,11 +498,11 @@ class EveTailer:
             await self.sink.send_many(messages)
         for kind, n in counts.items():
             if n:
-                FEED_MESSAGES.labels(FEED, self.path.name, kind).inc(n)
+                self.metrics.feed_messages.labels(FEED, self.path.name, kind).inc(n)
         self.stats.sent += sum(counts.values())
         if history:
             self.stats.historical += len(history)
-            FEED_REFUSED.labels(FEED, "historical").inc(len(history))
+            self.metrics.feed_refused.labels(FEED, "historical").inc(len(history))
             log.warning(
                 "suricata: %d events of %s (lines %d-%d) older than %s: not sent; history "
                 "never raises a live warning (evaluate it with canhbao rules backtest)",
@@ -538,53 +538,6 @@ class EveTailer:
             self._state.save(self.state_path)
 
 
-# --- Command line ------------------------------------------------------------------------
-
-
-def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser(
-        "suricata", help="follow a Suricata EVE JSON file: IDS alerts to cyber readings"
-    )
-    p.add_argument("eve_file", type=Path, metavar="EVE_FILE")
-    p.add_argument(
-        "--state",
-        type=Path,
-        default=None,
-        help="offset file (default: <feeds state dir>/suricata-<name>.json)",
-    )
-    p.add_argument(
-        "--from-start",
-        action="store_true",
-        help="read the file from the beginning, not from the saved offset or its end",
-    )
-    p.add_argument(
-        "--station",
-        default=DEFAULT_STATION,
-        help=f"station of the IDS sensor (default {DEFAULT_STATION})",
-    )
-    p.add_argument(
-        "--sensor",
-        action="append",
-        default=[],
-        metavar="HOST=STATION",
-        help="station of one sensor, by the EVE 'host' field (repeatable)",
-    )
-    p.add_argument(
-        "--web-station",
-        default=DEFAULT_WEB_STATION,
-        help="station for failed logins and HTTP request counts",
-    )
-    p.add_argument(
-        "--report-sid",
-        action="append",
-        type=int,
-        default=[],
-        metavar="SID",
-        help="also report alerts of this signature id as an intrusion (repeatable)",
-    )
-    p.set_defaults(func=cmd_suricata)
-
-
 def parse_sensors(items: Iterable[str]) -> dict[str, str]:
     out = {}
     for item in items:
@@ -611,74 +564,3 @@ def unknown_stations(config: EveConfig, directory: Directory) -> list[str]:
     be refused by the pipeline, so the feed refuses to start instead."""
     named = {config.station, config.web_station, *config.sensors.values()}
     return sorted(s for s in named if directory.station(s) is None)
-
-
-def cmd_suricata(args: argparse.Namespace) -> int:
-    import sys
-
-    from alerting.directory import Directory
-    from canhbao.settings import get_settings
-    from feeds.runner import brokers
-
-    settings = get_settings()
-    try:
-        directory = Directory.load(settings.geography_path, settings.directory_path)
-        config = EveConfig(
-            station=args.station,
-            sensors=parse_sensors(args.sensor),
-            web_station=args.web_station,
-            report_sids=frozenset(args.report_sid),
-            areas=areas_of(directory),
-        )
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    unknown = unknown_stations(config, directory)
-    if unknown:
-        print(
-            f"station(s) {', '.join(unknown)} are not in the geography "
-            f"({settings.geography_path}): their readings would all be refused",
-            file=sys.stderr,
-        )
-        return 2
-    policy = TimePolicy.from_settings(settings)
-    state = args.state or settings.feeds_state_dir / f"suricata-{_slug(str(args.eve_file))}.json"
-    with contextlib.ExitStack() as stack:
-        if not settings.kafka_bootstrap and args.state is None:
-            # The embedded broker forgets what it got: an offset saved for it would make a
-            # later run against the real cluster skip those events.
-            state = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "state.json"
-        bootstrap = stack.enter_context(brokers(settings))
-        try:
-            asyncio.run(_main(args.eve_file, state, config, args.from_start, bootstrap, policy))
-        except EveError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-    return 0
-
-
-async def _main(
-    eve: Path,
-    state: Path,
-    config: EveConfig,
-    from_start: bool,
-    bootstrap: str,
-    policy: TimePolicy,
-) -> None:
-    from canhbao import metrics
-    from canhbao.settings import get_settings
-    from feeds.runner import until_signalled
-    from feeds.sink import KafkaSink
-
-    metrics.serve(get_settings().metrics_port)
-    async with KafkaSink(bootstrap) as sink:
-        tailer = EveTailer(eve, state, sink, config, from_start=from_start, policy=policy)
-        await until_signalled(tailer.run())
-        log.info(
-            "suricata: stopped at %s (%d lines, %d sent, %d rejected, %d historical not sent)",
-            state,
-            tailer.stats.lines,
-            tailer.stats.sent,
-            tailer.stats.rejected,
-            tailer.stats.historical,
-        )

@@ -12,8 +12,9 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from topics.catalogue import CONTROL_RULES
 from topics.metrics import Metrics
-from topics.models import DeadLetter
+from topics.models import DeadLetter, RuleSetDoc
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +113,32 @@ def to_producer(producer: Any, topic: str) -> Send:
         return await producer.send(topic, value, key=key)  # type: ignore[no-any-return]
 
     return send
+
+
+async def last_value(
+    bootstrap: str, topic: str, partition: int = 0, timeout_ms: int = 3000
+) -> bytes | None:
+    """The value of the last record of ``topic``'s ``partition`` (a compacted topic's
+    current state, such as the rule set in force), or None while it is empty."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end == 0:
+            return None
+        consumer.seek(tp, end - 1)
+        batch = await consumer.getmany(tp, timeout_ms=timeout_ms)
+        records = batch.get(tp, [])
+        return (records[-1].value or b"") if records else None
+    finally:
+        await consumer.stop()
+
+
+async def rules_in_force(bootstrap: str, timeout_ms: int = 3000) -> RuleSetDoc | None:
+    """The last rule set published on ``canhbao.control.rules``, or None."""
+    value = await last_value(bootstrap, CONTROL_RULES, timeout_ms=timeout_ms)
+    return None if value is None else RuleSetDoc.model_validate_json(value)

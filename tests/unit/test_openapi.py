@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from alerting.directory import Directory
 from feeds.apikeys import KeyStore, Source, hash_key
 from feeds.http_api import READINGS_PATH, REPORTS_PATH, IngestAPI
 from feeds.sink import MemorySink
@@ -46,9 +47,11 @@ def good_items() -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[Client]:
+async def client(directory: Directory) -> AsyncIterator[Client]:
     keys = KeyStore([Source(id="openapi-test", key_sha256=hash_key(KEY))])
-    c: Client = TestClient(TestServer(IngestAPI(MemorySink(), keys).app(), host="127.0.0.1"))
+    c: Client = TestClient(
+        TestServer(IngestAPI(MemorySink(), keys, directory=directory).app(), host="127.0.0.1")
+    )
     await c.start_server()
     yield c
     await c.close()

@@ -9,11 +9,11 @@ from typing import Any
 
 # One line per adapter; the order is the order of ``canhbao feed --help``.
 ADAPTERS: tuple[str, ...] = (
-    "feeds.http_api",
-    "feeds.file_replay",
-    "feeds.mqtt_bridge",
-    "feeds.suricata",
-    "feeds.cap_ingest",
+    "canhbao.feeds_cli.http",
+    "canhbao.feeds_cli.replay",
+    "canhbao.feeds_cli.mqtt",
+    "canhbao.feeds_cli.suricata",
+    "canhbao.feeds_cli.cap",
 )
 
 
