@@ -33,7 +33,6 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
-from canhbao.metrics import DELIVERIES, DELIVERY_SECONDS
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
 from topics.errors import field_errors
@@ -172,6 +171,7 @@ class Dispatcher:
     sender: Sender
     config: DispatchConfig
     ledger: Ledger = field(default_factory=Ledger)
+    metrics: Metrics = field(default_factory=Metrics.default)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
@@ -237,7 +237,7 @@ class Dispatcher:
         try:
             note = Notification.model_validate_json(raw)
         except ValidationError as exc:
-            await DeadLetters(to_producer(producer, DEADLETTER), Metrics.default()).reject(
+            await DeadLetters(to_producer(producer, DEADLETTER), self.metrics).reject(
                 record,
                 raw,
                 "dispatch",
@@ -246,7 +246,9 @@ class Dispatcher:
             )
             return True
         if note.notification_id in self.ledger:
-            DELIVERIES.labels(self.channel.value, DeliveryOutcome.DUPLICATE.value).inc()
+            self.metrics.deliveries.labels(
+                self.channel.value, DeliveryOutcome.DUPLICATE.value
+            ).inc()
             unsent = self.ledger.unsent.get(note.notification_id)
             if unsent is None:
                 log.info("%s already delivered: not sent again", note.notification_id)
@@ -296,7 +298,7 @@ class Dispatcher:
             except TimeoutError:
                 error = f"no answer within {policy.timeout:g} s"
             elapsed = time.perf_counter() - started
-            DELIVERY_SECONDS.labels(self.channel.value).observe(elapsed)
+            self.metrics.delivery_seconds.labels(self.channel.value).observe(elapsed)
             if error is None:
                 breaker.success()
                 outcome = DeliveryOutcome.DELIVERED
@@ -304,7 +306,7 @@ class Dispatcher:
                 breaker.failure()
                 last = attempt == policy.max_attempts or not retryable
                 outcome = DeliveryOutcome.FAILED if last else DeliveryOutcome.RETRYING
-            DELIVERIES.labels(self.channel.value, outcome.value).inc()
+            self.metrics.deliveries.labels(self.channel.value, outcome.value).inc()
             receipt = DeliveryReceipt(
                 notification_id=note.notification_id,
                 warning_id=note.warning_id,
@@ -334,7 +336,5 @@ class Dispatcher:
                 stage="deliver",
                 reason=f"gave up after {receipt.attempt} attempts: {receipt.error}",
             )
-            await (
-                await DeadLetters(to_producer(producer, DEADLETTER), Metrics.default()).send(dead)
-            )
+            await (await DeadLetters(to_producer(producer, DEADLETTER), self.metrics).send(dead))
         return receipt
