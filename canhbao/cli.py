@@ -14,12 +14,14 @@ from canhbao.running import on_signal, stop_event
 from canhbao.settings import Settings, get_settings
 
 
-def _embedded_env() -> None:
+def _embedded_env() -> Settings:
+    """The settings on the embedded broker: its timing, unless set explicitly (the
+    environment keeps them for the processes this one starts)."""
     from canhbao.broker import embedded_env
 
     for name, value in embedded_env().items():
         os.environ.setdefault(name, value)
-    get_settings.cache_clear()
+    return get_settings()
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -72,11 +74,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if not settings.kafka_bootstrap:
-        _embedded_env()
+        settings = _embedded_env()
     with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
         if not settings.kafka_bootstrap:
             print(f"embedded Tansu broker on {bootstrap} (memory only)", file=sys.stderr)
-        run_worker(get_settings(), bootstrap)
+        run_worker(settings, bootstrap)
     return 0
 
 
@@ -86,8 +88,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if not settings.kafka_bootstrap:
-        _embedded_env()
-        settings = get_settings()
+        settings = _embedded_env()
     with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
         dispatcher = dispatcher_for(args.channel, settings, bootstrap)
 

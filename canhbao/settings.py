@@ -6,7 +6,6 @@ Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -150,6 +149,8 @@ class Settings(BaseSettings):
         )
 
 
-@lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The settings as the environment and ``.env`` give them now. Each command reads
+    them once, at its start, and passes them down: nothing below ``canhbao/`` reads
+    the environment, and no cache can go stale."""
     return Settings()
