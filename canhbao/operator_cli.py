@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
 
 from alerting import grouping
@@ -30,7 +30,7 @@ from topics.catalogue import (
     STATE_EVALUATE,
     STATE_GROUPS,
 )
-from topics.kafka import partitions
+from topics.kafka import TopicReader
 from topics.models import ApprovalAction, ApprovalEvent, Broadcast, Warning
 
 T = TypeVar("T")
@@ -58,44 +58,32 @@ class StateReader(Generic[T]):
     reported and skipped, never fatal."""
 
     def __init__(self, bootstrap: str, topic: str, parse: Callable[[dict[str, Any]], T]) -> None:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+        self.reader = TopicReader(bootstrap, topic, self._apply)
         self.topic = topic
         self.parse = parse
         self.states: dict[str, T] = {}
 
     async def __aenter__(self) -> StateReader[T]:
-        await self.consumer.start()
-        tps = await partitions(self.consumer, self.topic)
-        if tps:
-            self.consumer.assign(tps)
-            await self.consumer.seek_to_beginning(*tps)
-            ends = await self.consumer.end_offsets(tps)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and any(
-                [await self.consumer.position(tp) < ends[tp] for tp in tps]
-            ):
-                await self.poll(0.5)
+        await self.reader.__aenter__()
+        await self.reader.catch_up(within=10)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.consumer.stop()
+        await self.reader.__aexit__(*exc)
 
     async def poll(self, seconds: float) -> None:
         """Read what arrived since the last call (waiting up to ``seconds``)."""
-        if not self.consumer.assignment():
-            await asyncio.sleep(seconds)
+        await self.reader.poll(seconds)
+
+    def _apply(self, r: ConsumerRecord[bytes, bytes]) -> None:
+        key = json.loads(r.key) if r.key else ""
+        if r.value is None:
+            self.states.pop(key, None)
             return
-        batch = await self.consumer.getmany(timeout_ms=int(seconds * 1000))
-        for records in batch.values():
-            for r in records:
-                key = json.loads(r.key) if r.key else ""
-                if r.value is None:
-                    self.states.pop(key, None)
-                    continue
-                try:
-                    self.states[key] = self.parse(without_bookkeeping(json.loads(r.value)))
-                except (ValueError, ValidationError) as exc:
-                    print(f"{self.topic}: {key} is unreadable: {exc}", file=sys.stderr)
+        try:
+            self.states[key] = self.parse(without_bookkeeping(json.loads(r.value)))
+        except (ValueError, ValidationError) as exc:
+            print(f"{self.topic}: {key} is unreadable: {exc}", file=sys.stderr)
 
 
 def broadcast_reader(bootstrap: str) -> StateReader[Broadcast]:

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from alerting.cap import (
@@ -40,6 +40,7 @@ from alerting.cap import (
 )
 from alerting.directory import Directory
 from topics.catalogue import WARNINGS
+from topics.kafka import TopicReader
 from topics.models import Warning, utcnow
 
 log = logging.getLogger(__name__)
@@ -171,23 +172,12 @@ async def follow(
     """Apply every record of ``topic`` from the beginning until ``stop_event`` is set.
 
     No consumer group and no commits: the store is rebuilt from the log at each start."""
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        while not stop_event.is_set():
-            batches = await consumer.getmany(timeout_ms=500, max_records=500)
-            for records in batches.values():
-                for record in records:
-                    where = f"{record.topic}/{record.partition}@{record.offset}"
-                    apply_record(store, record.value, where)
-    finally:
-        await consumer.stop()
+
+    def apply(record: ConsumerRecord[bytes, bytes]) -> None:
+        apply_record(store, record.value, f"{record.topic}/{record.partition}@{record.offset}")
+
+    async with TopicReader(bootstrap, topic, apply) as reader:
+        await reader.follow(stop_event)
 
 
 def alert_url(base_url: str, warning: Warning) -> str:

@@ -30,13 +30,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
 from topics.errors import field_errors
-from topics.kafka import DeadLetters, commit_owned, membership, partitions, to_producer
+from topics.kafka import DeadLetters, TopicReader, commit_owned, membership, to_producer
 from topics.metrics import Metrics
 from topics.models import Channel, DeadLetter, DeliveryOutcome, DeliveryReceipt, Notification
 
@@ -113,30 +113,14 @@ class Ledger:
             log.error("ledger entry of %s unreadable: %s", notification_id, exc)
 
     async def load(self, bootstrap: str) -> None:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        await consumer.start()
-        try:
-            tps = await partitions(consumer, STATE_DELIVERIES)
-            if not tps:
-                return
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            ends = await consumer.end_offsets(tps)
+        """Read the whole ledger (the end it has now)."""
 
-            async def behind() -> bool:
-                for tp in tps:
-                    if await consumer.position(tp) < ends[tp]:
-                        return True
-                return False
+        def apply(record: ConsumerRecord[bytes, bytes]) -> None:
+            if record.key is not None:
+                self.apply(record.key.decode(), record.value)
 
-            while await behind():
-                batch = await consumer.getmany(timeout_ms=1000)
-                for records in batch.values():
-                    for r in records:
-                        if r.key is not None:
-                            self.apply(r.key.decode(), r.value)
-        finally:
-            await consumer.stop()
+        async with TopicReader(bootstrap, STATE_DELIVERIES, apply) as reader:
+            await reader.catch_up()
 
     def __contains__(self, notification_id: object) -> bool:
         return notification_id in self.delivered

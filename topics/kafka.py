@@ -5,11 +5,13 @@ way in (every rejected message, with where it came from and why, counted in
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from topics.catalogue import CONTROL_RULES
@@ -142,3 +144,71 @@ async def rules_in_force(bootstrap: str, timeout_ms: int = 3000) -> RuleSetDoc |
     """The last rule set published on ``canhbao.control.rules``, or None."""
     value = await last_value(bootstrap, CONTROL_RULES, timeout_ms=timeout_ms)
     return None if value is None else RuleSetDoc.model_validate_json(value)
+
+
+class TopicReader:
+    """A topic read whole, without a consumer group: from the beginning to the end it
+    had when :meth:`catch_up` was called (a compacted topic's current state), then
+    followed with :meth:`poll` or :meth:`follow`. Every record goes to ``on_record``;
+    what it keeps is the caller's. The one way canhbao rebuilds state from a log (the
+    delivery ledger, the operators' views of tables, the CAP feed)."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, on_record: Callable[[ConsumerRecord[Any, Any]], None]
+    ) -> None:
+        self.topic = topic
+        self.on_record = on_record
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+        )
+        self._tps: list[TopicPartition] = []
+
+    async def __aenter__(self) -> TopicReader:
+        await self.consumer.start()
+        try:
+            await self._assign()
+        except BaseException:
+            await self.consumer.stop()
+            raise
+        return self
+
+    async def _assign(self) -> None:
+        self._tps = await partitions(self.consumer, self.topic)
+        if self._tps:
+            self.consumer.assign(self._tps)
+            await self.consumer.seek_to_beginning(*self._tps)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.consumer.stop()
+
+    async def catch_up(self, within: float | None = None) -> bool:
+        """Read up to the end offsets as they are now; False if ``within`` seconds
+        passed first (what was read is applied all the same)."""
+        if not self._tps:
+            return True
+        ends = await self.consumer.end_offsets(self._tps)
+        deadline = None if within is None else time.monotonic() + within
+        while any([await self.consumer.position(tp) < ends[tp] for tp in self._tps]):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            await self.poll(0.5 if deadline is None else min(0.5, deadline - time.monotonic()))
+        return True
+
+    async def poll(self, seconds: float) -> int:
+        """Apply what arrived since the last call, waiting up to ``seconds``."""
+        if not self._tps:  # the topic did not exist yet: look again
+            await asyncio.sleep(seconds)
+            await self._assign()
+            return 0
+        batch = await self.consumer.getmany(timeout_ms=max(0, int(seconds * 1000)))
+        n = 0
+        for records in batch.values():
+            for record in records:
+                self.on_record(record)
+                n += 1
+        return n
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Apply every record as it comes until ``stop`` is set."""
+        while not stop.is_set():
+            await self.poll(0.5)

@@ -215,63 +215,61 @@ class FakeRecord:
     partition: int = 0
 
 
-class FakeConsumer:
-    """Stands in for AIOKafkaConsumer: hands out the records once, then stops the loop."""
+class FakeReader:
+    """Stands in for topics.kafka.TopicReader: hands the records to the store once, in
+    log order, then stops."""
 
-    instances: list[FakeConsumer] = []  # noqa: RUF012
+    instances: list[FakeReader] = []  # noqa: RUF012
     records: list[FakeRecord] = []  # noqa: RUF012
-    stop_event: asyncio.Event | None = None
+    applied = asyncio.Event()
 
-    def __init__(self, *topics: str, **kwargs: Any) -> None:
-        self.topics = topics
-        self.kwargs = kwargs
-        self.started = self.stopped = False
-        self.polls = 0
-        FakeConsumer.instances.append(self)
+    def __init__(self, bootstrap: str, topic: str, on_record: Any) -> None:
+        self.topic = topic
+        self.on_record = on_record
+        self.entered = self.exited = False
+        FakeReader.instances.append(self)
 
-    async def start(self) -> None:
-        self.started = True
+    async def __aenter__(self) -> FakeReader:
+        self.entered = True
+        return self
 
-    async def stop(self) -> None:
-        self.stopped = True
+    async def __aexit__(self, *exc: object) -> None:
+        self.exited = True
 
-    async def getmany(self, timeout_ms: int = 0, max_records: int | None = None) -> Any:
-        self.polls += 1
-        if self.polls == 1:
-            return {("tp", 0): list(FakeConsumer.records)}
-        assert FakeConsumer.stop_event is not None
-        FakeConsumer.stop_event.set()
-        await asyncio.sleep(0.01)  # as the real one waits up to timeout_ms
-        return {}
+    async def follow(self, stop: asyncio.Event) -> None:
+        for record in FakeReader.records:
+            self.on_record(record)
+        FakeReader.applied.set()
+        await stop.wait()
 
 
 @pytest.fixture
-def fake_kafka(monkeypatch: pytest.MonkeyPatch, directory: Directory) -> type[FakeConsumer]:
-    FakeConsumer.instances = []
+def fake_kafka(monkeypatch: pytest.MonkeyPatch, directory: Directory) -> type[FakeReader]:
+    FakeReader.instances = []
+    FakeReader.applied = asyncio.Event()
     v1, v2, _ = episode(directory)
-    FakeConsumer.records = [
+    FakeReader.records = [
         FakeRecord(v1.to_bytes(), 0),
         FakeRecord(b"{broken", 1),
         FakeRecord(None, 2),
         FakeRecord(v2.to_bytes(), 3),
     ]
-    monkeypatch.setattr(cap_feed, "AIOKafkaConsumer", FakeConsumer)
-    return FakeConsumer
+    monkeypatch.setattr(cap_feed, "TopicReader", FakeReader)
+    return FakeReader
 
 
 async def test_follow_reads_the_topic_from_the_beginning(
-    fake_kafka: type[FakeConsumer], directory: Directory, caplog: pytest.LogCaptureFixture
+    fake_kafka: type[FakeReader], directory: Directory, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = CapFeedStore(clock=Clock(T0))
     stop = asyncio.Event()
-    fake_kafka.stop_event = stop
-    await asyncio.wait_for(follow("127.0.0.1:9092", store, stop), 5)
-    (consumer,) = fake_kafka.instances
-    assert consumer.topics == (WARNINGS,)
-    assert consumer.kwargs["group_id"] is None
-    assert consumer.kwargs["auto_offset_reset"] == "earliest"
-    assert consumer.kwargs["enable_auto_commit"] is False
-    assert consumer.started and consumer.stopped
+    task = asyncio.create_task(follow("127.0.0.1:9092", store, stop))
+    await asyncio.wait_for(fake_kafka.applied.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    (reader,) = fake_kafka.instances
+    assert reader.topic == WARNINGS
+    assert reader.entered and reader.exited
     assert [w.version for w in store.entries()] == [2]
     assert "canhbao.warnings/0@1" in caplog.text  # the broken record was logged, skipped
 
@@ -390,12 +388,11 @@ async def test_an_empty_feed_is_valid_atom(directory: Directory) -> None:
 
 
 async def test_serve_runs_the_app_and_the_follower_until_stopped(
-    fake_kafka: type[FakeConsumer], directory: Directory
+    fake_kafka: type[FakeReader], directory: Directory
 ) -> None:
     port = free_port()
     stop = asyncio.Event()
-    gate = asyncio.Event()
-    fake_kafka.stop_event = gate  # the follower sets the gate, not stop: serve keeps running
+    gate = fake_kafka.applied
     task = asyncio.create_task(
         serve("127.0.0.1:9092", "127.0.0.1", port, directory, stop_event=stop)
     )
@@ -414,4 +411,4 @@ async def test_serve_runs_the_app_and_the_follower_until_stopped(
     finally:
         stop.set()
         await asyncio.wait_for(task, 5)
-    assert fake_kafka.instances[0].stopped
+    assert fake_kafka.instances[0].exited
