@@ -25,6 +25,7 @@ from alerting import risk
 from alerting.directory import Directory
 from alerting.governance import lead_agency, scope_tier
 from pipeline.rules.model import Rule
+from topics import ids
 from topics.models import (
     Action,
     Agency,
@@ -57,7 +58,7 @@ _ACTION_STATUS = {
 
 
 def warning_id(rule: Rule, subject: str) -> str:
-    return f"{rule.id}:{subject}"
+    return ids.warning_id(rule.id, subject)
 
 
 @dataclass(frozen=True)
@@ -223,7 +224,7 @@ def build(
     if note:
         annotations["note"] = note
     return Warning(
-        warning_id=f"{spec.rule_id}:{subject}",
+        warning_id=ids.warning_id(spec.rule_id, subject),
         version=(previous.version + 1) if previous is not None else 1,
         rule_id=spec.rule_id,
         domain=spec.domain,

@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from topics.ids import BroadcastId, subject_of
+
 SCHEMA_VERSION = 1
 
 # Identifiers travel as Kafka keys and in URLs: keep them boring.
@@ -349,7 +351,7 @@ class Command(Message):
     @property
     def subject(self) -> str:
         """The partition key: the warning's subject (station, commune, ...)."""
-        return self.warning_id.split(":", 1)[1]
+        return subject_of(self.warning_id)
 
     @field_validator("reason")
     @classmethod
@@ -478,6 +480,12 @@ class ApprovalEvent(Message):
     broadcast: Broadcast | None = None
     at: AwareDatetime = Field(default_factory=utcnow)
 
+    @field_validator("broadcast_id")
+    @classmethod
+    def _broadcast_id(cls, value: str) -> str:
+        BroadcastId.parse(value)  # its warning is the Kafka key: refuse what has none
+        return value
+
     @model_validator(mode="after")
     def _request_has_broadcast(self) -> ApprovalEvent:
         if self.action is ApprovalAction.REQUEST and self.broadcast is None:
@@ -488,7 +496,7 @@ class ApprovalEvent(Message):
 
     @property
     def warning_id(self) -> str:
-        return self.broadcast_id.rsplit(":v", 1)[0]
+        return BroadcastId.parse(self.broadcast_id).warning_id
 
 
 class DeliveryOutcome(StrEnum):
