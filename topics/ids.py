@@ -8,6 +8,7 @@ The formats (they travel as Kafka keys, in receipts, in the ledger and in the
 warning                        ``<rule_id>:<subject>`` (a rule id has no ``:``; the
                                subject may)
 warning state                  ``<warning>:v<version>``
+corroboration (a command id)   ``<report_id>:<warning>``
 notification of a state        ``<warning>:v<version>:<target>:<channel>``, with
                                ``:reminder<n>`` for a group's n-th reminder and
                                ``:cancel`` for the Cancel of a citizen message
@@ -78,6 +79,12 @@ def warning_id(rule_id: str, subject: str) -> str:
     if ":" in rule_id or not rule_id:
         raise InvalidId("rule id", rule_id, "a non-empty id without ':'")
     return f"{rule_id}:{subject}"
+
+
+def corroboration_id(report_id: str, warning: str) -> str:
+    """The id of the command by which a report corroborates a warning: one per pair, so
+    that a replayed report corroborates nothing twice."""
+    return f"{report_id}:{warning}"
 
 
 def subject_of(warning: str) -> str:
