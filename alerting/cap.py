@@ -397,8 +397,6 @@ RISK_SEVERITY = {
     4: Severity.EXTREME,
     5: Severity.EXTREME,
 }
-_SEVERITY_ORDER = [Severity.UNKNOWN, Severity.MINOR, Severity.MODERATE, Severity.SEVERE,
-                   Severity.EXTREME]  # fmt: skip
 # CAP parameters of the risk level, named for any receiver to use (documented in the README).
 RISK_PARAMETER = "VN_DISASTER_RISK_LEVEL"
 RISK_BASIS_PARAMETER = "VN_DISASTER_RISK_BASIS"
@@ -412,7 +410,7 @@ def severity(warning: Warning) -> str:
     chosen = warning.severity
     if warning.risk_level is not None:
         floor = RISK_SEVERITY[warning.risk_level]
-        if _SEVERITY_ORDER.index(floor) > _SEVERITY_ORDER.index(chosen):
+        if floor.rank > chosen.rank:
             chosen = floor
     return chosen.value
 

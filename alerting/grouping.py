@@ -43,12 +43,11 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from topics import ids
-from topics.models import Audience, Channel, GroupEntry, Severity, Warning
+from topics.models import Audience, Channel, GroupEntry, Warning
 
 TOMBSTONE = timedelta(hours=1)
 SETTLE = timedelta(seconds=30)
 MAX_LABELS = ids.MAX_LABELS
-SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}  # Extreme first
 
 # warning_id -> (the newest version seen on canhbao.warnings, when it was first seen)
 Latest = Mapping[str, tuple[int, datetime]]
@@ -132,7 +131,7 @@ class Flush:
 
 
 def _order(w: Warning) -> tuple[bool, int, int, str]:
-    return (not w.active, -w.level, SEVERITY_RANK[w.severity], w.warning_id)
+    return (not w.active, -w.level, -w.severity.rank, w.warning_id)
 
 
 def _newer(latest: Latest, m: Member) -> tuple[int, datetime] | None:

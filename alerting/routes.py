@@ -41,7 +41,6 @@ from topics.models import Channel, Severity, Warning
 
 _MATCHER = re.compile(r'^\s*([a-z_][a-z0-9_]*)\s*(=~|!~|!=|>=|<=|=|>|<)\s*"?([^"]*)"?\s*$')
 NUMERIC = {"level", "phase", "risk_level"}
-SEVERITY_ORDER = ["Unknown", "Minor", "Moderate", "Severe", "Extreme"]
 
 
 @dataclass(frozen=True)
@@ -100,8 +99,7 @@ class Matcher:
         return any(self._one(v) for v in values)
 
 
-def _sev(name: str) -> int:
-    return SEVERITY_ORDER.index(name) if name in SEVERITY_ORDER else 0
+_sev = Severity.rank_of
 
 
 def labels_of(warning: Warning) -> dict[str, list[str]]:
@@ -553,11 +551,7 @@ def quiet(config: RoutingConfig, channel: Channel, warning: Warning, at: datetim
 
 def needs_approval(receiver: ReceiverConfig, warning: Warning) -> bool:
     a = receiver.approval
-    return (
-        a is not None
-        and warning.active
-        and _sev(warning.severity.value) >= _sev(a.min_severity.value)
-    )
+    return a is not None and warning.active and warning.severity.rank >= a.min_severity.rank
 
 
 Decision = Literal["send", "silenced", "inhibited", "quiet"]

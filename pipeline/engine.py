@@ -64,13 +64,6 @@ log = logging.getLogger(__name__)
 Store = MutableMapping[str, Any]
 Mode = Literal["local", "station", "grouped"]
 
-SEVERITY_RANK = {
-    Severity.UNKNOWN: 0,
-    Severity.MINOR: 1,
-    Severity.MODERATE: 2,
-    Severity.SEVERE: 3,
-    Severity.EXTREME: 4,
-}
 FAULT_NAMES = {
     Check.OUT_OF_RANGE: "value out of range",
     Check.SPIKE: "spike",
@@ -758,12 +751,12 @@ class Engine:
             assert isinstance(cond, ReportCondition)
             if rule.domain is not report.domain or report.category not in cond.categories:
                 continue
-            if SEVERITY_RANK[report.severity] < SEVERITY_RANK[cond.min_severity]:
+            if report.severity.rank < cond.min_severity.rank:
                 continue
             evidence = Evidence(
                 station_id=report.reporter,
                 metric=f"report:{report.category}",
-                value=float(SEVERITY_RANK[report.severity]),
+                value=float(report.severity.rank),  # alerting.quantities reads it back
                 observed_at=report.observed_at,
                 note=f"report {report.report_id}: {report.text[:200]}",
             )
@@ -825,7 +818,7 @@ class Engine:
     def _severity_level(rule: Rule, severity: Severity) -> int:
         chosen = rule.levels[0].level
         for lv in rule.levels:
-            if SEVERITY_RANK[lv.severity] <= SEVERITY_RANK[severity]:
+            if lv.severity.rank <= severity.rank:
                 chosen = lv.level
         return chosen
 

@@ -78,6 +78,36 @@ class Severity(StrEnum):
     MINOR = "Minor"
     UNKNOWN = "Unknown"
 
+    @property
+    def rank(self) -> int:
+        """The one order of severities: 0 (Unknown) to 4 (Extreme). Engine, routing,
+        grouping, CAP and reports' evidence (which records a severity as its rank)
+        all compare by it."""
+        return _SEVERITY_RANK[self]
+
+    @classmethod
+    def of_rank(cls, rank: int) -> Severity:
+        """The severity of a rank; Unknown for a number that is none."""
+        return _SEVERITY_OF_RANK.get(rank, Severity.UNKNOWN)
+
+    @classmethod
+    def rank_of(cls, name: str) -> int:
+        """The rank of a severity's name (in a route matcher, say); 0 for another word."""
+        try:
+            return cls(name).rank
+        except ValueError:
+            return 0
+
+
+_SEVERITY_RANK = {
+    Severity.UNKNOWN: 0,
+    Severity.MINOR: 1,
+    Severity.MODERATE: 2,
+    Severity.SEVERE: 3,
+    Severity.EXTREME: 4,
+}
+_SEVERITY_OF_RANK = {rank: s for s, rank in _SEVERITY_RANK.items()}
+
 
 class ScopeTier(StrEnum):
     """Who directs the response (framework scenario of plan 418)."""
