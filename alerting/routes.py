@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.rules.model import Duration, _format_duration, _parse_duration
+from topics.durations import Duration, format_duration, parse_duration
 from topics.models import Channel, Severity, Warning
 
 _MATCHER = re.compile(r'^\s*([a-z_][a-z0-9_]*)\s*(=~|!~|!=|>=|<=|=|>|<)\s*"?([^"]*)"?\s*$')
@@ -143,11 +143,11 @@ def _delay(value: Any) -> timedelta:
         value == 0 or (isinstance(value, str) and _ZERO.match(value))
     ):
         return timedelta(0)
-    return _parse_duration(value)
+    return parse_duration(value)
 
 
 Delay = Annotated[
-    timedelta, BeforeValidator(_delay), PlainSerializer(_format_duration, return_type=str)
+    timedelta, BeforeValidator(_delay), PlainSerializer(format_duration, return_type=str)
 ]
 EACH_WARNING = "..."  # group_by: [...]: every warning is a group of its own
 MAX_GROUP_WAIT = timedelta(hours=1)
@@ -235,8 +235,8 @@ class Route(BaseModel):
     def _wait_bound(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value > MAX_GROUP_WAIT:
             raise ValueError(
-                f"group_wait {_format_duration(value)} holds warnings back too long "
-                f"(at most {_format_duration(MAX_GROUP_WAIT)})"
+                f"group_wait {format_duration(value)} holds warnings back too long "
+                f"(at most {format_duration(MAX_GROUP_WAIT)})"
             )
         return value
 
@@ -245,8 +245,8 @@ class Route(BaseModel):
     def _interval_bound(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value > MAX_GROUP_INTERVAL:
             raise ValueError(
-                f"group_interval {_format_duration(value)} is too long "
-                f"(at most {_format_duration(MAX_GROUP_INTERVAL)})"
+                f"group_interval {format_duration(value)} is too long "
+                f"(at most {format_duration(MAX_GROUP_INTERVAL)})"
             )
         return value
 
@@ -459,8 +459,8 @@ def _resolve_grouping(route: Route, parent: _Inherited, path: str, problems: lis
     grouping = here.grouping()
     if grouping is not None and grouping.repeat is not None and grouping.repeat < grouping.interval:
         problems.append(
-            f"{path}: repeat_interval {_format_duration(grouping.repeat)} is shorter than "
-            f"group_interval {_format_duration(grouping.interval)}"
+            f"{path}: repeat_interval {format_duration(grouping.repeat)} is shorter than "
+            f"group_interval {format_duration(grouping.interval)}"
         )
     route._grouping = grouping
     for i, child in enumerate(route.routes):
