@@ -24,6 +24,7 @@ from alerting import quantities
 from alerting.directory import Directory, Station
 from alerting.risk import ADJUSTMENT_BASIS
 from alerting.templates import VIETNAM, environment, summary
+from topics import ids
 from topics.models import Domain, Evidence, LifecycleStatus, Severity, Transition, Warning
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -46,28 +47,13 @@ OPERATIONAL_HAZARDS = frozenset({"sensor_fault", "data_gap"})
 
 # --- Identifiers ---------------------------------------------------------------------
 
-_TOKEN_SAFE = re.compile(r"[A-Za-z0-9._:-]")
-
-
-def cap_token(text: str, extra: str = "") -> str:
-    """``text`` made safe for a CAP identifier or sender.
-
-    CAP forbids spaces, commas, ``<`` and ``&`` there (they separate the parts of
-    ``references``). Anything outside ``[A-Za-z0-9._:-]`` (plus ``extra``) is
-    percent-encoded as UTF-8, so distinct inputs stay distinct and the result is
-    safe in a URL path as well."""
-    out = []
-    for ch in text:
-        if _TOKEN_SAFE.fullmatch(ch) or ch in extra:
-            out.append(ch)
-        else:
-            out.extend(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
-    return "".join(out)
+# The forms live in topics.ids (one place for every identifier).
+cap_token = ids.cap_token
 
 
 def identifier(warning_id: str, version: int) -> str:
     """The CAP identifier of one warning state: ``urn:canhbao:<warning_id>:v<version>``."""
-    return f"urn:canhbao:{cap_token(warning_id)}:v{version}"
+    return ids.cap_identifier(warning_id, version)
 
 
 def alert_identifier(warning: Warning) -> str:
@@ -411,8 +397,6 @@ RISK_SEVERITY = {
     4: Severity.EXTREME,
     5: Severity.EXTREME,
 }
-_SEVERITY_ORDER = [Severity.UNKNOWN, Severity.MINOR, Severity.MODERATE, Severity.SEVERE,
-                   Severity.EXTREME]  # fmt: skip
 # CAP parameters of the risk level, named for any receiver to use (documented in the README).
 RISK_PARAMETER = "VN_DISASTER_RISK_LEVEL"
 RISK_BASIS_PARAMETER = "VN_DISASTER_RISK_BASIS"
@@ -426,7 +410,7 @@ def severity(warning: Warning) -> str:
     chosen = warning.severity
     if warning.risk_level is not None:
         floor = RISK_SEVERITY[warning.risk_level]
-        if _SEVERITY_ORDER.index(floor) > _SEVERITY_ORDER.index(chosen):
+        if floor.rank > chosen.rank:
             chosen = floor
     return chosen.value
 

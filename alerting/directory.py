@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.rules.model import Duration
+from topics.durations import Duration
 from topics.models import Area, Channel, Domain
 
 

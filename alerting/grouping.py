@@ -35,7 +35,6 @@ The state is JSON (:meth:`Group.model_dump`), so a restarted worker carries on.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,12 +42,12 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from topics.models import Audience, Channel, GroupEntry, Severity, Warning
+from topics import ids
+from topics.models import Audience, Channel, GroupEntry, Warning
 
 TOMBSTONE = timedelta(hours=1)
 SETTLE = timedelta(seconds=30)
-MAX_LABELS = 300  # characters of label values in a group key before they are hashed
-SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}  # Extreme first
+MAX_LABELS = ids.MAX_LABELS
 
 # warning_id -> (the newest version seen on canhbao.warnings, when it was first seen)
 Latest = Mapping[str, tuple[int, datetime]]
@@ -66,16 +65,10 @@ def group_labels(
 
 
 def group_key(receiver_id: str, channel: Channel, labels: Mapping[str, str], exercise: bool) -> str:
-    mode = "exercise" if exercise else "live"
-    values = ",".join(f"{k}={v}" for k, v in labels.items())
-    if len(values) > MAX_LABELS:  # e.g. many communes: a key stays a key
-        values = "sha256=" + hashlib.sha256(values.encode("utf-8")).hexdigest()
-    return f"{receiver_id}|{channel.value}|{mode}|{values}"
+    return ids.group_key(receiver_id, channel.value, labels, exercise)
 
 
-def group_id(key: str) -> str:
-    """A short, stable name for a group, for notification ids and logs."""
-    return "grp-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+group_id = ids.group_id
 
 
 class Member(BaseModel):
@@ -138,7 +131,7 @@ class Flush:
 
 
 def _order(w: Warning) -> tuple[bool, int, int, str]:
-    return (not w.active, -w.level, SEVERITY_RANK[w.severity], w.warning_id)
+    return (not w.active, -w.level, -w.severity.rank, w.warning_id)
 
 
 def _newer(latest: Latest, m: Member) -> tuple[int, datetime] | None:

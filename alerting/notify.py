@@ -8,7 +8,6 @@ Pure logic."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,6 +29,7 @@ from alerting.routes import (
     receivers_with_grouping,
     silenced_by,
 )
+from topics import ids
 from topics.models import Audience, Broadcast, Channel, GroupEntry, Notification, Warning
 
 Lang = Literal["vi", "en", "km"]
@@ -143,7 +143,7 @@ def targets(
 
 
 def notification_id(warning: Warning, target_id: str, channel: Channel) -> str:
-    return f"{warning.warning_id}:v{warning.version}:{target_id}:{channel.value}"
+    return ids.notification_id(warning.warning_id, warning.version, target_id, channel.value)
 
 
 def _note(warning: Warning, t: Target, msg: Message, recipients: list[str] | None = None,
@@ -308,12 +308,11 @@ def flush_notification(group: Group, flush: Flush, render: FlushRenderer) -> Not
         (w,) = flush.warnings
         nid = notification_id(w, t.id, t.channel)
         if flush.reminder:
-            nid += f":reminder{group.reminders + 1}"
+            nid = ids.reminder_id(nid, group.reminders + 1)
         return _note(w, t, msg, nid=nid)
-    versions = ",".join(f"{w.warning_id}:v{w.version}" for w in flush.warnings)
-    digest = hashlib.sha256(f"{flush.kind}|{versions}".encode()).hexdigest()[:12]
-    note = _note(flush.warnings[0], t, msg,
-                 nid=f"{group.id}:f{flush.seq}:{digest}:{t.id}:{t.channel.value}")  # fmt: skip
+    states = [(w.warning_id, w.version) for w in flush.warnings]
+    nid = ids.digest_id(group.id, flush.seq, flush.kind, states, t.id, t.channel.value)
+    note = _note(flush.warnings[0], t, msg, nid=nid)
     # Receipts of a digest are about the group: its id, and the flush as its version.
     return note.model_copy(update={"warning_id": group.id, "warning_version": flush.seq})
 
@@ -329,7 +328,7 @@ def _citizens(
     silence: Silence | None,
 ) -> None:
     communes = [a.code for a in warning.areas]
-    nid = f"{warning.warning_id}:v{warning.version}:citizens"
+    nid = ids.broadcast_id(warning.warning_id, warning.version)
     if inhibitor is not None or silence is not None:
         why = "inhibited" if inhibitor is not None else "silenced"
         for channel in receiver.channels:
@@ -380,4 +379,5 @@ def cancel_notifications(
 
     notes = citizen_notifications(w, broadcast.communes, broadcast.channels, audiences, render)
     # Their own ids: the ledger must not take a Cancel for the message it cancels.
-    return [n.model_copy(update={"notification_id": f"{n.notification_id}:cancel"}) for n in notes]
+    return [n.model_copy(update={"notification_id": ids.cancel_id(n.notification_id)})
+            for n in notes]  # fmt: skip

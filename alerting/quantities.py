@@ -113,14 +113,6 @@ _DURATION_SPOKEN = {
     "km": ("{m} នាទី", "{h} ម៉ោង", "{h} ម៉ោង {m} នាទី"),
 }
 
-# A report's severity, recorded by the engine as its rank (pipeline.engine.SEVERITY_RANK).
-SEVERITY_OF_RANK: dict[int, Severity] = {
-    0: Severity.UNKNOWN,
-    1: Severity.MINOR,
-    2: Severity.MODERATE,
-    3: Severity.SEVERE,
-    4: Severity.EXTREME,
-}
 
 _WINDOW = re.compile(r"^(count|sum|mean|max|min|rate)_\d+s$")
 
@@ -254,7 +246,7 @@ def spoken(ev: Evidence, lang: str = "vi", value: float | None = None) -> str:
 
 def severity(ev: Evidence) -> Severity:
     """The severity of a report's evidence (its value is the severity's rank)."""
-    return SEVERITY_OF_RANK.get(round(ev.value), Severity.UNKNOWN)
+    return Severity.of_rank(round(ev.value))
 
 
 def kind(ev: Evidence) -> str:

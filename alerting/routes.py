@@ -36,12 +36,11 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.rules.model import Duration, _format_duration, _parse_duration
+from topics.durations import Duration, format_duration, parse_duration
 from topics.models import Channel, Severity, Warning
 
 _MATCHER = re.compile(r'^\s*([a-z_][a-z0-9_]*)\s*(=~|!~|!=|>=|<=|=|>|<)\s*"?([^"]*)"?\s*$')
 NUMERIC = {"level", "phase", "risk_level"}
-SEVERITY_ORDER = ["Unknown", "Minor", "Moderate", "Severe", "Extreme"]
 
 
 @dataclass(frozen=True)
@@ -100,8 +99,7 @@ class Matcher:
         return any(self._one(v) for v in values)
 
 
-def _sev(name: str) -> int:
-    return SEVERITY_ORDER.index(name) if name in SEVERITY_ORDER else 0
+_sev = Severity.rank_of
 
 
 def labels_of(warning: Warning) -> dict[str, list[str]]:
@@ -145,11 +143,11 @@ def _delay(value: Any) -> timedelta:
         value == 0 or (isinstance(value, str) and _ZERO.match(value))
     ):
         return timedelta(0)
-    return _parse_duration(value)
+    return parse_duration(value)
 
 
 Delay = Annotated[
-    timedelta, BeforeValidator(_delay), PlainSerializer(_format_duration, return_type=str)
+    timedelta, BeforeValidator(_delay), PlainSerializer(format_duration, return_type=str)
 ]
 EACH_WARNING = "..."  # group_by: [...]: every warning is a group of its own
 MAX_GROUP_WAIT = timedelta(hours=1)
@@ -237,8 +235,8 @@ class Route(BaseModel):
     def _wait_bound(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value > MAX_GROUP_WAIT:
             raise ValueError(
-                f"group_wait {_format_duration(value)} holds warnings back too long "
-                f"(at most {_format_duration(MAX_GROUP_WAIT)})"
+                f"group_wait {format_duration(value)} holds warnings back too long "
+                f"(at most {format_duration(MAX_GROUP_WAIT)})"
             )
         return value
 
@@ -247,8 +245,8 @@ class Route(BaseModel):
     def _interval_bound(cls, value: timedelta | None) -> timedelta | None:
         if value is not None and value > MAX_GROUP_INTERVAL:
             raise ValueError(
-                f"group_interval {_format_duration(value)} is too long "
-                f"(at most {_format_duration(MAX_GROUP_INTERVAL)})"
+                f"group_interval {format_duration(value)} is too long "
+                f"(at most {format_duration(MAX_GROUP_INTERVAL)})"
             )
         return value
 
@@ -461,8 +459,8 @@ def _resolve_grouping(route: Route, parent: _Inherited, path: str, problems: lis
     grouping = here.grouping()
     if grouping is not None and grouping.repeat is not None and grouping.repeat < grouping.interval:
         problems.append(
-            f"{path}: repeat_interval {_format_duration(grouping.repeat)} is shorter than "
-            f"group_interval {_format_duration(grouping.interval)}"
+            f"{path}: repeat_interval {format_duration(grouping.repeat)} is shorter than "
+            f"group_interval {format_duration(grouping.interval)}"
         )
     route._grouping = grouping
     for i, child in enumerate(route.routes):
@@ -553,11 +551,7 @@ def quiet(config: RoutingConfig, channel: Channel, warning: Warning, at: datetim
 
 def needs_approval(receiver: ReceiverConfig, warning: Warning) -> bool:
     a = receiver.approval
-    return (
-        a is not None
-        and warning.active
-        and _sev(warning.severity.value) >= _sev(a.min_severity.value)
-    )
+    return a is not None and warning.active and warning.severity.rank >= a.min_severity.rank
 
 
 Decision = Literal["send", "silenced", "inhibited", "quiet"]

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from canhbao.receiver import Delivery
 from feeds.scenarios.base import ICT
+from topics import ids
 from topics.models import ScopeTier, Transition, Warning
 
 NOTICES = ("sensor_fault", "data_gap")  # about the sensors, not a hazard
@@ -66,10 +67,13 @@ class Tally:
         def received(d: Delivery) -> None:
             self.received += 1
             nid = str(d.body.get("notification_id", ""))
-            parts = nid.rsplit(":", 3)
-            if len(parts) != 4 or not parts[1][1:].isdigit():
-                return
-            lead = self.leads.get((parts[0], int(parts[1][1:])))
+            try:
+                parsed = ids.NotificationId.parse(nid)
+            except ids.InvalidId:
+                return  # a digest, or not ours
+            if parsed.reminder is not None or parsed.cancel:
+                return  # the lead read this state already
+            lead = self.leads.get((parsed.warning_id, parsed.version))
             if lead is not None and d.path == f"/hooks/{lead}":
                 body = " ".join(str(d.body.get("body", "")).split())
                 show("RECEIVED", f"{d.path}: {body[:200]}{'…' if len(body) > 200 else ''}")

@@ -18,6 +18,7 @@ from alerting import palette
 from pipeline.backtest import BacktestResult, Flapping
 from pipeline.quality import Check
 from pipeline.rules.loader import RuleSet
+from topics.ids import warning_id
 from topics.models import Reading, Warning
 
 W = 960
@@ -450,7 +451,8 @@ def render(
         # The disaster risk level of the warnings this chart's rules raised.
         for run in runs:
             for rule_id in _chart_rules(run.rules, station, metric):
-                states = [w for w in run.result.warnings if w.warning_id == f"{rule_id}:{station}"]
+                wid = warning_id(rule_id, station)
+                states = [w for w in run.result.warnings if w.warning_id == wid]
                 sections.append(_risk_row(states, t0, t1))
     rows = "".join(
         f"<tr><td>{escape(run.label)}</td><td>{escape(t['at'])}</td><td>{escape(t['rule'])}</td>"

@@ -22,7 +22,6 @@ from alerting.templates import VIETNAM
 from canhbao.settings import get_settings
 from pipeline.agents.group import stored_group
 from pipeline.agents.store import without_bookkeeping
-from pipeline.rules.model import _parse_duration
 from topics.catalogue import (
     APPROVALS,
     CONTROL_SILENCES,
@@ -30,6 +29,7 @@ from topics.catalogue import (
     STATE_EVALUATE,
     STATE_GROUPS,
 )
+from topics.durations import parse_duration
 from topics.kafka import TopicReader
 from topics.models import ApprovalAction, ApprovalEvent, Broadcast, Warning
 
@@ -258,7 +258,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
             id=args.id or uuid.uuid4().hex[:12],
             matchers=args.match,
             starts_at=now,
-            ends_at=now + _parse_duration(args.duration),
+            ends_at=now + parse_duration(args.duration),
             created_by=args.author,
             comment=args.comment,
         )

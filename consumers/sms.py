@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from consumers.http import HttpClient
+from topics.ids import idempotency_key
 from topics.models import Channel, Notification
 
 DEFAULT_TEMPLATE = '{"to": "$recipients", "message": "$text", "sender": "$sender", "ref": "$id"}'
@@ -59,7 +60,7 @@ class SmsSender(HttpClient):
     async def send(self, note: Notification) -> int | None:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            "Idempotency-Key": note.notification_id,
+            "Idempotency-Key": idempotency_key(note.notification_id),
         }
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"

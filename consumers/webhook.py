@@ -9,6 +9,7 @@ from consumers import signing
 from consumers.delivery import RetryPolicy
 from consumers.dispatcher import DispatchConfig, Dispatcher
 from consumers.http import HttpClient
+from topics.ids import idempotency_key
 from topics.models import Channel, Notification
 
 
@@ -42,7 +43,7 @@ class HttpSender(HttpClient):
         body = self.body(note)
         headers = {
             "Content-Type": self.content_type,
-            "Idempotency-Key": note.notification_id,
+            "Idempotency-Key": idempotency_key(note.notification_id),
             "User-Agent": "canhbao/1",
             **signing.headers(self.secret, body),
         }

@@ -353,9 +353,7 @@ class Areas:
 
 
 def _rank(severity: Severity) -> int:
-    from pipeline.engine import SEVERITY_RANK
-
-    return SEVERITY_RANK[severity]
+    return severity.rank
 
 
 @dataclass(frozen=True)

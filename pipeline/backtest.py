@@ -32,9 +32,9 @@ from pipeline.rules.model import (
     Intervals,
     ReportCondition,
     StalenessCondition,
-    _format_duration,
     _Levelled,
 )
+from topics.durations import format_duration
 from topics.errors import field_errors
 from topics.models import Domain, Reading, Transition, Warning
 
@@ -218,7 +218,7 @@ def find_flapping(
 
 
 def _span(seconds: float) -> str:
-    return _format_duration(timedelta(seconds=round(seconds)))
+    return format_duration(timedelta(seconds=round(seconds)))
 
 
 def _likely_cause(
@@ -242,7 +242,7 @@ def _likely_cause(
             w.level for w in states if w.transition in (Transition.RAISED, Transition.ESCALATED)
         )
         level = rule.level(up.most_common(1)[0][0] if up else rule.levels[0].level)
-        hold = f", sustained {_format_duration(cond.sustained)}" if cond.sustained else ""
+        hold = f", sustained {format_duration(cond.sustained)}" if cond.sustained else ""
         return (
             f"the values hover around level {level.name} ({level.value:g}); hysteresis "
             f"{cond.hysteresis:g}{hold}: widen the hysteresis, or add sustained: so that a "
@@ -251,7 +251,7 @@ def _likely_cause(
     if isinstance(cond, ReportCondition):
         return (
             f"reports come just after the warning expired (expires_after "
-            f"{_format_duration(cond.expires_after)}): lengthen it"
+            f"{format_duration(cond.expires_after)}): lengthen it"
         )
     if isinstance(cond, CompoundCondition):
         return "one of its components flaps: see the components' rules"
@@ -284,7 +284,7 @@ def _staleness_cause(rule_id: str, subject: str, times: list[datetime], engine: 
         if configured is not None and configured.total_seconds() < median:
             return (
                 f"{said}: its report_every in the geography file "
-                f"({_format_duration(configured)}) is shorter than it really reports; "
+                f"({format_duration(configured)}) is shorter than it really reports; "
                 "correct it"
             )
         return f"{said}: give the station report_every in the geography file"

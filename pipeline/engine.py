@@ -6,17 +6,7 @@ the live pipeline's staleness check, which is also told the wall-clock time at
 which a tick is handled, to tell a backlog being caught up from a silence (see
 ``SilenceWatch``).
 
-Keys of the state store (the subject decides the Kafka partition):
-
-==========================  =============================================
-``w|<warning_id>``          the warning's last state (``Warning`` as JSON)
-``e|<rule>|<subject>``      the rule's evaluator state for one subject
-``q|<station>|<metric>``    the data-quality gate's state
-``l|<station>``             last time a station was heard from, the metrics heard
-                            and its recent reporting gaps (staleness)
-``x|<area>``                active warnings touching a commune (compound, reports)
-``p|<warning_id>``          versions published, with a digest of each
-==========================  =============================================
+The keys of the state store are built and read by :mod:`pipeline.state`.
 """
 
 from __future__ import annotations
@@ -29,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from alerting.directory import Directory
+from pipeline import state as sk  # the store's keys
 from pipeline.lifecycle import (
     CommandRejected,
     Conflict,
@@ -57,6 +48,7 @@ from pipeline.rules.model import (
 )
 from pipeline.rules.threshold import decide_level
 from pipeline.validate import present
+from topics import ids
 from topics.models import (
     Action,
     Command,
@@ -72,13 +64,6 @@ log = logging.getLogger(__name__)
 Store = MutableMapping[str, Any]
 Mode = Literal["local", "station", "grouped"]
 
-SEVERITY_RANK = {
-    Severity.UNKNOWN: 0,
-    Severity.MINOR: 1,
-    Severity.MODERATE: 2,
-    Severity.SEVERE: 3,
-    Severity.EXTREME: 4,
-}
 FAULT_NAMES = {
     Check.OUT_OF_RANGE: "value out of range",
     Check.SPIKE: "spike",
@@ -220,7 +205,7 @@ class Engine:
         w, conflict = settle_version(store, w)
         if conflict is not None:
             out.conflicts.append(conflict)
-        key = f"w|{w.warning_id}"
+        key = sk.warning_key(w.warning_id)
         before = store.get(key) or {}
         left = [a["code"] for a in before.get("areas", []) if a["code"] not in areas_of(w)]
         store[key] = w.model_dump(mode="json")
@@ -293,8 +278,8 @@ class Engine:
     def _gate(self, reading: Reading, store: Store, now: datetime | None, out: Outputs) -> Verdict:
         # One series per station, metric, commune and source: a unit reporting
         # several communes' counts keeps a timeline for each.
-        series = f"{reading.station_id}|{reading.metric}|{reading.area or ''}"
-        qkey = f"q|{series}|{reading.source or ''}"
+        series = sk.quality_series(reading.station_id, reading.metric, reading.area)
+        qkey = sk.quality_key(series, reading.source)
         state = dict(store.get(qkey) or {})
         at = present(now, reading.drill) if now is not None else None
         verdict = inspect(self.rules.quality, state, reading, at, self.max_clock_skew)
@@ -329,7 +314,7 @@ class Engine:
             ),
             lead_override=owner,
         )
-        wkey = f"w|quality.{check.value}:{reading.station_id}"
+        wkey = sk.rule_warning_key(spec.rule_id, reading.station_id)
         previous = _load(store, wkey)
         codes = [station.commune] if station else ([reading.area] if reading.area else [])
         evidence = [
@@ -359,7 +344,7 @@ class Engine:
         if not self.rules.of_kind("staleness"):
             return
         self.watch.heard(reading.station_id)
-        lkey = f"l|{reading.station_id}"
+        lkey = sk.heard_key(reading.station_id)
         seen = dict(store.get(lkey) or {})
         ts = reading.observed_at.timestamp()
         last = seen.get("ts")
@@ -375,7 +360,7 @@ class Engine:
             seen["area"] = reading.area
         store[lkey] = seen
         for rule in self.rules.of_kind("staleness"):
-            w = _load(store, f"w|{rule.id}:{reading.station_id}")
+            w = _load(store, sk.rule_warning_key(rule.id, reading.station_id))
             if not is_active(w) or w is None:
                 continue
             # Readings resumed, or late ones show the station was not silent that long
@@ -402,9 +387,9 @@ class Engine:
         out: Outputs,
         beyond: datetime | None = None,
     ) -> None:
-        ekey = f"e|{rule.id}|{subject}"
+        ekey = sk.evaluator_key(rule.id, subject)
         state = dict(store.get(ekey) or {})
-        wkey = f"w|{rule.id}:{subject}"
+        wkey = sk.rule_warning_key(rule.id, subject)
         previous = _load(store, wkey)
         # Live (``beyond`` given): state and decisions dated beyond the present were
         # left by a wrong clock or an earlier drill; they must not hold the present back.
@@ -506,7 +491,7 @@ class Engine:
     ) -> None:
         cond = rule.condition
         assert isinstance(cond, StalenessCondition)
-        previous = _load(store, f"w|{rule.id}:{station_id}")
+        previous = _load(store, sk.rule_warning_key(rule.id, station_id))
         station = self.directory.station(station_id)
         codes = [station.commune] if station else ([seen["area"]] if seen.get("area") else [])
         last = datetime.fromtimestamp(seen["ts"], tz=at.tzinfo)
@@ -547,7 +532,8 @@ class Engine:
     ) -> None:
         """Raise a data-gap notice for each selected station silent past its limit."""
         stale_rules = self.rules.of_kind("staleness")
-        seen = {k[2:]: dict(store.get(k) or {}) for k in keys if k.startswith("l|")}
+        seen = {sk.heard_station(k): dict(store.get(k) or {}) for k in keys
+                if sk.is_heard_key(k)}  # fmt: skip
         seen = {s: v for s, v in seen.items() if "ts" in v}
         if not stale_rules or not seen:
             return
@@ -558,7 +544,7 @@ class Engine:
             for rule in stale_rules:
                 if not self._selected_station(rule, station_id, heard):
                     continue
-                w = _load(store, f"w|{rule.id}:{station_id}")
+                w = _load(store, sk.rule_warning_key(rule.id, station_id))
                 if is_active(w):
                     continue
                 counted_from = max(heard["ts"], since.get(station_id, float("-inf")))
@@ -584,12 +570,13 @@ class Engine:
         own = list(store.keys() if keys is None else keys)
         self._silences(now, store, own, wall, out)
         for key in own:
-            if key.startswith("e|"):
-                _, rule_id, subject = key.split("|", 2)
+            kind = sk.kind_of(key)
+            if kind is sk.Kind.EVALUATOR:
+                rule_id, subject = sk.evaluator_of(key)
                 windowed = self.rules.get(rule_id)
                 if windowed is not None and isinstance(windowed.condition, WindowCondition):
                     self._window_expiry(windowed, subject, now, store, out)
-            elif key.startswith("w|"):
+            elif kind is sk.Kind.WARNING:
                 w = _load(store, key)
                 if w is None or not is_active(w) or w.rule_id.startswith("quality."):
                     continue
@@ -610,10 +597,10 @@ class Engine:
         who goes quiet): re-judge an active window warning at ``now``."""
         cond = rule.condition
         assert isinstance(cond, WindowCondition)
-        previous = _load(store, f"w|{rule.id}:{subject}")
+        previous = _load(store, sk.rule_warning_key(rule.id, subject))
         if not is_active(previous) or previous is None or now <= previous.updated_at:
             return
-        ekey = f"e|{rule.id}|{subject}"
+        ekey = sk.evaluator_key(rule.id, subject)
         state = dict(store.get(ekey) or {})
         value = window_at(cond, state, now.timestamp())
         store[ekey] = state
@@ -668,10 +655,10 @@ class Engine:
 
     def on_command(self, command: Command, store: Store) -> Outputs:
         out = Outputs()
-        seen = f"c|{command.command_id}"
+        seen = sk.command_key(command.command_id)
         if store.get(seen):
             return out  # already applied: a replayed or duplicated command is a no-op
-        key = f"w|{command.warning_id}"
+        key = sk.warning_key(command.warning_id)
         try:
             w = apply_command(_load(store, key), command, self.ctx)
         except CommandRejected as exc:
@@ -686,7 +673,7 @@ class Engine:
     def on_warning(self, warning: Warning, area: str, store: Store, at: datetime) -> Outputs:
         """Keep the commune's index of active warnings and re-check compound rules."""
         out = Outputs()
-        xkey = f"x|{area}"
+        xkey = sk.area_key(area)
         index = _index(store, area)
         if self._is_compound(warning.rule_id):
             return out
@@ -739,7 +726,7 @@ class Engine:
                 break
             met.append(found[0])
         level = rule.levels[0].level if len(met) == len(cond.all_of) else 0
-        previous = _load(store, f"w|{rule.id}:{area}")
+        previous = _load(store, sk.rule_warning_key(rule.id, area))
         evidence = [
             Evidence(
                 station_id=index[wid]["subject"],
@@ -764,12 +751,12 @@ class Engine:
             assert isinstance(cond, ReportCondition)
             if rule.domain is not report.domain or report.category not in cond.categories:
                 continue
-            if SEVERITY_RANK[report.severity] < SEVERITY_RANK[cond.min_severity]:
+            if report.severity.rank < cond.min_severity.rank:
                 continue
             evidence = Evidence(
                 station_id=report.reporter,
                 metric=f"report:{report.category}",
-                value=float(SEVERITY_RANK[report.severity]),
+                value=float(report.severity.rank),  # alerting.quantities reads it back
                 observed_at=report.observed_at,
                 note=f"report {report.report_id}: {report.text[:200]}",
             )
@@ -788,7 +775,7 @@ class Engine:
                 for wid, _ in targets:
                     out.commands.append(
                         Command(
-                            command_id=f"{report.report_id}:{wid}",
+                            command_id=ids.corroboration_id(report.report_id, wid),
                             warning_id=wid,
                             action=Action.CORROBORATE,
                             actor=report.reporter,
@@ -799,7 +786,7 @@ class Engine:
                     )
                 continue
             level = self._severity_level(rule, report.severity)
-            previous = _load(store, f"w|{rule.id}:{area}")
+            previous = _load(store, sk.rule_warning_key(rule.id, area))
             if is_active(previous) and previous is not None and previous.level > level:
                 level = previous.level  # a milder report does not lower the warning
             w = build(
@@ -831,7 +818,7 @@ class Engine:
     def _severity_level(rule: Rule, severity: Severity) -> int:
         chosen = rule.levels[0].level
         for lv in rule.levels:
-            if SEVERITY_RANK[lv.severity] <= SEVERITY_RANK[severity]:
+            if lv.severity.rank <= severity.rank:
                 chosen = lv.level
         return chosen
 
@@ -854,7 +841,7 @@ def _quantity(rule: Rule) -> str:
 
 def _index(store: Store, area: str) -> dict[str, Any]:
     """The commune's active warnings (warning id -> what compound rules need)."""
-    return dict(store.get(f"x|{area}") or {})
+    return dict(store.get(sk.area_key(area)) or {})
 
 
 def areas_of(warning: Warning) -> list[str]:

@@ -24,7 +24,9 @@ from typing import Any
 from alerting import risk
 from alerting.directory import Directory
 from alerting.governance import lead_agency, scope_tier
+from pipeline import state as sk  # the store's keys
 from pipeline.rules.model import Rule
+from topics import ids
 from topics.models import (
     Action,
     Agency,
@@ -57,7 +59,7 @@ _ACTION_STATUS = {
 
 
 def warning_id(rule: Rule, subject: str) -> str:
-    return f"{rule.id}:{subject}"
+    return ids.warning_id(rule.id, subject)
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,7 @@ def build(
     if note:
         annotations["note"] = note
     return Warning(
-        warning_id=f"{spec.rule_id}:{subject}",
+        warning_id=ids.warning_id(spec.rule_id, subject),
         version=(previous.version + 1) if previous is not None else 1,
         rule_id=spec.rule_id,
         domain=spec.domain,
@@ -345,7 +347,7 @@ def step(rule: Rule, previous: Warning | None, reading: Reading, ctx: Context) -
 
     store: dict[str, object] = {}
     if previous is not None:
-        store[f"w|{previous.warning_id}"] = previous.model_dump(mode="json")
+        store[sk.warning_key(previous.warning_id)] = previous.model_dump(mode="json")
     engine = Engine(RuleSet((rule,)), ctx.directory, exercise=ctx.exercise)
     out = engine.evaluate_rule(rule, reading, store)
     return out.warnings[-1] if out.warnings else None
@@ -362,7 +364,7 @@ def station_areas(rule: Rule, reading: Reading, directory: Directory) -> list[st
 
 # -- one version, one content ------------------------------------------------------
 
-PUBLISHED = "p|"
+PUBLISHED = sk.PUBLISHED
 #: How many recent versions' digests a warning keeps: more than one batch of the
 #: evaluate stage can produce for one warning. An older version reached again
 #: counts as a conflict (a new version is never wrong; a repeated one can be).
@@ -390,7 +392,7 @@ def settle_version(store: MutableMapping[str, Any], w: Warning) -> tuple[Warning
     restart read the same events in another order). Then it is the next unused
     version, its transition and previous level told against what receivers last
     got, and the conflict is returned to be counted."""
-    key = PUBLISHED + w.warning_id
+    key = sk.published_key(w.warning_id)
     record = dict(store.get(key) or {})
     top: int = record.get("top", 0)
     digests: dict[str, str] = dict(record.get("digests", {}))

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.rules.model import Duration
+from topics.durations import Duration
 from topics.models import Reading
 
 

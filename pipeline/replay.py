@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pipeline import state as sk  # the store's keys
 from pipeline.engine import Engine, Outputs, areas_of
 from pipeline.quality import Check
 from pipeline.rules.kinds import window_due
@@ -59,13 +60,13 @@ class Replay:
         due: list[float] = []
         for rule in self.engine.rules.of_kind("staleness"):
             for k, v in self.store.items():
-                if k.startswith("l|") and "ts" in v:
-                    limit = self.engine.silence_limit(rule, k[2:], v)
+                if sk.is_heard_key(k) and "ts" in v:
+                    limit = self.engine.silence_limit(rule, sk.heard_station(k), v)
                     due.append(v["ts"] + limit.total_seconds())
         for rule in self.engine.rules.of_kind("report"):
             cond = rule.condition
             assert isinstance(cond, ReportCondition)
-            prefix = f"w|{rule.id}:"
+            prefix = sk.rule_warnings_prefix(rule.id)
             for k, v in self.store.items():
                 if k.startswith(prefix) and v.get("transition") != "cleared":
                     updated = datetime.fromisoformat(v["updated_at"]).timestamp()
@@ -73,10 +74,10 @@ class Replay:
         for rule in self.engine.rules.of_kind("window"):
             cond = rule.condition
             assert isinstance(cond, WindowCondition)
-            prefix = f"e|{rule.id}|"
+            prefix = sk.evaluators_prefix(rule.id)
             for k, v in self.store.items():
                 if k.startswith(prefix):
-                    w = self.store.get(f"w|{rule.id}:{k[len(prefix) :]}")
+                    w = self.store.get(sk.rule_warning_key(*sk.evaluator_of(k)))
                     if w and w.get("transition") != "cleared" and w.get("level", 0) > 0:
                         when = window_due(cond, v)
                         if when is not None:

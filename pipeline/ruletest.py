@@ -32,7 +32,7 @@ from alerting.directory import Directory
 from pipeline.engine import Engine
 from pipeline.replay import Replay
 from pipeline.rules.loader import RuleError, RuleSet, compile_rules, read_sources
-from pipeline.rules.model import Duration
+from topics.durations import Duration
 from topics.models import Action, Command, Domain, Phase, Reading, Report, Severity, Transition
 
 

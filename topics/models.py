@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from topics.ids import BroadcastId, subject_of
+
 SCHEMA_VERSION = 1
 
 # Identifiers travel as Kafka keys and in URLs: keep them boring.
@@ -75,6 +77,36 @@ class Severity(StrEnum):
     MODERATE = "Moderate"
     MINOR = "Minor"
     UNKNOWN = "Unknown"
+
+    @property
+    def rank(self) -> int:
+        """The one order of severities: 0 (Unknown) to 4 (Extreme). Engine, routing,
+        grouping, CAP and reports' evidence (which records a severity as its rank)
+        all compare by it."""
+        return _SEVERITY_RANK[self]
+
+    @classmethod
+    def of_rank(cls, rank: int) -> Severity:
+        """The severity of a rank; Unknown for a number that is none."""
+        return _SEVERITY_OF_RANK.get(rank, Severity.UNKNOWN)
+
+    @classmethod
+    def rank_of(cls, name: str) -> int:
+        """The rank of a severity's name (in a route matcher, say); 0 for another word."""
+        try:
+            return cls(name).rank
+        except ValueError:
+            return 0
+
+
+_SEVERITY_RANK = {
+    Severity.UNKNOWN: 0,
+    Severity.MINOR: 1,
+    Severity.MODERATE: 2,
+    Severity.SEVERE: 3,
+    Severity.EXTREME: 4,
+}
+_SEVERITY_OF_RANK = {rank: s for s, rank in _SEVERITY_RANK.items()}
 
 
 class ScopeTier(StrEnum):
@@ -349,7 +381,7 @@ class Command(Message):
     @property
     def subject(self) -> str:
         """The partition key: the warning's subject (station, commune, ...)."""
-        return self.warning_id.split(":", 1)[1]
+        return subject_of(self.warning_id)
 
     @field_validator("reason")
     @classmethod
@@ -478,6 +510,12 @@ class ApprovalEvent(Message):
     broadcast: Broadcast | None = None
     at: AwareDatetime = Field(default_factory=utcnow)
 
+    @field_validator("broadcast_id")
+    @classmethod
+    def _broadcast_id(cls, value: str) -> str:
+        BroadcastId.parse(value)  # its warning is the Kafka key: refuse what has none
+        return value
+
     @model_validator(mode="after")
     def _request_has_broadcast(self) -> ApprovalEvent:
         if self.action is ApprovalAction.REQUEST and self.broadcast is None:
@@ -488,7 +526,7 @@ class ApprovalEvent(Message):
 
     @property
     def warning_id(self) -> str:
-        return self.broadcast_id.rsplit(":v", 1)[0]
+        return BroadcastId.parse(self.broadcast_id).warning_id
 
 
 class DeliveryOutcome(StrEnum):

@@ -24,48 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from topics.durations import Duration, format_duration, parse_duration
 from topics.models import Domain, Severity
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def _parse_duration(value: Any) -> timedelta:
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like '10m', '24h', '7d'")
-    elif isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.startswith("-"):
-            raise ValueError(f"duration must be positive, got {value!r}")
-        m = _DURATION.match(text)
-        if not m:
-            raise ValueError(
-                f"{value!r} is not a duration: use a number of seconds or e.g. '90s', '10m', "
-                "'24h', '7d', '1w'"
-            )
-        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-    else:
-        raise ValueError("a duration is a number of seconds or a string like '10m', '24h', '7d'")
-    if seconds <= 0:
-        raise ValueError(f"duration must be positive, got {value!r}")
-    return timedelta(seconds=seconds)
-
-
-def _format_duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    for unit in ("w", "d", "h", "m"):
-        if seconds % _UNIT_SECONDS[unit] == 0:
-            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
-    return f"{seconds}s"
-
-
-Duration = Annotated[
-    timedelta, BeforeValidator(_parse_duration), PlainSerializer(_format_duration, return_type=str)
-]
 
 
 class Direction(StrEnum):
@@ -177,13 +137,13 @@ def _parse_silence(value: Any) -> timedelta | Intervals:
             )
         return Intervals(float(m.group(1)))
     try:
-        return _parse_duration(value)
+        return parse_duration(value)
     except ValueError as exc:
         raise ValueError(f"{exc}; or a number of reporting intervals, e.g. '3 intervals'") from None
 
 
 def _format_silence(value: timedelta | Intervals) -> str:
-    return str(value) if isinstance(value, Intervals) else _format_duration(value)
+    return str(value) if isinstance(value, Intervals) else format_duration(value)
 
 
 Silence = Annotated[
@@ -225,7 +185,7 @@ class StalenessCondition(BaseModel):
     def describe(self) -> str:
         """The limit as an engineer wrote it, for notes and reports."""
         text = _format_silence(self.silent_for)
-        return f"{text}, at least {_format_duration(self.at_least)}" if self.at_least else text
+        return f"{text}, at least {format_duration(self.at_least)}" if self.at_least else text
 
 
 class EndemicCondition(_Levelled):

@@ -233,3 +233,13 @@ def test_dead_letter_without_key_round_trips() -> None:
     back = DeadLetter.model_validate_json(dl.to_bytes())
     assert back.key is None
     assert back.original == b"\x80"
+
+
+def test_one_severity_order_for_routes_reports_and_cap() -> None:
+    ranks = [s.rank for s in (Severity.UNKNOWN, Severity.MINOR, Severity.MODERATE,
+                              Severity.SEVERE, Severity.EXTREME)]  # fmt: skip
+    assert ranks == [0, 1, 2, 3, 4]
+    assert all(Severity.of_rank(s.rank) is s for s in Severity)
+    assert Severity.of_rank(9) is Severity.UNKNOWN
+    # A route matcher compares names by the same order; a word that is none ranks 0.
+    assert Severity.rank_of("Severe") == 3 and Severity.rank_of("Dire") == 0

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from alerting import quantities as q
-from pipeline.engine import SEVERITY_RANK
-from topics.models import Evidence
+from topics.models import Evidence, Severity
 
 AT = datetime(2025, 10, 7, 2, 0, tzinfo=UTC)
 
@@ -66,7 +65,7 @@ def test_a_report_is_its_severity_not_a_number() -> None:
     assert q.severity(report).value == "Severe"
     assert not q.measured(report)
     # The rank the engine records is the one read back here.
-    assert {s: r for r, s in q.SEVERITY_OF_RANK.items()} == SEVERITY_RANK
+    assert all(q.severity(ev("report:x", float(s.rank))) is s for s in Severity)
 
 
 def test_spoken_values_have_units_in_words_and_no_idle_decimals() -> None:

@@ -32,12 +32,21 @@ from alerting.directory import Directory
 from alerting.render import LANGS, Rendered, render, render_digest
 from alerting.templates import TEMPLATE_DIR
 from feeds.scenarios import SCENARIOS
-from pipeline.engine import SEVERITY_RANK, Engine
+from pipeline.engine import Engine
 from pipeline.replay import Replay
 from pipeline.rules.loader import RuleSet
 from pipeline.rules.model import ThresholdCondition
 from tests.unit.conftest import REPO
-from topics.models import Audience, Channel, Domain, Evidence, Reading, Transition, Warning
+from topics.models import (
+    Audience,
+    Channel,
+    Domain,
+    Evidence,
+    Reading,
+    Severity,
+    Transition,
+    Warning,
+)
 
 ICT = timezone(timedelta(hours=7))
 START = datetime(2026, 9, 14, 6, 0, tzinfo=ICT)
@@ -279,7 +288,7 @@ def _evidence_shown(t: Text, w: Warning) -> list[str]:
             rf"[:,] {rank} (lúc|at|នៅ)", text
         ):
             found.append(f"{t.where}: a report's severity code {rank} shown as a number")
-        severity = next(s for s, r in SEVERITY_RANK.items() if r == rank).value
+        severity = Severity.of_rank(rank).value
         if SEVERITY_WORDS[lang][severity] not in text.lower():
             found.append(f"{t.where}: the report's severity ({severity}) is not said")
     elif kind == "silence" and w.active and not t.spoken:
