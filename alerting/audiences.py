@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerting.directory import ConfigError, _expand_values
+from topics.errors import field_errors
 
 
 class Committee(BaseModel):
@@ -91,12 +92,7 @@ class Audiences:
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: {exc}") from exc
         except ValidationError as exc:
-            raise ConfigError(
-                "\n".join(
-                    f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
-                    for e in exc.errors(include_url=False)
-                )
-            ) from exc
+            raise ConfigError("\n".join(field_errors(exc, "(file)", prefix=f"{path}: "))) from exc
         return cls(data, path.parent)
 
     def committee(self, commune: str) -> Committee | None:

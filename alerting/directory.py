@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from topics.durations import Duration
+from topics.errors import field_errors
 from topics.models import Area, Channel, Domain
 
 
@@ -181,10 +182,7 @@ def _validate(model: type[M], path: Path, data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"{path}: {'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
-            for e in exc.errors()
-        ]
+        lines = field_errors(exc, "(file)", prefix=f"{path}: ")
         raise ConfigError("\n".join(lines)) from exc
 
 

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerting.palette import DECISION, PALETTE
+from topics.errors import field_errors
 
 DATA = Path(__file__).parent / "risk_levels.yaml"
 MAX_LEVEL = 5
@@ -138,11 +139,7 @@ class RiskTable:
         try:
             data = _File.model_validate(raw)
         except ValidationError as exc:
-            raise RiskDataError(
-                "\n".join(
-                    f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-                )
-            ) from exc
+            raise RiskDataError("\n".join(field_errors(exc, "(file)", prefix=f"{path}: "))) from exc
         return cls(data.decision, data.hazards)
 
     def covers(self, hazard: str) -> bool:

@@ -37,6 +37,7 @@ from pydantic import (
 )
 
 from topics.durations import Duration, format_duration, parse_duration
+from topics.errors import field_errors
 from topics.models import Channel, Severity, Warning
 
 _MATCHER = re.compile(r'^\s*([a-z_][a-z0-9_]*)\s*(=~|!~|!=|>=|<=|=|>|<)\s*"?([^"]*)"?\s*$')
@@ -479,12 +480,7 @@ def load_routing(path: Path) -> RoutingConfig:
     try:
         return RoutingConfig.model_validate(data)
     except ValidationError as exc:
-        raise RoutingError(
-            "\n".join(
-                f"{path}: {'.'.join(map(str, e['loc'])) or '(file)'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            )
-        ) from exc
+        raise RoutingError("\n".join(field_errors(exc, "(file)", prefix=f"{path}: "))) from exc
 
 
 def matching_routes(route: Route, labels: dict[str, list[str]]) -> list[Route]:

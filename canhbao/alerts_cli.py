@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from alerting.render import LANGS, Rendered, as_lang, render
 from alerting.sms import SmsMessage, limits
+from topics.errors import field_errors
 from topics.models import Audience, Channel, Warning
 
 CAP_LANGS = ("vi", "en", "km")
@@ -47,9 +48,7 @@ def load_warning(path: Path) -> Warning | None:
         return Warning.model_validate(data)
     except ValidationError as exc:
         lines = [f"{path} is not a valid warning ({exc.error_count()} problem(s)):"]
-        lines += [
-            f"  {'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}" for e in exc.errors()
-        ]
+        lines += field_errors(exc, "(file)", prefix="  ")
         _err("\n".join(lines))
         return None
 

@@ -30,6 +30,7 @@ from topics.catalogue import (
     STATE_GROUPS,
 )
 from topics.durations import parse_duration
+from topics.errors import field_errors
 from topics.kafka import TopicReader
 from topics.models import ApprovalAction, ApprovalEvent, Broadcast, Warning
 
@@ -124,8 +125,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
             reason=getattr(args, "reason", "") or "",
         )
     except ValidationError as exc:
-        for e in exc.errors(include_url=False):
-            print(f"{'.'.join(map(str, e['loc'])) or args.decision}: {e['msg']}", file=sys.stderr)
+        print("\n".join(field_errors(exc, args.decision)), file=sys.stderr)
         return 1
 
     async def go() -> Broadcast | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from alerting.directory import Directory
 from canhbao.settings import get_settings
 from pipeline.rules.loader import RuleError, RuleSet, load_rules
+from topics.errors import field_errors
 
 
 def _directory() -> Directory:
@@ -303,8 +304,7 @@ def cmd_warning(args: argparse.Namespace) -> int:
             risk_by=args.by,
         )
     except ValidationError as exc:
-        for e in exc.errors(include_url=False):
-            print(f"{'.'.join(map(str, e['loc'])) or 'command'}: {e['msg']}", file=sys.stderr)
+        print("\n".join(field_errors(exc, "command")), file=sys.stderr)
         return 1
     # Checked first, so a command that would be refused says so without a cluster.
     if not settings.kafka_bootstrap:

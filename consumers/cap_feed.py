@@ -40,6 +40,7 @@ from alerting.cap import (
 )
 from alerting.directory import Directory
 from topics.catalogue import WARNINGS
+from topics.errors import field_errors
 from topics.kafka import TopicReader
 from topics.models import Warning, utcnow
 
@@ -158,9 +159,7 @@ def apply_record(store: CapFeedStore, raw: bytes | None, where: str = "") -> boo
     try:
         warning = Warning.model_validate_json(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(record)'}: {e['msg']}" for e in exc.errors()[:3]
-        )
+        problems = "; ".join(field_errors(exc, "(record)")[:3])
         log.warning("cap-feed: skipping an invalid warning record %s: %s", where, problems)
         return False
     return store.apply(warning)

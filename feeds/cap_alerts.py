@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.validate import Timeliness, TimePolicy, check_time, span
+from topics.errors import field_errors
 from topics.models import Domain, Report, Severity
 
 if TYPE_CHECKING:
@@ -134,10 +135,7 @@ def load_config(path: Path) -> CapConfig:
     try:
         return CapConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"{path}: {'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        ]
+        lines = field_errors(exc, "(file)", prefix=f"{path}: ")
         raise ConfigError("\n".join(lines)) from exc
 
 
@@ -558,9 +556,7 @@ def to_report(
             text=text[:4000],
         )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
+        problems = "; ".join(field_errors(exc, "(report)"))
         raise CapError(f"invalid report: {problems}") from None
 
 

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from topics.errors import error_fields
+
 if TYPE_CHECKING:
     from datetime import datetime
 
@@ -164,8 +166,8 @@ def validate_items(kind: Kind, items: list[Any]) -> list[Item] | Outcome:
         except ValidationError as exc:
             # The same field paths as the pipeline's dead letters (pipeline.validate).
             errors = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "(item)", "message": e["msg"]}
-                for e in exc.errors(include_url=False)
+                {"field": field, "message": message}
+                for field, message in error_fields(exc, "(item)")
             ]
             failures.append({"index": index, "errors": errors})
     if failures:

@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline.validate import TimePolicy, check_time
 from topics.catalogue import DEADLETTER, INGEST_READINGS
+from topics.errors import field_errors
 from topics.metrics import Metrics
 from topics.models import DeadLetter, Domain, Reading, utcnow
 
@@ -135,10 +136,7 @@ def load_config(path: Path) -> BridgeConfig:
     try:
         return BridgeConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [
-            f"{path}: {'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        ]
+        lines = field_errors(exc, "(file)", prefix=f"{path}: ")
         raise ConfigError("\n".join(lines)) from exc
 
 
@@ -269,10 +267,7 @@ class Converter:
         try:
             reading = Reading.model_validate(data)
         except ValidationError as exc:
-            errors = [
-                f"{'.'.join(str(p) for p in e['loc']) or '(reading)'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            ]
+            errors = field_errors(exc, "(reading)")
             return Rejection("invalid reading: " + "; ".join(errors), "invalid", errors)
         untimely = check_time(reading.observed_at, received_at, self.policy)
         if untimely is not None:

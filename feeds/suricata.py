@@ -54,6 +54,7 @@ from pydantic import ValidationError
 from feeds.atomic import replace_file
 from pipeline.validate import Timeliness, TimePolicy, Untimely, check_time, span
 from topics.catalogue import DEADLETTER, INGEST_READINGS, INGEST_REPORTS
+from topics.errors import field_errors
 from topics.metrics import Metrics
 from topics.models import DeadLetter, Domain, Reading, Report, Severity, utcnow
 
@@ -257,10 +258,7 @@ def _path(data: Any, *keys: str) -> Any:
 
 def _why(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
+        return "; ".join(field_errors(exc))
     return str(exc)
 
 

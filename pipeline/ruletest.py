@@ -33,6 +33,7 @@ from pipeline.engine import Engine
 from pipeline.replay import Replay
 from pipeline.rules.loader import RuleError, RuleSet, compile_rules, read_sources
 from topics.durations import Duration
+from topics.errors import field_errors
 from topics.models import Action, Command, Domain, Phase, Reading, Report, Severity, Transition
 
 
@@ -257,10 +258,7 @@ def run_file(path: Path, directory: Directory) -> FileResult:
         return FileResult(
             0,
             0,
-            [
-                f"{path}: {'.'.join(map(str, e['loc']))}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            ],
+            field_errors(exc, "(file)", prefix=f"{path}: "),
         )
     try:
         if spec.rule_files:
