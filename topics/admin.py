@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from topics.catalogue import CATALOGUE, TopicSpec
 
@@ -49,11 +49,34 @@ async def create_topics(
             # One at a time so that a topic created concurrently by another
             # worker is a skip, not a failure of the whole batch.
             try:
-                await admin.create_topics([topic])
-                report.created.append(topic.name)
+                response = await admin.create_topics([topic])
+                error = _topic_error(response, topic.name)
             except TopicAlreadyExistsError:
+                error = TopicAlreadyExistsError
+            if error is None:
+                report.created.append(topic.name)
+            elif error is TopicAlreadyExistsError:
+                # Listed as missing, yet there: the broker that answered the listing had
+                # not yet heard of a topic created a moment before (or concurrently).
                 report.existing.append(topic.name)
+            else:
+                raise TopicCreationError(f"topic {topic.name}: {error.__name__}")
     finally:
         await admin.close()
     log.info("topics: %d created, %d already there", len(report.created), len(report.existing))
     return report
+
+
+class TopicCreationError(RuntimeError):
+    """The broker refused to create a topic (not because it exists)."""
+
+
+def _topic_error(response: object, name: str) -> type[KafkaError] | None:
+    """The error the broker answered for topic ``name``, None if it was created. The
+    admin client returns per-topic errors in the response; it does not raise them."""
+    for entry in getattr(response, "topic_errors", ()):
+        topic, code = entry[0], entry[1]
+        if topic == name and code:
+            error: type[KafkaError] = for_code(code)
+            return error
+    return None

@@ -1,0 +1,65 @@
+"""``canhbao topics create`` reads the broker's answer for each topic: the admin client
+returns per-topic errors instead of raising them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from topics import admin
+from topics.catalogue import CATALOGUE
+
+
+@dataclass
+class Response:
+    topic_errors: list[tuple[str, int, str | None]] = field(default_factory=list)
+
+
+class FakeAdmin:
+    """A broker whose listing is stale: it lists nothing, and answers create requests
+    with the error code configured for each topic (0: created)."""
+
+    codes: dict[str, int] = {}  # noqa: RUF012
+
+    def __init__(self, **kwargs: Any) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def list_topics(self) -> list[str]:
+        return []
+
+    async def create_topics(self, topics: list[Any]) -> Response:
+        return Response([(t.name, FakeAdmin.codes.get(t.name, 0), None) for t in topics])
+
+
+@pytest.fixture
+def fake_admin(monkeypatch: pytest.MonkeyPatch) -> type[FakeAdmin]:
+    monkeypatch.setattr(admin, "AIOKafkaAdminClient", FakeAdmin)
+    FakeAdmin.codes = {}
+    return FakeAdmin
+
+
+async def test_a_topic_the_listing_missed_is_reported_as_existing_not_created(
+    fake_admin: type[FakeAdmin],
+) -> None:
+    first, *rest = (s.name for s in CATALOGUE)
+    fake_admin.codes = {first: 36}  # TOPIC_ALREADY_EXISTS
+    report = await admin.create_topics("127.0.0.1:9", default_partitions=3)
+    assert report.existing == [first]
+    assert report.created == rest
+
+
+async def test_a_topic_the_broker_refuses_stops_with_its_name_and_reason(
+    fake_admin: type[FakeAdmin],
+) -> None:
+    name = CATALOGUE[1].name
+    fake_admin.codes = {name: 38}  # INVALID_REPLICATION_FACTOR
+    with pytest.raises(admin.TopicCreationError, match=f"topic {name}: InvalidReplicationFactor"):
+        await admin.create_topics("127.0.0.1:9", default_partitions=3, replication_factor=3)
