@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from xml.parsers import expat
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.validate import Timeliness, TimePolicy, check_time, span
-from topics.errors import field_errors
+from topics.errors import field_errors, load_yaml_model
 from topics.models import Domain, Report, Severity
 
 if TYPE_CHECKING:
@@ -126,17 +125,7 @@ class CapConfig(BaseModel):
 
 
 def load_config(path: Path) -> CapConfig:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return CapConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = field_errors(exc, "(file)", prefix=f"{path}: ")
-        raise ConfigError("\n".join(lines)) from exc
+    return load_yaml_model(path, CapConfig, ConfigError)
 
 
 # --- Errors ------------------------------------------------------------------------------

@@ -37,12 +37,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.validate import TimePolicy, check_time
 from topics.catalogue import DEADLETTER, INGEST_READINGS
-from topics.errors import field_errors
+from topics.errors import field_errors, load_yaml_model
 from topics.metrics import Metrics
 from topics.models import DeadLetter, Domain, Reading, utcnow
 
@@ -127,17 +126,7 @@ class BridgeConfig(BaseModel):
 
 
 def load_config(path: Path) -> BridgeConfig:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    try:
-        return BridgeConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = field_errors(exc, "(file)", prefix=f"{path}: ")
-        raise ConfigError("\n".join(lines)) from exc
+    return load_yaml_model(path, BridgeConfig, ConfigError)
 
 
 # --- Topic matching ----------------------------------------------------------------------

@@ -4,7 +4,13 @@ answers, config-file errors and the command line."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def error_fields(exc: ValidationError, whole: str = "(message)") -> list[tuple[str, str]]:
@@ -19,3 +25,18 @@ def error_fields(exc: ValidationError, whole: str = "(message)") -> list[tuple[s
 def field_errors(exc: ValidationError, whole: str = "(message)", prefix: str = "") -> list[str]:
     """Each error as '``prefix``field.path: message' (``prefix`` is, say, the file)."""
     return [f"{prefix}{field}: {message}" for field, message in error_fields(exc, whole)]
+
+
+def load_yaml_model(path: Path, model: type[M], error: type[Exception]) -> M:
+    """The YAML file at ``path`` as a ``model``, or ``error`` with one line per problem
+    (unreadable, not YAML, or each invalid field, named)."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error("\n".join(field_errors(exc, "(file)", prefix=f"{path}: "))) from exc
