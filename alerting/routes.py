@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -498,10 +498,6 @@ def matching_routes(route: Route, labels: dict[str, list[str]]) -> list[Route]:
     return found or [route]
 
 
-def receivers_for(config: RoutingConfig, warning: Warning) -> list[ReceiverConfig]:
-    return [r for r, _ in receivers_with_grouping(config, warning)]
-
-
 def receivers_with_grouping(
     config: RoutingConfig, warning: Warning
 ) -> list[tuple[ReceiverConfig, Grouping | None]]:
@@ -548,6 +544,3 @@ def quiet(config: RoutingConfig, channel: Channel, warning: Warning, at: datetim
 def needs_approval(receiver: ReceiverConfig, warning: Warning) -> bool:
     a = receiver.approval
     return a is not None and warning.active and warning.severity.rank >= a.min_severity.rank
-
-
-Decision = Literal["send", "silenced", "inhibited", "quiet"]

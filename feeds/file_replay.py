@@ -31,7 +31,7 @@ not sent.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 if TYPE_CHECKING:
     from alerting.directory import Directory
     from feeds.sink import Sink
+    from pipeline.history import History
     from pipeline.validate import TimePolicy
     from topics.models import Domain, Reading
 
@@ -48,114 +49,25 @@ FEED = "replay"
 
 
 @dataclass(frozen=True)
-class BadLine:
-    path: Path
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: {self.reason}"
-
-
-@dataclass(frozen=True)
 class Planned:
     due: float  # seconds after the start of the replay
     reading: Reading  # as it is sent (shifted, when asked)
 
 
-@dataclass
-class Loaded:
-    readings: list[Reading] = field(default_factory=list)
-    bad: list[BadLine] = field(default_factory=list)
-
-
-def _is_jsonl(path: Path, text: str) -> bool:
-    return path.suffix in (".jsonl", ".ndjson") or text.lstrip().startswith("{")
-
-
-def _jsonl(path: Path, text: str) -> Iterator[Reading | BadLine]:
-    from pydantic import ValidationError
-
-    from topics.errors import field_errors
-    from topics.models import Reading
-
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield Reading.model_validate_json(line)
-        except ValidationError as exc:
-            yield BadLine(path, n, "; ".join(field_errors(exc)))
-
-
-def _csv(
-    path: Path, text: str, domains: Mapping[str, Domain], default: Domain | None
-) -> Iterator[Reading | BadLine]:
-    import csv
-    import io
-
-    from pydantic import ValidationError
-
-    from pipeline.backtest import CSV_COLUMNS
-    from topics.errors import field_errors
-    from topics.models import Reading
-
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        yield BadLine(path, 1, f"CSV needs columns {', '.join(CSV_COLUMNS)}; missing {missing}")
-        return
-    for row in reader:
-        line = reader.line_num  # the physical line, right even after a quoted newline
-        metric = row["metric"]
-        domain = row.get("domain") or default or domains.get(metric)
-        if domain is None:
-            yield BadLine(
-                path,
-                line,
-                f"no domain for metric {metric!r}: add a domain "
-                "column or --domain, or a rule that watches it",
-            )
-            continue
-        try:
-            yield Reading(
-                station_id=row["station_id"],
-                domain=domain,
-                metric=metric,
-                value=row["value"],
-                observed_at=row["observed_at"],
-                unit=row.get("unit") or None,
-                area=row.get("area") or None,
-                source=row.get("source") or None,
-            )
-        except ValidationError as exc:
-            yield BadLine(path, line, "; ".join(field_errors(exc)))
+# A CSV row without a domain, in this command's terms.
+NO_DOMAIN_HINT = "add a domain column or --domain, or a rule that watches it"
 
 
 def read_history(
     paths: Iterable[Path],
     domains: Mapping[str, Domain] | None = None,
     default: Domain | None = None,
-) -> Loaded:
-    """Every reading in ``paths``, and every line that could not be read."""
-    out = Loaded()
-    for path in paths:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            out.bad.append(BadLine(path, 0, f"cannot read: {exc}"))
-            continue
-        rows = (
-            _jsonl(path, text)
-            if _is_jsonl(path, text)
-            else _csv(path, text, domains or {}, default)
-        )
-        for r in rows:
-            if isinstance(r, BadLine):
-                out.bad.append(r)
-            else:
-                out.readings.append(r)
-    return out
+) -> History:
+    """Every reading in ``paths``, and every line that could not be read
+    (:mod:`pipeline.history`, as ``canhbao rules backtest`` reads them)."""
+    from pipeline.history import read_history
+
+    return read_history(paths, domains, default, no_domain_hint=NO_DOMAIN_HINT)
 
 
 def plan(

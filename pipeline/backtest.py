@@ -1,15 +1,11 @@
 """Backtests: replay history through a rule set and summarise what it would have done.
 
-History is CSV (``observed_at,station_id,metric,value`` with ISO-8601 times
-carrying an offset; optional ``domain``, ``area``, ``source`` columns) or JSONL
-of ``Reading``. A line that cannot be read is reported with its number and
-skipped; the rest still runs.
+History is read by :mod:`pipeline.history` (CSV or JSONL). A line that cannot be
+read is reported with its number and skipped; the rest still runs.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import json
 import statistics
@@ -20,9 +16,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from alerting.directory import Directory
+from pipeline import history
 from pipeline.engine import GAPS_KEPT, Engine
 from pipeline.quality import Check
 from pipeline.replay import Replay
@@ -35,82 +30,43 @@ from pipeline.rules.model import (
     _Levelled,
 )
 from topics.durations import format_duration
-from topics.errors import field_errors
-from topics.models import Domain, Reading, Transition, Warning
+from topics.models import Reading, Transition, Warning
 
 FLAP_WINDOW = timedelta(hours=1)
 # A rule raising the same warning more often than this a day on the data given is
 # flapping: alert fatigue, one of the two failures the domain names.
 MAX_RAISES_PER_DAY = 3.0
-CSV_COLUMNS = ("observed_at", "station_id", "metric", "value")
+CSV_COLUMNS = history.CSV_COLUMNS
 
 
 @dataclass
 class LoadResult:
     readings: list[Reading]
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS bad lines
     skipped: int = 0
 
 
-def _domain_for(rules: RuleSet) -> dict[str, Domain]:
-    return {r.selector.metric: r.domain for r in rules.rules if r.selector.metric}
+MAX_ERRORS = 20  # bad lines told one by one; the rest are counted
+NO_DOMAIN_HINT = "no rule watches it and the row has no domain column"
 
 
 def load_history(
     path: Path, rules: RuleSet, progress: Callable[[int, int], None] | None = None
 ) -> LoadResult:
+    """The readings of one history file (:mod:`pipeline.history`). Raises ``OSError``
+    or ``UnicodeDecodeError`` for a file that cannot be read, ``ValueError`` for a CSV
+    without the needed columns."""
     text = path.read_text(encoding="utf-8")
-    total = text.count("\n") or 1
-    domains = _domain_for(rules)
     out = LoadResult([])
-
-    def bad(line: int, msg: str) -> None:
-        out.skipped += 1
-        if len(out.errors) < 20:
-            out.errors.append(f"{path}:{line}: {msg}")
-
-    if path.suffix in (".jsonl", ".ndjson") or text.lstrip().startswith("{"):
-        for n, line in enumerate(text.splitlines(), start=1):
-            if progress and n % 1000 == 0:
-                progress(n, total)
-            if not line.strip():
-                continue
-            try:
-                out.readings.append(Reading.model_validate_json(line))
-            except ValidationError as exc:
-                bad(n, "; ".join(field_errors(exc)))
-        if progress:
-            progress(total, total)
-        return out
-
-    reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ValueError(f"{path}: CSV needs columns {', '.join(CSV_COLUMNS)}; missing {missing}")
-    for n, row in enumerate(reader, start=2):
-        if progress and n % 1000 == 0:
-            progress(n, total)
-        metric = row["metric"]
-        domain = row.get("domain") or domains.get(metric)
-        if domain is None:
-            bad(n, f"no rule watches metric {metric!r} and the row has no domain column")
-            continue
-        try:
-            out.readings.append(
-                Reading(
-                    station_id=row["station_id"],
-                    domain=domain,
-                    metric=metric,
-                    value=row["value"],
-                    observed_at=row["observed_at"],
-                    area=row.get("area") or None,
-                    source=row.get("source") or None,
-                )
-            )
-        except ValidationError as exc:
-            bad(n, "; ".join(field_errors(exc)))
-    if progress:
-        progress(total, total)
+    rows = history.parse(path, text, history.rule_domains(rules),
+                         no_domain_hint=NO_DOMAIN_HINT, progress=progress)  # fmt: skip
+    for r in rows:
+        if isinstance(r, history.BadLine):
+            out.skipped += 1
+            if len(out.errors) < MAX_ERRORS:
+                out.errors.append(str(r))
+        else:
+            out.readings.append(r)
     return out
 
 

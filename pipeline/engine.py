@@ -371,13 +371,6 @@ class Engine:
                 at = max(reading.observed_at, w.updated_at)
                 self._staleness(rule, reading.station_id, seen, 0, at, store, out)
 
-    def evaluate_rule(self, rule: Rule, reading: Reading, store: Store) -> Outputs:
-        """One levelled rule on one reading, without the quality gate (the rule's
-        subject must be the reading's station)."""
-        out = Outputs()
-        self._levelled(rule, reading.station_id, reading, store, out)
-        return out
-
     def _levelled(
         self,
         rule: Rule,

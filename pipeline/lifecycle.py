@@ -339,20 +339,6 @@ def _raise_risk(previous: Warning, command: Command) -> dict[str, Any]:
     return Risk(risk.adjusted(computed, command.risk_by), previous.risk_basis, adjustment).fields()
 
 
-def step(rule: Rule, previous: Warning | None, reading: Reading, ctx: Context) -> Warning | None:
-    """One rule's next state after ``reading``, from the engine itself (no quality
-    gate): a short way to drive a warning through its lifecycle."""
-    from pipeline.engine import Engine
-    from pipeline.rules.loader import RuleSet
-
-    store: dict[str, object] = {}
-    if previous is not None:
-        store[sk.warning_key(previous.warning_id)] = previous.model_dump(mode="json")
-    engine = Engine(RuleSet((rule,)), ctx.directory, exercise=ctx.exercise)
-    out = engine.evaluate_rule(rule, reading, store)
-    return out.warnings[-1] if out.warnings else None
-
-
 def station_areas(rule: Rule, reading: Reading, directory: Directory) -> list[str]:
     if rule.areas:
         return list(rule.areas)

@@ -315,7 +315,7 @@ def syt_entries(p: Plan) -> list[GroupEntry]:
 def test_ungrouped_routes_send_as_today_and_keep_time_for_reminders(
     dap_cau, ctx, make_reading, directory, routing, audiences
 ) -> None:
-    from pipeline.lifecycle import step
+    from tests.helpers import step
 
     flood = step(dap_cau, None, make_reading(4.35), ctx)
     assert flood is not None

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from alerting.routes import Grouping, RoutingError, load_routing, receivers_with_grouping
-from pipeline.lifecycle import Context, step
+from pipeline.lifecycle import Context
 from pipeline.rules.model import Rule
+from tests.helpers import step
 
 REPO = Path(__file__).resolve().parents[2]
 RECEIVERS = """

@@ -1,4 +1,4 @@
-"""The warning lifecycle at Đáp Cầu, driven reading by reading through pipeline.lifecycle.step."""
+"""The warning lifecycle at Đáp Cầu, driven reading by reading through tests.helpers.step."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 
 from alerting.directory import Directory
-from pipeline.lifecycle import KEPT_DIGESTS, Context, settle_version, step, warning_id
+from pipeline.lifecycle import KEPT_DIGESTS, Context, settle_version, warning_id
 from pipeline.rules.model import Rule
+from tests.helpers import step
 from topics.models import LifecycleStatus, Phase, ScopeTier, Severity, Transition, Warning
 
 FLOOD = [3.6, 4.35, 5.38, 6.42, 6.61, 6.15, 5.10, 4.15]

@@ -28,8 +28,9 @@ from alerting.render import (
 from alerting.sms import GSM7_BASIC, GSM7_EXTENSION, is_gsm7
 from alerting.templates import TEMPLATE_DIR, summary
 from canhbao import alerts_cli
-from pipeline.lifecycle import Context, step
+from pipeline.lifecycle import Context
 from pipeline.rules.model import Rule
+from tests.helpers import step
 from topics.models import (
     Agency,
     Area,

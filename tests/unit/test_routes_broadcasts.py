@@ -14,12 +14,12 @@ from alerting.routes import (
     Silence,
     inhibited_by,
     load_routing,
-    receivers_for,
     silenced_by,
 )
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
-from pipeline.lifecycle import Context, step
+from pipeline.lifecycle import Context
 from pipeline.rules.model import Rule
+from tests.helpers import receivers_for, step
 from topics.models import ApprovalAction, ApprovalEvent, Broadcast, BroadcastStatus, Channel
 
 REPO = Path(__file__).resolve().parents[2]

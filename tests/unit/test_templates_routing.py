@@ -10,8 +10,9 @@ from jinja2.exceptions import SecurityError
 
 from alerting.directory import Directory
 from alerting.templates import render, summary
-from pipeline.lifecycle import Context, step
+from pipeline.lifecycle import Context
 from pipeline.rules.model import Rule
+from tests.helpers import step
 from topics.models import Audience, Channel, Notification, Phase, Transition, Warning
 
 REPO = Path(__file__).resolve().parents[2]
