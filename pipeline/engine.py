@@ -389,8 +389,16 @@ class Engine:
         void = beyond is not None and previous is not None and previous.updated_at > beyond
         if beyond is not None and state.get("_ts", float("-inf")) > beyond.timestamp():
             state = {}
-        if previous is not None and reading.observed_at < previous.updated_at and not void:
-            return  # an older reading must not undo a newer decision
+        # An older reading must not undo a newer decision: "newer" by the time of the
+        # reading the rule last decided on, not the warning's time, which an operator's
+        # verify or a report moves to the wall clock (a reading taken before the verify
+        # and delayed by its link still counts).
+        decided = state.get("_decided")
+        if previous is not None and (decided is None or decided > previous.updated_at.timestamp()):
+            # State from before "_decided", or a decision since superseded.
+            decided = previous.updated_at.timestamp()
+        if decided is not None and reading.observed_at.timestamp() < decided and not void:
+            return
         if beyond is not None:
             state["_ts"] = max(state.get("_ts", float("-inf")), reading.observed_at.timestamp())
         m = measure(rule, state, reading, self.area_of(reading), self.rules.baselines)
@@ -445,6 +453,8 @@ class Engine:
                 }
             )
         if w is not None:
+            state["_decided"] = reading.observed_at.timestamp()
+            store[ekey] = state
             self._save(store, w, out)
 
     # -- staleness and the clock ------------------------------------------------------

@@ -211,3 +211,25 @@ def test_a_status_command_after_the_all_clear_does_not_revive_the_warning(
     assert nxt.transition is Transition.RAISED
     assert nxt.status is LifecycleStatus.NEW
     assert nxt.raised_at == T0 + timedelta(minutes=120)
+
+
+def test_a_reading_taken_before_a_verify_but_arriving_after_it_still_escalates(
+    engine: Engine, store: dict[str, Any]
+) -> None:
+    """The operator verifies at 00:15; the gauge's 00:10 reading (level II) arrives a
+    moment later, delayed by its link. The verify moved the warning's time, not the
+    river's: the reading is newer than anything the rule decided on, and must count."""
+    _apply(engine, store, _cmd("verify", minutes=15))
+    (w,) = engine.on_reading(_level(5.5, 10), store).warnings
+    assert w.level == 2
+    assert w.transition is Transition.ESCALATED
+    assert w.status is LifecycleStatus.VERIFIED  # the verify still stands
+
+
+def test_a_reading_older_than_the_one_that_decided_is_still_ignored(
+    engine: Engine, store: dict[str, Any]
+) -> None:
+    (w,) = engine.on_reading(_level(5.5, 20), store).warnings
+    assert w.level == 2
+    # A late reading from before the escalation cannot undo it.
+    assert engine.on_reading(_level(3.0, 10), store).warnings == []
