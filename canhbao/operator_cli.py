@@ -20,9 +20,9 @@ from alerting import grouping
 from alerting.routes import Silence
 from alerting.templates import VIETNAM
 from canhbao.settings import get_settings
-from pipeline.agents.group import stored_group
-from pipeline.agents.store import without_bookkeeping
 from pipeline.rules.model import _parse_duration
+from pipeline.worker.stages.group import stored_group
+from pipeline.worker.store import without_bookkeeping
 from topics.catalogue import (
     APPROVALS,
     CONTROL_SILENCES,

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pydantic import ValidationError
 
@@ -31,7 +31,6 @@ from topics.models import DeadLetter, DrillClock, Reading, Report
 
 if TYPE_CHECKING:
     from alerting.directory import Directory
-    from canhbao.settings import Settings
 
 MAX_READING_BYTES = 64 * 1024
 
@@ -47,6 +46,18 @@ class Timeliness(StrEnum):
     HISTORICAL = "historical"  # older than the live lateness bound: history, not live
 
 
+class TimeSettings(Protocol):
+    """The settings a :class:`TimePolicy` is made from (``canhbao.settings.Settings``),
+    named here so that this module needs nothing from the layer above."""
+
+    @property
+    def max_clock_skew(self) -> float: ...
+    @property
+    def max_lateness(self) -> float: ...
+    @property
+    def earliest_observed_at(self) -> datetime: ...
+
+
 @dataclass(frozen=True)
 class TimePolicy:
     """The clock-skew bound, the live lateness bound and the floor for absurd pasts
@@ -57,7 +68,7 @@ class TimePolicy:
     earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TimePolicy:
+    def from_settings(cls, settings: TimeSettings) -> TimePolicy:
         return cls(
             max_skew=timedelta(seconds=settings.max_clock_skew),
             max_lateness=timedelta(seconds=settings.max_lateness),
