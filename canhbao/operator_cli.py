@@ -58,6 +58,7 @@ class StateReader(Generic[T]):
     reported and skipped, never fatal."""
 
     def __init__(self, bootstrap: str, topic: str, parse: Callable[[dict[str, Any]], T]) -> None:
+        self.bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
         self.topic = topic
         self.parse = parse
@@ -65,7 +66,7 @@ class StateReader(Generic[T]):
 
     async def __aenter__(self) -> StateReader[T]:
         await self.consumer.start()
-        tps = await partitions(self.consumer, self.topic)
+        tps = await partitions(self.bootstrap, self.topic)
         if tps:
             self.consumer.assign(tps)
             await self.consumer.seek_to_beginning(*tps)

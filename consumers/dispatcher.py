@@ -117,7 +117,7 @@ class Ledger:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
         await consumer.start()
         try:
-            tps = await partitions(consumer, STATE_DELIVERIES)
+            tps = await partitions(bootstrap, STATE_DELIVERIES)
             if not tps:
                 return
             consumer.assign(tps)
