@@ -194,7 +194,7 @@ def build_app(config: WorkerConfig, bootstrap: str, rules: RuleSet, metrics: Met
         correlate=Out(app, CORRELATE_WARNINGS),
         regroup=Out(app, REGROUP_READINGS),
         commands=Out(app, COMMANDS),
-        clock=Out(app, CLOCK),
+        ticks=Out(app, CLOCK),
         dead=dead,
         metrics=metrics,
         partitions=n,

@@ -117,7 +117,7 @@ class Stage:
             correlate=To(log, catalogue.CORRELATE_WARNINGS),
             regroup=To(log, catalogue.REGROUP_READINGS),
             commands=To(log, COMMANDS),
-            clock=To(log, catalogue.CLOCK),
+            ticks=To(log, catalogue.CLOCK),
             dead=DeadLetters(To(log, catalogue.DEADLETTER).send, metrics),
             metrics=metrics,
             partitions=3,

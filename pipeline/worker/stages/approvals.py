@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 from alerting import broadcast as rules
 from alerting.audiences import Audiences
 from alerting.notify import Renderer, cancel_notifications, citizen_notifications
+from pipeline.worker.stages import Clock, wall_clock
 from pipeline.worker.store import TableStore
 from pipeline.worker.writers import Writer
 from topics.catalogue import CLOCK
@@ -54,6 +54,7 @@ class ApprovalStage:
         notifications: Mapping[Channel, Writer],
         dead: DeadLetters,
         metrics: Metrics,
+        clock: Clock = wall_clock,
     ) -> None:
         self.audiences = audiences
         self.render = render
@@ -61,6 +62,7 @@ class ApprovalStage:
         self.changelog = changelog
         self.notifications = notifications
         self.dead = dead
+        self.clock = clock
         self.broadcasts = metrics.broadcasts
 
     async def send_all(self, notes: list[Notification]) -> None:
@@ -108,7 +110,7 @@ class ApprovalStage:
                         " and ".join(b.approvals), len(notes))  # fmt: skip
             await self.send_all(notes)
         if step.cancel_sent:
-            when = ev.at if ev.at.tzinfo else datetime.now(UTC)
+            when = ev.at if ev.at.tzinfo else self.clock()
             await self.send_all(cancel_notifications(b, ev.reason, self.audiences, when))
         # A first approval leaves the broadcast pending: count it as such.
         first_approval = ev.action is ApprovalAction.APPROVE and b.status is BroadcastStatus.PENDING
@@ -126,7 +128,7 @@ class ApprovalStage:
         # `canhbao simulate` ticks in scenario time, hours ahead of the wall
         # clock, and the operators' 30 minutes are real minutes (expires_at
         # is set from the wall clock when the broadcast is requested).
-        now = datetime.now(UTC)
+        now = self.clock()
         for key in store.own_keys():
             current = load(store, key)
             expired = rules.expire(current, now) if current else None

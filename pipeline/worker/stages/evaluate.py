@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from pipeline.engine import Engine, Outputs, areas_of
 from pipeline.lifecycle import PUBLISHED
+from pipeline.worker.stages import Clock, wall_clock
 from pipeline.worker.store import TableStore
 from pipeline.worker.writers import Writer
 from topics.catalogue import (
@@ -89,9 +89,10 @@ class EvaluateStage:
         correlate: Writer,
         regroup: Writer,
         commands: Writer,
-        clock: Writer,
+        ticks: Writer,
         dead: DeadLetters,
         metrics: Metrics,
+        clock: Clock = wall_clock,
         partitions: int,
     ) -> None:
         self.holder = holder
@@ -101,8 +102,9 @@ class EvaluateStage:
         self.correlate = correlate
         self.regroup = regroup
         self.commands = commands
-        self.clock = clock
+        self.ticks = ticks
         self.dead = dead
+        self.clock = clock
         self.metrics = metrics
         self.partitions = partitions
         self.evaluated = {d: metrics.readings_evaluated.labels(d.value) for d in Domain}
@@ -154,11 +156,9 @@ class EvaluateStage:
         if isinstance(parsed, Reading):
             self.evaluated[parsed.domain].inc()
             if msg.topic == REGROUP_READINGS:
-                out = engine.on_reading(
-                    parsed, store, now=datetime.now(UTC), mode="grouped", key=key
-                )
+                out = engine.on_reading(parsed, store, now=self.clock(), mode="grouped", key=key)
             else:
-                out = engine.on_reading(parsed, store, now=datetime.now(UTC), mode="station")
+                out = engine.on_reading(parsed, store, now=self.clock(), mode="station")
         elif isinstance(parsed, Warning):
             out = engine.on_warning(parsed, key, store, parsed.updated_at)
         elif isinstance(parsed, Report):
@@ -170,7 +170,7 @@ class EvaluateStage:
             ).inc()
         else:
             # The wall clock tells a backlog being caught up from a silence.
-            out = engine.on_tick(parsed.at, store, store.own_keys(), wall=datetime.now(UTC))
+            out = engine.on_tick(parsed.at, store, store.own_keys(), wall=self.clock())
         outputs.append((out, msg, raw))
 
     async def publish(self, out: Outputs, msg: Record, raw: bytes | None, sent: list[Any]) -> None:
@@ -208,6 +208,6 @@ class EvaluateStage:
 
     async def tick(self) -> None:
         """One clock tick per partition: each worker then handles the keys it owns."""
-        body = Tick(at=datetime.now(UTC)).to_bytes()
+        body = Tick(at=self.clock()).to_bytes()
         for partition in range(self.partitions):
-            await self.clock.send(None, body, partition)
+            await self.ticks.send(None, body, partition)

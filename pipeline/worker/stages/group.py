@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from alerting import grouping
 from alerting.notify import FlushRenderer, flush_notification, hold_reason
 from alerting.routes import RoutingConfig
+from pipeline.worker.stages import Clock, wall_clock
 from pipeline.worker.stages.route import Views
 from pipeline.worker.store import TableStore
 from pipeline.worker.writers import Writer
@@ -102,6 +103,7 @@ class GroupStage:
         notifications: Mapping[Channel, Writer],
         dead: DeadLetters,
         metrics: Metrics,
+        clock: Clock = wall_clock,
     ) -> None:
         self.routing = routing
         self.render = render
@@ -110,6 +112,7 @@ class GroupStage:
         self.changelog = changelog
         self.notifications = notifications
         self.dead = dead
+        self.clock = clock
         self.metrics = metrics
 
     def held(self, channel: Channel, now: datetime) -> grouping.Held:
@@ -162,7 +165,7 @@ class GroupStage:
         """A group entry or a tick; the groups' changes are on the changelog on return."""
         raw = raw or b""
         store = GroupStore(self.table, msg.partition, self.changelog)
-        now = datetime.now(UTC)
+        now = self.clock()
         if msg.topic == CLOCK:
             for key in store.due_keys(now):
                 await self.step(store, key, None, now)

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -20,6 +20,7 @@ from alerting.audiences import Audiences
 from alerting.directory import Directory
 from alerting.notify import Renderer, plan
 from alerting.routes import RoutingConfig, Silence
+from pipeline.worker.stages import Clock, wall_clock
 from pipeline.worker.writers import Writer
 from topics.catalogue import CONTROL_SILENCES, WARNINGS
 from topics.kafka import DeadLetters, Record
@@ -43,7 +44,8 @@ class Views:
     their topics from the start with no consumer group; ``ready`` is set once they
     have caught up with what was there at start."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = wall_clock) -> None:
+        self.clock = clock
         self.active: dict[str, Warning] = {}
         self.silences: dict[str, Silence] = {}
         self.latest: dict[str, tuple[int, datetime]] = {}
@@ -56,7 +58,7 @@ class Views:
             self.active.pop(w.warning_id, None)
         seen = self.latest.get(w.warning_id)
         if seen is None or w.version > seen[0]:
-            self.latest[w.warning_id] = (w.version, datetime.now(UTC))
+            self.latest[w.warning_id] = (w.version, self.clock())
 
     def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         try:
@@ -115,6 +117,7 @@ class RouteStage:
         approvals: Writer,
         dead: DeadLetters,
         metrics: Metrics,
+        clock: Clock = wall_clock,
     ) -> None:
         self.routing = routing
         self.directory = directory
@@ -126,6 +129,7 @@ class RouteStage:
         self.receipts = receipts
         self.approvals = approvals
         self.dead = dead
+        self.clock = clock
         self.metrics = metrics
 
     async def handle(self, msg: Record, raw: bytes | None) -> None:
@@ -138,7 +142,7 @@ class RouteStage:
             return
         views = self.views
         views.apply_warning(warning)
-        now = datetime.now(UTC)
+        now = self.clock()
         p = plan(
             warning, self.routing, self.directory, self.audiences, self.render,
             active=list(views.active.values()), silences=list(views.silences.values()),

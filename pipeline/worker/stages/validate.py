@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 
 from alerting.directory import Directory
 from pipeline.validate import Refused, TimePolicy, check_reading, check_report
+from pipeline.worker.stages import Clock, wall_clock
 from pipeline.worker.writers import Writer
 from topics.kafka import DeadLetters, Record, commit_owned
 from topics.metrics import Metrics
@@ -47,12 +47,14 @@ class ValidateStage:
         reports: Writer,
         dead: DeadLetters,
         metrics: Metrics,
+        clock: Clock = wall_clock,
     ) -> None:
         self.policy = policy
         self.directory = directory
         self.readings = readings
         self.reports = reports
         self.dead = dead
+        self.clock = clock
         self.metrics = metrics
         self.accepted = {d: metrics.readings_accepted.labels(d.value) for d in Domain}
 
@@ -64,7 +66,7 @@ class ValidateStage:
         """Validate a batch and send every output at once; returns when the broker has
         acknowledged them all (one round trip per batch, not per reading)."""
         sent: list[Any] = []
-        now = datetime.now(UTC)
+        now = self.clock()
         for record in records:
             result = check_reading(
                 record.value, key=record.key, now=now, policy=self.policy, directory=self.directory
@@ -91,9 +93,7 @@ class ValidateStage:
 
     async def handle_report(self, record: Record, raw: bytes | None) -> None:
         """One report: to every commune it names, or to the dead letters with why."""
-        result = check_report(
-            raw, now=datetime.now(UTC), policy=self.policy, directory=self.directory
-        )
+        result = check_report(raw, now=self.clock(), policy=self.policy, directory=self.directory)
         if isinstance(result, Refused):
             self.refused("report", result, record.offset)
             letter = result.letter(
