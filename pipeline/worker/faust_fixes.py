@@ -246,8 +246,7 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         # Item 1: the driver passes no fetch wait of ours; aiokafka reads this at start.
-        # Proven by the worker's latency on Tansu (tests/integration/test_rules_live.py
-        # waits for warnings well within a second of fetch wait).
+        # Proven by test_the_worker_consumer_waits_as_configured.
         consumer = super()._create_worker_consumer(transport)
         wait = getattr(self.app, "fetch_max_wait_ms", None)  # set on canhbao apps
         if wait is not None:
@@ -421,7 +420,7 @@ def producer_of(app: faust.App) -> Any:
 # writes go through a buffer whose flush can return early). Faust's table then must
 # still know which partition a key came from, to drop it when that partition is
 # revoked: its store keeps that in ``_key_partition``. Proven by
-# tests/unit/test_evaluate_stage.py (state recovered from the changelog) and
+# test_a_revoked_partitions_state_leaves_the_workers_table, and under load by
 # tests/integration/test_scale_out.py (partitions moving between workers).
 
 

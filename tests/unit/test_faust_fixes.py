@@ -501,3 +501,41 @@ def test_the_worker_keeps_its_log_level() -> None:
     worker.on_setup_root_logger(logger, logging.WARNING)
     assert worker.spinner is None
     assert logger.level == logging.WARNING
+
+
+# -- the fetch wait and the tables' local data --------------------------------------
+
+
+def test_the_worker_consumer_waits_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faust's driver hard-codes 1.5 s, the floor of a quiet partition's latency.
+    from faust.transport.drivers import aiokafka as driver
+
+    created = SimpleNamespace(_fetch_max_wait_ms=1500)
+    monkeypatch.setattr(
+        driver.AIOKafkaConsumerThread, "_create_worker_consumer", lambda self, transport: created
+    )
+    t = object.__new__(ConsumerThread)
+    t.app = SimpleNamespace(fetch_max_wait_ms=10)  # type: ignore[assignment]
+    assert t._create_worker_consumer(None) is created
+    assert created._fetch_max_wait_ms == 10
+
+
+async def test_a_revoked_partitions_state_leaves_the_workers_table() -> None:
+    from pipeline.worker.store import TableStore
+    from pipeline.worker.writers import MemoryWriter
+
+    app = worker_app(Settings())
+    table = app.tables["state"]
+    changelog = MemoryWriter("canhbao.state.evaluate")
+    TableStore(table, 2, changelog)["w|revoked"] = {"level": 2}
+    TableStore(table, 0, changelog)["w|kept"] = {"level": 1}
+    # Faust, after a rebalance that left this worker partition 0 only.
+    await table.data.on_recovery_completed({TP("canhbao.state.evaluate", 0)}, set())
+    assert "w|revoked" not in table.data and table.data["w|kept"]["level"] == 1
+    # A deletion is a tombstone on the changelog, on the key's partition.
+    store = TableStore(table, 0, changelog)
+    del store["w|kept"]
+    await store.flush()
+    assert "w|kept" not in table.data
+    last = changelog.records[-1]
+    assert (last.key, last.value, last.partition) == (b'"w|kept"', None, 0)
