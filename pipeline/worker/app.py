@@ -50,7 +50,8 @@ from topics.catalogue import (
 from topics.metrics import Metrics
 from topics.models import Channel, Domain
 
-Stage = Callable[[Any, bytes | None], Awaitable[None]]
+#: A stage's handler of one record: ``(message, value)``.
+Handler = Callable[[Any, bytes | None], Awaitable[None]]
 
 
 def raw_topic(app: faust.App, *names: str) -> faust.TopicT:
@@ -106,7 +107,7 @@ class App(WorkerApp):
             await asyncio.gather(*edges, return_exceptions=True)
         await super().on_stop()
 
-    def stage_agent(self, source: faust.TopicT, name: str, handle: Stage) -> None:
+    def stage_agent(self, source: faust.TopicT, name: str, handle: Handler) -> None:
         """An agent that hands each event of ``source`` to ``handle``, one at a time."""
 
         async def agent(stream: faust.StreamT[Any]) -> None:
