@@ -20,8 +20,8 @@ from alerting import grouping
 from alerting.routes import Silence
 from alerting.templates import VIETNAM
 from canhbao.settings import get_settings
-from pipeline.agents.group import stored_group
-from pipeline.agents.store import without_bookkeeping
+from pipeline.worker.stages.group import stored_group
+from pipeline.worker.store import without_bookkeeping
 from topics.catalogue import (
     APPROVALS,
     CONTROL_SILENCES,

@@ -4,13 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
+from alerting.audiences import Audiences
+from alerting.directory import Directory
+from alerting.routes import load_routing
 from canhbao import control, metrics
 from canhbao.settings import Settings
 from pipeline.rules.loader import RuleError, RuleSet, compile_rules, load_rules
+from pipeline.validate import TimePolicy
+from pipeline.worker.config import WorkerConfig
 from topics.admin import create_topics
+from topics.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    """The worker's configuration from ``settings``, its files loaded (the directory,
+    the audiences, the routing tree: loaded once and shared, the subscriber lists can
+    be large)."""
+    directory = Directory.load(settings.geography_path, settings.directory_path)
+    return WorkerConfig(
+        app_id=settings.app_id,
+        partitions=settings.partitions,
+        replication_factor=settings.replication_factor,
+        group_instance_id=settings.group_instance_id,
+        rebalance_timeout=settings.rebalance_timeout,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        batch_size=settings.batch_size,
+        batch_wait=settings.batch_wait,
+        tick_interval=settings.tick_interval,
+        data_dir=settings.data_dir / "worker" / settings.app_id,
+        exercise=settings.exercise,
+        max_clock_skew=timedelta(seconds=settings.max_clock_skew),
+        time_policy=TimePolicy(
+            max_skew=timedelta(seconds=settings.max_clock_skew),
+            max_lateness=timedelta(seconds=settings.max_lateness),
+            earliest=settings.earliest_observed_at,
+        ),
+        directory=directory,
+        audiences=Audiences.load(settings.audiences_path),
+        routing=load_routing(settings.routes_path),
+    )
 
 
 async def initial_rules(settings: Settings, bootstrap: str) -> RuleSet:
@@ -29,9 +65,10 @@ async def initial_rules(settings: Settings, bootstrap: str) -> RuleSet:
 
 
 def run_worker(settings: Settings, bootstrap: str) -> None:
-    import faust
+    from pipeline.worker.app import build_app
+    from pipeline.worker.faust_fixes import QuietWorker, check_versions
 
-    from pipeline.app import build_app
+    check_versions()  # before anything touches the cluster
 
     async def prepare() -> RuleSet:
         # Topics first, with the catalogue's partitions and cleanup policies, so
@@ -43,17 +80,10 @@ def run_worker(settings: Settings, bootstrap: str) -> None:
         )
         return await initial_rules(settings, bootstrap)
 
+    config = worker_config(settings)
     rules = asyncio.run(prepare())
     asyncio.set_event_loop(asyncio.new_event_loop())
-    app = build_app(settings, bootstrap, rules)
+    app = build_app(config, bootstrap, rules, Metrics.default())
     metrics.serve(settings.metrics_port)
-
-    class Worker(faust.Worker):
-        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-            # No terminal spinner: Faust's sets the root logger to DEBUG so that it
-            # can spin on every record, which makes every debug call in aiokafka and
-            # Faust build a log record nobody reads (a few % of the worker's CPU).
-            self.spinner = None
-
-    worker = Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = QuietWorker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

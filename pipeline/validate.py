@@ -31,7 +31,6 @@ from topics.models import DeadLetter, DrillClock, Reading, Report
 
 if TYPE_CHECKING:
     from alerting.directory import Directory
-    from canhbao.settings import Settings
 
 MAX_READING_BYTES = 64 * 1024
 
@@ -55,14 +54,6 @@ class TimePolicy:
     max_skew: timedelta = timedelta(minutes=5)
     max_lateness: timedelta = timedelta(hours=6)
     earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TimePolicy:
-        return cls(
-            max_skew=timedelta(seconds=settings.max_clock_skew),
-            max_lateness=timedelta(seconds=settings.max_lateness),
-            earliest=settings.earliest_observed_at,
-        )
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import yaml
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-import canhbao.metrics as metrics
-from pipeline.agents.control import apply_doc
+from pipeline.worker.stages.control import RulesControl
+from topics.metrics import Metrics
 from topics.models import DeliveryOutcome
 
 PROMETHEUS = Path(__file__).resolve().parent.parent / "infra" / "prometheus"
@@ -20,7 +20,7 @@ PROMETHEUS = Path(__file__).resolve().parent.parent / "infra" / "prometheus"
 def exported() -> dict[str, tuple[str, ...]]:
     """Every series name canhbao exports, with its label names."""
     names: dict[str, tuple[str, ...]] = {}
-    for value in vars(metrics).values():
+    for value in vars(Metrics(CollectorRegistry())).values():
         if isinstance(value, Counter):
             names[value._name + "_total"] = tuple(value._labelnames)
         elif isinstance(value, Histogram):
@@ -65,7 +65,8 @@ def test_the_refused_rules_alert_fires_on_what_a_refused_rule_set_records() -> N
     found = re.search(r'outcome="(\w+)"', str(rule["expr"]))
     assert found is not None
     labels = {"outcome": found[1]}
-    before = REGISTRY.get_sample_value("canhbao_rules_reloads_total", labels) or 0
     holder = SimpleNamespace(engine=SimpleNamespace(rules=SimpleNamespace(version="v1")))
-    assert apply_doc(holder, b"not a rule set") is False  # type: ignore[arg-type]
-    assert REGISTRY.get_sample_value("canhbao_rules_reloads_total", labels) == before + 1
+    own = Metrics(CollectorRegistry())
+    control = RulesControl(holder, own)  # type: ignore[arg-type]
+    assert control.apply_doc(b"not a rule set") is False
+    assert own.registry.get_sample_value("canhbao_rules_reloads_total", labels) == 1

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from topics.catalogue import CONTROL_RULES
@@ -31,11 +32,26 @@ def membership(rebalance_timeout_ms: int) -> dict[str, int]:
     }
 
 
-async def partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """The partitions of ``topic``, asking the cluster: a consumer without a group
-    subscription has no metadata for it (Kafka sends only what is asked for)."""
-    cluster = await consumer._client.fetch_all_metadata()
-    return [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or [])]
+async def partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (none when it does not exist), asking the cluster:
+    a consumer without a group subscription has no metadata for it (Kafka sends only
+    what is asked for), and aiokafka's consumer has no public call that fetches it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        return await topic_partitions(admin, topic)
+    finally:
+        await admin.close()
+
+
+async def topic_partitions(admin: AIOKafkaAdminClient, topic: str) -> list[TopicPartition]:
+    """:func:`partitions` through a started admin client. Every topic is described, not
+    just this one: naming it could make a broker with ``auto.create.topics.enable``
+    create it, with the broker's defaults."""
+    described = await admin.describe_topics()
+    found = next((t for t in described if t["topic"] == topic and not t["error_code"]), None)
+    numbers = sorted(p["partition"] for p in found["partitions"]) if found else []
+    return [TopicPartition(topic, n) for n in numbers]
 
 
 async def commit_owned(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]) -> bool:
@@ -158,6 +174,7 @@ class TopicReader:
     ) -> None:
         self.topic = topic
         self.on_record = on_record
+        self._bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
         )
@@ -173,7 +190,7 @@ class TopicReader:
         return self
 
     async def _assign(self) -> None:
-        self._tps = await partitions(self.consumer, self.topic)
+        self._tps = await partitions(self._bootstrap, self.topic)
         if self._tps:
             self.consumer.assign(self._tps)
             await self.consumer.seek_to_beginning(*self._tps)

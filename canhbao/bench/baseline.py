@@ -38,7 +38,7 @@ async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
     )
     await consumer.start()
     try:
-        parts = await partitions(consumer, topic)
+        parts = await partitions(bootstrap, topic)
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         seen = 0

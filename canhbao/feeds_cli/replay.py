@@ -72,8 +72,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from datetime import UTC
 
     from alerting.directory import ConfigError, Directory
-    from canhbao.metrics import FEED_REFUSED
     from canhbao.settings import get_settings
+    from topics.metrics import Metrics
 
     try:
         default = Domain(args.domain) if args.domain else None
@@ -105,7 +105,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     kept = {id(r) for r in screened.kept}
     planned = [p for p in planned if id(p.reading) in kept]
     for code, n in screened.refused.items():
-        FEED_REFUSED.labels(FEED, code).inc(n)
+        Metrics.default().feed_refused.labels(FEED, code).inc(n)
     for line in screened.lines(policy):
         logging.getLogger(__name__).warning("replay: %s", line)
     if args.dry_run:

@@ -17,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from canhbao.broker import embedded_env, rebalance_timeout
 from topics.admin import create_topics
-from topics.kafka import partitions
+from topics.kafka import topic_partitions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,7 +133,7 @@ async def group_lag(
 ) -> dict[int, int]:
     """Per partition of ``topic``, how many records consumer group ``group`` has not
     committed yet (the whole partition when it has committed nothing)."""
-    tps = await partitions(consumer, topic)
+    tps = await topic_partitions(admin, topic)
     ends = await consumer.end_offsets(tps)
     committed = await admin.list_consumer_group_offsets(group, partitions=tps)
     done = {

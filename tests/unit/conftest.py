@@ -141,3 +141,28 @@ def make_engine(directory: Directory, compile_yaml: Callable[..., RuleSet]) -> C
         return Engine(compile_yaml(*bodies, files=files), directory)
 
     return build
+
+
+def worker_app(settings: Any) -> Any:
+    """The worker's Faust app as ``canhbao worker`` builds it from ``settings`` (on a
+    broker that is never reached, with metrics of its own)."""
+    from prometheus_client import CollectorRegistry
+
+    from canhbao.worker import worker_config
+    from pipeline.worker.app import build_app
+    from topics.metrics import Metrics
+
+    return build_app(
+        worker_config(settings),
+        "127.0.0.1:9",
+        load_rules(settings.rules_path),
+        Metrics(CollectorRegistry()),
+    )
+
+
+class MemoryTable(dict[str, Any]):
+    """A Faust table as a stage sees it, in a dict: its local data is itself."""
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self

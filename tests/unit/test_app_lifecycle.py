@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from canhbao.settings import Settings
-from pipeline.app import App, build_app
-from pipeline.rules.loader import load_rules
+from pipeline.worker.app import App
+from tests.unit.conftest import worker_app
 
 
 def test_worker_files_go_under_the_data_dir(
@@ -21,7 +21,7 @@ def test_worker_files_go_under_the_data_dir(
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     settings = Settings(data_dir=tmp_path / "data", app_id="canhbao-bench-1a2b3c")
-    app = build_app(settings, "127.0.0.1:9", load_rules(settings.rules_path))
+    app = worker_app(settings)
     assert Path(app.conf.datadir) == tmp_path / "data" / "worker" / "canhbao-bench-1a2b3c"
     assert Path(app.conf.datadir).is_dir()  # Faust would not make the parents
     assert Path(app.conf.tabledir).is_relative_to(tmp_path / "data")

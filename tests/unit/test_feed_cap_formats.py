@@ -496,7 +496,7 @@ async def test_the_bounds_are_the_pipelines_settings(
     """CANHBAO_MAX_LATENESS and CANHBAO_MAX_CLOCK_SKEW move CAP's bounds with everyone's."""
     monkeypatch.setenv("CANHBAO_MAX_LATENESS", str(3 * 86400))
     monkeypatch.setenv("CANHBAO_MAX_CLOCK_SKEW", "30")
-    policy = TimePolicy.from_settings(Settings())
+    policy = Settings().time_policy()
     ingest = CapIngest(
         sink, areas, config=CONFIG, rules=ReportRules.of(ruleset), policy=policy, clock=lambda: NOW
     )

@@ -14,11 +14,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from alerting.directory import Directory
 from canhbao.cli import main
-from canhbao.metrics import FEED_REFUSED
 from feeds.apikeys import KeyFileError, KeyStore, Source, add_source, hash_key, read_key_file
 from feeds.http_api import IngestAPI
 from feeds.sink import MemorySink
 from topics.catalogue import DEADLETTER, INGEST_READINGS, INGEST_REPORTS
+from topics.metrics import Metrics
 from topics.models import DeadLetter, Domain, Reading
 
 GAUGE_KEY = "gauge-key-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -384,7 +384,7 @@ async def test_history_is_refused_and_the_api_says_why(
     """Issue 15: replaying old data must never page anyone; the API refuses readings
     older than the live lateness bound as history, says so and counts it."""
     client, sink = await serve(now=NOW + timedelta(days=400))
-    before = FEED_REFUSED.labels("http", "historical")._value.get()
+    before = Metrics.default().feed_refused.labels("http", "historical")._value.get()
     with caplog.at_level(logging.WARNING, logger="feeds.http_api"):
         resp = await client.post("/v1/readings", json=[reading(), reading()], headers=bearer())
     assert resp.status == 400
@@ -393,7 +393,7 @@ async def test_history_is_refused_and_the_api_says_why(
     assert "backtest" in body["detail"]
     message = refusals(body)[0]["observed_at"]
     assert "old" in message and "live lateness bound of 6 h" in message
-    assert FEED_REFUSED.labels("http", "historical")._value.get() == before + 2
+    assert Metrics.default().feed_refused.labels("http", "historical")._value.get() == before + 2
     assert "2 historical" in caplog.text
     assert sink.sent == []
 

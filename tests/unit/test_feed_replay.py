@@ -177,7 +177,9 @@ def test_a_backfill_does_not_send_history_and_says_so(
     """Issue 15: replaying old data sent live warnings. Readings older than the live
     lateness bound are not sent (the pipeline would refuse them too), the replay says
     how many and why, counts them, and exits 1; the recent ones still go."""
-    from canhbao.metrics import FEED_REFUSED
+    from topics.metrics import Metrics
+
+    FEED_REFUSED = Metrics.default().feed_refused
 
     now = datetime.now(UTC)
     rows = [

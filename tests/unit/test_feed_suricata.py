@@ -344,7 +344,9 @@ async def test_an_old_log_read_from_the_start_sends_no_history_and_says_so(
     IDS warnings dated years ago. Events older than the live lateness bound are not
     sent (the file keeps them), the tailer logs how many and counts them; events of
     the present still go, and one dated far ahead is dead-lettered as a bad line."""
-    from canhbao.metrics import FEED_REFUSED
+    from topics.metrics import Metrics
+
+    FEED_REFUSED = Metrics.default().feed_refused
 
     years_later = NOW + timedelta(days=3 * 365)
     live_at = years_later - timedelta(minutes=2)

@@ -209,7 +209,7 @@ def test_the_bounds_are_settings(reading_dict) -> None:
     from canhbao.settings import Settings
 
     settings = Settings(max_clock_skew=30, max_lateness=3600, earliest_observed_at=NOW)
-    policy = TimePolicy.from_settings(settings)
+    policy = settings.time_policy()
     assert policy.max_skew == timedelta(seconds=30)
     assert check_time(NOW + timedelta(minutes=1), NOW, policy) is not None
     late = check_time(NOW - timedelta(hours=2), NOW + timedelta(hours=3), policy)

@@ -8,7 +8,7 @@ The groups live in a changelog-backed Faust table (``canhbao.state.groups``,
 compacted, JSON), so a restarted worker rebuilds them before it goes on. Clock ticks
 (``canhbao.clock``, one per partition, every ``tick_interval``) flush them by time
 when no warning arrives; that interval is also the timers' resolution. As in
-:mod:`pipeline.agents.evaluate`, outputs are sent and acknowledged before the state is
+:mod:`pipeline.worker.stages.evaluate`, outputs are sent and acknowledged before the state is
 written: a crash in between sends the same flush again under the same notification
 id, which the dispatcher's ledger drops.
 """
@@ -16,29 +16,22 @@ id, which the dispatcher's ledger drops.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-import faust
 from pydantic import ValidationError
 
 from alerting import grouping
 from alerting.notify import FlushRenderer, flush_notification, hold_reason
-from alerting.routes import RoutingConfig, load_routing
-from canhbao.metrics import (
-    GROUP_FLUSHES,
-    GROUP_MEMBERS_LEFT,
-    NOTIFICATIONS_ROUTED,
-)
-from canhbao.settings import Settings
-from pipeline.agents.route import Views
-from pipeline.agents.store import TableStore, json_table
-from topics.catalogue import (
-    CLOCK,
-    GROUP_NOTIFICATIONS,
-    STATE_GROUPS,
-    notifications_topic,
-)
+from alerting.routes import RoutingConfig
+from pipeline.worker.stages import Clock, wall_clock
+from pipeline.worker.stages.route import Views
+from pipeline.worker.store import TableStore
+from pipeline.worker.writers import Writer
+from topics.catalogue import CLOCK
+from topics.kafka import DeadLetters, Record
+from topics.metrics import Metrics
 from topics.models import Channel, GroupEntry, Warning
 
 log = logging.getLogger(__name__)
@@ -55,8 +48,8 @@ class GroupStore:
     """One partition's groups, typed, on the shared :class:`TableStore` (partition
     bookkeeping, tombstones, a changelog flush that waits for the broker)."""
 
-    def __init__(self, table: Any, partition: int) -> None:
-        self.store = TableStore(table, partition)
+    def __init__(self, table: Any, partition: int, changelog: Writer) -> None:
+        self.store = TableStore(table, partition, changelog)
 
     def get(self, key: str) -> grouping.Group | None:
         raw = self.store.get(key)
@@ -94,74 +87,93 @@ class GroupStore:
         await self.store.flush()
 
 
-def register(app: faust.App, settings: Settings, render: FlushRenderer, views: Views) -> None:
-    from pipeline.app import DeadLetters, raw_topic
+class GroupStage:
+    """Group entries and clock ticks in (``canhbao.group.notifications``,
+    ``canhbao.clock``), one notification per flush out; the groups in ``table``
+    (Faust's, or a dict with ``data`` in tests), written to ``changelog``."""
 
-    n = settings.partitions
-    config: RoutingConfig = load_routing(settings.routes_path)
-    source = app.topic(
-        GROUP_NOTIFICATIONS, CLOCK, key_type=bytes, value_type=bytes, value_serializer="raw"
-    )
-    outs = {c: raw_topic(app, notifications_topic(c)) for c in Channel}
-    dead = DeadLetters(app)
-    table = json_table(app, "groups", STATE_GROUPS, n)
+    def __init__(
+        self,
+        *,
+        routing: RoutingConfig,
+        render: FlushRenderer,
+        views: Views,
+        table: Any,
+        changelog: Writer,
+        notifications: Mapping[Channel, Writer],
+        dead: DeadLetters,
+        metrics: Metrics,
+        clock: Clock = wall_clock,
+    ) -> None:
+        self.routing = routing
+        self.render = render
+        self.views = views
+        self.table = table
+        self.changelog = changelog
+        self.notifications = notifications
+        self.dead = dead
+        self.clock = clock
+        self.metrics = metrics
 
-    def held(channel: Channel, now: datetime) -> grouping.Held:
+    def held(self, channel: Channel, now: datetime) -> grouping.Held:
         """A reminder leaves out what is silenced, inhibited or in quiet hours now."""
+        views = self.views
 
         def check(w: Warning) -> bool:
-            reason = hold_reason(config, w, channel, active=list(views.active.values()),
+            reason = hold_reason(self.routing, w, channel, active=list(views.active.values()),
                                  silences=list(views.silences.values()), now=now)  # fmt: skip
             return reason is not None
 
         return check
 
-    async def step(store: GroupStore, key: str, entry: GroupEntry | None, now: datetime) -> None:
+    async def step(
+        self, store: GroupStore, key: str, entry: GroupEntry | None, now: datetime
+    ) -> None:
+        """One group: take ``entry`` (None on a tick), settle, flush when due."""
+        m = self.metrics
+        views = self.views
         group = store.get(key)
         if entry is not None:
             group, outcome = grouping.receive(group, entry, now)
             if outcome == "flap":
-                GROUP_MEMBERS_LEFT.labels("flap").inc()
+                m.group_members_left.labels("flap").inc()
                 log.info("%s raised and cleared before %s heard of it: not announced",
                          entry.warning.warning_id, entry.receiver_id)  # fmt: skip
         if group is None:
             return
         settled, left = grouping.settle(group, now, views.latest)
         for _ in left:
-            GROUP_MEMBERS_LEFT.labels("superseded").inc()
+            m.group_members_left.labels("superseded").inc()
         if settled is not None:
             flush = grouping.due(
                 settled, now, latest=views.latest, reminders=views.ready.is_set(),
-                held=held(settled.channel, now),
+                held=self.held(settled.channel, now),
             )  # fmt: skip
             if flush is not None:
-                note = flush_notification(settled, flush, render)
-                await (await outs[note.channel].send(key=note.receiver_id.encode(),
-                                                     value=note.to_bytes()))  # fmt: skip
-                NOTIFICATIONS_ROUTED.labels(note.channel.value).inc()
+                note = flush_notification(settled, flush, self.render)
+                writer = self.notifications[note.channel]
+                await (await writer.send(note.receiver_id.encode(), note.to_bytes()))
+                m.notifications_routed.labels(note.channel.value).inc()
                 form = "digest" if len(flush.warnings) > 1 else "single"
-                GROUP_FLUSHES.labels(flush.kind, form).inc()
+                m.group_flushes.labels(flush.kind, form).inc()
                 log.info("%s %s to %s: %d warning(s)", settled.id, flush.kind,
                          settled.receiver_id, len(flush.warnings))  # fmt: skip
                 settled = grouping.flushed(settled, flush, now)
         store.put(key, settled)
 
-    async def group(stream: faust.StreamT[Any]) -> None:
-        async for event in stream.events():
-            msg = event.message
-            raw: bytes = event.value or b""
-            store = GroupStore(table, msg.partition)
-            now = datetime.now(UTC)
-            if msg.topic == CLOCK:
-                for key in store.due_keys(now):
-                    await step(store, key, None, now)
-            else:
-                try:
-                    entry = GroupEntry.model_validate_json(raw)
-                except ValidationError as exc:
-                    await dead.reject(msg, raw, "group", f"not a valid group entry: {exc}")
-                    continue
-                await step(store, entry.group_key, entry, now)
-            await store.flush()
-
-    app.agent(source, name="canhbao.group")(group)
+    async def handle(self, msg: Record, raw: bytes | None) -> None:
+        """A group entry or a tick; the groups' changes are on the changelog on return."""
+        raw = raw or b""
+        store = GroupStore(self.table, msg.partition, self.changelog)
+        now = self.clock()
+        if msg.topic == CLOCK:
+            for key in store.due_keys(now):
+                await self.step(store, key, None, now)
+        else:
+            try:
+                entry = GroupEntry.model_validate_json(raw)
+            except ValidationError as exc:
+                await self.dead.reject(msg, raw, "group", f"not a valid group entry: {exc}")
+                return
+            await self.step(store, entry.group_key, entry, now)
+        await store.flush()

@@ -1,7 +1,16 @@
-"""The worker's Kafka transport: Faust's aiokafka driver with five corrections,
-and a loud report of the loss they exist to prevent.
+"""Every use of a private part of faust-streaming, mode-streaming or aiokafka, in one
+place: the worker's corrections to its Kafka transport, its producer, its sensors, its
+tables and its terminal. The rest of the worker uses only their public API.
 
-Subclasses, not patches: only a canhbao app uses them (``App._new_transport``).
+Each correction fixes a real loss or stall, and each was verified on the versions in
+:data:`VERIFIED` only: :func:`check_versions` (called by ``build_app``) refuses to
+start a worker on any other, naming both. Upgrading one of the three means reading
+each correction below against the new code, running the tests each one names, then
+moving :data:`VERIFIED` (and ``constraints.txt``).
+
+The transport: Faust's aiokafka driver with five corrections, and a loud report of
+the loss they exist to prevent. Subclasses, not patches: only a canhbao app uses them
+(:meth:`WorkerApp._new_transport`).
 
 1. **Fetch wait.** The driver hard-codes the consumer's fetch wait (1.5 s), which
    is then the floor of the pipeline's latency on a quiet partition; it becomes
@@ -44,17 +53,17 @@ Subclasses, not patches: only a canhbao app uses them (``App._new_transport``).
    ``stream_processing_timeout`` (5 min), logs an ERROR when records are waiting and
    its Monitor sensor saw no event taken from that partition. Two things made a
    quiet, healthy worker log one every 7 s per changelog partition: the tables'
-   changelogs were declared with acks (``pipeline.agents.store.json_table``; Faust's
+   changelogs were declared with acks (``pipeline.worker.store.json_table``; Faust's
    own changelogs have none), so they were checked as streams, although an active
    table only writes its changelog and reads it back only in recovery (its high
    watermark runs ahead of a position that never moves); and the Monitor sensor is
-   removed (``pipeline.app``), so "an event was taken" was never recorded for any
+   removed (:class:`WorkerApp`), so "an event was taken" was never recorded for any
    partition, and a busy stream partition would have been reported too. The check
    now skips changelog partitions and measures progress from the consumer's own
    offsets, sampled at each check: a stream partition is reported when records wait
    for it (on the broker, or handed to the stream and not yet done) and neither its
    read nor its committed offset has moved for ``stream_processing_timeout``. A
-   hanging agent is still reported, at ERROR (``tests/unit/test_transport.py``).
+   hanging agent is still reported, at ERROR (``tests/unit/test_faust_fixes.py``).
 
 Without 2 and 3 a worker that joined a group could silently skip the readings a
 partition had received before its first commit; without 4 a worker that took over
@@ -67,24 +76,78 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from importlib import metadata
 from typing import Any, ClassVar, cast
 
 import aiokafka
+import faust
 from aiokafka import TopicPartition
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
+from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 from mode.utils.times import humanize_seconds, humanize_seconds_ago
 
-from canhbao.metrics import OFFSET_GAPS
 from topics.catalogue import BY_NAME, Cleanup
+from topics.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# -- the versions these corrections were verified on ---------------------------------
+
+#: The distributions whose internals this module relies on, at the versions it was
+#: read against and tested with (``constraints.txt``).
+VERIFIED: dict[str, str] = {
+    "faust-streaming": "0.15.3",
+    "mode-streaming": "0.7.1",
+    "aiokafka": "0.14.0",
+}
+
+
+class UnverifiedVersions(RuntimeError):
+    """The worker was started on a faust-streaming, mode-streaming or aiokafka version
+    its corrections were not verified on."""
+
+
+def installed_versions() -> dict[str, str | None]:
+    """The installed version of each distribution in :data:`VERIFIED` (None: missing)."""
+    found: dict[str, str | None] = {}
+    for name in VERIFIED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def check_versions(found: Mapping[str, str | None] | None = None) -> None:
+    """Refuse to start on versions the corrections below were not verified on: each
+    one reaches into their internals, and a silent change there could lose readings
+    (``tests/unit/test_faust_fixes.py::test_another_faust_version_stops_the_worker``)."""
+    found = installed_versions() if found is None else found
+    wrong = {name: found.get(name) for name, want in VERIFIED.items() if found.get(name) != want}
+    if not wrong:
+        return
+    lines = [
+        f"  {name}: found {got or 'not installed'}, verified {VERIFIED[name]}"
+        for name, got in wrong.items()
+    ]
+    raise UnverifiedVersions(
+        "the canhbao worker does not start on versions its Faust/aiokafka corrections "
+        "(pipeline/worker/faust_fixes.py) were not verified on:\n"
+        + "\n".join(lines)
+        + "\ninstall the verified ones (pip install -c constraints.txt -e .), or verify "
+        "each correction on the new versions and update VERIFIED"
+    )
+
+
+# -- the transport -----------------------------------------------------------------
 
 
 class FlowControl(FlowControlEvent):
     """The streams' flow control, whose ``resume`` empties the queues only when it
-    ends a suspension (see item 4 above)."""
+    ends a suspension (item 4 above; mode's ``_suspend``/``_resume`` events).
+    Proven by ``test_resuming_running_streams_keeps_the_records_already_queued``."""
 
     def resume(self) -> None:
         suspended = not self.is_active()
@@ -97,7 +160,9 @@ class FlowControl(FlowControlEvent):
 class LivePartitions:
     """Faust's live set of active partitions as aiokafka's ``fetched_records`` reads
     it (``if partitions and tp not in partitions``), except that it is never false:
-    once every partition is paused, it lets nothing through instead of everything."""
+    once every partition is paused, it lets nothing through instead of everything
+    (item 2 above). Proven by
+    ``test_records_of_partitions_paused_during_the_fetch_stay_unread``."""
 
     def __init__(self, live: set[TP]) -> None:
         self.live = live
@@ -116,6 +181,8 @@ class LivePartitions:
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
+    """Faust's consumer thread with items 1, 2, 3 and 5 above."""
+
     # Per stream partition, at the last check: (read offset, committed offset) and
     # since when they have stood still with records waiting (see item 5 above).
     _progress: dict[TP, tuple[tuple[int | None, int | None], float]]
@@ -130,7 +197,9 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 
     def verify_event_path(self, now: float, tp: TP) -> None:
         """Faust's stall check for one assigned partition (item 5 above): its fetch
-        checks as they are, then a stream check that needs no Monitor sensor."""
+        checks as they are, then a stream check that needs no Monitor sensor. Proven
+        by ``test_a_quiet_workers_changelogs_are_not_taken_for_stalled_streams`` and
+        ``test_a_stream_whose_agent_hangs_is_reported_at_error``."""
         if self._verify_aiokafka_event_path(now, tp):
             return  # aiokafka stopped fetching: Faust has logged it
         app = self.app
@@ -176,6 +245,8 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
             )
 
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
+        # Item 1: the driver passes no fetch wait of ours; aiokafka reads this at start.
+        # Proven by test_the_worker_consumer_waits_as_configured.
         consumer = super()._create_worker_consumer(transport)
         wait = getattr(self.app, "fetch_max_wait_ms", None)  # set on canhbao apps
         if wait is not None:
@@ -189,6 +260,9 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         timeout: float | None = None,  # noqa: ASYNC109 (the overridden signature)
         max_records: int | None = None,
     ) -> Any:
+        # Item 2 (and the end of item 3's rewind window). Proven by
+        # test_records_of_partitions_paused_during_the_fetch_stay_unread and
+        # test_a_batch_handed_out_after_a_rewind_is_not_taken_for_a_gap.
         # The drain loop has handed out the whole previous batch before it asks for
         # the next one: from here on, a jump in offsets is no longer a rewound batch.
         self.rewound.clear()
@@ -205,6 +279,8 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
         return committed
 
     async def _seek_to_committed(self) -> Mapping[TP, int | None]:
+        # Item 3. Proven by
+        # test_after_a_rebalance_every_partition_is_read_again_from_its_commit.
         consumer = self._ensure_consumer()
         read_offset = self.consumer._read_offset
         rewind = self.app.conf.consumer_auto_offset_reset == "earliest"
@@ -237,6 +313,8 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class Consumer(driver.Consumer):
+    """Faust's consumer with item 3's rewind and the loud report of offset gaps."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # The partitions rewound since the drain loop last asked for records, and
@@ -247,6 +325,7 @@ class Consumer(driver.Consumer):
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def perform_seek(self) -> None:
+        # Item 3. Proven by test_the_rewind_is_not_undone_by_a_late_read_offset_update.
         # Faust's own sets the read offsets once more after the rewind, from this
         # thread and late: records read since then were taken for a gap and counted
         # done before they were handled. The rewind moved them with the positions.
@@ -258,7 +337,8 @@ class Consumer(driver.Consumer):
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         # Faust takes a jump in offsets for records compaction removed, and counts
         # them done. On a topic that is not compacted the records were there: they
-        # were read and lost on the way to the streams. Say so, loudly.
+        # were read and lost on the way to the streams. Say so, loudly. Proven by
+        # test_records_lost_on_the_way_to_the_streams_are_reported.
         start = self.rewound.get(tp)
         if start is not None and offset_from <= start + 1:
             # A batch fetched before a rewind, handed out after it: the rewind reads
@@ -267,7 +347,8 @@ class Consumer(driver.Consumer):
             return
         spec = BY_NAME.get(tp.topic)
         if spec is None or spec.cleanup is not Cleanup.COMPACT:
-            OFFSET_GAPS.labels(tp.topic).inc(max(0, offset_to - offset_from))
+            metrics = getattr(self.app, "metrics", None) or Metrics.default()
+            metrics.offset_gaps.labels(tp.topic).inc(max(0, offset_to - offset_from))
             log.error(
                 "%s[%d]: offsets %d to %d were read but never reached the streams; "
                 "they count as done (a fault: please report it)",
@@ -281,3 +362,98 @@ class Consumer(driver.Consumer):
 
 class Transport(driver.Transport):
     Consumer: ClassVar[Any] = Consumer
+
+
+# -- the app: its transport, flow control and sensors ------------------------------
+
+
+class WorkerApp(faust.App):
+    """A Faust app with the corrected transport and flow control, and without the
+    Monitor sensor. ``fetch_max_wait_ms`` and ``metrics`` are read by the transport."""
+
+    #: The worker consumer's fetch wait (item 1 above); None keeps Faust's.
+    fetch_max_wait_ms: int | None = None
+    #: Where the transport counts offset gaps (None: the process's metrics).
+    metrics: Metrics | None = None
+
+    def on_init_dependencies(self) -> Any:
+        deps = super().on_init_dependencies()
+        # Faust's Monitor sensor keeps per-event statistics for its web UI, which a
+        # canhbao worker does not run (metrics are Prometheus): a cost on every event.
+        # The monitor object stays for the few places that call it directly. Proven
+        # by test_the_monitor_sensor_is_gone_and_its_warning_quiet.
+        self.sensors.remove(self.monitor)
+        # Without a sensor, every rebalance would log a warning that no sensor kept
+        # state for it: true, and not a problem.
+        self.log.logger.addFilter(no_sensor_state_warning)
+        return deps
+
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        # Item 4. Proven by test_the_worker_app_uses_this_flow_control.
+        return FlowControl(loop=self.loop)
+
+    def _new_transport(self) -> Any:
+        # Items 1, 2, 3 and 5 (Faust's hook for its transport; private in name only).
+        return Transport(self.conf.broker_consumer, self)
+
+
+def no_sensor_state_warning(record: logging.LogRecord) -> bool:
+    return "Missing sensor state" not in record.getMessage()
+
+
+def producer_of(app: faust.App) -> Any:
+    """The aiokafka producer Faust started and owns for ``app`` (created on first use).
+
+    The worker's writers send through it directly, without Faust's per-message
+    ``Topic.send`` machinery: that path awaits ``maybe_start_producer``, whose
+    stampede guard yields to the event loop on every call (more than half a
+    millisecond per message in the worker), and feeds Faust's send sensors, which
+    nothing here reads. Proven by tests/integration/test_rules_live.py (every output
+    of the worker goes this way) and the throughput of ``canhbao bench``."""
+    return cast(Any, app.producer)._ensure_producer()
+
+
+# -- tables -----------------------------------------------------------------------
+# The worker's TableStore writes a table's local data directly and its changelog
+# itself (flushed and acknowledged before an event is acked; Faust's own changelog
+# writes go through a buffer whose flush can return early). Faust's table then must
+# still know which partition a key came from, to drop it when that partition is
+# revoked: its store keeps that in ``_key_partition``. Proven by
+# test_a_revoked_partitions_state_leaves_the_workers_table, and under load by
+# tests/integration/test_scale_out.py (partitions moving between workers).
+
+
+def table_put(table: Any, key: str, value: Any, partition: int) -> None:
+    """Set ``key`` in ``table``'s local data, without a changelog write of Faust's."""
+    table.data[key] = value
+    key_partition = getattr(table.data, "_key_partition", None)
+    if key_partition is not None:
+        key_partition[key] = partition  # so a revoked partition's keys are dropped
+
+
+def table_pop(table: Any, key: str) -> bool:
+    """Remove ``key`` from ``table``'s local data; False when it was not there."""
+    if table.data.get(key) is None:
+        return False
+    del table.data[key]
+    getattr(table.data, "_key_partition", {}).pop(key, None)
+    return True
+
+
+def table_items(table: Any) -> list[tuple[str, Any]]:
+    """A snapshot of ``table``'s local data (this worker's partitions)."""
+    return list(table.data.items())
+
+
+# -- the terminal -----------------------------------------------------------------
+
+
+class QuietWorker(faust.Worker):
+    """Faust's worker without its terminal spinner: Faust's sets the root logger to
+    DEBUG so that it can spin on every record, which makes every debug call in
+    aiokafka and Faust build a log record nobody reads (a few % of the worker's CPU).
+    Proven by test_the_worker_keeps_its_log_level."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None

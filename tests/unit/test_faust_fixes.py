@@ -19,12 +19,21 @@ from typing import Any
 import pytest
 from faust.types import TP
 from mode.utils.queues import FlowControlQueue
-from prometheus_client import REGISTRY
+from prometheus_client import CollectorRegistry
 
 from canhbao.settings import Settings
-from pipeline.app import build_app
-from pipeline.rules.loader import load_rules
-from pipeline.transport import Consumer, ConsumerThread, FlowControl
+from pipeline.worker.faust_fixes import (
+    VERIFIED,
+    Consumer,
+    ConsumerThread,
+    FlowControl,
+    QuietWorker,
+    UnverifiedVersions,
+    check_versions,
+    installed_versions,
+)
+from tests.unit.conftest import worker_app
+from topics.metrics import Metrics
 
 WATER = TP("canhbao.readings.water", 2)
 CHANGELOG = TP("canhbao.state.evaluate", 2)
@@ -205,7 +214,7 @@ async def test_resuming_suspended_streams_drops_the_old_generations_records() ->
 
 def test_the_worker_app_uses_this_flow_control() -> None:
     settings = Settings()
-    app = build_app(settings, "127.0.0.1:9", load_rules(settings.rules_path))
+    app = worker_app(settings)
     assert isinstance(app.flow_control, FlowControl)
 
 
@@ -218,6 +227,7 @@ def gap_consumer() -> Consumer:
     consumer._committed_offset = defaultdict(lambda: None)
     consumer._gap = defaultdict(IntervalTree)
     consumer.rewound = {}
+    consumer.app = SimpleNamespace(metrics=Metrics(CollectorRegistry()))  # type: ignore[assignment]
     return consumer
 
 
@@ -225,11 +235,10 @@ async def test_records_lost_on_the_way_to_the_streams_are_reported(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     consumer = gap_consumer()
-    before = REGISTRY.get_sample_value("canhbao_offset_gaps_total", {"topic": WATER.topic}) or 0
-    with caplog.at_level("ERROR", logger="pipeline.transport"):
+    with caplog.at_level("ERROR", logger="pipeline.worker.faust_fixes"):
         await consumer._add_gap(WATER, 82, 102)
-    after = REGISTRY.get_sample_value("canhbao_offset_gaps_total", {"topic": WATER.topic})
-    assert after == before + 20
+    registry = consumer.app.metrics.registry
+    assert registry.get_sample_value("canhbao_offset_gaps_total", {"topic": WATER.topic}) == 20
     assert "canhbao.readings.water[2]: offsets 82 to 101 were read but never reached" in (
         caplog.text
     )
@@ -238,7 +247,7 @@ async def test_records_lost_on_the_way_to_the_streams_are_reported(
 
 async def test_a_compacted_topics_gaps_are_normal(caplog: pytest.LogCaptureFixture) -> None:
     consumer = gap_consumer()
-    with caplog.at_level("ERROR", logger="pipeline.transport"):
+    with caplog.at_level("ERROR", logger="pipeline.worker.faust_fixes"):
         await consumer._add_gap(CHANGELOG, 5, 9)
     assert caplog.text == ""
 
@@ -274,18 +283,18 @@ async def test_a_batch_handed_out_after_a_rewind_is_not_taken_for_a_gap(
     t = thread(aiokafka_consumer)
     t.consumer = faust_consumer
     await t.seek_to_committed()
-    with caplog.at_level("ERROR", logger="pipeline.transport"):
+    with caplog.at_level("ERROR", logger="pipeline.worker.faust_fixes"):
         await faust_consumer._add_gap(W0, 30, 42)
     assert caplog.text == "" and not faust_consumer._gap[W0]
     # Once the loop asks for the next batch, a jump is a jump again.
     fetcher.released.set()
     await t._fetch_records(SimpleNamespace(_fetcher=fetcher, _closed=False), {W0}, timeout=1.0)  # type: ignore[arg-type]
-    with caplog.at_level("ERROR", logger="pipeline.transport"):
+    with caplog.at_level("ERROR", logger="pipeline.worker.faust_fixes"):
         await faust_consumer._add_gap(W0, 30, 42)
     assert "offsets 30 to 41 were read but never reached the streams" in caplog.text
 
 
-# -- the stall check (item 5 of pipeline.transport) ---------------------------------
+# -- the stall check (item 5 of pipeline.worker.faust_fixes) ---------------------------------
 
 TIMEOUT = 300.0  # Faust's stream_processing_timeout
 
@@ -298,7 +307,7 @@ def watching(
     states: dict[TP, PartitionState], unacked: list[Any] | None = None
 ) -> tuple[ConsumerThread, Any]:
     """A consumer thread 20 minutes into a worker's life, its last fetch just answered,
-    with the Monitor sensor gone (as in the worker: ``pipeline.app``)."""
+    with the Monitor sensor gone (as in the worker: ``WorkerApp``)."""
     from collections import defaultdict
 
     import faust
@@ -318,7 +327,7 @@ def watching(
     t.time_started = 0.0
     t.tp_stream_timeout_secs = t.tp_fetch_request_timeout_secs = TIMEOUT
     t.tp_fetch_response_timeout_secs = t.tp_commit_timeout_secs = TIMEOUT
-    app = build_app(Settings(), "127.0.0.1:9", load_rules(Settings().rules_path))
+    app = worker_app(Settings())
     # What the conductor indexes at subscription: the agents' streams, and the
     # changelogs as the tables declare them.
     acking = {WATER.topic}
@@ -433,10 +442,100 @@ def test_a_hang_on_the_last_record_of_a_quiet_partition_is_reported(
 
 def test_the_tables_changelogs_are_not_acked_streams() -> None:
     settings = Settings()
-    app = build_app(settings, "127.0.0.1:9", load_rules(settings.rules_path))
+    app = worker_app(settings)
     assert {t.changelog_topic.get_topic_name() for t in app.tables.values()} == {
         "canhbao.state.evaluate",
         "canhbao.state.groups",
         "canhbao.state.broadcasts",
     }
     assert all(not t.changelog_topic.acks for t in app.tables.values())
+
+
+# -- the versions, the sensors, the terminal ----------------------------------------
+
+
+def test_the_verified_versions_are_the_pinned_ones() -> None:
+    from canhbao.settings import REPO_ROOT
+
+    pins = dict(
+        line.split("==", 1)
+        for line in (REPO_ROOT / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    )
+    assert {name: pins[name] for name in VERIFIED} == VERIFIED
+    assert installed_versions() == VERIFIED
+    check_versions()  # the installed ones: the worker starts
+
+
+def test_another_faust_version_stops_the_worker() -> None:
+    found = {**VERIFIED, "faust-streaming": "0.16.0", "aiokafka": None}
+    with pytest.raises(UnverifiedVersions) as stopped:
+        check_versions(found)
+    message = str(stopped.value)
+    assert "faust-streaming: found 0.16.0, verified 0.15.3" in message
+    assert "aiokafka: found not installed, verified 0.14.0" in message
+    assert "mode-streaming" not in message  # the right one is not named
+    assert "constraints.txt" in message  # and what to do about it
+
+
+def test_the_monitor_sensor_is_gone_and_its_warning_quiet() -> None:
+    app = worker_app(Settings())
+    app.on_init_dependencies()
+    assert app.monitor not in app.sensors
+    record = logging.LogRecord(
+        "faust", logging.WARNING, __file__, 1, "Missing sensor state for rebalance #1", None, None
+    )
+    other = logging.LogRecord("faust", logging.WARNING, __file__, 1, "Timed out", None, None)
+    logger = app.log.logger
+    assert not logger.filter(record) and logger.filter(other)
+
+
+def test_the_worker_keeps_its_log_level() -> None:
+    # Faust's own worker sets the root logger to DEBUG for its spinner at WARNING and
+    # above; every debug call of aiokafka would then build a record.
+    app = worker_app(Settings())
+    logger = logging.getLogger("canhbao-test-root")
+    logger.addHandler(logging.NullHandler())
+    logger.setLevel(logging.WARNING)
+    worker = QuietWorker(app, loglevel="warning", quiet=True)
+    worker.on_setup_root_logger(logger, logging.WARNING)
+    assert worker.spinner is None
+    assert logger.level == logging.WARNING
+
+
+# -- the fetch wait and the tables' local data --------------------------------------
+
+
+def test_the_worker_consumer_waits_as_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Faust's driver hard-codes 1.5 s, the floor of a quiet partition's latency.
+    from faust.transport.drivers import aiokafka as driver
+
+    created = SimpleNamespace(_fetch_max_wait_ms=1500)
+    monkeypatch.setattr(
+        driver.AIOKafkaConsumerThread, "_create_worker_consumer", lambda self, transport: created
+    )
+    t = object.__new__(ConsumerThread)
+    t.app = SimpleNamespace(fetch_max_wait_ms=10)  # type: ignore[assignment]
+    assert t._create_worker_consumer(None) is created
+    assert created._fetch_max_wait_ms == 10
+
+
+async def test_a_revoked_partitions_state_leaves_the_workers_table() -> None:
+    from pipeline.worker.store import TableStore
+    from pipeline.worker.writers import MemoryWriter
+
+    app = worker_app(Settings())
+    table = app.tables["state"]
+    changelog = MemoryWriter("canhbao.state.evaluate")
+    TableStore(table, 2, changelog)["w|revoked"] = {"level": 2}
+    TableStore(table, 0, changelog)["w|kept"] = {"level": 1}
+    # Faust, after a rebalance that left this worker partition 0 only.
+    await table.data.on_recovery_completed({TP("canhbao.state.evaluate", 0)}, set())
+    assert "w|revoked" not in table.data and table.data["w|kept"]["level"] == 1
+    # A deletion is a tombstone on the changelog, on the key's partition.
+    store = TableStore(table, 0, changelog)
+    del store["w|kept"]
+    await store.flush()
+    assert "w|kept" not in table.data
+    last = changelog.records[-1]
+    assert (last.key, last.value, last.partition) == (b'"w|kept"', None, 0)

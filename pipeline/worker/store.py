@@ -1,4 +1,8 @@
-"""A Faust table as a key/value store whose writes are durable before an event is acked."""
+"""A Faust table as a key/value store whose writes are durable before an event is acked.
+
+The table's local data is written through :mod:`pipeline.worker.faust_fixes` and its
+changelog through a :class:`~pipeline.worker.writers.Writer` passed in: in tests, a
+dict with a ``data`` attribute and a memory writer stand for both."""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from typing import Any
 
 from faust.serializers.codecs import get_codec
 
-from pipeline.app import Out
+from pipeline.state import is_quality_key
+from pipeline.worker.faust_fixes import table_items, table_pop, table_put
+from pipeline.worker.writers import Writer
 
 PARTITION = "_p"
 _JSON = get_codec("json")
@@ -29,11 +35,11 @@ class TableStore(MutableMapping[str, Any]):
     cuts the sequence short, the replayed reading is evaluated again instead of
     being set aside as a duplicate of a reading whose effects were lost."""
 
-    def __init__(self, table: Any, partition: int) -> None:
+    def __init__(self, table: Any, partition: int, changelog: Writer) -> None:
         self.table = table
         self.partition = partition
         self.dirty: dict[str, Any] = {}  # None: deleted (a tombstone for compaction)
-        self.out = Out(table.app, table.changelog_topic.get_topic_name())
+        self.out = changelog
 
     def __getitem__(self, key: str) -> Any:
         value = self.table.get(key)
@@ -44,10 +50,7 @@ class TableStore(MutableMapping[str, Any]):
     def __setitem__(self, key: str, value: Any) -> None:
         # A copy: the caller may keep using its dict, without our bookkeeping in it.
         stored = {**value, PARTITION: self.partition}
-        self.table.data[key] = stored
-        key_partition = getattr(self.table.data, "_key_partition", None)
-        if key_partition is not None:
-            key_partition[key] = self.partition  # so a revoked partition's keys are dropped
+        table_put(self.table, key, stored, self.partition)
         self.dirty[key] = stored
 
     async def flush(self) -> None:
@@ -63,7 +66,7 @@ class TableStore(MutableMapping[str, Any]):
             dirty = {k: v for k, v in store.dirty.items() if k.startswith(prefix)}
             for k in dirty:
                 del store.dirty[k]
-            writes += [(k.startswith("q|"), store, k, v) for k, v in dirty.items()]
+            writes += [(is_quality_key(k), store, k, v) for k, v in dirty.items()]
         writes.sort(key=lambda w: w[0])
         # Sent now, not through Faust's send_soon buffer (whose flush can return
         # early, and which a stream that waits on it may never see drained), and
@@ -85,10 +88,8 @@ class TableStore(MutableMapping[str, Any]):
 
     def __delitem__(self, key: str) -> None:
         # Like a write: in memory now, a tombstone on the changelog at ``flush``.
-        if self.table.data.get(key) is None:
+        if not table_pop(self.table, key):
             raise KeyError(key)
-        del self.table.data[key]
-        getattr(self.table.data, "_key_partition", {}).pop(key, None)
         self.dirty[key] = None
 
     def __iter__(self) -> Iterator[str]:
@@ -99,7 +100,7 @@ class TableStore(MutableMapping[str, Any]):
 
     def own_items(self) -> list[tuple[str, dict[str, Any]]]:
         """This partition's entries, as stored (bookkeeping included)."""
-        items = list(self.table.data.items())
+        items = table_items(self.table)
         return [(k, v) for k, v in items if v and v.get(PARTITION) == self.partition]
 
     def own_keys(self) -> list[str]:
@@ -125,7 +126,7 @@ def json_table(app: Any, name: str, changelog: str, partitions: int) -> Any:
             # Not a stream: the worker writes it and reads it back only in recovery,
             # never acking what it reads (as Faust's own changelogs). With acks,
             # Faust's stall check took it for a stream that never started
-            # (pipeline.transport, item 5).
+            # (pipeline.worker.faust_fixes, item 5).
             acks=False,
         ),
     )

@@ -1,0 +1,180 @@
+"""Stage 3: route each warning state (routing tree, inhibition, silences, quiet
+hours) into rendered notifications; citizen broadcasts go to approval first. On
+grouped routes, states also go to their aggregation group
+(``canhbao.group.notifications``, see :mod:`pipeline.worker.stages.group`); only those that
+must not wait are sent from here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from pydantic import ValidationError
+
+from alerting.audiences import Audiences
+from alerting.directory import Directory
+from alerting.notify import Renderer, plan
+from alerting.routes import RoutingConfig, Silence
+from pipeline.worker.stages import Clock, wall_clock
+from pipeline.worker.writers import Writer
+from topics.catalogue import CONTROL_SILENCES, WARNINGS
+from topics.kafka import DeadLetters, Record
+from topics.metrics import Metrics
+from topics.models import (
+    ApprovalAction,
+    ApprovalEvent,
+    Channel,
+    DeliveryOutcome,
+    DeliveryReceipt,
+    Warning,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Views:
+    """What every routing worker needs whole, whatever partitions it owns: the active
+    warnings (for inhibition), the silences, and the newest version of every warning
+    (aggregation groups drop members whose newer state went elsewhere). They follow
+    their topics from the start with no consumer group; ``ready`` is set once they
+    have caught up with what was there at start."""
+
+    def __init__(self, clock: Clock = wall_clock) -> None:
+        self.clock = clock
+        self.active: dict[str, Warning] = {}
+        self.silences: dict[str, Silence] = {}
+        self.latest: dict[str, tuple[int, datetime]] = {}
+        self.ready = asyncio.Event()
+
+    def apply_warning(self, w: Warning) -> None:
+        if w.active and w.level > 0:
+            self.active[w.warning_id] = w
+        else:
+            self.active.pop(w.warning_id, None)
+        seen = self.latest.get(w.warning_id)
+        if seen is None or w.version > seen[0]:
+            self.latest[w.warning_id] = (w.version, self.clock())
+
+    def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        try:
+            if topic == WARNINGS:
+                self.apply_warning(Warning.model_validate_json(value or b""))
+            elif value is None:
+                self.silences.pop((key or b"").decode(), None)
+            else:
+                s = Silence.model_validate_json(value)
+                self.silences[s.id] = s
+        except ValidationError as exc:
+            log.warning("skipping an unreadable %s record: %s", topic, exc)
+
+    async def follow(self, bootstrap: str) -> None:
+        consumer = AIOKafkaConsumer(
+            WARNINGS, CONTROL_SILENCES, bootstrap_servers=bootstrap, group_id=None,
+            auto_offset_reset="earliest",
+        )  # fmt: skip
+        await consumer.start()
+        ends: dict[Any, int] | None = None
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=500)
+                for records in batch.values():
+                    for r in records:
+                        self.apply(r.topic, r.key, r.value)
+                if self.ready.is_set():
+                    continue
+                tps = list(consumer.assignment())
+                if not tps:
+                    continue
+                if ends is None:
+                    ends = await consumer.end_offsets(tps)
+                positions = [await consumer.position(tp) for tp in tps]
+                if all(pos >= ends.get(tp, 0) for tp, pos in zip(tps, positions, strict=True)):
+                    self.ready.set()
+        finally:
+            await consumer.stop()
+
+
+class RouteStage:
+    """One warning state in, its notifications, group entries, suppression receipts
+    and broadcast requests out (:func:`alerting.notify.plan` decides)."""
+
+    def __init__(
+        self,
+        *,
+        routing: RoutingConfig,
+        directory: Directory,
+        audiences: Audiences,
+        render: Renderer,
+        views: Views,
+        notifications: Mapping[Channel, Writer],
+        groups: Writer,
+        receipts: Writer,
+        approvals: Writer,
+        dead: DeadLetters,
+        metrics: Metrics,
+        clock: Clock = wall_clock,
+    ) -> None:
+        self.routing = routing
+        self.directory = directory
+        self.audiences = audiences
+        self.render = render
+        self.views = views
+        self.notifications = notifications
+        self.groups = groups
+        self.receipts = receipts
+        self.approvals = approvals
+        self.dead = dead
+        self.clock = clock
+        self.metrics = metrics
+
+    async def handle(self, msg: Record, raw: bytes | None) -> None:
+        """Route one warning state; returns once the broker has every output."""
+        raw = raw or b""
+        try:
+            warning = Warning.model_validate_json(raw)
+        except ValidationError as exc:
+            await self.dead.reject(msg, raw, "route", f"not a valid warning: {exc}")
+            return
+        views = self.views
+        views.apply_warning(warning)
+        now = self.clock()
+        p = plan(
+            warning, self.routing, self.directory, self.audiences, self.render,
+            active=list(views.active.values()), silences=list(views.silences.values()),
+            now=now,
+        )  # fmt: skip
+        m = self.metrics
+        sent: list[Any] = []
+        for note in p.notifications:
+            m.notifications_routed.labels(note.channel.value).inc()
+            sent.append(
+                await self.notifications[note.channel].send(
+                    note.receiver_id.encode(), note.to_bytes()
+                )
+            )
+        for entry in p.grouped:
+            if not entry.sent:
+                m.notifications_held.labels(entry.channel.value).inc()
+            sent.append(await self.groups.send(entry.group_key.encode(), entry.to_bytes()))
+        for s in p.suppressed:
+            m.notifications_suppressed.labels(s.channel.value).inc()
+            receipt = DeliveryReceipt(
+                notification_id=s.notification_id, warning_id=warning.warning_id,
+                receiver_id=s.receiver_id, channel=s.channel, attempt=1,
+                outcome=DeliveryOutcome.SUPPRESSED, error=s.reason, latency_seconds=0,
+            )  # fmt: skip
+            sent.append(await self.receipts.send(s.notification_id.encode(), receipt.to_bytes()))
+        for b in p.broadcasts:
+            request = ApprovalEvent(
+                event_id=str(uuid.uuid4()), broadcast_id=b.broadcast_id,
+                action=ApprovalAction.REQUEST, actor="canhbao", broadcast=b, at=now,
+            )  # fmt: skip
+            log.warning("broadcast %s waits for two operators", b.broadcast_id)
+            sent.append(await self.approvals.send(warning.warning_id.encode(), request.to_bytes()))
+        for fut in sent:
+            await fut
