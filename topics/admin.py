@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -25,8 +27,12 @@ async def create_topics(
     default_partitions: int,
     replication_factor: int = 1,
     specs: tuple[TopicSpec, ...] = CATALOGUE,
+    settle: float = 30.0,
 ) -> CreateReport:
-    """Create every missing topic; topics that exist are left as they are."""
+    """Create every missing topic; topics that exist are left as they are. Returns once
+    the cluster describes every topic it created with all its partitions (up to
+    ``settle`` seconds): Kafka answers a creation before its metadata has spread, and
+    a client started at once could find a topic without partitions."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="canhbao-admin")
     await admin.start()
     report = CreateReport()
@@ -61,6 +67,7 @@ async def create_topics(
                 report.existing.append(topic.name)
             else:
                 raise TopicCreationError(f"topic {topic.name}: {error.__name__}")
+        await _until_described(admin, {t.name: t.num_partitions for t in missing}, settle)
     finally:
         await admin.close()
     log.info("topics: %d created, %d already there", len(report.created), len(report.existing))
@@ -80,3 +87,22 @@ def _topic_error(response: object, name: str) -> type[KafkaError] | None:
             error: type[KafkaError] = for_code(code)
             return error
     return None
+
+
+async def _until_described(
+    admin: AIOKafkaAdminClient, wanted: dict[str, int], settle: float
+) -> None:
+    deadline = time.monotonic() + settle
+    while wanted:
+        described = await admin.describe_topics(list(wanted))
+        for t in described:
+            if t.get("error_code", 0) == 0 and len(t.get("partitions", [])) >= wanted.get(
+                t["topic"], 1
+            ):
+                wanted.pop(t["topic"], None)
+        if not wanted:
+            return
+        if time.monotonic() >= deadline:
+            log.warning("topics: not yet described with all partitions: %s", ", ".join(wanted))
+            return
+        await asyncio.sleep(0.2)

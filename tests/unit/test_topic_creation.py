@@ -38,6 +38,9 @@ class FakeAdmin:
     async def create_topics(self, topics: list[Any]) -> Response:
         return Response([(t.name, FakeAdmin.codes.get(t.name, 0), None) for t in topics])
 
+    async def describe_topics(self, names: list[str]) -> list[dict[str, Any]]:
+        return [{"topic": n, "error_code": 0, "partitions": [{}] * 3} for n in names]
+
 
 @pytest.fixture
 def fake_admin(monkeypatch: pytest.MonkeyPatch) -> type[FakeAdmin]:
