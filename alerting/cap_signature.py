@@ -162,6 +162,29 @@ def is_signed(document: bytes) -> bool:
     return root.find(SIGNATURE_TAG) is not None
 
 
+CAP_NAMESPACES = frozenset(
+    {"urn:oasis:names:tc:emergency:cap:1.2", "urn:oasis:names:tc:emergency:cap:1.1"}
+)
+
+
+def alert_parts(document: bytes) -> list[bytes]:
+    """The XML of every CAP alert in a document (itself, or those an EDXL-DE or an index
+    carries), in document order, with their namespace prefixes as written: a signed
+    alert taken out of its envelope still verifies."""
+    try:
+        root = etree.fromstring(document, parser=_parser())
+    except etree.XMLSyntaxError:
+        return []
+    parts = []
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            continue  # comments, processing instructions
+        qname = etree.QName(el)
+        if qname.localname == "alert" and qname.namespace in CAP_NAMESPACES:
+            parts.append(etree.tostring(el, encoding="UTF-8", with_tail=False))
+    return parts
+
+
 def verify(
     document: bytes, certificates: Sequence[x509.Certificate], now: datetime | None = None
 ) -> bytes:
