@@ -79,7 +79,10 @@ RULE_DOCS = {
 )
 def test_rule_files_compile_or_name_each_problem(case: tuple[str, str]) -> None:
     name, text = case
-    sources = dict(RULE_FILES, **{name: text})
+    # The file with the baselines it may name: each shipped file compiles on its own,
+    # and the whole set would parse six unchanged files for every example.
+    sources = {n: t for n, t in RULE_FILES.items() if not n.endswith(".yaml")}
+    sources[name] = text
     try:
         compile_rules(sources)
     except RuleError as exc:
@@ -138,5 +141,7 @@ def test_feed_configs_load_or_name_each_problem(
         assert_problems_named(str(exc), str(path))
 
 
-def test_the_rule_set_the_fuzzer_starts_from_compiles() -> None:
-    assert compile_rules(RULE_FILES).rules
+def test_the_rule_files_the_fuzzer_starts_from_compile_each_on_its_own() -> None:
+    baselines = {n: t for n, t in RULE_FILES.items() if not n.endswith(".yaml")}
+    for name in RULE_DOCS:
+        compile_rules({**baselines, name: RULE_FILES[name]})
