@@ -268,3 +268,41 @@ def test_trust_checks_configured_senders_only(
         trust.check("strict", plain)
     with pytest.raises(SignatureError, match="bad signature"):
         trust.check("rolling-out", altered_headline(signed))  # signed: always checked
+
+
+def test_the_readme_python_check_for_partners_runs_as_written(
+    signer: CapSigner,
+    keys: SigningKeys,
+    directory: Directory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from alerting.cap import cap_xml
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    (snippet,) = [b for b in blocks if "XMLVerifier" in b]
+    body = signer.sign(cap_xml(make_warning(directory), directory))
+    (tmp_path / "canhbao-cap.pem").write_bytes(keys.cert_path.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "alert.xml").write_bytes(body)
+    namespace: dict[str, Any] = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)
+    assert namespace["signed_alert"].tag == f"{{{CAP_NS}}}alert"
+    (tmp_path / "alert.xml").write_bytes(altered_headline(body))
+    with pytest.raises(InvalidSignature):
+        exec(compile(snippet, "README.md", "exec"), {})
+
+
+def test_cap_feed_refuses_to_start_with_a_wrong_key_naming_the_file(
+    keys: SigningKeys, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from canhbao.cli import main
+
+    monkeypatch.setenv("CANHBAO_CAP_SIGNING_KEY", str(keys.key_path))
+    monkeypatch.setenv("CANHBAO_CAP_SIGNING_CERT", str(keys.cert_path))
+    monkeypatch.setenv("CANHBAO_CAP_SIGNING_KEY_PASSPHRASE", "sai-mat-khau-42")
+    assert main(["cap-feed", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert f"signing key {keys.key_path}" in err and "wrong passphrase" in err
+    assert "sai-mat-khau-42" not in err
