@@ -9,9 +9,13 @@ import os
 import signal
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from canhbao.running import on_signal, stop_event
 from canhbao.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from alerting.cap_signature import CapSigner
 
 
 def _embedded_env() -> Settings:
@@ -126,6 +130,23 @@ def cmd_receiver(args: argparse.Namespace) -> int:
     return 0
 
 
+def cap_signer(settings: Settings) -> CapSigner | None:
+    """The CAP signer the settings configure; None when neither file is set. Raises
+    ``ValueError`` (a ``SigningError``) naming what is wrong, never the passphrase."""
+    from alerting.cap_signature import CapSigner, SigningError
+
+    key, cert = settings.cap_signing_key, settings.cap_signing_cert
+    if key is None and cert is None:
+        return None
+    if key is None or cert is None:
+        raise SigningError(
+            "set both CANHBAO_CAP_SIGNING_KEY and CANHBAO_CAP_SIGNING_CERT to sign CAP "
+            f"messages (only {'the key' if key else 'the certificate'} is set)"
+        )
+    secret = settings.cap_signing_key_passphrase
+    return CapSigner.load(key, cert, secret.get_secret_value().encode() if secret else None)
+
+
 def cmd_cap_feed(args: argparse.Namespace) -> int:
     from alerting.directory import Directory
     from canhbao.broker import kafka_bootstrap
@@ -133,12 +154,17 @@ def cmd_cap_feed(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     directory = Directory.load(settings.geography_path, settings.directory_path)
+    try:
+        signer = cap_signer(settings)
+    except ValueError as exc:
+        print(f"canhbao cap-feed: {exc}", file=sys.stderr)
+        return 2
     with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
 
         async def main() -> None:
             stop = stop_event()
             await serve(bootstrap, args.host, args.port, directory, base_url=args.base_url,
-                        stop_event=stop)  # fmt: skip
+                        stop_event=stop, signer=signer)  # fmt: skip
 
         asyncio.run(main())
     return 0

@@ -87,6 +87,19 @@ class Settings(BaseSettings):
         default=REPO_ROOT / "config" / "cap_ingest.yaml",
         description="How `canhbao feed cap` maps CAP alerts to reports, and its live bound",
     )
+    cap_signing_key: Path | None = Field(
+        default=None,
+        description="PEM private key (RSA or EC) that signs every CAP message of "
+        "`canhbao cap-feed` (XML-DSig, enveloped); unset: the feed is unsigned",
+    )
+    cap_signing_cert: Path | None = Field(
+        default=None,
+        description="PEM certificate of CANHBAO_CAP_SIGNING_KEY, sent in each signature "
+        "and given to partners to verify with",
+    )
+    cap_signing_key_passphrase: SecretStr | None = Field(
+        default=None, description="Passphrase of an encrypted CANHBAO_CAP_SIGNING_KEY"
+    )
     data_dir: Path = Field(
         default=REPO_ROOT / "canhbao-data",
         description="The worker's local files (Faust's data directory, one per app id); "

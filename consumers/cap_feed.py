@@ -8,6 +8,10 @@ app serves it:
 - ``GET /cap/alerts/{identifier}.xml``: one CAP message (``application/cap+xml``);
 - ``GET /healthz``.
 
+With a ``CapSigner`` (CANHBAO_CAP_SIGNING_KEY and CANHBAO_CAP_SIGNING_CERT) each CAP
+message is served with its XML signature (``alerting/cap_signature.py``); without, it
+is served unsigned, and ``serve`` says so at start.
+
 A warning stays in the feed while it is active; once over (cleared or closed) it is
 shown as its ``Cancel`` message for ``keep_cancelled`` (24 h by default, counted
 from the time of the Cancel), so receivers that poll see the all-clear, then it drops
@@ -38,6 +42,7 @@ from alerting.cap import (
     ended,
     is_public,
 )
+from alerting.cap_signature import CapSigner, describe
 from alerting.directory import Directory
 from topics.catalogue import WARNINGS
 from topics.errors import field_errors
@@ -47,6 +52,12 @@ from topics.models import Warning, utcnow
 log = logging.getLogger(__name__)
 
 KEEP_CANCELLED = timedelta(hours=24)
+# Signed messages kept, by identifier: a message never changes once published, and
+# signing costs a private-key operation per request otherwise.
+SIGNED_CACHE = 256
+# Warn at start when the signing certificate expires within this: partners' verifiers
+# refuse an expired one, and a new certificate must reach them before.
+CERT_WARN_BEFORE = timedelta(days=30)
 FEED_PATH = "/cap/feed.atom"
 ALERTS_PATH = "/cap/alerts"
 
@@ -191,9 +202,23 @@ def make_app(
     *,
     sender: str = DEFAULT_SENDER,
     langs: tuple[str, ...] = ("vi", "en", "km"),
+    signer: CapSigner | None = None,
 ) -> web.Application:
     """The HTTP side. ``base_url`` (e.g. ``https://canhbao.bacninh.gov.vn``) makes the
-    links in the feed; None takes scheme and host from each request."""
+    links in the feed; None takes scheme and host from each request. ``signer`` signs
+    each CAP message (None: unsigned)."""
+    signed: dict[tuple[str, int], bytes] = {}
+
+    def message(warning: Warning) -> bytes:
+        body = cap_xml(warning, directory, langs=langs, sender=sender)
+        if signer is None:
+            return body.encode("utf-8")
+        key = (warning.warning_id, warning.version)
+        if key not in signed:
+            if len(signed) >= SIGNED_CACHE:
+                del signed[next(iter(signed))]  # the oldest
+            signed[key] = signer.sign(body)
+        return signed[key]
 
     def base(request: web.Request) -> str:
         return (base_url or f"{request.scheme}://{request.host}").rstrip("/")
@@ -214,9 +239,8 @@ def make_app(
         warning = store.get(request.match_info["identifier"])
         if warning is None:
             raise web.HTTPNotFound(text="no such CAP message in the feed\n")
-        body = cap_xml(warning, directory, langs=langs, sender=sender)
         return web.Response(
-            body=body.encode("utf-8"),
+            body=message(warning),
             content_type=CAP_MIME,
             charset="utf-8",
             # One identifier, one message: it never changes once published.
@@ -233,6 +257,28 @@ def make_app(
     return app
 
 
+def log_signing(signer: CapSigner | None, now: datetime | None = None) -> None:
+    """Say at start whether partners can verify what the feed serves."""
+    if signer is None:
+        log.warning(
+            "cap-feed: CAP messages are served UNSIGNED (set CANHBAO_CAP_SIGNING_KEY and "
+            "CANHBAO_CAP_SIGNING_CERT to sign them)"
+        )
+        return
+    log.info(
+        "cap-feed: CAP messages are signed (XML-DSig %s) by %s",
+        signer.algorithm.name,
+        describe(signer.certificate),
+    )
+    left = timedelta(seconds=signer.expires_in(now))
+    if left <= CERT_WARN_BEFORE:
+        log.warning(
+            "cap-feed: the signing certificate %s; partners refuse signatures by an "
+            "expired certificate: renew it and send them the new one",
+            "has EXPIRED" if left.total_seconds() <= 0 else f"expires in {left.days} days",
+        )
+
+
 async def serve(
     bootstrap: str,
     host: str,
@@ -241,12 +287,14 @@ async def serve(
     *,
     base_url: str | None = None,
     stop_event: asyncio.Event | None = None,
+    signer: CapSigner | None = None,
 ) -> None:
     """Serve the feed on ``host:port`` while following ``canhbao.warnings``; returns when
     ``stop_event`` is set (or raises when the broker connection fails)."""
     stop = stop_event or asyncio.Event()
     store = CapFeedStore()
-    runner = web.AppRunner(make_app(store, directory, base_url))
+    log_signing(signer)
+    runner = web.AppRunner(make_app(store, directory, base_url, signer=signer))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -30,6 +30,7 @@ from xml.parsers import expat
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from alerting.cap_signature import SenderTrust, SigningError, Trust, certificates_of
 from pipeline.validate import Timeliness, TimePolicy, check_time, span
 from topics.errors import field_errors, load_yaml_model
 from topics.models import Domain, Report, Severity
@@ -102,10 +103,22 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern, re.IGNORECASE)
 
 
+class SenderKeys(BaseModel):
+    """One ``senders:`` entry: the certificates a CAP sender signs its alerts with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # PEM files, relative to the config file; several during a key rollover.
+    certificates: list[Path] = Field(min_length=1)
+    # False while the sender starts signing: unsigned alerts pass, signed ones are checked.
+    required: bool = True
+
+
 class CapConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_document: int = Field(default=MAX_DOCUMENT, ge=1024)
+    senders: dict[str, SenderKeys] = Field(default_factory=dict)
     categories: dict[CapCategory, Domain | Ignore] = Field(default_factory=dict)
     events: list[EventMapping] = Field(default_factory=list)
     otherwise: Domain | Ignore | None = None
@@ -125,7 +138,32 @@ class CapConfig(BaseModel):
 
 
 def load_config(path: Path) -> CapConfig:
-    return load_yaml_model(path, CapConfig, ConfigError)
+    """The config file, its certificate paths made relative to it, and those
+    certificates checked readable (a wrong one stops the feed at start, named)."""
+    config = load_yaml_model(path, CapConfig, ConfigError)
+    if config.senders:
+        senders = {
+            sender: keys.model_copy(
+                update={"certificates": [path.parent / c for c in keys.certificates]}
+            )
+            for sender, keys in config.senders.items()
+        }
+        config = config.model_copy(update={"senders": senders})
+        load_trust(config, where=f"{path}: ")
+    return config
+
+
+def load_trust(config: CapConfig, where: str = "") -> Trust:
+    """The certificates of every sender the config lists; ``ConfigError`` naming the
+    field of a missing or wrong one."""
+    senders = {}
+    for sender, keys in config.senders.items():
+        try:
+            certs = certificates_of(keys.certificates)
+        except SigningError as exc:
+            raise ConfigError(f"{where}senders.{sender}.certificates: {exc}") from None
+        senders[sender] = SenderTrust(certs, keys.required)
+    return Trust(senders)
 
 
 # --- Errors ------------------------------------------------------------------------------

@@ -27,6 +27,13 @@ beyond). One alert becomes at most one ``Report``; how is set by
   the English, else the first ``<info>``); ``observed_at`` the latest of its ``sent``,
   ``effective`` and ``onset`` (now, if that is still ahead: the alert is pending).
 
+Signed alerts (XML-DSig, ``alerting/cap_signature.py``): a sender listed under
+``senders:`` in the config has its alerts verified against the certificates given
+there; one whose signature is wrong, by another key, or missing (unless that sender's
+``required: false``) is dead-lettered with the reason and counted as
+``reason="bad_signature"``. What is then read is the alert as signed, not the document
+around it. Alerts of senders not listed are not checked.
+
 Only live alerts page people (``cap_alerts.timeliness``): an expired alert is refused;
 time is judged by the pipeline's one policy (``pipeline.validate.check_time``), on the
 report's ``observed_at``, so what is sent is what the validate stage takes: one whose
@@ -56,10 +63,12 @@ from urllib.parse import urljoin
 
 from pydantic import ValidationError
 
+from alerting.cap_signature import SignatureError, Trust, alert_parts
 from feeds.atomic import replace_file
 from feeds.cap_alerts import (
     MAX_DOCUMENT,
     Areas,
+    CapAlert,
     CapConfig,
     CapError,
     FeedItem,
@@ -67,6 +76,8 @@ from feeds.cap_alerts import (
     Skip,
     alerts_in,
     index_items,
+    is_alert,
+    load_trust,
     parse_alert,
     parse_xml,
     to_report,
@@ -142,10 +153,13 @@ class CapIngest:
         policy: TimePolicy | None = None,
         clock: Callable[[], datetime] = utcnow,
         metrics: Metrics | None = None,
+        trust: Trust | None = None,
     ) -> None:
         self.metrics = metrics or Metrics.default()
         self.sink, self.areas, self.clock = sink, areas, clock
         self.config = config if config is not None else CapConfig()
+        # The senders' certificates: given, or read from the files the config names.
+        self.trust = trust if trust is not None else load_trust(self.config)
         self.policy = policy if policy is not None else TimePolicy()
         self.rules, self._refresh_rules = rules, refresh_rules
         self.accept_exercise = accept_exercise
@@ -161,15 +175,32 @@ class CapIngest:
         dead-lettered; and why. ``polled``: it came from a feed, which also carries
         alerts for other provinces (skipped, not dead-lettered)."""
         try:
-            alerts = alerts_in(parse_xml(data))
+            root = parse_xml(data)
+            alerts = alerts_in(root)
         except CapError as exc:
             return [await self._reject(data, origin, exc)]
-        if len(alerts) == 1:
+        if len(alerts) == 1 and (alerts[0] is root or not self.trust):
+            # The document as it came (dead-lettered whole, EDXL-DE envelope included);
+            # a signature, though, is checked on the alert's own XML.
             return [await self._alert(alerts[0], data, origin, polled)]
+        raw = self._raw_alerts(root, data)
         return [
-            await self._alert(el, ET.tostring(el, encoding="utf-8"), f"{origin}#{n}", polled)
+            await self._alert(el, raw(el), f"{origin}#{n}" if len(alerts) > 1 else origin, polled)
             for n, el in enumerate(alerts, 1)
         ]
+
+    def _raw_alerts(self, root: ET.Element, document: bytes) -> Callable[[ET.Element], bytes]:
+        """The XML of each alert inside a document (EDXL-DE, an index), as the sender
+        wrote it when signatures are checked: ElementTree renames namespace prefixes,
+        which would break a signature."""
+        if not self.trust:
+            return lambda el: ET.tostring(el, encoding="utf-8")
+        found = [el for el in root.iter() if is_alert(el)]
+        parts = alert_parts(document)
+        if len(parts) != len(found):  # not expected: both read the same document
+            return lambda el: ET.tostring(el, encoding="utf-8")
+        by_element = {id(el): part for el, part in zip(found, parts, strict=True)}
+        return lambda el: by_element.get(id(el)) or ET.tostring(el, encoding="utf-8")
 
     async def _alert(
         self, el: ET.Element, data: bytes, origin: str, polled: bool = False
@@ -177,6 +208,8 @@ class CapIngest:
 
         try:
             alert = parse_alert(el)
+            if self.trust:
+                alert = self._verified(alert, data)
             report = to_report(
                 alert,
                 self.areas,
@@ -213,6 +246,24 @@ class CapIngest:
         )
         return self._count(Outcome.SENT, report.report_id)
 
+    def _verified(self, alert: CapAlert, data: bytes) -> CapAlert:
+        """The alert as its sender signed it, when its sender is configured; raises
+        ``CapError`` (bad_signature) when the signature does not hold."""
+        try:
+            signed = self.trust.check(alert.sender, data, self.clock())
+        except SignatureError as exc:
+            raise CapError(
+                f"refused: {exc} (sender {alert.sender!r}, whose alerts must be signed "
+                "by the certificate configured for it)",
+                "bad_signature",
+            ) from None
+        if signed is None:
+            return alert
+        verified = parse_alert(parse_xml(signed))
+        if verified.sender != alert.sender:  # not expected: the signature covers the root
+            raise CapError("refused: the signed alert names another sender", "bad_signature")
+        return verified
+
     async def _reject(self, data: bytes, origin: str, exc: CapError) -> tuple[Outcome, str]:
 
         log.warning("cap: %s: rejected: %s", origin, exc)
@@ -247,8 +298,9 @@ class CapIngest:
         root = parse_xml(body)
         items = index_items(root)
         if items is None:  # not an index: the alerts are in the document itself
-            return await self._poll_alerts(url, alerts_in(root), body)
+            return await self._poll_alerts(url, root, alerts_in(root), body)
         current, handled, elsewhere = set(), 0, 0
+        raw = self._raw_alerts(root, body)
         for item in items:
             current.add(item.key)
             if item.key in self._fetched:
@@ -260,7 +312,7 @@ class CapIngest:
                 self._count(Outcome.SKIPPED, f"entry {item.key[0]}: not for our communes")
                 self._fetched.add(item.key)
                 elsewhere += 1
-            elif await self._item(session, url, item):
+            elif await self._item(session, url, item, raw):
                 self._fetched.add(item.key)
                 handled += 1
         self._fetched &= current  # forget entries that left the index
@@ -273,12 +325,16 @@ class CapIngest:
             )
         return handled
 
-    async def _poll_alerts(self, url: str, alerts: list[ET.Element], body: bytes) -> int:
+    async def _poll_alerts(
+        self, url: str, root: ET.Element, alerts: list[ET.Element], body: bytes
+    ) -> int:
         """Alerts of a document polled again and again: each handled once while it
         stays in the document, so a refused one is not dead-lettered at every poll."""
         seen, current, handled = self._polled.get(url, set()), set(), 0
+        whole = len(alerts) == 1 and (alerts[0] is root or not self.trust)
+        part = self._raw_alerts(root, body)
         for n, el in enumerate(alerts, 1):
-            raw = body if len(alerts) == 1 else ET.tostring(el, encoding="utf-8")
+            raw = body if whole else part(el)
             digest = hashlib.sha256(raw).hexdigest()
             current.add(digest)
             if digest not in seen:
@@ -287,12 +343,18 @@ class CapIngest:
         self._polled[url] = current
         return handled
 
-    async def _item(self, session: aiohttp.ClientSession, index_url: str, item: FeedItem) -> bool:
+    async def _item(
+        self,
+        session: aiohttp.ClientSession,
+        index_url: str,
+        item: FeedItem,
+        raw: Callable[[ET.Element], bytes],
+    ) -> bool:
         """Ingest one index entry; False when it should be tried again next poll."""
 
         if item.inline:
             for el in item.inline:
-                await self._alert(el, ET.tostring(el, encoding="utf-8"), index_url, True)
+                await self._alert(el, raw(el), index_url, True)
             return True
         if item.link is None:
             log.warning("cap: %s: entry %s links to no CAP message", index_url, item.key[0])

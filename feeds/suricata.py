@@ -116,6 +116,21 @@ def eve_time(value: Any) -> datetime:
     return at
 
 
+def _signature_id(value: Any) -> int:
+    """Suricata's rule number; 0 when absent. It writes an integer: digits in a string
+    and whole floats pass, anything else is refused by name (int() alone took True and
+    1.5, and raised OverflowError on an infinite value, out of the converter)."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise EveError(f"alert.signature_id {value!r} is not a rule number")
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-") or "unknown"
 
@@ -182,7 +197,7 @@ class EveConverter:
     def _report(
         self, record: dict[str, Any], alert: dict[str, Any], station: str, at: datetime
     ) -> Report | None:
-        sid = int(alert.get("signature_id") or 0)
+        sid = _signature_id(alert.get("signature_id"))
         level = self.config.report_categories.get(str(alert.get("category")))
         if level is None and sid in self.config.report_sids:
             level = Severity.SEVERE
@@ -193,7 +208,9 @@ class EveConverter:
         if last is not None and timedelta(0) <= at - last < REPORT_COOLDOWN:
             return None
         self._reported[(sid, station)] = at
-        flow = record.get("flow_id") or at.strftime("%Y%m%dT%H%M%S%f")
+        # Alerts without a flow (decoder events) are told apart by their time; the id
+        # must stay a valid report id whatever the line carries (lower case, no "+").
+        flow = _slug(str(record.get("flow_id") or at.strftime("%Y%m%dt%H%M%S%f")))
         where = f"{record.get('src_ip', '?')} → {record.get('dest_ip', '?')}"
         return Report(
             report_id=f"suricata:{_slug(self._sensor(record))}:{sid}:{flow}"[:128],

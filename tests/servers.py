@@ -70,6 +70,12 @@ SERVERS: dict[str, Server] = {
             binaries=("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"),
             used_for="the MQTT broker of the MQTT bridge and the loudspeaker channel",
         ),
+        Server(
+            name="xmlsec1",
+            package="xmlsec1",
+            binaries=("xmlsec1",),
+            used_for="the standard XML-DSig verifier partners check signed CAP with",
+        ),
     )
 }
 

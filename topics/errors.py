@@ -4,6 +4,8 @@ answers, config-file errors and the command line."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import TypeVar
 
@@ -13,11 +15,21 @@ from pydantic import BaseModel, ValidationError
 M = TypeVar("M", bound=BaseModel)
 
 
+_PLAIN_KEY = re.compile(r"[^\s.:\"]+")
+
+
+def _segment(part: str | int) -> str:
+    # A key sent as "", " " or "a.b" would otherwise read as no field, or as another
+    # path: such a key is quoted, so the sender sees which one is meant.
+    text = str(part)
+    return text if isinstance(part, int) or _PLAIN_KEY.fullmatch(text) else json.dumps(text)
+
+
 def error_fields(exc: ValidationError, whole: str = "(message)") -> list[tuple[str, str]]:
     """Each error as (field path, message); ``whole`` names an error of the whole
     document (an empty path)."""
     return [
-        (".".join(str(p) for p in err["loc"]) or whole, err["msg"])
+        (".".join(_segment(p) for p in err["loc"]) or whole, err["msg"])
         for err in exc.errors(include_url=False)
     ]
 

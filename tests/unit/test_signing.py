@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
 import pytest
 
-from consumers.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, headers, sign, verify
+from consumers.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    headers,
+    sign,
+    verify,
+    webhook_refusal,
+)
 
 SECRET = b"s3cret-key"
 BODY = b'{"type": "canhbao.warning", "warning": {"level": 2}}'
@@ -103,3 +115,44 @@ def test_headers_use_current_time_by_default() -> None:
 )
 def test_non_ascii_headers_are_rejected_not_raised(ts: str, sig: str) -> None:
     assert verify(SECRET, ts, sig, BODY, now=NOW) is False
+
+
+# --- The verifier receivers copy (README, "Delivery guarantee") -----------------------------
+
+
+def _readme_verifier() -> tuple[str, Any]:
+    """The README's Python block that defines ``webhook_refusal``, and that function."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    (block,) = [b for b in blocks if "def webhook_refusal(" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    return block, namespace["webhook_refusal"]
+
+
+def test_the_readme_carries_the_verifier_as_it_is_in_the_code() -> None:
+    block, _ = _readme_verifier()
+    assert inspect.getsource(webhook_refusal) in block
+
+
+@pytest.mark.parametrize("where", ["module", "readme copy"])
+def test_the_copied_verifier_accepts_a_fresh_request_and_refuses_stale_or_altered(
+    where: str,
+) -> None:
+    check = webhook_refusal if where == "module" else _readme_verifier()[1]
+    sent = headers(SECRET, BODY, now=NOW)
+    assert check(SECRET, sent, BODY, now=NOW + 5) is None
+    lower = {k.lower(): v for k, v in sent.items()}  # as some frameworks give headers
+    assert check(SECRET, lower, BODY, now=NOW) is None
+    stale = check(SECRET, sent, BODY, now=NOW + 301)
+    assert stale is not None and stale.startswith("stale: signed 301 s ago")
+    ahead = check(SECRET, sent, BODY, now=NOW - 600)
+    assert ahead is not None and "600 s ahead" in ahead
+    altered = check(SECRET, sent, BODY.replace(b"2", b"3"), now=NOW)
+    assert altered is not None and altered.startswith("bad signature")
+    assert check(b"another", sent, BODY, now=NOW) is not None
+    replayed_later = dict(sent, **{TIMESTAMP_HEADER: str(int(NOW) + 60)})
+    assert (check(SECRET, replayed_later, BODY, now=NOW + 60) or "").startswith("bad signature")
+    assert (check(SECRET, {}, BODY, now=NOW) or "").startswith("unsigned")
+    odd = {TIMESTAMP_HEADER: "١٧٥٩٧٧٠٠٠٠", SIGNATURE_HEADER: sent[SIGNATURE_HEADER]}
+    assert check(SECRET, odd, BODY, now=NOW) == "malformed signature headers"
