@@ -251,10 +251,11 @@ class Engine:
         drill's clock instead."""
         out = Outputs()
         rules = self.rules
+        at = present(now, reading.drill) if now is not None else None
         # Anything dated after this is from a timeline that cannot be the present one.
-        beyond = present(now, reading.drill) + self.max_clock_skew if now is not None else None
+        beyond = at + self.max_clock_skew if at is not None else None
         if mode != "grouped":
-            verdict = self._gate(reading, store, now, out)
+            verdict = self._gate(reading, store, at, out)
             # Any reading proves the station transmits, even one the gate sets
             # aside: a stuck sensor is a sensor fault, not a data gap.
             self._heard(reading, store, out)
@@ -275,13 +276,14 @@ class Engine:
                 self._levelled(rule, subject, reading, store, out, beyond)
         return out
 
-    def _gate(self, reading: Reading, store: Store, now: datetime | None, out: Outputs) -> Verdict:
+    def _gate(self, reading: Reading, store: Store, at: datetime | None, out: Outputs) -> Verdict:
+        """``at``: the present the reading is judged against (its drill's clock for a
+        drill), None in backtests and rule tests."""
         # One series per station, metric, commune and source: a unit reporting
         # several communes' counts keeps a timeline for each.
         series = sk.quality_series(reading.station_id, reading.metric, reading.area)
         qkey = sk.quality_key(series, reading.source)
         state = dict(store.get(qkey) or {})
-        at = present(now, reading.drill) if now is not None else None
         verdict = inspect(self.rules.quality, state, reading, at, self.max_clock_skew)
         store[qkey] = state
         if verdict.reanchored:
@@ -341,10 +343,12 @@ class Engine:
             self._save(store, w, out)
 
     def _heard(self, reading: Reading, store: Store, out: Outputs) -> None:
-        if not self.rules.of_kind("staleness"):
+        stale_rules = self.rules.of_kind("staleness")
+        if not stale_rules:
             return
-        self.watch.heard(reading.station_id)
-        lkey = sk.heard_key(reading.station_id)
+        station_id = reading.station_id
+        self.watch.heard(station_id)
+        lkey = sk.heard_key(station_id)
         seen = dict(store.get(lkey) or {})
         ts = reading.observed_at.timestamp()
         last = seen.get("ts")
@@ -352,15 +356,16 @@ class Engine:
             return
         if last is not None and ts > last:
             seen["gaps"] = [*seen.get("gaps", []), ts - last][-GAPS_KEPT:]
-        metrics = set(seen.get("metrics", [])) | {reading.metric}
-        seen.update(
-            ts=ts, domain=reading.domain.value, metric=reading.metric, metrics=sorted(metrics)
-        )
+        metric = reading.metric
+        metrics = seen.get("metrics")
+        if metrics is None or metric not in metrics:
+            metrics = sorted({*(metrics or ()), metric})
+        seen.update(ts=ts, domain=reading.domain.value, metric=metric, metrics=metrics)
         if reading.area:
             seen["area"] = reading.area
         store[lkey] = seen
-        for rule in self.rules.of_kind("staleness"):
-            w = _load(store, sk.rule_warning_key(rule.id, reading.station_id))
+        for rule in stale_rules:
+            w = _load(store, sk.rule_warning_key(rule.id, station_id))
             if not is_active(w) or w is None:
                 continue
             # Readings resumed, or late ones show the station was not silent that long

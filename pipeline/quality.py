@@ -84,6 +84,10 @@ class Verdict:
         return self.check in FAULTS
 
 
+_NO_LIMITS = MetricLimits()  # a metric the quality section does not name
+_OK = Verdict(True)  # the verdict on most readings: one object, not one per reading
+
+
 def _fmt(v: float) -> str:
     return f"{v:g}"
 
@@ -94,12 +98,16 @@ _TIMES = ("ts", "same_since")
 
 def reanchor(state: dict[str, Any], beyond: float) -> str:
     """Forget a timeline dated after ``beyond`` (seconds); why, or "" if it is not."""
-    times = [state[k] for k in _TIMES if isinstance(state.get(k), int | float)]
+    # Called for every live reading: plain comparisons, no lists.
+    latest = float("-inf")
+    for k in _TIMES:
+        v = state.get(k)
+        if isinstance(v, (int, float)) and v > latest:  # noqa: UP038 (faster than a union)
+            latest = v
     jump = state.get("jump")
-    if jump:
-        times.append(jump[0])
-    latest = max(times, default=None)
-    if latest is None or latest <= beyond:
+    if jump and jump[0] > latest:
+        latest = jump[0]
+    if latest <= beyond:
         return ""
     for k in (*_TIMES, "value", "jump"):
         state.pop(k, None)
@@ -134,7 +142,7 @@ def _judge(
     config: QualityConfig, state: dict[str, Any], reading: Reading, now: datetime | None
 ) -> Verdict:
     at = reading.observed_at.timestamp()
-    limits = config.metrics.get(reading.metric, MetricLimits())
+    limits = config.metrics.get(reading.metric, _NO_LIMITS)
     value = reading.value
     last_ts: float | None = state.get("ts")
     active: list[str] = state.setdefault("faults", [])
@@ -144,7 +152,7 @@ def _judge(
             limits.max is not None and value > limits.max
         ):
             return _fault(state, Check.OUT_OF_RANGE, f"{_fmt(value)} is outside the limits")
-        return Verdict(True)
+        return _OK
     if last_ts is not None and at == last_ts:
         return Verdict(False, Check.DUPLICATE, "a reading for this time was already accepted")
     if last_ts is not None and at < last_ts:
@@ -200,6 +208,8 @@ def _judge(
 
     state["ts"] = at
     state["value"] = value
+    if not active:
+        return _OK
     cleared = tuple(Check(c) for c in active)
     active.clear()
     return Verdict(True, cleared=cleared)
