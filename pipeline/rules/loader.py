@@ -191,6 +191,10 @@ class RuleSet:
             found.sort(key=self.rules.index)  # keep the order the rules were written in
         return found
 
+    def kind(self, kind: str) -> tuple[Rule, ...]:
+        """The rules of one kind, without a copy (asked for every reading)."""
+        return self._by_kind.get(kind, ())
+
     def of_kind(self, *kinds: str) -> list[Rule]:
         if len(kinds) == 1:
             return list(self._by_kind.get(kinds[0], ()))
