@@ -186,10 +186,7 @@ def _backtest(
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stdout for the rest of the run)
             return 0
     else:
-        print(
-            f"rule set {result.version}: {tally.read} readings, "
-            f"{result.start} → {result.end}"
-        )
+        print(f"rule set {result.version}: {tally.read} readings, {result.start} → {result.end}")
         if result.rejected:
             print(
                 "  set aside by the quality gate: "

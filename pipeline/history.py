@@ -240,15 +240,18 @@ def _csv(
             yield line, BadLine(path, line, f"no domain for metric {metric!r}: {no_domain_hint}")
             continue
         try:
-            yield line, Reading(
-                station_id=row["station_id"],
-                domain=domain,
-                metric=metric,
-                value=row["value"],
-                observed_at=row["observed_at"],
-                unit=row.get("unit") or None,
-                area=row.get("area") or None,
-                source=row.get("source") or None,
+            yield (
+                line,
+                Reading(
+                    station_id=row["station_id"],
+                    domain=domain,
+                    metric=metric,
+                    value=row["value"],
+                    observed_at=row["observed_at"],
+                    unit=row.get("unit") or None,
+                    area=row.get("area") or None,
+                    source=row.get("source") or None,
+                ),
             )
         except ValidationError as exc:
             yield line, BadLine(path, line, "; ".join(field_errors(exc)))

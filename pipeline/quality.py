@@ -102,7 +102,7 @@ def reanchor(state: dict[str, Any], beyond: float) -> str:
     latest = float("-inf")
     for k in _TIMES:
         v = state.get(k)
-        if isinstance(v, (int, float)) and v > latest:  # noqa: UP038 (faster than a union)
+        if isinstance(v, (int, float)) and v > latest:
             latest = v
     jump = state.get("jump")
     if jump and jump[0] > latest:
