@@ -18,10 +18,11 @@ from pipeline import state as sk  # the store's keys
 from pipeline.engine import Engine, Outputs, areas_of
 from pipeline.quality import Check
 from pipeline.rules.kinds import window_due
-from pipeline.rules.model import ReportCondition, WindowCondition
+from pipeline.rules.model import ReportCondition, Rule, WindowCondition
 from topics.models import Command, Reading, Report, Warning
 
 EPSILON = timedelta(seconds=1)
+_WARNINGS = sk.Kind.WARNING.prefix
 
 
 class TrackedStore(dict[str, Any]):
@@ -104,6 +105,9 @@ class Replay:
     # keys written since the last look.
     _key_due: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     _heap: list[tuple[float, str]] = field(default_factory=list, init=False, repr=False)
+    _limits: dict[tuple[str, str], tuple[tuple[float, ...], float]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def _due(self) -> datetime | None:
         """The earliest moment a tick would change something."""
@@ -133,7 +137,7 @@ class Replay:
         evaluator is due only while its warning is active."""
         out = set(written)
         for key in written:
-            if sk.kind_of(key) is sk.Kind.WARNING:
+            if key.startswith(_WARNINGS):
                 v = self.store.get(key)
                 if v and "rule_id" in v and "subject" in v:
                     out.add(sk.evaluator_key(v["rule_id"], v["subject"]))
@@ -141,17 +145,21 @@ class Replay:
 
     def _due_of(self, key: str) -> float | None:
         """The earliest moment ``key`` makes a tick due, as the full scan computes it."""
+        if sk.is_quality_key(key):
+            return None  # written for every reading, never makes a tick due
         v = self.store.get(key)
         if not v:
             return None
         due: list[float] = []
         rules = self.engine.rules
+        if sk.is_heard_key(key):
+            if "ts" in v:
+                station = sk.heard_station(key)
+                for rule in rules.kind("staleness"):
+                    due.append(v["ts"] + self._silence_limit(rule, station, v))
+            return min(due, default=None)
         kind = sk.kind_of(key)
-        if kind is sk.Kind.HEARD and "ts" in v:
-            for rule in rules.kind("staleness"):
-                limit = self.engine.silence_limit(rule, sk.heard_station(key), v)
-                due.append(v["ts"] + limit.total_seconds())
-        elif kind is sk.Kind.WARNING:
+        if kind is sk.Kind.WARNING:
             for rule in rules.kind("report"):
                 cond = rule.condition
                 assert isinstance(cond, ReportCondition)
@@ -171,6 +179,17 @@ class Replay:
                         if when is not None:
                             due.append(when)
         return min(due, default=None)
+
+    def _silence_limit(self, rule: Rule, station_id: str, seen: dict[str, Any]) -> float:
+        """``engine.silence_limit`` in seconds, remembered per rule and station for the
+        gaps it was computed from: a station's last gaps rarely change in length."""
+        gaps = tuple(seen.get("gaps", ()))
+        cached = self._limits.get((rule.id, station_id))
+        if cached is not None and cached[0] == gaps:
+            return cached[1]
+        limit = self.engine.silence_limit(rule, station_id, seen).total_seconds()
+        self._limits[(rule.id, station_id)] = (gaps, limit)
+        return limit
 
     def _due_scan(self) -> datetime | None:
         """``_due`` for a store that does not say what was written: every key, every time."""
