@@ -38,9 +38,7 @@ def write_history(path: Path, stations: list[str], total: int, start: datetime) 
             k = i // n
             at = (start + k * STEP).isoformat()
             value = f"{2.0 + 0.001 * (k % 3):.3f}"
-            f.writelines(
-                f"{at},{s},water_level_m,{value}\n" for s in stations[: min(n, total - i)]
-            )
+            f.writelines(f"{at},{s},water_level_m,{value}\n" for s in stations[: min(n, total - i)])
 
 
 def run_backtest(
