@@ -30,6 +30,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         loads=args.loads,
         seconds_per_load=args.seconds,
         subscribers=args.subscribers,
+        backtest_readings=args.backtest_readings,
     )
 
     def say(text: str) -> None:
@@ -56,4 +57,11 @@ def add_parsers(sub: Any) -> None:
     )
     p.add_argument("--seconds", type=float, default=10.0, help="seconds at each offered load")
     p.add_argument("--subscribers", type=int, default=100_000, help="citizens in the fan-out")
+    p.add_argument(
+        "--backtest-readings",
+        type=int,
+        default=100 * 365 * 24 * 4,
+        help="readings in the backtest phase's history (100 stations, 15 min apart; "
+        "default a year); 0 skips the phase",
+    )
     p.set_defaults(func=cmd_bench)

@@ -428,8 +428,12 @@ def render(
     name: str = "rules",
     compare: RuleSetRun | None = None,
     max_raises_per_day: float = 3.0,
+    read: int | None = None,
 ) -> str:
+    """``readings``: what the charts draw (a long history's sample); ``read``: how many
+    readings the backtest replayed, when ``readings`` is a sample."""
     label = "a" if compare else "warnings"
+    replayed = len(readings) if read is None else read
     runs = [RuleSetRun(label, name, rules, result)] + ([compare] if compare else [])
     aside_ids = {id(r) for r, _ in result.set_aside}
     series: dict[tuple[str, str], list[Reading]] = defaultdict(list)
@@ -486,7 +490,7 @@ def render(
         ".rules{margin:0 0 4px;font-size:90%}.flapping li{margin-bottom:4px}"
         ".sw{display:inline-block;width:12px;height:10px;margin:0 3px 0 8px}</style>"
         f"<h1>Backtest of rule set {escape(result.version)}</h1><ul>{sets}</ul>"
-        f"<p>{len(readings)} readings from {result.start} to {result.end}; "
+        f"<p>{replayed} readings from {result.start} to {result.end}; "
         f"set aside by the quality gate: "
         + (", ".join(f"{k.value} {v}" for k, v in result.rejected.items()) or "none")
         + "</p>"

@@ -9,6 +9,7 @@ import getpass
 import json
 import os
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -101,9 +102,6 @@ class _Progress:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from canhbao.htmlreport import render
-    from pipeline.backtest import compare, load_history, run_backtest, transitions_json
-
     rules = _load([args.rules])
     other = _load([args.compare]) if args.compare else None
     if rules is None or (args.compare and other is None):
@@ -111,21 +109,66 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if args.max_raises_per_day <= 0:
         print("--max-raises-per-day must be positive", file=sys.stderr)
         return 2
-    directory = _directory()
-    progress = _Progress()
+    with tempfile.TemporaryDirectory(prefix="canhbao-backtest-") as tmp:
+        return _backtest(args, rules, other, _directory(), Path(tmp))
+
+
+def _backtest(
+    args: argparse.Namespace,
+    rules: RuleSet,
+    other: RuleSet | None,
+    directory: Directory,
+    tmp: Path,
+) -> int:
+    from canhbao.htmlreport import render
+    from pipeline.backtest import (
+        BacktestResult,
+        ChartSample,
+        Tally,
+        compare,
+        sort_history,
+        stream_backtest,
+        stream_history,
+        transitions_json,
+    )
+    from pipeline.history import OutOfOrder
+
+    limit = args.max_raises_per_day
+    chart = ChartSample() if args.html else None
+
+    def run(path: Path, tally: Tally) -> tuple[BacktestResult, BacktestResult | None]:
+        # Streamed: the file is read as it is replayed, once per rule set, and both sets
+        # read it with the first set's domains for rows without one.
+        progress = _Progress()
+        readings = stream_history(path, rules, tally, progress)
+        result = stream_backtest(readings, rules, directory, limit, chart)
+        progress.done()
+        if other is None:
+            return result, None
+        return result, stream_backtest(stream_history(path, rules, Tally()), other, directory,
+                                       limit)  # fmt: skip
+
+    tally = Tally()
     try:
-        history = load_history(args.data, rules, progress)
+        try:
+            result, other_result = run(args.data, tally)
+        except OutOfOrder as exc:
+            # Not in time order: sorted out of core (memory stays bounded), then replayed.
+            print(f"{exc}; sorting it by time in temporary files first", file=sys.stderr)
+            tally = Tally()
+            if chart is not None:
+                chart = ChartSample()
+            progress = _Progress()
+            ordered = sort_history(args.data, rules, tmp, tally, progress)
+            progress.done()
+            result, other_result = run(ordered, tally)  # its bad lines were counted
     except (OSError, ValueError) as exc:
         print(f"cannot read {args.data}: {exc}", file=sys.stderr)
         return 1
-    progress.done()
-    for err in history.errors:
+    for err in tally.errors:
         print(f"skipped {err}", file=sys.stderr)
-    if history.skipped:
-        print(f"{history.skipped} line(s) skipped, {len(history.readings)} read", file=sys.stderr)
-    limit = args.max_raises_per_day
-    result = run_backtest(history.readings, rules, directory, limit)
-    other_result = run_backtest(history.readings, other, directory, limit) if other else None
+    if tally.skipped:
+        print(f"{tally.skipped} line(s) skipped, {tally.read} read", file=sys.stderr)
     flapping = [("a: " if other_result else "", f) for f in result.flapping]
     if other_result is not None:
         flapping += [("b: ", f) for f in other_result.flapping]
@@ -143,10 +186,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (stdout for the rest of the run)
             return 0
     else:
-        print(
-            f"rule set {result.version}: {len(history.readings)} readings, "
-            f"{result.start} → {result.end}"
-        )
+        print(f"rule set {result.version}: {tally.read} readings, {result.start} → {result.end}")
         if result.rejected:
             print(
                 "  set aside by the quality gate: "
@@ -189,13 +229,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
             if other is not None and other_result is not None
             else None
         )
+        assert chart is not None
         page = render(
-            history.readings,
+            chart.readings(),
             rules,
             result,
             name=str(args.rules),
             compare=compared,
             max_raises_per_day=limit,
+            read=tally.read,
         )
         args.html.write_text(page, encoding="utf-8")
         print(f"HTML report: {args.html}", file=sys.stderr)

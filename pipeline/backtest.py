@@ -6,11 +6,9 @@ read is reported with its number and skipped; the rest still runs.
 
 from __future__ import annotations
 
-import itertools
 import json
-import statistics
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -125,34 +123,172 @@ class BacktestResult:
         return max((self.end - self.start).total_seconds() / 86400, 1.0)
 
 
+@dataclass
+class Tally:
+    """What a history file held besides readings, counted as it is streamed."""
+
+    read: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)  # the first MAX_ERRORS bad lines
+
+    def bad(self, line: history.BadLine) -> None:
+        self.skipped += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(str(line))
+
+
+def stream_history(
+    path: Path,
+    rules: RuleSet,
+    tally: Tally,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[Reading]:
+    """The readings of a history file in time order, read as they are replayed (memory
+    does not grow with the file). Raises :class:`history.OutOfOrder` at the first
+    reading dated before one above it: see :func:`sort_history`."""
+    rows = history.stream(path, history.rule_domains(rules), no_domain_hint=NO_DOMAIN_HINT,
+                          progress=progress, ordered=True)  # fmt: skip
+    for r in rows:
+        if isinstance(r, history.BadLine):
+            tally.bad(r)
+        else:
+            tally.read += 1
+            yield r
+
+
+def sort_history(
+    path: Path,
+    rules: RuleSet,
+    into: Path,
+    tally: Tally,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """A history file not in time order, sorted out of core into ``into`` (JSONL):
+    bad lines are counted in ``tally`` here, as the sorted file has none."""
+    return history.sort_by_time(path, into, history.rule_domains(rules),
+                                no_domain_hint=NO_DOMAIN_HINT, progress=progress,
+                                on_bad=tally.bad)  # fmt: skip
+
+
+class StationGaps:
+    """Per station, the gaps between its distinct reading times: counted by length (for
+    the median, shortest and longest) and the last few (the interval the engine
+    learns). What explains a flapping data-gap rule, in memory that does not grow with
+    the history's length: a station keeps to a handful of intervals. Readings must
+    come in time order."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._counts: dict[str, Counter[float]] = defaultdict(Counter)
+        self._recent: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=GAPS_KEPT))
+
+    def add(self, station_id: str, ts: float) -> None:
+        last = self._last.get(station_id)
+        if last is not None and ts <= last:
+            return  # the same time again (another metric): not a gap
+        if last is not None:
+            self._counts[station_id][ts - last] += 1
+            self._recent[station_id].append(ts - last)
+        self._last[station_id] = ts
+
+    def of(self, station_id: str) -> tuple[Counter[float], list[float]]:
+        """The station's gaps by length, and its last ``GAPS_KEPT`` gaps."""
+        return self._counts.get(station_id, Counter()), list(self._recent.get(station_id, ()))
+
+
+def _median(counts: Counter[float]) -> float:
+    """``statistics.median`` of the multiset ``counts``."""
+    n = counts.total()
+    middle = [(n - 1) // 2, n // 2]
+    found: list[float] = []
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        while middle and middle[0] < seen:
+            found.append(value)
+            middle.pop(0)
+    return (found[0] + found[1]) / 2
+
+
 def run_backtest(
     readings: list[Reading],
     rules: RuleSet,
     directory: Directory,
     max_raises_per_day: float = MAX_RAISES_PER_DAY,
 ) -> BacktestResult:
+    """A backtest of readings in memory, in any order (sorted here)."""
     ordered = sorted(readings, key=lambda r: r.observed_at)
+    return stream_backtest(ordered, rules, directory, max_raises_per_day)
+
+
+def stream_backtest(
+    readings: Iterable[Reading],
+    rules: RuleSet,
+    directory: Directory,
+    max_raises_per_day: float = MAX_RAISES_PER_DAY,
+    chart: ChartSample | None = None,
+) -> BacktestResult:
+    """A backtest of readings in time order, consumed one at a time: what it keeps
+    grows with the warnings and the readings set aside, not with the readings. A
+    ``chart`` keeps a bounded sample of each series for the HTML report."""
     engine = Engine(rules, directory)
     replay = Replay(engine)
-    for r in ordered:
+    gaps = StationGaps()
+    start: datetime | None = None
+    end: datetime | None = None
+    for r in readings:
         replay.reading(r)
-    end = ordered[-1].observed_at if ordered else None
+        gaps.add(r.station_id, r.observed_at.timestamp())
+        if chart is not None:
+            chart.add(r)
+        if start is None:
+            start = r.observed_at
+        end = r.observed_at
     result = BacktestResult(
         version=rules.version,
         warnings=replay.warnings,
         rejected=dict(replay.rejected),
-        start=ordered[0].observed_at if ordered else None,
+        start=start,
         end=end,
         summaries=summarise(replay.warnings, end),
         set_aside=replay.set_aside,
     )
-    result.flapping = find_flapping(result, ordered, engine, max_raises_per_day)
+    result.flapping = find_flapping(result, gaps, engine, max_raises_per_day)
     return result
+
+
+class ChartSample:
+    """At most about ``2 * per_series`` readings of each (station, metric), for the HTML
+    report's charts of a history of any length: when a series reaches that, each run
+    of four readings is cut to its lowest and highest, so peaks and troughs stay."""
+
+    def __init__(self, per_series: int = 1000) -> None:
+        self.per_series = per_series
+        self.series: dict[tuple[str, str], list[Reading]] = defaultdict(list)
+
+    def add(self, reading: Reading) -> None:
+        points = self.series[(reading.station_id, reading.metric)]
+        points.append(reading)
+        if len(points) >= 2 * self.per_series:
+            points[:] = _min_max(points)
+
+    def readings(self) -> list[Reading]:
+        return [r for points in self.series.values() for r in points]
+
+
+def _min_max(points: list[Reading]) -> list[Reading]:
+    kept: list[Reading] = []
+    for i in range(0, len(points), 4):
+        group = points[i : i + 4]
+        low = min(group, key=lambda r: r.value)
+        high = max(group, key=lambda r: r.value)
+        kept += [low] if low is high else sorted((low, high), key=lambda r: r.observed_at)
+    return kept
 
 
 def find_flapping(
     result: BacktestResult,
-    readings: list[Reading],
+    gaps: StationGaps,
     engine: Engine,
     max_raises_per_day: float = MAX_RAISES_PER_DAY,
 ) -> list[Flapping]:
@@ -160,15 +296,12 @@ def find_flapping(
     raises = Counter(
         (w.rule_id, w.subject) for w in result.warnings if w.transition is Transition.RAISED
     )
-    times: dict[str, list[datetime]] = defaultdict(list)
-    for r in readings:
-        times[r.station_id].append(r.observed_at)
     out = []
     for (rule_id, subject), n in sorted(raises.items()):
         if n / result.days <= max_raises_per_day:
             continue
         states = [w for w in result.warnings if w.rule_id == rule_id and w.subject == subject]
-        cause = _likely_cause(rule_id, subject, states, times.get(subject, []), engine)
+        cause = _likely_cause(rule_id, subject, states, gaps, engine)
         out.append(Flapping(rule_id, subject, n, result.days, cause))
     return out
 
@@ -178,7 +311,7 @@ def _span(seconds: float) -> str:
 
 
 def _likely_cause(
-    rule_id: str, subject: str, states: list[Warning], times: list[datetime], engine: Engine
+    rule_id: str, subject: str, states: list[Warning], gaps: StationGaps, engine: Engine
 ) -> str:
     if rule_id.startswith("quality."):
         check = rule_id.split(".", 1)[1]
@@ -192,7 +325,7 @@ def _likely_cause(
         return "the rule is not in this rule set"
     cond = rule.condition
     if isinstance(cond, StalenessCondition):
-        return _staleness_cause(rule_id, subject, times, engine)
+        return _staleness_cause(rule_id, subject, gaps, engine)
     if isinstance(cond, _Levelled):
         up = Counter(
             w.level for w in states if w.transition in (Transition.RAISED, Transition.ESCALATED)
@@ -214,16 +347,15 @@ def _likely_cause(
     return "the condition changes more often than the data warrants"
 
 
-def _staleness_cause(rule_id: str, subject: str, times: list[datetime], engine: Engine) -> str:
+def _staleness_cause(rule_id: str, subject: str, station_gaps: StationGaps, engine: Engine) -> str:
     rule = engine.rules.get(rule_id)
     assert rule is not None and isinstance(rule.condition, StalenessCondition)
     cond = rule.condition
-    stamps = sorted({t.timestamp() for t in times})
-    gaps = [b - a for a, b in itertools.pairwise(stamps)]
-    if not gaps:
+    counts, recent = station_gaps.of(subject)
+    if not counts:
         return f"{subject} sent too few readings to say how often it reports"
-    median = statistics.median(gaps)
-    limit = engine.silence_limit(rule, subject, {"gaps": gaps[-GAPS_KEPT:]}).total_seconds()
+    median = _median(counts)
+    limit = engine.silence_limit(rule, subject, {"gaps": recent}).total_seconds()
     station = engine.directory.station(subject)
     configured = station.report_every if station is not None else None
     if median >= limit:
@@ -246,7 +378,7 @@ def _staleness_cause(rule_id: str, subject: str, times: list[datetime], engine: 
         return f"{said}: give the station report_every in the geography file"
     knob = "the number of intervals" if isinstance(cond.silent_for, Intervals) else "silent_for"
     return (
-        f"{subject} reports irregularly (gaps from {_span(min(gaps))} to {_span(max(gaps))}, "
+        f"{subject} reports irregularly (gaps from {_span(min(counts))} to {_span(max(counts))}, "
         f"median {_span(median)}), around the rule's limit of {_span(limit)}: raise {knob}"
     )
 

@@ -52,6 +52,7 @@ from topics import ids
 from topics.models import (
     Action,
     Command,
+    Domain,
     Evidence,
     Reading,
     Report,
@@ -63,6 +64,9 @@ from topics.models import (
 log = logging.getLogger(__name__)
 Store = MutableMapping[str, Any]
 Mode = Literal["local", "station", "grouped"]
+
+# Domain -> its value, looked up for every reading (cheaper than the enum's property).
+_DOMAIN_VALUES = {d: d.value for d in Domain}
 
 FAULT_NAMES = {
     Check.OUT_OF_RANGE: "value out of range",
@@ -186,6 +190,7 @@ class Engine:
         self.max_clock_skew = max_clock_skew
         # Handed on to the next engine at a hot reload: what was watched stays watched.
         self.watch = watch or SilenceWatch()
+        self._prefixes: dict[str, str] = {}
 
     def with_rules(self, rules: RuleSet) -> Engine:
         """The same engine with another rule set (hot reload): what was watched stays
@@ -199,6 +204,14 @@ class Engine:
         )
 
     # -- helpers -----------------------------------------------------------------
+
+    def _warning_prefix(self, rule_id: str) -> str:
+        """The start of the state keys of ``rule_id``'s warnings (the subject follows),
+        built once per rule: the heard index asks it for every reading."""
+        prefix = self._prefixes.get(rule_id)
+        if prefix is None:
+            prefix = self._prefixes[rule_id] = sk.rule_warnings_prefix(rule_id)
+        return prefix
 
     def _save(self, store: Store, w: Warning, out: Outputs) -> None:
         # Every state goes out through here: one content per version, always.
@@ -251,13 +264,16 @@ class Engine:
         drill's clock instead."""
         out = Outputs()
         rules = self.rules
+        at = present(now, reading.drill) if now is not None else None
         # Anything dated after this is from a timeline that cannot be the present one.
-        beyond = present(now, reading.drill) + self.max_clock_skew if now is not None else None
+        beyond = at + self.max_clock_skew if at is not None else None
         if mode != "grouped":
-            verdict = self._gate(reading, store, now, out)
+            # Once: converting a parsed time (its offset) costs about a microsecond.
+            ts = reading.observed_at.timestamp()
+            verdict = self._gate(reading, store, at, out, ts)
             # Any reading proves the station transmits, even one the gate sets
             # aside: a stuck sensor is a sensor fault, not a data gap.
-            self._heard(reading, store, out)
+            self._heard(reading, store, out, ts)
             if not verdict.ok:
                 return out
         for rule in rules.matching(reading):
@@ -275,14 +291,17 @@ class Engine:
                 self._levelled(rule, subject, reading, store, out, beyond)
         return out
 
-    def _gate(self, reading: Reading, store: Store, now: datetime | None, out: Outputs) -> Verdict:
+    def _gate(
+        self, reading: Reading, store: Store, at: datetime | None, out: Outputs, ts: float
+    ) -> Verdict:
+        """``at``: the present the reading is judged against (its drill's clock for a
+        drill), None in backtests and rule tests."""
         # One series per station, metric, commune and source: a unit reporting
         # several communes' counts keeps a timeline for each.
         series = sk.quality_series(reading.station_id, reading.metric, reading.area)
         qkey = sk.quality_key(series, reading.source)
         state = dict(store.get(qkey) or {})
-        at = present(now, reading.drill) if now is not None else None
-        verdict = inspect(self.rules.quality, state, reading, at, self.max_clock_skew)
+        verdict = inspect(self.rules.quality, state, reading, at, self.max_clock_skew, ts=ts)
         store[qkey] = state
         if verdict.reanchored:
             log.warning("quality gate: %s: %s", series, verdict.reanchored)
@@ -340,28 +359,36 @@ class Engine:
         if w is not None:
             self._save(store, w, out)
 
-    def _heard(self, reading: Reading, store: Store, out: Outputs) -> None:
-        if not self.rules.of_kind("staleness"):
+    def _heard(self, reading: Reading, store: Store, out: Outputs, ts: float) -> None:
+        stale_rules = self.rules.kind("staleness")
+        if not stale_rules:
             return
-        self.watch.heard(reading.station_id)
-        lkey = sk.heard_key(reading.station_id)
+        station_id = reading.station_id
+        self.watch.heard(station_id)
+        lkey = sk.heard_key(station_id)
         seen = dict(store.get(lkey) or {})
-        ts = reading.observed_at.timestamp()
         last = seen.get("ts")
         if last is not None and ts < last:
             return
         if last is not None and ts > last:
             seen["gaps"] = [*seen.get("gaps", []), ts - last][-GAPS_KEPT:]
-        metrics = set(seen.get("metrics", [])) | {reading.metric}
-        seen.update(
-            ts=ts, domain=reading.domain.value, metric=reading.metric, metrics=sorted(metrics)
-        )
+        metric = reading.metric
+        metrics = seen.get("metrics")
+        if metrics is None or metric not in metrics:
+            metrics = sorted({*(metrics or ()), metric})
+        seen["ts"] = ts
+        seen["domain"] = _DOMAIN_VALUES[reading.domain]
+        seen["metric"] = metric
+        seen["metrics"] = metrics
         if reading.area:
             seen["area"] = reading.area
         store[lkey] = seen
-        for rule in self.rules.of_kind("staleness"):
-            w = _load(store, sk.rule_warning_key(rule.id, reading.station_id))
-            if not is_active(w) or w is None:
+        for rule in stale_rules:
+            raw = store.get(self._warning_prefix(rule.id) + station_id)
+            if not raw:
+                continue  # no notice on this station: nothing to clear (most readings)
+            w = Warning.model_validate(raw)
+            if not is_active(w):
                 continue
             # Readings resumed, or late ones show the station was not silent that long
             # when the notice was raised: clear it, but never dated before its raise.

@@ -15,9 +15,11 @@ without the needed columns is refused whole (:class:`MissingColumns`).
 from __future__ import annotations
 
 import csv
+import heapq
 import io
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -63,6 +65,17 @@ def is_jsonl(path: Path, text: str) -> bool:
     return path.suffix in (".jsonl", ".ndjson") or text.lstrip().startswith("{")
 
 
+class OutOfOrder(ValueError):
+    """A reading older than one before it, in a file that must be in time order."""
+
+    def __init__(self, path: Path, line: int, at: datetime, latest: datetime) -> None:
+        self.path, self.line, self.at, self.latest = path, line, at, latest
+        super().__init__(
+            f"{path}:{line}: observed at {at.isoformat()}, before a reading above it "
+            f"({latest.isoformat()}): the file is not in time order"
+        )
+
+
 def parse(
     path: Path,
     text: str,
@@ -77,38 +90,143 @@ def parse(
     anything) for a CSV without the needed columns."""
     total = text.count("\n") or 1
     if is_jsonl(path, text):
-        rows = _jsonl(path, text, total, progress)
+        rows = _jsonl(path, text.splitlines(), total, progress)
     else:
-        rows = _csv(path, text, domains or {}, default, no_domain_hint, total, progress)
-    yield from rows
+        rows = _csv(path, io.StringIO(text), domains or {}, default, no_domain_hint, total,
+                    progress)  # fmt: skip
+    for _, item in rows:
+        yield item
     if progress:
         progress(total, total)
 
 
-def _jsonl(
-    path: Path, text: str, total: int, progress: Progress | None
+def stream(
+    path: Path,
+    domains: Mapping[str, Domain] | None = None,
+    default: Domain | None = None,
+    *,
+    no_domain_hint: str = NO_DOMAIN_HINT,
+    progress: Progress | None = None,
+    ordered: bool = False,
 ) -> Iterator[Reading | BadLine]:
-    for n, line in enumerate(text.splitlines(), start=1):
+    """:func:`parse` for a file of any length: read a line at a time as the caller
+    consumes it, never the whole file. ``ordered``: raise :class:`OutOfOrder` at the
+    first reading dated before one above it (a backtest replays in time order).
+
+    Raises ``OSError``/``UnicodeDecodeError`` for a file that cannot be read and
+    :class:`MissingColumns` for a CSV without the needed columns, at the first
+    ``next()``."""
+    total = count_lines(path) if progress else 1
+    with path.open(encoding="utf-8", newline="") as f:
+        head = f.read(4096)
+        f.seek(0)
+        if is_jsonl(path, head):
+            rows = _jsonl(path, f, total, progress)
+        else:
+            rows = _csv(path, f, domains or {}, default, no_domain_hint, total, progress)
+        latest: datetime | None = None
+        latest_ts = float("-inf")
+        for line, item in rows:
+            if ordered and isinstance(item, Reading):
+                # Compared as seconds: a parsed time's offset makes datetime compares slow.
+                ts = item.observed_at.timestamp()
+                if ts < latest_ts:
+                    assert latest is not None
+                    raise OutOfOrder(path, line, item.observed_at, latest)
+                latest, latest_ts = item.observed_at, ts
+            yield item
+    if progress:
+        progress(total, total)
+
+
+SORT_CHUNK = 100_000  # readings sorted in memory at a time by sort_by_time (~125 MB)
+
+
+def sort_by_time(
+    path: Path,
+    into: Path,
+    domains: Mapping[str, Domain] | None = None,
+    default: Domain | None = None,
+    *,
+    no_domain_hint: str = NO_DOMAIN_HINT,
+    progress: Progress | None = None,
+    on_bad: Callable[[BadLine], None] | None = None,
+    chunk: int = SORT_CHUNK,
+) -> Path:
+    """The readings of ``path`` written to a JSONL file in ``into``, in time order (a
+    stable sort: readings of the same time keep their file order), without holding
+    more than ``chunk`` of them: each chunk is sorted and written apart, then the
+    chunks are merged. Lines that cannot be read go to ``on_bad``."""
+    runs: list[Path] = []
+    buffer: list[tuple[float, Reading]] = []
+
+    def spill() -> None:
+        buffer.sort(key=lambda x: x[0])  # stable: file order among equal times
+        run = into / f"run-{len(runs):05d}.jsonl"
+        with run.open("w", encoding="utf-8") as f:
+            f.writelines(f"{ts!r}\t{r.model_dump_json()}\n" for ts, r in buffer)
+        runs.append(run)
+        buffer.clear()
+
+    items = stream(path, domains, default, no_domain_hint=no_domain_hint, progress=progress)
+    for item in items:
+        if isinstance(item, BadLine):
+            if on_bad:
+                on_bad(item)
+            continue
+        buffer.append((item.observed_at.timestamp(), item))
+        if len(buffer) >= chunk:
+            spill()
+    if buffer or not runs:
+        spill()
+    out = into / "sorted.jsonl"
+    files = [run.open(encoding="utf-8") for run in runs]
+    try:
+        # Runs in file order and merge() prefers the earlier run on a tie: stable overall.
+        merged = heapq.merge(*files, key=lambda line: float(line.split("\t", 1)[0]))
+        with out.open("w", encoding="utf-8") as f:
+            f.writelines(line.split("\t", 1)[1] for line in merged)
+    finally:
+        for opened in files:
+            opened.close()
+        for run in runs:
+            run.unlink()
+    return out
+
+
+def count_lines(path: Path) -> int:
+    """Lines in ``path``, read in blocks (for a progress bar; memory does not grow)."""
+    n = 0
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            n += block.count(b"\n")
+    return n or 1
+
+
+def _jsonl(
+    path: Path, lines: Iterable[str], total: int, progress: Progress | None
+) -> Iterator[tuple[int, Reading | BadLine]]:
+    for n, line in enumerate(lines, start=1):
         if progress and n % PROGRESS_EVERY == 0:
             progress(n, total)
         if not line.strip():
             continue
         try:
-            yield Reading.model_validate_json(line)
+            yield n, Reading.model_validate_json(line)
         except ValidationError as exc:
-            yield BadLine(path, n, "; ".join(field_errors(exc)))
+            yield n, BadLine(path, n, "; ".join(field_errors(exc)))
 
 
 def _csv(
     path: Path,
-    text: str,
+    lines: Iterable[str],
     domains: Mapping[str, Domain],
     default: Domain | None,
     no_domain_hint: str,
     total: int,
     progress: Progress | None,
-) -> Iterator[Reading | BadLine]:
-    reader = csv.DictReader(io.StringIO(text))
+) -> Iterator[tuple[int, Reading | BadLine]]:
+    reader = csv.DictReader(lines)
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise MissingColumns(path, missing)
@@ -119,21 +237,24 @@ def _csv(
         metric = row["metric"]
         domain = row.get("domain") or default or domains.get(metric)
         if domain is None:
-            yield BadLine(path, line, f"no domain for metric {metric!r}: {no_domain_hint}")
+            yield line, BadLine(path, line, f"no domain for metric {metric!r}: {no_domain_hint}")
             continue
         try:
-            yield Reading(
-                station_id=row["station_id"],
-                domain=domain,
-                metric=metric,
-                value=row["value"],
-                observed_at=row["observed_at"],
-                unit=row.get("unit") or None,
-                area=row.get("area") or None,
-                source=row.get("source") or None,
+            yield (
+                line,
+                Reading(
+                    station_id=row["station_id"],
+                    domain=domain,
+                    metric=metric,
+                    value=row["value"],
+                    observed_at=row["observed_at"],
+                    unit=row.get("unit") or None,
+                    area=row.get("area") or None,
+                    source=row.get("source") or None,
+                ),
             )
         except ValidationError as exc:
-            yield BadLine(path, line, "; ".join(field_errors(exc)))
+            yield line, BadLine(path, line, "; ".join(field_errors(exc)))
 
 
 def read_history(

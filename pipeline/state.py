@@ -36,7 +36,12 @@ class Kind(StrEnum):
     @property
     def prefix(self) -> str:
         """What every key of this kind starts with."""
-        return f"{self.value}|"
+        return _PREFIXES[self]
+
+
+# Built once: keys are made for every reading, and an enum property call is not free.
+_PREFIXES = {k: f"{k.value}|" for k in Kind}
+_W, _E, _Q, _L = (_PREFIXES[k] for k in (Kind.WARNING, Kind.EVALUATOR, Kind.QUALITY, Kind.HEARD))
 
 
 class InvalidKey(ValueError):
@@ -69,7 +74,7 @@ def _rest(kind: Kind, key: str) -> str:
 
 
 def warning_key(warning_id: str) -> str:
-    return Kind.WARNING.prefix + warning_id
+    return _W + warning_id
 
 
 def rule_warning_key(rule_id: str, subject: str) -> str:
@@ -91,7 +96,7 @@ def warning_of(key: str) -> str:
 
 
 def evaluator_key(rule_id: str, subject: str) -> str:
-    return f"{Kind.EVALUATOR.prefix}{rule_id}|{subject}"
+    return f"{_E}{rule_id}|{subject}"
 
 
 def evaluators_prefix(rule_id: str) -> str:
@@ -117,18 +122,18 @@ def quality_series(station_id: str, metric: str, area: str | None) -> str:
 
 
 def quality_key(series: str, source: str | None) -> str:
-    return f"{Kind.QUALITY.prefix}{series}|{source or ''}"
+    return f"{_Q}{series}|{source or ''}"
 
 
 def is_quality_key(key: str) -> bool:
-    return key.startswith(Kind.QUALITY.prefix)
+    return key.startswith(_Q)
 
 
 # -- stations heard (staleness) ------------------------------------------------------------
 
 
 def heard_key(station_id: str) -> str:
-    return Kind.HEARD.prefix + station_id
+    return _L + station_id
 
 
 def heard_station(key: str) -> str:
@@ -137,7 +142,7 @@ def heard_station(key: str) -> str:
 
 
 def is_heard_key(key: str) -> bool:
-    return key.startswith(Kind.HEARD.prefix)
+    return key.startswith(_L)
 
 
 # -- communes, commands, published versions -------------------------------------------------

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from canhbao.bench import baseline, fanout, latency, load
+from canhbao.bench.backtest import YEAR_OF_15_MINUTES, run_backtest
 from canhbao.bench.brokers import bench_broker
+from canhbao.bench.engine import engine_rate
 from canhbao.bench.rules import bench_geography, bench_rules
 from canhbao.bench.worker import Worker, peak_rss_mb, rate_until
 from canhbao.broker import embedded_env
@@ -34,6 +36,8 @@ class BenchConfig:
     loads: list[int] = field(default_factory=lambda: [500, 1000, 2000, 4000])
     seconds_per_load: float = 10.0
     subscribers: int = 100_000
+    backtest_readings: int = YEAR_OF_15_MINUTES
+    backtest_stations: int = 100
 
 
 def machine() -> dict[str, Any]:
@@ -70,6 +74,12 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
         raw_rate = cfg.readings / raw_s
         say(f"baseline: raw aiokafka + json.loads: {raw_rate:,.0f} readings/s")
 
+        bench_rules_path = bench_rules(settings.rules_path, work)
+        geography = bench_geography(settings.geography_path, work, stations)
+        # The same readings through the engine alone, in this process, no broker.
+        engine = engine_rate(bench_rules_path, geography, settings.directory_path, messages)
+        say(f"engine alone: {engine:,.0f} readings/s ({engine / raw_rate:.2f} × the baseline)")
+
         secret = secrets.token_hex(32)
         probes = latency.Probes()
         receiver = await WebhookReceiver(
@@ -79,8 +89,8 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
         env = {
             "CANHBAO_KAFKA_BOOTSTRAP": broker.bootstrap,
             "CANHBAO_APP_ID": f"canhbao-bench-{run_id}",
-            "CANHBAO_RULES_PATH": str(bench_rules(settings.rules_path, work)),
-            "CANHBAO_GEOGRAPHY_PATH": str(bench_geography(settings.geography_path, work, stations)),
+            "CANHBAO_RULES_PATH": str(bench_rules_path),
+            "CANHBAO_GEOGRAPHY_PATH": str(geography),
             "CANHBAO_AGENCY_WEBHOOK_BASE": receiver.base_url,
             "CANHBAO_WEBHOOK_SECRET": secret,
             "CANHBAO_LOG_LEVEL": "warning",
@@ -113,6 +123,28 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
             worker.stop()
             stop(dispatcher)
             await receiver.stop()
+        # Last, alone on the machine: `canhbao rules backtest` over a long history.
+        backtest = None
+        if cfg.backtest_readings > 0:
+            backtest_dir = work / "backtest"
+            backtest_dir.mkdir()
+            backtest_stations = load.station_ids(cfg.backtest_stations)
+            backtest_env = {
+                **env,
+                "CANHBAO_GEOGRAPHY_PATH": str(
+                    bench_geography(settings.geography_path, backtest_dir, backtest_stations)
+                ),
+            }
+            history_start = datetime(2025, 1, 1, tzinfo=UTC)
+            backtest = await asyncio.to_thread(
+                run_backtest, backtest_dir, backtest_env, backtest_stations,
+                cfg.backtest_readings, history_start,
+            )  # fmt: skip
+            say(
+                f"backtest: {backtest.readings:,} readings in {backtest.seconds:.1f} s, "
+                f"{backtest.readings_per_second:,}/s ({backtest.readings_per_cpu_second:,} per "
+                f"CPU-second), peak RSS {backtest.peak_rss_mb:.0f} MB"
+            )
     at_2000 = next((x for x in loads if x["offered_per_second"] == 2000), None)
     return {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -123,10 +155,13 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
         "baseline_readings_per_second": round(raw_rate),
         "pipeline_readings_per_second": round(rate),
         "ratio_to_baseline": round(rate / raw_rate, 3),
+        "engine_readings_per_second": round(engine),
+        "engine_ratio_to_baseline": round(engine / raw_rate, 3),
         "latency": loads,
         "p99_ms_at_2000": at_2000["p99_ms"] if at_2000 else None,
         "fanout": asdict(fan),
         "worker_peak_rss_mb": round(rss, 1),
+        "backtest": asdict(backtest) if backtest is not None else None,
     }
 
 

@@ -138,6 +138,9 @@ def _matches(rule: Rule, reading: Reading) -> bool:
     return not (sel.source is not None and sel.source != reading.source)
 
 
+MAX_SERIES_CACHED = 200_000  # (domain, metric, station, area, source) selections kept
+
+
 @dataclass(frozen=True)
 class RuleSet:
     rules: tuple[Rule, ...]
@@ -150,6 +153,9 @@ class RuleSet:
     _by_id: dict[str, Rule] = field(init=False, repr=False, compare=False)
     _by_kind: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
     _by_metric: dict[str | None, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    # What ``matching`` chose for each (domain, metric, station, area, source) seen: a
+    # station sends the same few series again and again, so selection is a lookup.
+    _chosen: dict[tuple[Any, ...], list[Rule]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_kind: dict[str, list[Rule]] = {}
@@ -161,16 +167,33 @@ class RuleSet:
         object.__setattr__(self, "_by_id", {r.id: r for r in self.rules})
         object.__setattr__(self, "_by_kind", {k: tuple(v) for k, v in by_kind.items()})
         object.__setattr__(self, "_by_metric", {k: tuple(v) for k, v in by_metric.items()})
+        object.__setattr__(self, "_chosen", {})
 
     def get(self, rule_id: str) -> Rule | None:
         return self._by_id.get(rule_id)
 
     def matching(self, reading: Reading) -> list[Rule]:
+        """The rules that watch ``reading``, in the order they were written (a new list:
+        the caller may keep or change it)."""
+        series = (reading.domain, reading.metric, reading.station_id, reading.area,
+                  reading.source)  # fmt: skip
+        chosen = self._chosen.get(series)
+        if chosen is None:
+            if len(self._chosen) >= MAX_SERIES_CACHED:
+                self._chosen.clear()  # bounded: a flood of new series only costs speed
+            chosen = self._chosen[series] = self._select(reading)
+        return list(chosen)
+
+    def _select(self, reading: Reading) -> list[Rule]:
         candidates = self._by_metric.get(reading.metric, ()) + self._by_metric.get(None, ())
         found = [r for r in candidates if _matches(r, reading)]
         if self._by_metric.get(None) and len(found) > 1:
             found.sort(key=self.rules.index)  # keep the order the rules were written in
         return found
+
+    def kind(self, kind: str) -> tuple[Rule, ...]:
+        """The rules of one kind, without a copy (asked for every reading)."""
+        return self._by_kind.get(kind, ())
 
     def of_kind(self, *kinds: str) -> list[Rule]:
         if len(kinds) == 1:

@@ -22,7 +22,7 @@ def test_bench_measures_every_phase_against_the_same_broker(broker: Broker) -> N
     if broker.kind == "tansu":
         env.update(embedded_env())
     args = ["--readings", "600", "--stations", "60", "--loads", "100,200"]
-    args += ["--seconds", "2", "--subscribers", "900", "--json"]
+    args += ["--seconds", "2", "--subscribers", "900", "--backtest-readings", "2000", "--json"]
     done = run_canhbao("bench", *args, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads(done.stdout)
@@ -37,3 +37,11 @@ def test_bench_measures_every_phase_against_the_same_broker(broker: Broker) -> N
         assert 0 < load["p50_ms"] <= load["p95_ms"] <= load["p99_ms"] <= load["max_ms"]
     assert r["fanout"]["subscribers"] >= 900 - 9 and r["fanout"]["notifications"] > 0
     assert r["worker_peak_rss_mb"] > 0
+    # The engine alone, on the same readings, against the same baseline.
+    assert r["engine_readings_per_second"] > 0
+    engine_ratio = r["engine_readings_per_second"] / r["baseline_readings_per_second"]
+    assert r["engine_ratio_to_baseline"] == pytest.approx(engine_ratio, abs=0.001)
+    # `canhbao rules backtest` over the generated history, in its own process.
+    b = r["backtest"]
+    assert b["readings"] == 2000 and b["stations"] == 100 and b["file_mb"] > 0
+    assert b["readings_per_second"] > 0 and b["peak_rss_mb"] > 0

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pipeline.rules.loader import RuleError, RuleSet, load_file, load_rules, rule_files
+from alerting.directory import Directory
+from pipeline.rules import loader
+from pipeline.rules.loader import RuleError, RuleSet, _matches, load_file, load_rules, rule_files
 from pipeline.rules.model import Rule
+from tests.conftest import REPO
+from tests.unit.conftest import FLOOD_RULE_YAML
+from topics.models import Domain, Reading
 
 GOOD = """\
 rules:
@@ -214,3 +221,52 @@ def test_shipped_rules_match_by_station_and_metric(ruleset: RuleSet, make_readin
     luc_nam = {r.id for r in ruleset.matching(make_reading(4.0, station_id="luc-nam"))}
     assert "water.flood.luc-nam" in luc_nam and "water.flood.dap-cau" not in luc_nam
     assert ruleset.matching(make_reading(4.0, metric="no_such_metric")) == []
+
+
+def _select_by_scan(ruleset: RuleSet, reading: Reading) -> list[str]:
+    """What ``matching`` chose before it kept an index: every rule, in written order."""
+    return [
+        r.id
+        for r in ruleset.rules
+        if r.condition.kind not in ("report", "compound") and _matches(r, reading)
+    ]
+
+
+def test_the_selection_index_chooses_as_a_scan_of_the_shipped_packs(
+    directory: Directory, make_reading: Callable[..., Reading]
+) -> None:
+    ruleset = load_rules(REPO / "rules")
+    metrics = {r.selector.metric for r in ruleset.rules if r.selector.metric} | {"other"}
+    stations = [s.id for s in directory.geography.stations] + ["unknown-station"]
+    areas = [None, *sorted({r.selector.area for r in ruleset.rules if r.selector.area})]
+    sources = [None, *sorted({r.selector.source for r in ruleset.rules if r.selector.source})]
+    chosen = 0
+    for _ in range(2):  # the second time from the index
+        for domain in Domain:
+            for metric in sorted(metrics):
+                for station in stations:
+                    for area, source in itertools.product(areas, sources):
+                        reading = make_reading(station_id=station, domain=domain,
+                                               metric=metric, area=area, source=source)  # fmt: skip
+                        found = [r.id for r in ruleset.matching(reading)]
+                        assert found == _select_by_scan(ruleset, reading), reading
+                        chosen += bool(found)
+    assert chosen > 20  # the shipped packs do watch these stations
+
+
+def test_the_selection_index_is_bounded_and_its_lists_are_the_callers(
+    monkeypatch: pytest.MonkeyPatch, compile_yaml: Callable[..., RuleSet],
+    make_reading: Callable[..., Reading],
+) -> None:  # fmt: skip
+    monkeypatch.setattr(loader, "MAX_SERIES_CACHED", 5)
+    ruleset = compile_yaml(FLOOD_RULE_YAML)
+    for i in range(50):
+        assert [r.id for r in ruleset.matching(make_reading(station_id=f"s{i}"))] == []
+        assert len(ruleset._chosen) <= 5
+    found = ruleset.matching(make_reading())
+    found.clear()  # the caller's own list: the index is untouched
+    assert (
+        [r.id for r in ruleset.matching(make_reading())]
+        == [r.id for r in compile_yaml(FLOOD_RULE_YAML).matching(make_reading())]
+        != []
+    )
