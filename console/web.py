@@ -75,6 +75,7 @@ ACTIONS: dict[str, Action] = {
 }
 NEEDS_REASON = {"false_alarm", "set_phase"}
 
+REQ_SESSION: web.RequestKey[Session] = web.RequestKey("session", Session)
 APP_ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts", Accounts)
 APP_BOARD: web.AppKey[Board] = web.AppKey("board", Board)
 APP_WRITER: web.AppKey[Writer] = web.AppKey("writer", Writer)
@@ -101,14 +102,13 @@ def _lang(request: web.Request) -> str:
 
 
 def _session(request: web.Request) -> Session:
-    session: Session = request["session"]
-    return session
+    return request[REQ_SESSION]
 
 
 def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> web.Response:
     env = request.app[APP_JINJA]
     lang = _lang(request)
-    session: Session | None = request.get("session")
+    session = request.get(REQ_SESSION)
     body = env.get_template(name).render(
         lang=lang,
         t=lambda key: t(key, lang),
@@ -136,7 +136,7 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
             if request.method == "GET":
                 raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
             return refuse(request, 401, "login needed")
-        request["session"] = session
+        request[REQ_SESSION] = session
         if request.method not in ("GET", "HEAD"):
             form = await request.post()
             sent = str(form.get("csrf", "")) or request.headers.get("X-CSRF-Token", "")
@@ -198,14 +198,14 @@ async def login(request: web.Request) -> web.StreamResponse:
     resp = web.HTTPSeeOther(nxt)
     _set_cookie(resp, request, SESSION_COOKIE, token, int(accounts.session_seconds))
     resp.del_cookie(LOGIN_COOKIE, path="/")
-    return resp
+    raise resp
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
     request.app[APP_ACCOUNTS].close_session(request.cookies.get(SESSION_COOKIE, ""))
     resp = web.HTTPSeeOther("/login")
     resp.del_cookie(SESSION_COOKIE, path="/")
-    return resp
+    raise resp
 
 
 async def set_lang(request: web.Request) -> web.StreamResponse:
@@ -213,7 +213,7 @@ async def set_lang(request: web.Request) -> web.StreamResponse:
     resp = web.HTTPSeeOther(_safe_next(request.query.get("next", "/")))
     resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="Strict",
                     secure=_secure(request))  # fmt: skip
-    return resp
+    raise resp
 
 
 # -- the live stream --------------------------------------------------------------
