@@ -83,6 +83,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "role": ("Vai trò", "Role"),
     "sound": ("Âm báo", "Sound"),
     "language": ("English", "Tiếng Việt"),
+    # The lifecycle's statuses (topics.models.LifecycleStatus)
+    "st_new": ("mới", "new"),
+    "st_verified": ("đã xác minh", "verified"),
+    "st_responding": ("đang ứng phó", "responding"),
+    "st_recovering": ("đang khắc phục", "recovering"),
+    "st_closed": ("đã kết thúc", "closed"),
 }
 
 

@@ -42,7 +42,7 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "canhbao_session"
 LOGIN_COOKIE = "canhbao_login"
 LANG_COOKIE = "canhbao_lang"
-PUBLIC = ("/login", "/static/", "/healthz")
+PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico")
 HEARTBEAT_SECONDS = 15.0
 FALSE_ALARM = "báo động giả / false alarm"
 
@@ -170,7 +170,9 @@ def _safe_next(value: str) -> str:
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:
-    nonce = secrets.token_urlsafe(24)
+    # The same nonce for every login page of this browser: a second tab (or a
+    # background request sent here) must not invalidate the form already shown.
+    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
     nxt = _safe_next(request.query.get("next", "/"))
     resp = render(request, "login.html", nonce=nonce, next=nxt, error=None)
     _set_cookie(resp, request, LOGIN_COOKIE, nonce, None)
@@ -403,6 +405,10 @@ async def healthz(request: web.Request) -> web.StreamResponse:
     return web.Response(text="ok\n")
 
 
+async def no_icon(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204)
+
+
 def _level_label(level: int, lang: str) -> str:
     if level == 0:
         return t("cleared", lang)
@@ -450,4 +456,5 @@ def make_app(
     app.router.add_get("/static/levels.css", levels_css)
     app.router.add_static("/static/", HERE / "static")
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/favicon.ico", no_icon)
     return app

@@ -70,6 +70,13 @@ SERVERS: dict[str, Server] = {
             binaries=("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"),
             used_for="the MQTT broker of the MQTT bridge and the loudspeaker channel",
         ),
+        Server(
+            name="chromium",
+            package="chromium",
+            # Debian's browser, which Playwright drives (its own download is not used).
+            binaries=("chromium", "/usr/bin/chromium", "chromium-browser"),
+            used_for="the operator console's browser tests (Playwright)",
+        ),
     )
 }
 

@@ -305,3 +305,16 @@ async def test_server_sent_events_push_each_new_state(console: Console) -> None:
     console.board.apply_warning(make_warning(version=3, level=0, transition="cleared"))
     assert (await next_event()).startswith("event: remove")
     r.close()
+
+
+async def test_a_second_login_page_keeps_the_first_forms_token(console: Console) -> None:
+    # A browser fetching /favicon.ico, or a second tab, must not spoil the form shown.
+    first = await (await console.client.get("/login")).text()
+    await console.client.get("/login?next=/broadcasts")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', first)
+    assert nonce is not None
+    r = await console.client.post(
+        "/login", data={"name": "operator", "password": PASSWORD, "nonce": nonce.group(1)},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert r.status == 303
