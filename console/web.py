@@ -276,7 +276,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                     await resp.write(_event("warning", data))
                 else:
                     await resp.write(_event("remove", {"id": w.warning_id}))
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:  # the browser went away
             pass
         finally:
             stopping.cancel()
