@@ -26,6 +26,7 @@ from alerting.templates import VIETNAM as _VN
 from console.accounts import Accounts, LoginResult, Permission, Session
 from console.board import Board, Filter, approval_refusal
 from console.i18n import lang_of, t
+from pipeline.lifecycle import STATUS_ORDER, is_active
 from topics.errors import field_errors
 from topics.models import (
     Action,
@@ -74,6 +75,23 @@ ACTIONS: dict[str, Action] = {
     "set_phase": Action.SET_PHASE,
 }
 NEEDS_REASON = {"false_alarm", "set_phase"}
+_STEPS = {"verify": Action.VERIFY, "acknowledge": Action.RESPOND, "recover": Action.RECOVER,
+          "resolve": Action.CLOSE}  # fmt: skip
+_STEP_STATUS = {
+    Action.VERIFY: LifecycleStatus.VERIFIED,
+    Action.RESPOND: LifecycleStatus.RESPONDING,
+    Action.RECOVER: LifecycleStatus.RECOVERING,
+    Action.CLOSE: LifecycleStatus.CLOSED,
+}
+
+
+def offered(w: Warning) -> list[str]:
+    """The lifecycle steps a warning can still take: forward only (the worker refuses a
+    step back), none once it is closed."""
+    at = STATUS_ORDER.index(w.status)
+    return [name for name, action in _STEPS.items()
+            if STATUS_ORDER.index(_STEP_STATUS[action]) > at]  # fmt: skip
+
 
 REQ_SESSION: web.RequestKey[Session] = web.RequestKey("session", Session)
 APP_ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts", Accounts)
@@ -297,7 +315,8 @@ async def warning_page(request: web.Request) -> web.StreamResponse:
         return refuse(request, 404, t("not_found", _lang(request)))
     may_act = _session(request).account.may(Permission.ACT)
     return render(request, "warning.html", w=w, may_act=may_act, phases=list(Phase),
-                  sent=request.query.get("sent"), error=None)  # fmt: skip
+                  sent=request.query.get("sent"), error=None, offered=offered(w),
+                  active=is_active(w))  # fmt: skip
 
 
 def command_for(warning_id: str, choice: str, actor: str, reason: str, phase: str) -> Command:
@@ -336,10 +355,12 @@ async def warning_action(request: web.Request) -> web.StreamResponse:
     except ValidationError as exc:
         message = "; ".join(field_errors(exc, "command"))
         return render(request, "warning.html", status=400, w=w, may_act=True,
-                      phases=list(Phase), sent=None, error=message)  # fmt: skip
+                      phases=list(Phase), sent=None, error=message, offered=offered(w),
+                      active=is_active(w))  # fmt: skip
     except ValueError as exc:
         return render(request, "warning.html", status=400, w=w, may_act=True,
-                      phases=list(Phase), sent=None, error=str(exc))  # fmt: skip
+                      phases=list(Phase), sent=None, error=str(exc), offered=offered(w),
+                      active=is_active(w))  # fmt: skip
     await request.app[APP_WRITER].command(command)
     raise web.HTTPSeeOther(f"/warnings/{quote(wid, safe='')}?sent={quote(choice)}")
 
@@ -410,9 +431,17 @@ async def no_icon(request: web.Request) -> web.StreamResponse:
 
 
 def _level_label(level: int, lang: str) -> str:
-    if level == 0:
-        return t("cleared", lang)
+    """A disaster risk level (Decision 18/2021): its number and official name."""
     return palette.label(level, lang)
+
+
+def _alarm_label(w: Warning, lang: str) -> str:
+    """The warning's own level, written beside its colour: the number and the rule's
+    name for it (báo động II ...); not the disaster risk level, shown apart."""
+    if w.level == 0:
+        return t("cleared", lang)
+    word = t("level", lang).lower()
+    return f"{word} {w.level} · {w.level_name}" if w.level_name else f"{word} {w.level}"
 
 
 def jinja() -> Environment:
@@ -423,6 +452,7 @@ def jinja() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["level_label"] = _level_label
+    env.filters["alarm_label"] = _alarm_label
     env.filters["q"] = lambda s: quote(str(s), safe="")
     env.filters["vn_time"] = lambda d: d.astimezone(_VN).strftime("%H:%M:%S %d/%m/%Y")
     return env

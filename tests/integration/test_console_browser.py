@@ -19,9 +19,17 @@ import pytest
 
 from canhbao.broker import free_port
 from tests.conftest import Broker
-from tests.integration.helpers import REPO, collect, ensure_topics, producer, run_canhbao
+from tests.integration.helpers import (
+    REPO,
+    collect,
+    ensure_topics,
+    producer,
+    run_canhbao,
+    running_worker,
+    worker_env,
+)
 from tests.servers import require, wait_for_port
-from topics.catalogue import COMMANDS, WARNINGS
+from topics.catalogue import COMMANDS, INGEST_READINGS, WARNINGS
 from topics.models import Agency, Area, Command, Evidence, Warning
 
 pytestmark = pytest.mark.integration
@@ -115,9 +123,9 @@ def test_an_operator_sees_a_warning_arrive_and_verifies_it(broker: Broker, conso
             # Produced after the page loaded: only the server-sent events can bring it.
             in_thread(produce(broker.bootstrap, flood(level=2, version=1)))
             row = page.locator(f"tr[id='w-{WID}']")
-            expect(row).to_contain_text("cấp 2 – rủi ro trung bình", timeout=30_000)
+            expect(row).to_contain_text("cấp 2 · báo động 2", timeout=30_000)
             in_thread(produce(broker.bootstrap, flood(level=3, version=2)))
-            expect(row).to_contain_text("cấp 3 – rủi ro lớn", timeout=30_000)
+            expect(row).to_contain_text("cấp 3 · báo động 3", timeout=30_000)
             expect(page.locator("#empty")).to_be_hidden()
             page.screenshot(path=ARTIFACTS / "console-stream-live.png", full_page=True)
 
@@ -140,5 +148,54 @@ def test_an_operator_sees_a_warning_arrive_and_verifies_it(broker: Broker, conso
             page.set_viewport_size({"width": 390, "height": 844})  # a phone
             page.goto(console + "/")
             page.screenshot(path=ARTIFACTS / "console-stream-phone.png", full_page=True)
+        finally:
+            browser.close()
+
+
+@pytest.mark.server("chromium")
+def test_a_reading_raises_a_warning_the_operator_sees_verifies_and_sees_verified(
+    broker: Broker, console: str, tmp_path: Path
+) -> None:
+    """The whole path with the real worker: a reading above Đáp Cầu's level I shows on
+    the live stream; the operator's verify goes through the worker, whose new state
+    comes back to the same page, verified by the account."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.integration.test_end_to_end import reading
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = worker_env(broker.bootstrap, broker.kind)
+    with running_worker(env, tmp_path / "worker.log") as worker, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=require("chromium"), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(console + "/")
+            page.get_by_label("Tài khoản").fill("truc-ban-a")
+            page.get_by_label("Mật khẩu").fill(PASSWORD)
+            page.get_by_role("button", name="Đăng nhập").click()
+            expect(page.locator("#live")).to_have_text("Đang nhận trực tiếp", timeout=15_000)
+
+            async def readings() -> None:
+                async with producer(broker.bootstrap) as p:
+                    for hour, level in enumerate([3.9, 4.45]):
+                        await p.send_and_wait(INGEST_READINGS, reading(level, hour),
+                                              key=b"dap-cau")  # fmt: skip
+
+            in_thread(readings())
+            row = page.locator("#rows tr", has_text="dap-cau")
+            # The worker starts, reads, decides and publishes: generous, not a speed test.
+            expect(row).to_contain_text("cấp 1", timeout=90_000)
+            page.screenshot(path=ARTIFACTS / "console-worker-raised.png", full_page=True)
+            row.get_by_role("link").first.click()
+            page.get_by_role("button", name="Xác minh", exact=True).click()
+            expect(page.locator("p.ok")).to_contain_text("Đã gửi lệnh")
+            page.goto(console + "/")
+            expect(page.locator("#rows tr", has_text="dap-cau")).to_contain_text(
+                "đã xác minh", timeout=60_000
+            )
+            page.locator("#rows tr", has_text="dap-cau").get_by_role("link").first.click()
+            expect(page.locator("dl.facts").last).to_contain_text("truc-ban-a")
+            page.screenshot(path=ARTIFACTS / "console-worker-verified.png", full_page=True)
+            assert worker.poll() is None, "the worker died"
         finally:
             browser.close()

@@ -259,14 +259,14 @@ async def test_rejecting_needs_a_reason(console: Console) -> None:
 async def test_the_stream_shows_a_label_beside_each_colour_and_filters(console: Console) -> None:
     await login(console.client, "viewer")
     page = await (await console.client.get("/")).text()
-    assert 'class="badge lvl-2"' in page and "cấp 2 – rủi ro trung bình" in page
+    assert 'class="badge lvl-2"' in page and "cấp 2 · báo động 2" in page
     assert "Luồng cảnh báo" in page  # Vietnamese by default
     assert WID in page
     assert WID not in await (await console.client.get("/?domain=health")).text()
     assert WID not in await (await console.client.get("/?level=3")).text()
     await console.client.get("/lang/en?next=/")
     page = await (await console.client.get("/")).text()
-    assert "Live stream" in page and "level 2 – medium" in page
+    assert "Live stream" in page and "level 2 · báo động 2" in page
 
 
 async def test_text_from_the_pipeline_is_escaped(console: Console) -> None:
@@ -301,7 +301,8 @@ async def test_server_sent_events_push_each_new_state(console: Console) -> None:
     console.board.apply_warning(make_warning(version=2, level=3, transition="escalated",
                                              previous_level=2))  # fmt: skip
     event = await next_event()
-    assert event.startswith("event: warning") and "cấp 3" in event and '"escalated": true' in event
+    assert event.startswith("event: warning") and "cấp 3 · báo động 3" in event
+    assert '"escalated": true' in event
     console.board.apply_warning(make_warning(version=3, level=0, transition="cleared"))
     assert (await next_event()).startswith("event: remove")
     r.close()
@@ -318,3 +319,15 @@ async def test_a_second_login_page_keeps_the_first_forms_token(console: Console)
         allow_redirects=False,
     )  # fmt: skip
     assert r.status == 303
+
+
+async def test_the_warning_page_offers_only_the_steps_still_possible(console: Console) -> None:
+    console.board.apply_warning(make_warning(version=2, status="verified",
+                                             annotations={"verified_by": "operator"}))  # fmt: skip
+    await login(console.client, "operator")
+    page = await (await console.client.get(f"/warnings/{WID}")).text()
+    assert 'value="verify"' not in page and 'value="acknowledge"' in page
+    assert "verified_by" in page
+    console.board.apply_warning(make_warning(version=3, status="closed"))
+    page = await (await console.client.get(f"/warnings/{WID}")).text()
+    assert 'name="action"' not in page  # a closed warning takes no step, no phase
