@@ -83,6 +83,13 @@ TEXTS: dict[str, tuple[str, str]] = {
     "role": ("Vai trò", "Role"),
     "sound": ("Âm báo", "Sound"),
     "language": ("English", "Tiếng Việt"),
+    # The domains (topics.models.Domain)
+    "dom_water": ("thủy văn, lũ", "water"),
+    "dom_environment": ("môi trường", "environment"),
+    "dom_health": ("y tế", "health"),
+    "dom_cyber": ("an ninh mạng", "cyber"),
+    "dom_energy": ("năng lượng", "energy"),
+    "dom_geology": ("địa chất", "geology"),
     # The lifecycle's statuses (topics.models.LifecycleStatus)
     "st_new": ("mới", "new"),
     "st_verified": ("đã xác minh", "verified"),
