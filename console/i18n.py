@@ -90,6 +90,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "dom_cyber": ("an ninh mạng", "cyber"),
     "dom_energy": ("năng lượng", "energy"),
     "dom_geology": ("địa chất", "geology"),
+    # The broadcasts' statuses (topics.models.BroadcastStatus)
+    "bs_pending": ("chờ phê duyệt", "pending"),
+    "bs_sent": ("đã phát", "sent"),
+    "bs_expired": ("hết hạn", "expired"),
+    "bs_cancelled": ("đã hủy", "cancelled"),
+    "bs_superseded": ("được thay bằng tin mới hơn", "superseded"),
     # The lifecycle's statuses (topics.models.LifecycleStatus)
     "st_new": ("mới", "new"),
     "st_verified": ("đã xác minh", "verified"),

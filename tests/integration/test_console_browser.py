@@ -9,9 +9,10 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,8 +30,18 @@ from tests.integration.helpers import (
     worker_env,
 )
 from tests.servers import require, wait_for_port
-from topics.catalogue import COMMANDS, INGEST_READINGS, WARNINGS
-from topics.models import Agency, Area, Command, Evidence, Warning
+from topics.catalogue import APPROVALS, COMMANDS, INGEST_READINGS, WARNINGS
+from topics.models import (
+    Agency,
+    ApprovalAction,
+    ApprovalEvent,
+    Area,
+    Broadcast,
+    Channel,
+    Command,
+    Evidence,
+    Warning,
+)
 
 pytestmark = pytest.mark.integration
 T = TypeVar("T")
@@ -38,6 +49,8 @@ T = TypeVar("T")
 ARTIFACTS = REPO / "artifacts"
 PASSWORD = "mật khẩu đủ dài 123"
 WID = "water.flood.dap-cau:dap-cau"
+ACCOUNTS = {"truc-ban-a": "operator", "pho-ban-b": "approver", "pho-ban-c": "approver",
+            "pho-ban-d": "approver"}  # fmt: skip
 
 
 def flood(level: int, version: int) -> Warning:
@@ -71,16 +84,17 @@ async def produce(bootstrap: str, w: Warning) -> None:
 
 @pytest.fixture
 def console(broker: Broker, tmp_path: Path) -> Iterator[str]:
-    """``canhbao console`` as a user starts it, with an operator account; its URL."""
+    """``canhbao console`` as a user starts it, with the ACCOUNTS; its URL."""
     asyncio.run(ensure_topics(broker.bootstrap))
     env = {**os.environ, "CANHBAO_DATA_DIR": str(tmp_path), "CANHBAO_KAFKA_BOOTSTRAP":
            broker.bootstrap, "CANHBAO_CONSOLE_SESSION_SECRET": "s" * 32}  # fmt: skip
-    added = subprocess.run(
-        [sys.executable, "-m", "canhbao", "users", "add", "truc-ban-a", "--role", "operator",
-         "--password-stdin"],
-        input=PASSWORD + "\n", env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert added.returncode == 0, added.stderr
+    for name, role in ACCOUNTS.items():
+        added = subprocess.run(
+            [sys.executable, "-m", "canhbao", "users", "add", name, "--role", role,
+             "--password-stdin"],
+            input=PASSWORD + "\n", env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
     listed = run_canhbao("users", "list", env=env)
     assert "truc-ban-a" in listed.stdout and "operator" in listed.stdout
     port = free_port()
@@ -196,6 +210,76 @@ def test_a_reading_raises_a_warning_the_operator_sees_verifies_and_sees_verified
             page.locator("#rows tr", has_text="dap-cau").get_by_role("link").first.click()
             expect(page.locator("dl.facts").last).to_contain_text("truc-ban-a")
             page.screenshot(path=ARTIFACTS / "console-worker-verified.png", full_page=True)
+            assert worker.poll() is None, "the worker died"
+        finally:
+            browser.close()
+
+
+def log_in(page: Any, console: str, name: str) -> None:
+    page.goto(console + "/login")
+    page.get_by_label("Tài khoản").fill(name)
+    page.get_by_label("Mật khẩu").fill(PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.wait_for_url(console + "/")
+
+
+def reload_until(page: Any, text: str, seconds: float = 60) -> None:
+    """The broadcasts page is not live: reload it until ``text`` shows."""
+    deadline = time.monotonic() + seconds
+    while text not in page.content():
+        assert time.monotonic() < deadline, f"{text!r} did not show in {seconds:g} s"
+        page.wait_for_timeout(500)
+        page.reload()
+
+
+@pytest.mark.server("chromium")
+def test_two_approver_accounts_send_a_broadcast_its_requester_cannot_approve(
+    broker: Broker, console: str, tmp_path: Path
+) -> None:
+    """The two-person rule by account, through the real worker: the account that
+    requested a broadcast is not offered (nor allowed) to approve it; two other
+    approvers approve it and the worker sends it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    now = datetime.now(UTC)
+    bid = f"{WID}:v2:citizens"
+    b = Broadcast(broadcast_id=bid, warning=flood(level=3, version=2), communes=["bn-vu-ninh"],
+                  channels=[Channel.SMS], requested_at=now,
+                  expires_at=now + timedelta(minutes=30))  # fmt: skip
+    request = ApprovalEvent(event_id="r1", broadcast_id=bid, action=ApprovalAction.REQUEST,
+                            actor="pho-ban-b", broadcast=b)  # fmt: skip
+
+    async def ask() -> None:
+        async with producer(broker.bootstrap) as p:
+            await p.send_and_wait(APPROVALS, request.to_bytes(), key=WID.encode())
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = worker_env(broker.bootstrap, broker.kind)
+    with running_worker(env, tmp_path / "worker.log") as worker, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=require("chromium"), headless=True)
+        try:
+            in_thread(ask())
+            requester = browser.new_page(viewport={"width": 1366, "height": 768})
+            log_in(requester, console, "pho-ban-b")
+            requester.goto(console + "/broadcasts")
+            reload_until(requester, bid, seconds=90)  # the worker starts and stores it
+            expect(requester.locator("section.broadcast")).to_contain_text("Bạn đã yêu cầu tin này")
+            expect(requester.get_by_role("button", name="Phê duyệt")).to_have_count(0)
+            requester.screenshot(path=ARTIFACTS / "console-broadcast-requester.png",
+                                 full_page=True)  # fmt: skip
+
+            for n, name in enumerate(["pho-ban-c", "pho-ban-d"], start=1):
+                page = browser.new_page(viewport={"width": 1366, "height": 768})
+                log_in(page, console, name)
+                page.goto(console + "/broadcasts")
+                reload_until(page, bid)
+                if n == 2:  # the first approval is on record, by the first account
+                    reload_until(page, "pho-ban-c")
+                page.get_by_role("button", name="Phê duyệt").click()
+                expect(page.locator("p.ok")).to_contain_text("Đã gửi lệnh")
+            reload_until(page, ">đã phát<")
+            expect(page.locator("table")).to_contain_text("pho-ban-c, pho-ban-d")
+            page.screenshot(path=ARTIFACTS / "console-broadcast-sent.png", full_page=True)
             assert worker.poll() is None, "the worker died"
         finally:
             browser.close()
