@@ -35,6 +35,9 @@ def cmd_console(args: argparse.Namespace) -> int:
     with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
 
         async def main() -> None:
+            from canhbao import metrics
+
+            metrics.serve(settings.metrics_port)
             await serve(bootstrap, accounts, args.host, args.port, stop_event())
 
         asyncio.run(main())

@@ -10,6 +10,7 @@ from console.accounts import Accounts
 from console.board import Board
 from console.kafka import Feeds, KafkaWriter
 from console.web import ConsoleConfig, make_app
+from topics.metrics import Metrics
 
 
 async def serve(
@@ -19,6 +20,7 @@ async def serve(
     port: int,
     stop: asyncio.Event,
     config: ConsoleConfig | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Serve the console on ``host:port`` until ``stop`` is set."""
     board = Board()
@@ -26,7 +28,7 @@ async def serve(
     writer = KafkaWriter(bootstrap)
     await writer.start()
     await feeds.start()
-    runner = web.AppRunner(make_app(accounts, board, writer, config), shutdown_timeout=2)
+    runner = web.AppRunner(make_app(accounts, board, writer, config, metrics), shutdown_timeout=2)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

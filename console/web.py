@@ -28,6 +28,7 @@ from console.board import Board, Filter, approval_refusal
 from console.i18n import lang_of, t
 from pipeline.lifecycle import STATUS_ORDER, is_active
 from topics.errors import field_errors
+from topics.metrics import Metrics
 from topics.models import (
     Action,
     ApprovalAction,
@@ -100,6 +101,16 @@ APP_WRITER: web.AppKey[Writer] = web.AppKey("writer", Writer)
 APP_JINJA: web.AppKey[Environment] = web.AppKey("jinja", Environment)
 APP_CONFIG: web.AppKey[ConsoleConfig] = web.AppKey("config", ConsoleConfig)
 APP_STOP: web.AppKey[asyncio.Event] = web.AppKey("stop", asyncio.Event)
+APP_METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+
+
+_COUNTED = {*ACTIONS, "approve", "cancel"}
+
+
+def _count(request: web.Request, action: str, outcome: str) -> None:
+    # The label takes only known actions: a form value must not add series at will.
+    label = action if action in _COUNTED else "other"
+    request.app[APP_METRICS].console_actions.labels(label, outcome).inc()
 
 
 def _secure(request: web.Request) -> bool:
@@ -159,6 +170,8 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
             form = await request.post()
             sent = str(form.get("csrf", "")) or request.headers.get("X-CSRF-Token", "")
             if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+                _count(request, str(form.get("action") or form.get("decision") or request.path),
+                       "refused_csrf")  # fmt: skip
                 return refuse(request, 403, "CSRF token missing or wrong: reload the page")
     resp = await handler(request)
     resp.headers.setdefault(
@@ -172,10 +185,11 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
     return resp
 
 
-def allowed(request: web.Request, permission: Permission) -> web.Response | None:
+def allowed(request: web.Request, permission: Permission, action: str) -> web.Response | None:
     """None when the account may; otherwise the 403 page to return."""
     if _session(request).account.may(permission):
         return None
+    _count(request, action, "refused_role")
     return refuse(request, 403, t("not_allowed", _lang(request)))
 
 
@@ -207,6 +221,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))
     accounts = request.app[APP_ACCOUNTS]
     result = await asyncio.to_thread(accounts.login, name, password)
+    request.app[APP_METRICS].console_logins.labels(result.value).inc()
     nxt = _safe_next(str(form.get("next", "/")))
     if result is not LoginResult.OK:
         throttled = result is LoginResult.THROTTLED
@@ -269,6 +284,8 @@ async def events(request: web.Request) -> web.StreamResponse:
                  "X-Accel-Buffering": "no"}
     )  # fmt: skip
     await resp.prepare(request)
+    streams = request.app[APP_METRICS].console_streams
+    streams.inc()
     with board.listen() as listener:
         stopping = asyncio.ensure_future(stop.wait())
         try:
@@ -298,6 +315,7 @@ async def events(request: web.Request) -> web.StreamResponse:
             pass
         finally:
             stopping.cancel()
+            streams.dec()
     return resp
 
 
@@ -341,27 +359,30 @@ def command_for(warning_id: str, choice: str, actor: str, reason: str, phase: st
 
 
 async def warning_action(request: web.Request) -> web.StreamResponse:
-    if (no := allowed(request, Permission.ACT)) is not None:
+    form = await request.post()
+    choice = str(form.get("action", ""))
+    if (no := allowed(request, Permission.ACT, choice)) is not None:
         return no
     wid = request.match_info["warning_id"]
     w = request.app[APP_BOARD].warnings.get(wid)
     if w is None:
         return refuse(request, 404, t("not_found", _lang(request)))
-    form = await request.post()
-    choice = str(form.get("action", ""))
     try:
         command = command_for(wid, choice, _session(request).account.name,
                               str(form.get("reason", "")), str(form.get("phase", "")))  # fmt: skip
     except ValidationError as exc:
+        _count(request, choice, "invalid")
         message = "; ".join(field_errors(exc, "command"))
         return render(request, "warning.html", status=400, w=w, may_act=True,
                       phases=list(Phase), sent=None, error=message, offered=offered(w),
                       active=is_active(w))  # fmt: skip
     except ValueError as exc:
+        _count(request, choice, "invalid")
         return render(request, "warning.html", status=400, w=w, may_act=True,
                       phases=list(Phase), sent=None, error=str(exc), offered=offered(w),
                       active=is_active(w))  # fmt: skip
     await request.app[APP_WRITER].command(command)
+    _count(request, choice, "sent")
     raise web.HTTPSeeOther(f"/warnings/{quote(wid, safe='')}?sent={quote(choice)}")
 
 
@@ -382,19 +403,20 @@ async def broadcasts_page(request: web.Request) -> web.StreamResponse:
 
 
 async def broadcast_decide(request: web.Request) -> web.StreamResponse:
-    if (no := allowed(request, Permission.APPROVE)) is not None:
+    form = await request.post()
+    decision = str(form.get("decision", ""))
+    if (no := allowed(request, Permission.APPROVE, decision)) is not None:
         return no
     board = request.app[APP_BOARD]
     bid = request.match_info["broadcast_id"]
     b = board.broadcasts.get(bid)
     if b is None:
         return refuse(request, 404, t("not_found", _lang(request)))
-    form = await request.post()
-    decision = str(form.get("decision", ""))
     me = _session(request).account.name
     if decision == "approve":
         why = approval_refusal(me, b, board.requesters.get(bid))
         if why is not None:
+            _count(request, decision, "refused_two_person")
             return refuse(request, 403, t(why, _lang(request)))
         action = ApprovalAction.APPROVE
     elif decision == "cancel":
@@ -405,8 +427,10 @@ async def broadcast_decide(request: web.Request) -> web.StreamResponse:
         event = ApprovalEvent(event_id=str(uuid.uuid4()), broadcast_id=bid, action=action,
                               actor=me, reason=str(form.get("reason", "")).strip())  # fmt: skip
     except ValidationError as exc:
+        _count(request, decision, "invalid")
         return refuse(request, 400, "; ".join(field_errors(exc, decision)))
     await request.app[APP_WRITER].approval(event)
+    _count(request, decision, "sent")
     raise web.HTTPSeeOther(f"/broadcasts?sent={quote(decision)}")
 
 
@@ -459,7 +483,11 @@ def jinja() -> Environment:
 
 
 def make_app(
-    accounts: Accounts, board: Board, writer: Writer, config: ConsoleConfig | None = None
+    accounts: Accounts,
+    board: Board,
+    writer: Writer,
+    config: ConsoleConfig | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[security], client_max_size=64 * 1024)
     app[APP_ACCOUNTS] = accounts
@@ -468,6 +496,7 @@ def make_app(
     app[APP_JINJA] = jinja()
     app[APP_CONFIG] = config or ConsoleConfig()
     app[APP_STOP] = asyncio.Event()
+    app[APP_METRICS] = metrics or Metrics.default()
 
     async def stop_streams(app: web.Application) -> None:
         app[APP_STOP].set()

@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
+from prometheus_client import CollectorRegistry
 
 from console.accounts import MAX_FAILURES, Accounts, Role
 from console.board import Board
 from console.web import make_app
+from topics.metrics import Metrics
 from topics.models import (
     Action,
     Agency,
@@ -74,6 +76,10 @@ class Console:
     board: Board
     writer: MemoryWriter
     accounts: Accounts
+    metrics: Metrics
+
+    def count(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
 @pytest.fixture
@@ -92,10 +98,11 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
     )  # fmt: skip
     board.requesters[BID] = "canhbao"
     writer = MemoryWriter()
-    client = TestClient(TestServer(make_app(accounts, board, writer)))
+    metrics = Metrics(CollectorRegistry())
+    client = TestClient(TestServer(make_app(accounts, board, writer, metrics=metrics)))
     await client.start_server()
     try:
-        yield Console(client, board, writer, accounts)
+        yield Console(client, board, writer, accounts, metrics)
     finally:
         await client.close()
 
@@ -331,3 +338,23 @@ async def test_the_warning_page_offers_only_the_steps_still_possible(console: Co
     console.board.apply_warning(make_warning(version=3, status="closed"))
     page = await (await console.client.get(f"/warnings/{WID}")).text()
     assert 'name="action"' not in page  # a closed warning takes no step, no phase
+
+
+async def test_logins_and_actions_are_counted_by_outcome(console: Console) -> None:
+    await login(console.client, "viewer", "guess")
+    await login(console.client, "viewer")
+    await act(console, {"action": "verify"})
+    await act(console, {"action": "<script>"}, csrf=False)
+    await login(console.client, "operator")
+    await act(console, {"action": "verify"})
+    await login(console.client, "approver")
+    console.board.requesters[BID] = "approver"
+    await decide(console, "approve")
+    c = console.count
+    assert c("canhbao_console_logins_total", outcome="wrong") == 1
+    assert c("canhbao_console_logins_total", outcome="ok") == 3
+    assert c("canhbao_console_actions_total", action="verify", outcome="refused_role") == 1
+    assert c("canhbao_console_actions_total", action="other", outcome="refused_csrf") == 1
+    assert c("canhbao_console_actions_total", action="verify", outcome="sent") == 1
+    assert c("canhbao_console_actions_total", action="approve",
+             outcome="refused_two_person") == 1  # fmt: skip
