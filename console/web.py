@@ -279,6 +279,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     f = Filter.parse(dict(request.query))
     board = request.app[APP_BOARD]
     stop = request.app[APP_STOP]
+    token = request.cookies.get(SESSION_COOKIE, "")
     resp = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                  "X-Accel-Buffering": "no"}
@@ -299,6 +300,10 @@ async def events(request: web.Request) -> web.StreamResponse:
                 if getter not in done:
                     getter.cancel()
                     if stopping in done:
+                        break
+                    # A session that expired, logged out or was disabled meanwhile
+                    # ends its stream too (the browser then gets the login page).
+                    if request.app[APP_ACCOUNTS].session(token) is None:
                         break
                     await resp.write(b": heartbeat\n\n")
                     continue

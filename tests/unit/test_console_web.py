@@ -358,3 +358,16 @@ async def test_logins_and_actions_are_counted_by_outcome(console: Console) -> No
     assert c("canhbao_console_actions_total", action="verify", outcome="sent") == 1
     assert c("canhbao_console_actions_total", action="approve",
              outcome="refused_two_person") == 1  # fmt: skip
+
+
+async def test_a_live_stream_ends_when_its_account_is_disabled(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("console.web.HEARTBEAT_SECONDS", 0.05)
+    await login(console.client, "viewer")
+    r = await console.client.get("/events")
+    assert (await r.content.readline()).startswith(b": connected")
+    console.accounts.disable("viewer")
+    rest = await asyncio.wait_for(r.content.read(), 5)  # the server closes the stream
+    assert b"event:" not in rest
+    assert console.count("canhbao_console_streams") == 0
