@@ -23,6 +23,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     from canhbao.broker import kafka_bootstrap
     from canhbao.running import stop_event
     from console.serve import serve
+    from console.web import ConsoleConfig
 
     settings = get_settings()
     accounts = _accounts(settings)
@@ -38,7 +39,8 @@ def cmd_console(args: argparse.Namespace) -> int:
             from canhbao import metrics
 
             metrics.serve(settings.metrics_port)
-            await serve(bootstrap, accounts, args.host, args.port, stop_event())
+            config = ConsoleConfig(behind_https=settings.console_behind_https)
+            await serve(bootstrap, accounts, args.host, args.port, stop_event(), config)
 
         asyncio.run(main())
     return 0

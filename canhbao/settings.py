@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         description="Key of the console's session tokens; consoles sharing a console_db "
         "must share it. Unset: a random one per start (a restart logs everyone out)",
     )
+    console_behind_https: bool = Field(
+        default=False,
+        description="The console is reached over https through a TLS proxy: its cookies "
+        "are marked Secure (served over https itself, they always are)",
+    )
     console_session_hours: float = Field(
         default=8.0, gt=0, le=24 * 7, description="A console session ends this long after login"
     )

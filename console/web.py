@@ -61,7 +61,9 @@ class Writer(Protocol):
 class ConsoleConfig:
     """What ``canhbao console`` passes down from the settings."""
 
-    session_seconds: float = 8 * 3600
+    # Reached over https through a TLS proxy: the console itself sees plain http, so
+    # it is told to mark its cookies Secure.
+    behind_https: bool = False
 
 
 # The console's buttons and the Command each becomes: the same actions the CLI's
@@ -114,7 +116,7 @@ def _count(request: web.Request, action: str, outcome: str) -> None:
 
 
 def _secure(request: web.Request) -> bool:
-    return request.secure
+    return request.secure or request.app[APP_CONFIG].behind_https
 
 
 def _set_cookie(

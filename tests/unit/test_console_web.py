@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from console.accounts import MAX_FAILURES, Accounts, Role
 from console.board import Board
-from console.web import make_app
+from console.web import ConsoleConfig, make_app
 from topics.metrics import Metrics
 from topics.models import (
     Action,
@@ -371,3 +371,25 @@ async def test_a_live_stream_ends_when_its_account_is_disabled(
     rest = await asyncio.wait_for(r.content.read(), 5)  # the server closes the stream
     assert b"event:" not in rest
     assert console.count("canhbao_console_streams") == 0
+
+
+async def test_behind_an_https_proxy_the_cookies_are_secure(tmp_path: Path) -> None:
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    accounts = Accounts(tmp_path / "console.db", b"k" * 32, hasher=fast)
+    accounts.add("operator", Role.OPERATOR, PASSWORD)
+    app = make_app(accounts, Board(), MemoryWriter(), ConsoleConfig(behind_https=True),
+                   Metrics(CollectorRegistry()))  # fmt: skip
+    async with TestClient(TestServer(app)) as client:
+        first = await client.get("/login")
+        assert "Secure" in first.headers["Set-Cookie"]
+        # (the test client keeps no Secure cookie over http: the login form's token is
+        # sent by hand, as a browser over https would)
+        page = await first.text()
+        nonce = re.search(r'name="nonce" value="([^"]+)"', page)
+        assert nonce is not None
+        r = await client.post("/login", data={"name": "operator", "password": PASSWORD,
+                                              "nonce": nonce.group(1)},
+                              cookies={"canhbao_login": nonce.group(1)},
+                              allow_redirects=False)  # fmt: skip
+        cookie = next(h for h in r.headers.getall("Set-Cookie") if "canhbao_session=" in h)
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
