@@ -102,7 +102,18 @@ class Feeds:
             if not await reader.catch_up(within=catch_up_within):
                 log.warning("%s: not read to its end within %.0f s; following it anyway",
                             reader.topic, catch_up_within)  # fmt: skip
-        self._tasks = [asyncio.create_task(r.follow(self._stop)) for r in self.readers]
+        self._tasks = [asyncio.create_task(self._follow(r)) for r in self.readers]
+
+    async def _follow(self, reader: TopicReader) -> None:
+        """Follow ``reader`` until stopped; a broker error is logged and the reading
+        resumes where it was (the consumer keeps its position), never given up: a
+        console that silently stopped following would show a stale picture as live."""
+        while not self._stop.is_set():
+            try:
+                await reader.follow(self._stop)
+            except Exception:
+                log.exception("%s: reading failed; resuming in 1 s", reader.topic)
+                await asyncio.sleep(1.0)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -83,11 +83,12 @@ async def produce(bootstrap: str, w: Warning) -> None:
 
 
 @pytest.fixture
-def console(broker: Broker, tmp_path: Path) -> Iterator[str]:
+def console(broker: Broker, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """``canhbao console`` as a user starts it, with the ACCOUNTS; its URL."""
     asyncio.run(ensure_topics(broker.bootstrap))
     env = {**os.environ, "CANHBAO_DATA_DIR": str(tmp_path), "CANHBAO_KAFKA_BOOTSTRAP":
-           broker.bootstrap, "CANHBAO_CONSOLE_SESSION_SECRET": "s" * 32}  # fmt: skip
+           broker.bootstrap, "CANHBAO_CONSOLE_SESSION_SECRET": "s" * 32,
+           "CANHBAO_LOG_LEVEL": "info"}  # fmt: skip
     for name, role in ACCOUNTS.items():
         added = subprocess.run(
             [sys.executable, "-m", "canhbao", "users", "add", name, "--role", role,
@@ -98,7 +99,8 @@ def console(broker: Broker, tmp_path: Path) -> Iterator[str]:
     listed = run_canhbao("users", "list", env=env)
     assert "truc-ban-a" in listed.stdout and "operator" in listed.stdout
     port = free_port()
-    log = open(tmp_path / "console.log", "wb")  # noqa: SIM115 -- closed below
+    ARTIFACTS.mkdir(exist_ok=True)  # the logs too: CI keeps them with the screenshots
+    log = open(ARTIFACTS / f"console-{request.node.name}.log", "wb")  # noqa: SIM115 -- closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "canhbao", "console", "--port", str(port)],
         env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
@@ -168,7 +170,7 @@ def test_an_operator_sees_a_warning_arrive_and_verifies_it(broker: Broker, conso
 
 @pytest.mark.server("chromium")
 def test_a_reading_raises_a_warning_the_operator_sees_verifies_and_sees_verified(
-    broker: Broker, console: str, tmp_path: Path
+    broker: Broker, console: str, request: pytest.FixtureRequest
 ) -> None:
     """The whole path with the real worker: a reading above Đáp Cầu's level I shows on
     the live stream; the operator's verify goes through the worker, whose new state
@@ -179,7 +181,10 @@ def test_a_reading_raises_a_warning_the_operator_sees_verifies_and_sees_verified
 
     ARTIFACTS.mkdir(exist_ok=True)
     env = worker_env(broker.bootstrap, broker.kind)
-    with running_worker(env, tmp_path / "worker.log") as worker, sync_playwright() as pw:
+    with (
+        running_worker(env, ARTIFACTS / f"worker-{request.node.name}.log") as worker,
+        sync_playwright() as pw,
+    ):
         browser = pw.chromium.launch(executable_path=require("chromium"), headless=True)
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 768})
@@ -205,7 +210,7 @@ def test_a_reading_raises_a_warning_the_operator_sees_verifies_and_sees_verified
             expect(page.locator("p.ok")).to_contain_text("Đã gửi lệnh")
             page.goto(console + "/")
             expect(page.locator("#rows tr", has_text="dap-cau")).to_contain_text(
-                "đã xác minh", timeout=60_000
+                "đã xác minh", timeout=90_000
             )
             page.locator("#rows tr", has_text="dap-cau").get_by_role("link").first.click()
             expect(page.locator("dl.facts").last).to_contain_text("truc-ban-a")
@@ -234,7 +239,7 @@ def reload_until(page: Any, text: str, seconds: float = 60) -> None:
 
 @pytest.mark.server("chromium")
 def test_two_approver_accounts_send_a_broadcast_its_requester_cannot_approve(
-    broker: Broker, console: str, tmp_path: Path
+    broker: Broker, console: str, request: pytest.FixtureRequest
 ) -> None:
     """The two-person rule by account, through the real worker: the account that
     requested a broadcast is not offered (nor allowed) to approve it; two other
@@ -246,16 +251,19 @@ def test_two_approver_accounts_send_a_broadcast_its_requester_cannot_approve(
     b = Broadcast(broadcast_id=bid, warning=flood(level=3, version=2), communes=["bn-vu-ninh"],
                   channels=[Channel.SMS], requested_at=now,
                   expires_at=now + timedelta(minutes=30))  # fmt: skip
-    request = ApprovalEvent(event_id="r1", broadcast_id=bid, action=ApprovalAction.REQUEST,
+    asked = ApprovalEvent(event_id="r1", broadcast_id=bid, action=ApprovalAction.REQUEST,
                             actor="pho-ban-b", broadcast=b)  # fmt: skip
 
     async def ask() -> None:
         async with producer(broker.bootstrap) as p:
-            await p.send_and_wait(APPROVALS, request.to_bytes(), key=WID.encode())
+            await p.send_and_wait(APPROVALS, asked.to_bytes(), key=WID.encode())
 
     ARTIFACTS.mkdir(exist_ok=True)
     env = worker_env(broker.bootstrap, broker.kind)
-    with running_worker(env, tmp_path / "worker.log") as worker, sync_playwright() as pw:
+    with (
+        running_worker(env, ARTIFACTS / f"worker-{request.node.name}.log") as worker,
+        sync_playwright() as pw,
+    ):
         browser = pw.chromium.launch(executable_path=require("chromium"), headless=True)
         try:
             in_thread(ask())
