@@ -217,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from canhbao.alerts_cli import add_parsers as add_alerts
     from canhbao.bench_cli import add_parsers as add_bench
+    from canhbao.console_cli import add_parsers as add_console
     from canhbao.feeds_cli import add_parsers as add_feeds
     from canhbao.operator_cli import add_operator_parsers
     from canhbao.rules_cli import add_parsers
@@ -227,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_feeds(sub)
     add_simulate(sub)
     add_bench(sub)
+    add_console(sub)
 
     p = sub.add_parser("cap-feed", help="serve the CAP 1.2 Atom feed of the current alerts")
     p.add_argument("--host", default="127.0.0.1")

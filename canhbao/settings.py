@@ -147,9 +147,31 @@ class Settings(BaseSettings):
         description="Readings and reports dated before this are refused as implausible "
         "(a sensor clock reset to its epoch)",
     )
+    console_db: Path | None = Field(
+        default=None,
+        description="The console's accounts, sessions and failed logins (SQLite); "
+        "default: console.db in the data directory",
+    )
+    console_session_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the console's session tokens; consoles sharing a console_db "
+        "must share it. Unset: a random one per start (a restart logs everyone out)",
+    )
+    console_behind_https: bool = Field(
+        default=False,
+        description="The console is reached over https through a TLS proxy: its cookies "
+        "are marked Secure (served over https itself, they always are)",
+    )
+    console_session_hours: float = Field(
+        default=8.0, gt=0, le=24 * 7, description="A console session ends this long after login"
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")
     log_level: str = "info"
+
+    @property
+    def console_db_path(self) -> Path:
+        return self.console_db or self.data_dir / "console.db"
 
     def time_policy(self) -> TimePolicy:
         """The validate stage's bounds on a message's time, from these settings."""

@@ -76,6 +76,13 @@ SERVERS: dict[str, Server] = {
             binaries=("xmlsec1",),
             used_for="the standard XML-DSig verifier partners check signed CAP with",
         ),
+        Server(
+            name="chromium",
+            package="chromium",
+            # Debian's browser, which Playwright drives (its own download is not used).
+            binaries=("chromium", "/usr/bin/chromium", "chromium-browser"),
+            used_for="the operator console's browser tests (Playwright)",
+        ),
     )
 }
 

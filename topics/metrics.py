@@ -86,6 +86,25 @@ class Metrics:
             "earlier drill) and was reset, so that the station's readings are judged again",
             registry=r,
         )
+        # The operator console (console/).
+        self.console_logins = Counter(
+            "canhbao_console_logins_total",
+            "Console logins by outcome (ok, wrong, throttled)",
+            ["outcome"],
+            registry=r,
+        )
+        self.console_actions = Counter(
+            "canhbao_console_actions_total",
+            "Console actions by action and outcome (sent; refused_role, refused_csrf, "
+            "refused_two_person, invalid)",
+            ["action", "outcome"],
+            registry=r,
+        )
+        self.console_streams = Gauge(
+            "canhbao_console_streams",
+            "Live streams (server-sent events) the console is serving now",
+            registry=r,
+        )
         self.validation_refused = Counter(
             "canhbao_validation_refused_total",
             "Readings and reports the validate stage refused into the dead-letter topic, by "

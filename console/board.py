@@ -1,0 +1,138 @@
+"""What the console knows of the pipeline, fed from Kafka: the latest state of each
+warning, each broadcast's state and who requested it. Pure: the Kafka readers
+(``console.kafka``) and the tests feed it alike."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pipeline.lifecycle import is_active
+from topics.models import Broadcast, BroadcastStatus, Domain, LifecycleStatus, Phase, Warning
+
+
+@dataclass(frozen=True)
+class Filter:
+    """The stream's filters, from a page's query string. ``status`` is ``active`` (the
+    default: raised and not closed nor cleared), ``all`` or one lifecycle status."""
+
+    domain: Domain | None = None
+    min_level: int = 0
+    status: str = "active"
+    phase: Phase | None = None
+
+    @classmethod
+    def parse(cls, query: dict[str, str]) -> Filter:
+        """A filter from query parameters; a value that is none of the choices is ignored
+        (a stale bookmark still shows the stream)."""
+        domain = query.get("domain", "")
+        level = query.get("level", "")
+        status = query.get("status", "active")
+        phase = query.get("phase", "")
+        statuses = {"active", "all", *(s.value for s in LifecycleStatus)}
+        return cls(
+            domain=Domain(domain) if domain in {d.value for d in Domain} else None,
+            min_level=int(level) if level in {"1", "2", "3", "4", "5"} else 0,
+            status=status if status in statuses else "active",
+            phase=Phase(int(phase)) if phase in {"1", "2", "3"} else None,
+        )
+
+    def matches(self, w: Warning) -> bool:
+        if self.domain is not None and w.domain is not self.domain:
+            return False
+        if w.level < self.min_level:
+            return False
+        if self.phase is not None and w.phase is not self.phase:
+            return False
+        if self.status == "active":
+            return is_active(w)
+        return self.status == "all" or w.status.value == self.status
+
+    def query(self) -> dict[str, str]:
+        q = {"status": self.status}
+        if self.domain is not None:
+            q["domain"] = self.domain.value
+        if self.min_level:
+            q["level"] = str(self.min_level)
+        if self.phase is not None:
+            q["phase"] = str(int(self.phase))
+        return q
+
+
+def _order(w: Warning) -> tuple[int, float]:
+    # Highest level first, then the most recently changed.
+    return (-w.level, -w.updated_at.timestamp())
+
+
+@dataclass
+class Board:
+    warnings: dict[str, Warning] = field(default_factory=dict)
+    broadcasts: dict[str, Broadcast] = field(default_factory=dict)
+    # broadcast id -> the actor of its request (the pipeline's "canhbao", or a person)
+    requesters: dict[str, str] = field(default_factory=dict)
+    _listeners: set[Callable[[Warning], None]] = field(default_factory=set)
+
+    def apply_warning(self, w: Warning) -> bool:
+        """Keep ``w`` if it is newer than what is known of its warning; tell the
+        listeners. False for an older or repeated state (a replay, a copy)."""
+        known = self.warnings.get(w.warning_id)
+        if known is not None and known.version >= w.version:
+            return False
+        self.warnings[w.warning_id] = w
+        for listener in list(self._listeners):
+            listener(w)
+        return True
+
+    def select(self, f: Filter) -> list[Warning]:
+        return sorted((w for w in self.warnings.values() if f.matches(w)), key=_order)
+
+    def listen(self) -> Listener:
+        return Listener(self)
+
+    def pending(self) -> list[Broadcast]:
+        found = (b for b in self.broadcasts.values() if b.status is BroadcastStatus.PENDING)
+        return sorted(found, key=lambda b: b.expires_at)
+
+    def others(self) -> list[Broadcast]:
+        found = (b for b in self.broadcasts.values() if b.status is not BroadcastStatus.PENDING)
+        return sorted(found, key=lambda b: b.requested_at, reverse=True)
+
+
+class Listener:
+    """The warnings that change from now on, for one server-sent-event stream."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+        self.queue: asyncio.Queue[Warning | None] = asyncio.Queue(maxsize=10_000)
+
+    def __enter__(self) -> Listener:
+        self.board._listeners.add(self._put)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.board._listeners.discard(self._put)
+
+    def _put(self, w: Warning) -> None:
+        # A browser that does not read is dropped rather than let it hold memory.
+        if self.queue.full():
+            self.close()
+        else:
+            self.queue.put_nowait(w)
+
+    def close(self) -> None:
+        self.board._listeners.discard(self._put)
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+
+def approval_refusal(account: str, b: Broadcast, requester: str | None) -> str | None:
+    """Why ``account`` may not approve ``b`` (an i18n key), or None when it may: the
+    account that requested a broadcast never approves it, and one account counts once
+    (the pipeline's own rule, alerting.broadcast, needs two different approvers)."""
+    if requester is not None and requester == account:
+        return "own_request"
+    if account in b.approvals:
+        return "already_approved"
+    return None

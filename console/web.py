@@ -1,0 +1,526 @@
+"""The console's web application (aiohttp, server-rendered Jinja2 pages).
+
+Every request but the login page and static files needs a session; every POST needs
+the session's CSRF token; every action checks the account's role on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import ValidationError
+
+from alerting import palette
+from alerting.templates import VIETNAM as _VN
+from console.accounts import Accounts, LoginResult, Permission, Session
+from console.board import Board, Filter, approval_refusal
+from console.i18n import lang_of, t
+from pipeline.lifecycle import STATUS_ORDER, is_active
+from topics.errors import field_errors
+from topics.metrics import Metrics
+from topics.models import (
+    Action,
+    ApprovalAction,
+    ApprovalEvent,
+    Command,
+    Domain,
+    LifecycleStatus,
+    Phase,
+    Warning,
+)
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "canhbao_session"
+LOGIN_COOKIE = "canhbao_login"
+LANG_COOKIE = "canhbao_lang"
+PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico")
+HEARTBEAT_SECONDS = 15.0
+FALSE_ALARM = "báo động giả / false alarm"
+
+
+class Writer(Protocol):
+    """Where the console's commands and approval events go (Kafka, or a test's list)."""
+
+    async def command(self, command: Command) -> None: ...
+
+    async def approval(self, event: ApprovalEvent) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """What ``canhbao console`` passes down from the settings."""
+
+    # Reached over https through a TLS proxy: the console itself sees plain http, so
+    # it is told to mark its cookies Secure.
+    behind_https: bool = False
+
+
+# The console's buttons and the Command each becomes: the same actions the CLI's
+# ``canhbao warning`` sends. "Acknowledge" is the lifecycle's "responding" step; a
+# false alarm closes the warning with the reason saying so.
+ACTIONS: dict[str, Action] = {
+    "verify": Action.VERIFY,
+    "acknowledge": Action.RESPOND,
+    "recover": Action.RECOVER,
+    "resolve": Action.CLOSE,
+    "false_alarm": Action.CLOSE,
+    "set_phase": Action.SET_PHASE,
+}
+NEEDS_REASON = {"false_alarm", "set_phase"}
+_STEPS = {"verify": Action.VERIFY, "acknowledge": Action.RESPOND, "recover": Action.RECOVER,
+          "resolve": Action.CLOSE}  # fmt: skip
+_STEP_STATUS = {
+    Action.VERIFY: LifecycleStatus.VERIFIED,
+    Action.RESPOND: LifecycleStatus.RESPONDING,
+    Action.RECOVER: LifecycleStatus.RECOVERING,
+    Action.CLOSE: LifecycleStatus.CLOSED,
+}
+
+
+def offered(w: Warning) -> list[str]:
+    """The lifecycle steps a warning can still take: forward only (the worker refuses a
+    step back), none once it is closed."""
+    at = STATUS_ORDER.index(w.status)
+    return [name for name, action in _STEPS.items()
+            if STATUS_ORDER.index(_STEP_STATUS[action]) > at]  # fmt: skip
+
+
+REQ_SESSION: web.RequestKey[Session] = web.RequestKey("session", Session)
+APP_ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts", Accounts)
+APP_BOARD: web.AppKey[Board] = web.AppKey("board", Board)
+APP_WRITER: web.AppKey[Writer] = web.AppKey("writer", Writer)
+APP_JINJA: web.AppKey[Environment] = web.AppKey("jinja", Environment)
+APP_CONFIG: web.AppKey[ConsoleConfig] = web.AppKey("config", ConsoleConfig)
+APP_STOP: web.AppKey[asyncio.Event] = web.AppKey("stop", asyncio.Event)
+APP_METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+
+
+_COUNTED = {*ACTIONS, "approve", "cancel"}
+
+
+def _count(request: web.Request, action: str, outcome: str) -> None:
+    # The label takes only known actions: a form value must not add series at will.
+    label = action if action in _COUNTED else "other"
+    request.app[APP_METRICS].console_actions.labels(label, outcome).inc()
+
+
+def _secure(request: web.Request) -> bool:
+    return request.secure or request.app[APP_CONFIG].behind_https
+
+
+def _set_cookie(
+    resp: web.StreamResponse, request: web.Request, name: str, value: str, max_age: int | None
+) -> None:
+    resp.set_cookie(
+        name, value, max_age=max_age, path="/", httponly=True, samesite="Strict",
+        secure=_secure(request),
+    )  # fmt: skip
+
+
+def _lang(request: web.Request) -> str:
+    return lang_of(request.cookies.get(LANG_COOKIE))
+
+
+def _session(request: web.Request) -> Session:
+    return request[REQ_SESSION]
+
+
+def render(request: web.Request, name: str, status: int = 200, **ctx: Any) -> web.Response:
+    env = request.app[APP_JINJA]
+    lang = _lang(request)
+    session = request.get(REQ_SESSION)
+    body = env.get_template(name).render(
+        lang=lang,
+        t=lambda key: t(key, lang),
+        session=session,
+        path=request.path_qs,
+        **ctx,
+    )
+    return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
+
+
+def refuse(request: web.Request, status: int, message: str) -> web.Response:
+    return render(request, "error.html", status=status, message=message)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Sessions, CSRF and the security headers, for every request."""
+    if not request.path.startswith(PUBLIC):
+        token = request.cookies.get(SESSION_COOKIE, "")
+        session = request.app[APP_ACCOUNTS].session(token) if token else None
+        if session is None:
+            if request.method == "GET":
+                raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
+            return refuse(request, 401, "login needed")
+        request[REQ_SESSION] = session
+        if request.method not in ("GET", "HEAD"):
+            form = await request.post()
+            sent = str(form.get("csrf", "")) or request.headers.get("X-CSRF-Token", "")
+            if not hmac.compare_digest(sent.encode(), session.csrf.encode()):
+                _count(request, str(form.get("action") or form.get("decision") or request.path),
+                       "refused_csrf")  # fmt: skip
+                return refuse(request, 403, "CSRF token missing or wrong: reload the page")
+    resp = await handler(request)
+    resp.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    )
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    resp.headers.setdefault("Cache-Control", "no-store")
+    return resp
+
+
+def allowed(request: web.Request, permission: Permission, action: str) -> web.Response | None:
+    """None when the account may; otherwise the 403 page to return."""
+    if _session(request).account.may(permission):
+        return None
+    _count(request, action, "refused_role")
+    return refuse(request, 403, t("not_allowed", _lang(request)))
+
+
+# -- login ------------------------------------------------------------------------
+
+
+def _safe_next(value: str) -> str:
+    # Only a path of this site: never an open redirect to another.
+    return value if value.startswith("/") and not value.startswith("//") else "/"
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    # The same nonce for every login page of this browser: a second tab (or a
+    # background request sent here) must not invalidate the form already shown.
+    nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
+    nxt = _safe_next(request.query.get("next", "/"))
+    resp = render(request, "login.html", nonce=nonce, next=nxt, error=None)
+    _set_cookie(resp, request, LOGIN_COOKIE, nonce, None)
+    return resp
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    # Login CSRF: the form must carry the nonce of the cookie the login page set.
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if not nonce or not hmac.compare_digest(str(form.get("nonce", "")).encode(), nonce.encode()):
+        return refuse(request, 403, "CSRF token missing or wrong: reload the login page")
+    name = str(form.get("name", "")).strip()
+    password = str(form.get("password", ""))
+    accounts = request.app[APP_ACCOUNTS]
+    result = await asyncio.to_thread(accounts.login, name, password)
+    request.app[APP_METRICS].console_logins.labels(result.value).inc()
+    nxt = _safe_next(str(form.get("next", "/")))
+    if result is not LoginResult.OK:
+        throttled = result is LoginResult.THROTTLED
+        status, key = (429, "throttled") if throttled else (401, "wrong_login")
+        resp = render(request, "login.html", status=status, nonce=nonce, next=nxt,
+                      error=t(key, _lang(request)))  # fmt: skip
+        return resp
+    token = accounts.open_session(name)
+    resp = web.HTTPSeeOther(nxt)
+    _set_cookie(resp, request, SESSION_COOKIE, token, int(accounts.session_seconds))
+    resp.del_cookie(LOGIN_COOKIE, path="/")
+    raise resp
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    request.app[APP_ACCOUNTS].close_session(request.cookies.get(SESSION_COOKIE, ""))
+    resp = web.HTTPSeeOther("/login")
+    resp.del_cookie(SESSION_COOKIE, path="/")
+    raise resp
+
+
+async def set_lang(request: web.Request) -> web.StreamResponse:
+    lang = lang_of(request.match_info["lang"])
+    resp = web.HTTPSeeOther(_safe_next(request.query.get("next", "/")))
+    resp.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, path="/", samesite="Strict",
+                    secure=_secure(request))  # fmt: skip
+    raise resp
+
+
+# -- the live stream --------------------------------------------------------------
+
+
+def _row_context(w: Warning) -> dict[str, Any]:
+    return {"w": w, "active": w.level > 0 and w.status is not LifecycleStatus.CLOSED}
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    f = Filter.parse(dict(request.query))
+    board = request.app[APP_BOARD]
+    return render(
+        request, "stream.html", warnings=board.select(f), f=f, domains=list(Domain),
+        statuses=list(LifecycleStatus), events_url="/events?" + urlencode(f.query()),
+    )  # fmt: skip
+
+
+def row_html(request: web.Request, w: Warning) -> str:
+    env = request.app[APP_JINJA]
+    lang = _lang(request)
+    return env.get_template("_row.html").render(lang=lang, t=lambda key: t(key, lang), w=w)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: each warning state as the Kafka reader delivers it, as the
+    row to show ("warning") or to take away because it no longer matches ("remove")."""
+    f = Filter.parse(dict(request.query))
+    board = request.app[APP_BOARD]
+    stop = request.app[APP_STOP]
+    token = request.cookies.get(SESSION_COOKIE, "")
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                 "X-Accel-Buffering": "no"}
+    )  # fmt: skip
+    await resp.prepare(request)
+    streams = request.app[APP_METRICS].console_streams
+    streams.inc()
+    with board.listen() as listener:
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await resp.write(b": connected\n\n")
+            while not stop.is_set():
+                getter = asyncio.ensure_future(listener.queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, stopping}, timeout=HEARTBEAT_SECONDS,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )  # fmt: skip
+                if getter not in done:
+                    getter.cancel()
+                    if stopping in done:
+                        break
+                    # A session that expired, logged out or was disabled meanwhile
+                    # ends its stream too (the browser then gets the login page).
+                    if request.app[APP_ACCOUNTS].session(token) is None:
+                        break
+                    await resp.write(b": heartbeat\n\n")
+                    continue
+                w = getter.result()
+                if w is None:  # dropped: the browser reconnects and reloads
+                    break
+                if f.matches(w):
+                    data = {"id": w.warning_id, "level": w.level, "html": row_html(request, w),
+                            "escalated": w.level > w.previous_level}  # fmt: skip
+                    await resp.write(_event("warning", data))
+                else:
+                    await resp.write(_event("remove", {"id": w.warning_id}))
+        except ConnectionResetError:  # the browser went away
+            pass
+        finally:
+            stopping.cancel()
+            streams.dec()
+    return resp
+
+
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+# -- a warning --------------------------------------------------------------------
+
+
+async def warning_page(request: web.Request) -> web.StreamResponse:
+    wid = request.match_info["warning_id"]
+    w = request.app[APP_BOARD].warnings.get(wid)
+    if w is None:
+        return refuse(request, 404, t("not_found", _lang(request)))
+    may_act = _session(request).account.may(Permission.ACT)
+    return render(request, "warning.html", w=w, may_act=may_act, phases=list(Phase),
+                  sent=request.query.get("sent"), error=None, offered=offered(w),
+                  active=is_active(w))  # fmt: skip
+
+
+def command_for(warning_id: str, choice: str, actor: str, reason: str, phase: str) -> Command:
+    """The Command a console button sends; ValueError (or ValidationError) with the
+    reason when it cannot be sent."""
+    action = ACTIONS.get(choice)
+    if action is None:
+        raise ValueError(f"no action {choice!r}")
+    reason = reason.strip()
+    if choice in NEEDS_REASON and not reason:
+        raise ValueError("a reason is required")
+    if choice == "false_alarm":
+        reason = f"{FALSE_ALARM}: {reason}"
+    return Command(
+        command_id=str(uuid.uuid4()),
+        warning_id=warning_id,
+        action=action,
+        actor=actor,
+        reason=reason,
+        phase=Phase(int(phase)) if choice == "set_phase" and phase in {"1", "2", "3"} else None,
+    )
+
+
+async def warning_action(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    choice = str(form.get("action", ""))
+    if (no := allowed(request, Permission.ACT, choice)) is not None:
+        return no
+    wid = request.match_info["warning_id"]
+    w = request.app[APP_BOARD].warnings.get(wid)
+    if w is None:
+        return refuse(request, 404, t("not_found", _lang(request)))
+    try:
+        command = command_for(wid, choice, _session(request).account.name,
+                              str(form.get("reason", "")), str(form.get("phase", "")))  # fmt: skip
+    except ValidationError as exc:
+        _count(request, choice, "invalid")
+        message = "; ".join(field_errors(exc, "command"))
+        return render(request, "warning.html", status=400, w=w, may_act=True,
+                      phases=list(Phase), sent=None, error=message, offered=offered(w),
+                      active=is_active(w))  # fmt: skip
+    except ValueError as exc:
+        _count(request, choice, "invalid")
+        return render(request, "warning.html", status=400, w=w, may_act=True,
+                      phases=list(Phase), sent=None, error=str(exc), offered=offered(w),
+                      active=is_active(w))  # fmt: skip
+    await request.app[APP_WRITER].command(command)
+    _count(request, choice, "sent")
+    raise web.HTTPSeeOther(f"/warnings/{quote(wid, safe='')}?sent={quote(choice)}")
+
+
+# -- broadcasts -------------------------------------------------------------------
+
+
+async def broadcasts_page(request: web.Request) -> web.StreamResponse:
+    board = request.app[APP_BOARD]
+    me = _session(request).account
+    pending = [
+        (b, board.requesters.get(b.broadcast_id),
+         approval_refusal(me.name, b, board.requesters.get(b.broadcast_id)))
+        for b in board.pending()
+    ]  # fmt: skip
+    return render(request, "broadcasts.html", pending=pending, others=board.others()[:50],
+                  may_approve=me.may(Permission.APPROVE), error=None,
+                  sent=request.query.get("sent"))  # fmt: skip
+
+
+async def broadcast_decide(request: web.Request) -> web.StreamResponse:
+    form = await request.post()
+    decision = str(form.get("decision", ""))
+    if (no := allowed(request, Permission.APPROVE, decision)) is not None:
+        return no
+    board = request.app[APP_BOARD]
+    bid = request.match_info["broadcast_id"]
+    b = board.broadcasts.get(bid)
+    if b is None:
+        return refuse(request, 404, t("not_found", _lang(request)))
+    me = _session(request).account.name
+    if decision == "approve":
+        why = approval_refusal(me, b, board.requesters.get(bid))
+        if why is not None:
+            _count(request, decision, "refused_two_person")
+            return refuse(request, 403, t(why, _lang(request)))
+        action = ApprovalAction.APPROVE
+    elif decision == "cancel":
+        action = ApprovalAction.CANCEL
+    else:
+        return refuse(request, 400, f"no decision {decision!r}")
+    try:
+        event = ApprovalEvent(event_id=str(uuid.uuid4()), broadcast_id=bid, action=action,
+                              actor=me, reason=str(form.get("reason", "")).strip())  # fmt: skip
+    except ValidationError as exc:
+        _count(request, decision, "invalid")
+        return refuse(request, 400, "; ".join(field_errors(exc, decision)))
+    await request.app[APP_WRITER].approval(event)
+    _count(request, decision, "sent")
+    raise web.HTTPSeeOther(f"/broadcasts?sent={quote(decision)}")
+
+
+# -- static -----------------------------------------------------------------------
+
+
+async def levels_css(request: web.Request) -> web.StreamResponse:
+    """The level colours of alerting.palette as CSS classes (one source for them all)."""
+    rules = [f".lvl-{c.level} {{ background: {c.hex}; color: {c.text}; }}"
+             for c in palette.PALETTE.values()]  # fmt: skip
+    rules.append(".lvl-0 { background: #e6e6e6; color: #000; }")
+    return web.Response(text="\n".join(rules) + "\n", content_type="text/css",
+                        headers={"Cache-Control": "max-age=3600"})  # fmt: skip
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return web.Response(text="ok\n")
+
+
+async def no_icon(request: web.Request) -> web.StreamResponse:
+    return web.Response(status=204)
+
+
+def _level_label(level: int, lang: str) -> str:
+    """A disaster risk level (Decision 18/2021): its number and official name."""
+    return palette.label(level, lang)
+
+
+def _alarm_label(w: Warning, lang: str) -> str:
+    """The warning's own level, written beside its colour: the number and the rule's
+    name for it (báo động II ...); not the disaster risk level, shown apart."""
+    if w.level == 0:
+        return t("cleared", lang)
+    word = t("level", lang).lower()
+    return f"{word} {w.level} · {w.level_name}" if w.level_name else f"{word} {w.level}"
+
+
+def jinja() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["level_label"] = _level_label
+    env.filters["alarm_label"] = _alarm_label
+    env.filters["q"] = lambda s: quote(str(s), safe="")
+    env.filters["vn_time"] = lambda d: d.astimezone(_VN).strftime("%H:%M:%S %d/%m/%Y")
+    return env
+
+
+def make_app(
+    accounts: Accounts,
+    board: Board,
+    writer: Writer,
+    config: ConsoleConfig | None = None,
+    metrics: Metrics | None = None,
+) -> web.Application:
+    app = web.Application(middlewares=[security], client_max_size=64 * 1024)
+    app[APP_ACCOUNTS] = accounts
+    app[APP_BOARD] = board
+    app[APP_WRITER] = writer
+    app[APP_JINJA] = jinja()
+    app[APP_CONFIG] = config or ConsoleConfig()
+    app[APP_STOP] = asyncio.Event()
+    app[APP_METRICS] = metrics or Metrics.default()
+
+    async def stop_streams(app: web.Application) -> None:
+        app[APP_STOP].set()
+
+    app.on_shutdown.append(stop_streams)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/lang/{lang}", set_lang)
+    app.router.add_get("/", stream)
+    app.router.add_get("/events", events)
+    app.router.add_get("/warnings/{warning_id}", warning_page)
+    app.router.add_post("/warnings/{warning_id}/action", warning_action)
+    app.router.add_get("/broadcasts", broadcasts_page)
+    app.router.add_post("/broadcasts/{broadcast_id}/decide", broadcast_decide)
+    app.router.add_get("/static/levels.css", levels_css)
+    app.router.add_static("/static/", HERE / "static")
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/favicon.ico", no_icon)
+    return app

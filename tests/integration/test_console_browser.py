@@ -1,0 +1,293 @@
+"""The operator console in a real browser (Debian's chromium, driven by Playwright) on
+a real broker: log in, see a warning appear on the live stream when it is produced to
+``canhbao.warnings``, open it, verify it, and find the Command on ``canhbao.commands``
+with the account as actor. Screenshots of each page go to ``artifacts/``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from canhbao.broker import free_port
+from tests.conftest import Broker
+from tests.integration.helpers import (
+    REPO,
+    collect,
+    ensure_topics,
+    producer,
+    run_canhbao,
+    running_worker,
+    worker_env,
+)
+from tests.servers import require, wait_for_port
+from topics.catalogue import APPROVALS, COMMANDS, INGEST_READINGS, WARNINGS
+from topics.models import (
+    Agency,
+    ApprovalAction,
+    ApprovalEvent,
+    Area,
+    Broadcast,
+    Channel,
+    Command,
+    Evidence,
+    Warning,
+)
+
+pytestmark = pytest.mark.integration
+T = TypeVar("T")
+
+ARTIFACTS = REPO / "artifacts"
+PASSWORD = "mật khẩu đủ dài 123"
+WID = "water.flood.dap-cau:dap-cau"
+ACCOUNTS = {"truc-ban-a": "operator", "pho-ban-b": "approver", "pho-ban-c": "approver",
+            "pho-ban-d": "approver"}  # fmt: skip
+
+
+def flood(level: int, version: int) -> Warning:
+    now = datetime.now(UTC)
+    return Warning(
+        warning_id=WID, version=version, rule_id="water.flood.dap-cau", domain="water",
+        hazard="river_flood", subject="dap-cau",
+        transition="raised" if version == 1 else "escalated", level=level,
+        level_name=f"báo động {level}", previous_level=level - 1 if version > 1 else 0,
+        severity="Severe", scope_tier="province",
+        areas=[Area(code="bn-vu-ninh", name="Vũ Ninh", province="bn")],
+        lead_agency=Agency(code="snnmt", name_vi="Sở Nông nghiệp và Môi trường",
+                           name_en="Department of Agriculture and Environment"),
+        evidence=[Evidence(station_id="dap-cau", metric="water_level_m", value=4.41,
+                           observed_at=now, threshold=4.3)],
+        raised_at=now, updated_at=now,
+    )  # fmt: skip
+
+
+def in_thread(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to its end in a thread of its own: Playwright's sync API keeps an
+    event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def produce(bootstrap: str, w: Warning) -> None:
+    async with producer(bootstrap) as p:
+        await p.send_and_wait(WARNINGS, w.to_bytes(), key=w.warning_id.encode())
+
+
+@pytest.fixture
+def console(broker: Broker, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """``canhbao console`` as a user starts it, with the ACCOUNTS; its URL."""
+    asyncio.run(ensure_topics(broker.bootstrap))
+    env = {**os.environ, "CANHBAO_DATA_DIR": str(tmp_path), "CANHBAO_KAFKA_BOOTSTRAP":
+           broker.bootstrap, "CANHBAO_CONSOLE_SESSION_SECRET": "s" * 32,
+           "CANHBAO_LOG_LEVEL": "info"}  # fmt: skip
+    for name, role in ACCOUNTS.items():
+        added = subprocess.run(
+            [sys.executable, "-m", "canhbao", "users", "add", name, "--role", role,
+             "--password-stdin"],
+            input=PASSWORD + "\n", env=env, cwd=REPO, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+    listed = run_canhbao("users", "list", env=env)
+    assert "truc-ban-a" in listed.stdout and "operator" in listed.stdout
+    port = free_port()
+    ARTIFACTS.mkdir(exist_ok=True)  # the logs too: CI keeps them with the screenshots
+    log = open(ARTIFACTS / f"console-{request.node.name}.log", "wb")  # noqa: SIM115 -- closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "canhbao", "console", "--port", str(port)],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for_port(port, proc, "canhbao console", timeout=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.server("chromium")
+def test_an_operator_sees_a_warning_arrive_and_verifies_it(broker: Broker, console: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=require("chromium"), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(console + "/")
+            expect(page.locator("h1")).to_have_text("Đăng nhập")  # sent to log in first
+            page.get_by_label("Tài khoản").fill("truc-ban-a")
+            page.get_by_label("Mật khẩu").fill(PASSWORD)
+            page.get_by_role("button", name="Đăng nhập").click()
+            expect(page.locator("#live")).to_have_text("Đang nhận trực tiếp", timeout=15_000)
+            expect(page.locator("#empty")).to_be_visible()
+            page.screenshot(path=ARTIFACTS / "console-stream-empty.png", full_page=True)
+
+            # Produced after the page loaded: only the server-sent events can bring it.
+            in_thread(produce(broker.bootstrap, flood(level=2, version=1)))
+            row = page.locator(f"tr[id='w-{WID}']")
+            expect(row).to_contain_text("cấp 2 · báo động 2", timeout=30_000)
+            in_thread(produce(broker.bootstrap, flood(level=3, version=2)))
+            expect(row).to_contain_text("cấp 3 · báo động 3", timeout=30_000)
+            expect(page.locator("#empty")).to_be_hidden()
+            page.screenshot(path=ARTIFACTS / "console-stream-live.png", full_page=True)
+
+            row.get_by_role("link", name="river_flood").click()
+            expect(page.locator("h1")).to_contain_text("river_flood – dap-cau")
+            expect(page.locator("table.evidence")).to_contain_text("4.41")
+            page.screenshot(path=ARTIFACTS / "console-warning.png", full_page=True)
+            page.get_by_role("button", name="Xác minh", exact=True).click()
+            expect(page.locator("p.ok")).to_contain_text("Đã gửi lệnh")
+
+            values = in_thread(collect(broker.bootstrap, COMMANDS, lambda v: len(v) >= 1))
+            command = Command.model_validate_json(values[0])
+            assert (command.warning_id, command.action.value, command.actor) == (
+                WID, "verify", "truc-ban-a",
+            )  # fmt: skip
+
+            page.get_by_role("link", name="English").click()
+            expect(page.locator("h2").first).to_have_text("Evidence")
+            page.screenshot(path=ARTIFACTS / "console-warning-en.png", full_page=True)
+            page.set_viewport_size({"width": 390, "height": 844})  # a phone
+            page.goto(console + "/")
+            page.screenshot(path=ARTIFACTS / "console-stream-phone.png", full_page=True)
+        finally:
+            browser.close()
+
+
+@pytest.mark.server("chromium")
+def test_a_reading_raises_a_warning_the_operator_sees_verifies_and_sees_verified(
+    broker: Broker, console: str, request: pytest.FixtureRequest
+) -> None:
+    """The whole path with the real worker: a reading above Đáp Cầu's level I shows on
+    the live stream; the operator's verify goes through the worker, whose new state
+    comes back to the same page, verified by the account."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.integration.test_end_to_end import reading
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = worker_env(broker.bootstrap, broker.kind)
+    with (
+        running_worker(env, ARTIFACTS / f"worker-{request.node.name}.log") as worker,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=require("chromium"), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(console + "/")
+            page.get_by_label("Tài khoản").fill("truc-ban-a")
+            page.get_by_label("Mật khẩu").fill(PASSWORD)
+            page.get_by_role("button", name="Đăng nhập").click()
+            expect(page.locator("#live")).to_have_text("Đang nhận trực tiếp", timeout=15_000)
+
+            async def readings() -> None:
+                async with producer(broker.bootstrap) as p:
+                    for hour, level in enumerate([3.9, 4.45]):
+                        await p.send_and_wait(INGEST_READINGS, reading(level, hour),
+                                              key=b"dap-cau")  # fmt: skip
+
+            in_thread(readings())
+            row = page.locator("#rows tr", has_text="dap-cau")
+            # The worker starts, reads, decides and publishes: generous, not a speed test.
+            expect(row).to_contain_text("cấp 1", timeout=90_000)
+            page.screenshot(path=ARTIFACTS / "console-worker-raised.png", full_page=True)
+            row.get_by_role("link").first.click()
+            page.get_by_role("button", name="Xác minh", exact=True).click()
+            expect(page.locator("p.ok")).to_contain_text("Đã gửi lệnh")
+            page.goto(console + "/")
+            expect(page.locator("#rows tr", has_text="dap-cau")).to_contain_text(
+                "đã xác minh", timeout=90_000
+            )
+            page.locator("#rows tr", has_text="dap-cau").get_by_role("link").first.click()
+            expect(page.locator("dl.facts").last).to_contain_text("truc-ban-a")
+            page.screenshot(path=ARTIFACTS / "console-worker-verified.png", full_page=True)
+            assert worker.poll() is None, "the worker died"
+        finally:
+            browser.close()
+
+
+def log_in(page: Any, console: str, name: str) -> None:
+    page.goto(console + "/login")
+    page.get_by_label("Tài khoản").fill(name)
+    page.get_by_label("Mật khẩu").fill(PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.wait_for_url(console + "/")
+
+
+def reload_until(page: Any, text: str, seconds: float = 60) -> None:
+    """The broadcasts page is not live: reload it until ``text`` shows."""
+    deadline = time.monotonic() + seconds
+    while text not in page.content():
+        assert time.monotonic() < deadline, f"{text!r} did not show in {seconds:g} s"
+        page.wait_for_timeout(500)
+        page.reload()
+
+
+@pytest.mark.server("chromium")
+def test_two_approver_accounts_send_a_broadcast_its_requester_cannot_approve(
+    broker: Broker, console: str, request: pytest.FixtureRequest
+) -> None:
+    """The two-person rule by account, through the real worker: the account that
+    requested a broadcast is not offered (nor allowed) to approve it; two other
+    approvers approve it and the worker sends it."""
+    from playwright.sync_api import expect, sync_playwright
+
+    now = datetime.now(UTC)
+    bid = f"{WID}:v2:citizens"
+    b = Broadcast(broadcast_id=bid, warning=flood(level=3, version=2), communes=["bn-vu-ninh"],
+                  channels=[Channel.SMS], requested_at=now,
+                  expires_at=now + timedelta(minutes=30))  # fmt: skip
+    asked = ApprovalEvent(event_id="r1", broadcast_id=bid, action=ApprovalAction.REQUEST,
+                            actor="pho-ban-b", broadcast=b)  # fmt: skip
+
+    async def ask() -> None:
+        async with producer(broker.bootstrap) as p:
+            await p.send_and_wait(APPROVALS, asked.to_bytes(), key=WID.encode())
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = worker_env(broker.bootstrap, broker.kind)
+    with (
+        running_worker(env, ARTIFACTS / f"worker-{request.node.name}.log") as worker,
+        sync_playwright() as pw,
+    ):
+        browser = pw.chromium.launch(executable_path=require("chromium"), headless=True)
+        try:
+            in_thread(ask())
+            requester = browser.new_page(viewport={"width": 1366, "height": 768})
+            log_in(requester, console, "pho-ban-b")
+            requester.goto(console + "/broadcasts")
+            reload_until(requester, bid, seconds=90)  # the worker starts and stores it
+            expect(requester.locator("section.broadcast")).to_contain_text("Bạn đã yêu cầu tin này")
+            expect(requester.get_by_role("button", name="Phê duyệt")).to_have_count(0)
+            requester.screenshot(path=ARTIFACTS / "console-broadcast-requester.png",
+                                 full_page=True)  # fmt: skip
+
+            for n, name in enumerate(["pho-ban-c", "pho-ban-d"], start=1):
+                page = browser.new_page(viewport={"width": 1366, "height": 768})
+                log_in(page, console, name)
+                page.goto(console + "/broadcasts")
+                reload_until(page, bid)
+                if n == 2:  # the first approval is on record, by the first account
+                    reload_until(page, "pho-ban-c")
+                page.get_by_role("button", name="Phê duyệt").click()
+                expect(page.locator("p.ok")).to_contain_text("Đã gửi lệnh")
+            reload_until(page, ">đã phát<")
+            expect(page.locator("table")).to_contain_text("pho-ban-c, pho-ban-d")
+            page.screenshot(path=ARTIFACTS / "console-broadcast-sent.png", full_page=True)
+            assert worker.poll() is None, "the worker died"
+        finally:
+            browser.close()

@@ -1,0 +1,395 @@
+"""The console's web application (console.web) against an in-memory board and writer:
+login, cookies, CSRF, role checks, the commands and approval events it sends, the
+live stream's pages and server-sent events."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from argon2 import PasswordHasher
+from prometheus_client import CollectorRegistry
+
+from console.accounts import MAX_FAILURES, Accounts, Role
+from console.board import Board
+from console.web import ConsoleConfig, make_app
+from topics.metrics import Metrics
+from topics.models import (
+    Action,
+    Agency,
+    ApprovalAction,
+    ApprovalEvent,
+    Area,
+    Broadcast,
+    Channel,
+    Command,
+    Evidence,
+    Phase,
+    Warning,
+)
+
+PASSWORD = "correct horse battery"
+NOW = datetime.now(UTC)
+WID = "water.flood.dap-cau:dap-cau"
+BID = f"{WID}:v4:citizens"
+
+
+def make_warning(version: int = 1, level: int = 2, **over: Any) -> Warning:
+    fields: dict[str, Any] = {
+        "warning_id": WID, "version": version, "rule_id": "water.flood.dap-cau",
+        "domain": "water", "hazard": "river_flood", "subject": "dap-cau",
+        "transition": "raised", "level": level, "level_name": f"báo động {level}",
+        "severity": "Severe", "scope_tier": "province",
+        "areas": [Area(code="bn-vu-ninh", name="Vũ Ninh", province="bn")],
+        "lead_agency": Agency(code="snnmt", name_vi="Sở Nông nghiệp và Môi trường",
+                              name_en="Department of Agriculture and Environment"),
+        "evidence": [Evidence(station_id="dap-cau", metric="water_level_m", value=4.41,
+                              observed_at=NOW, threshold=4.3)],
+        "raised_at": NOW, "updated_at": NOW + timedelta(seconds=version),
+    }  # fmt: skip
+    fields.update(over)
+    return Warning(**fields)
+
+
+@dataclass
+class MemoryWriter:
+    commands: list[Command] = field(default_factory=list)
+    approvals: list[ApprovalEvent] = field(default_factory=list)
+
+    async def command(self, command: Command) -> None:
+        self.commands.append(command)
+
+    async def approval(self, event: ApprovalEvent) -> None:
+        self.approvals.append(event)
+
+
+@dataclass
+class Console:
+    client: TestClient[Any, Any]
+    board: Board
+    writer: MemoryWriter
+    accounts: Accounts
+    metrics: Metrics
+
+    def count(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+async def console(tmp_path: Path) -> AsyncIterator[Console]:
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    accounts = Accounts(tmp_path / "console.db", b"k" * 32, hasher=fast)
+    for role in Role:
+        accounts.add(role.value, role, PASSWORD)
+    accounts.add("approver-2", Role.APPROVER, PASSWORD)
+    board = Board()
+    board.apply_warning(make_warning())
+    board.broadcasts[BID] = Broadcast(
+        broadcast_id=BID, warning=make_warning(level=3), communes=["bn-vu-ninh"],
+        channels=[Channel.SMS, Channel.LOUDSPEAKER], requested_at=NOW,
+        expires_at=NOW + timedelta(minutes=30),
+    )  # fmt: skip
+    board.requesters[BID] = "canhbao"
+    writer = MemoryWriter()
+    metrics = Metrics(CollectorRegistry())
+    client = TestClient(TestServer(make_app(accounts, board, writer, metrics=metrics)))
+    await client.start_server()
+    try:
+        yield Console(client, board, writer, accounts, metrics)
+    finally:
+        await client.close()
+
+
+async def login(client: TestClient[Any, Any], name: str, password: str = PASSWORD) -> Any:
+    page = await (await client.get("/login")).text()
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page)
+    assert nonce is not None
+    return await client.post(
+        "/login",
+        data={"name": name, "password": password, "nonce": nonce.group(1), "next": "/"},
+        allow_redirects=False,
+    )
+
+
+async def csrf_of(client: TestClient[Any, Any]) -> str:
+    page = await (await client.get("/")).text()
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+async def act(c: Console, data: dict[str, str], csrf: bool = True) -> Any:
+    if csrf:
+        data = {**data, "csrf": await csrf_of(c.client)}
+    return await c.client.post(f"/warnings/{WID}/action", data=data, allow_redirects=False)
+
+
+async def test_pages_need_a_login(console: Console) -> None:
+    r = await console.client.get("/", allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"].startswith("/login")
+    r = await console.client.post(f"/warnings/{WID}/action", data={"action": "verify"})
+    assert r.status == 401
+    assert console.writer.commands == []
+
+
+async def test_login_sets_a_strict_httponly_session_cookie(console: Console) -> None:
+    r = await login(console.client, "operator")
+    assert r.status == 303
+    cookie = next(h for h in r.headers.getall("Set-Cookie") if h.startswith("canhbao_session="))
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Secure" not in cookie  # plain http here; Secure when served over https
+    page = await (await console.client.get("/")).text()
+    assert "operator (operator)" in page
+
+
+async def test_login_without_the_login_pages_token_is_refused(console: Console) -> None:
+    r = await console.client.post("/login", data={"name": "operator", "password": PASSWORD})
+    assert r.status == 403
+    assert (await console.client.get("/", allow_redirects=False)).status == 303
+
+
+async def test_five_wrong_passwords_throttle_the_login(console: Console) -> None:
+    statuses = [(await login(console.client, "operator", "guess")).status
+                for _ in range(MAX_FAILURES)]  # fmt: skip
+    assert statuses == [401] * (MAX_FAILURES - 1) + [429]
+    r = await login(console.client, "operator")
+    assert r.status == 429
+    assert "5" in await r.text()  # says when to try again
+
+
+async def test_a_state_change_without_the_csrf_token_is_refused(console: Console) -> None:
+    await login(console.client, "operator")
+    r = await act(console, {"action": "verify"}, csrf=False)
+    assert r.status == 403
+    r = await console.client.post(
+        f"/warnings/{WID}/action", data={"action": "verify", "csrf": "forged"}
+    )
+    assert r.status == 403
+    assert console.writer.commands == []
+
+
+@pytest.mark.parametrize("role", ["viewer", "engineer"])
+async def test_an_action_without_the_role_is_refused(console: Console, role: str) -> None:
+    await login(console.client, role)
+    r = await act(console, {"action": "verify"})
+    assert r.status == 403
+    page = await (await console.client.get(f"/warnings/{WID}")).text()
+    assert 'value="verify"' not in page  # and no button offers it
+    assert console.writer.commands == []
+
+
+async def test_verify_sends_the_clis_command_with_the_account_as_actor(console: Console) -> None:
+    await login(console.client, "operator")
+    r = await act(console, {"action": "verify"})
+    assert r.status == 303
+    [c] = console.writer.commands
+    assert (c.warning_id, c.action, c.actor, c.subject) == (WID, Action.VERIFY, "operator",
+                                                            "dap-cau")  # fmt: skip
+    r = await act(console, {"action": "acknowledge"})
+    assert console.writer.commands[-1].action is Action.RESPOND
+
+
+async def test_a_phase_change_needs_a_reason(console: Console) -> None:
+    await login(console.client, "operator")
+    r = await act(console, {"action": "set_phase", "phase": "2", "reason": "  "})
+    assert r.status == 400 and "reason" in await r.text()
+    assert console.writer.commands == []
+    r = await act(console, {"action": "set_phase", "phase": "2", "reason": "đê vỡ, sơ tán"})
+    assert r.status == 303
+    [c] = console.writer.commands
+    assert (c.action, c.phase, c.reason) == (Action.SET_PHASE, Phase.SECURITY, "đê vỡ, sơ tán")
+
+
+async def test_a_false_alarm_closes_the_warning_saying_so(console: Console) -> None:
+    await login(console.client, "operator")
+    assert (await act(console, {"action": "false_alarm"})).status == 400
+    await act(console, {"action": "false_alarm", "reason": "cảm biến hỏng"})
+    [c] = console.writer.commands
+    assert c.action is Action.CLOSE and "false alarm" in c.reason and "cảm biến hỏng" in c.reason
+
+
+async def decide(c: Console, decision: str, reason: str = "") -> Any:
+    csrf = await csrf_of(c.client)
+    return await c.client.post(
+        f"/broadcasts/{BID}/decide",
+        data={"decision": decision, "csrf": csrf, "reason": reason},
+        allow_redirects=False,
+    )
+
+
+async def test_only_approvers_approve_broadcasts(console: Console) -> None:
+    await login(console.client, "operator")
+    assert (await decide(console, "approve")).status == 403
+    assert console.writer.approvals == []
+    await login(console.client, "approver")
+    assert (await decide(console, "approve")).status == 303
+    [e] = console.writer.approvals
+    assert (e.broadcast_id, e.action, e.actor) == (BID, ApprovalAction.APPROVE, "approver")
+
+
+async def test_the_account_that_requested_a_broadcast_cannot_approve_it(
+    console: Console,
+) -> None:
+    console.board.requesters[BID] = "approver"
+    await login(console.client, "approver")
+    page = await (await console.client.get("/broadcasts")).text()
+    assert "someone else must approve" in page or "người khác phải phê duyệt" in page
+    r = await decide(console, "approve")
+    assert r.status == 403
+    assert console.writer.approvals == []
+    await login(console.client, "approver-2")
+    assert (await decide(console, "approve")).status == 303
+
+
+async def test_an_account_counts_once_among_the_approvers(console: Console) -> None:
+    b = console.board.broadcasts[BID]
+    console.board.broadcasts[BID] = b.model_copy(update={"approvals": ["approver"]})
+    await login(console.client, "approver")
+    assert (await decide(console, "approve")).status == 403
+    assert console.writer.approvals == []
+
+
+async def test_rejecting_needs_a_reason(console: Console) -> None:
+    await login(console.client, "approver")
+    assert (await decide(console, "cancel")).status == 400
+    assert (await decide(console, "cancel", "nhầm trạm")).status == 303
+    assert console.writer.approvals[0].action is ApprovalAction.CANCEL
+
+
+async def test_the_stream_shows_a_label_beside_each_colour_and_filters(console: Console) -> None:
+    await login(console.client, "viewer")
+    page = await (await console.client.get("/")).text()
+    assert 'class="badge lvl-2"' in page and "cấp 2 · báo động 2" in page
+    assert "Luồng cảnh báo" in page  # Vietnamese by default
+    assert WID in page
+    assert WID not in await (await console.client.get("/?domain=health")).text()
+    assert WID not in await (await console.client.get("/?level=3")).text()
+    await console.client.get("/lang/en?next=/")
+    page = await (await console.client.get("/")).text()
+    assert "Live stream" in page and "level 2 · báo động 2" in page
+
+
+async def test_text_from_the_pipeline_is_escaped(console: Console) -> None:
+    console.board.apply_warning(make_warning(version=2, hazard="<script>alert(1)</script>"))
+    await login(console.client, "viewer")
+    page = await (await console.client.get("/")).text()
+    assert "<script>alert" not in page and "&lt;script&gt;" in page
+
+
+async def test_the_warning_page_shows_evidence_beside_thresholds(console: Console) -> None:
+    await login(console.client, "viewer")
+    page = await (await console.client.get(f"/warnings/{WID}")).text()
+    for text in ("4.41", "4.3", "Sở Nông nghiệp và Môi trường", "province", "Vũ Ninh"):
+        assert text in page
+    assert (await console.client.get("/warnings/nope:none")).status == 404
+
+
+async def test_server_sent_events_push_each_new_state(console: Console) -> None:
+    await login(console.client, "viewer")
+    r = await console.client.get("/events?status=active")
+    assert r.headers["Content-Type"].startswith("text/event-stream")
+
+    async def next_event() -> str:
+        lines: list[str] = []
+        while True:
+            line = (await asyncio.wait_for(r.content.readline(), 5)).decode()
+            if line == "\n" and lines:
+                return "".join(lines)
+            if line.strip() and not line.startswith(":"):
+                lines.append(line)
+
+    console.board.apply_warning(make_warning(version=2, level=3, transition="escalated",
+                                             previous_level=2))  # fmt: skip
+    event = await next_event()
+    assert event.startswith("event: warning") and "cấp 3 · báo động 3" in event
+    assert '"escalated": true' in event
+    console.board.apply_warning(make_warning(version=3, level=0, transition="cleared"))
+    assert (await next_event()).startswith("event: remove")
+    r.close()
+
+
+async def test_a_second_login_page_keeps_the_first_forms_token(console: Console) -> None:
+    # A browser fetching /favicon.ico, or a second tab, must not spoil the form shown.
+    first = await (await console.client.get("/login")).text()
+    await console.client.get("/login?next=/broadcasts")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', first)
+    assert nonce is not None
+    r = await console.client.post(
+        "/login", data={"name": "operator", "password": PASSWORD, "nonce": nonce.group(1)},
+        allow_redirects=False,
+    )  # fmt: skip
+    assert r.status == 303
+
+
+async def test_the_warning_page_offers_only_the_steps_still_possible(console: Console) -> None:
+    console.board.apply_warning(make_warning(version=2, status="verified",
+                                             annotations={"verified_by": "operator"}))  # fmt: skip
+    await login(console.client, "operator")
+    page = await (await console.client.get(f"/warnings/{WID}")).text()
+    assert 'value="verify"' not in page and 'value="acknowledge"' in page
+    assert "verified_by" in page
+    console.board.apply_warning(make_warning(version=3, status="closed"))
+    page = await (await console.client.get(f"/warnings/{WID}")).text()
+    assert 'name="action"' not in page  # a closed warning takes no step, no phase
+
+
+async def test_logins_and_actions_are_counted_by_outcome(console: Console) -> None:
+    await login(console.client, "viewer", "guess")
+    await login(console.client, "viewer")
+    await act(console, {"action": "verify"})
+    await act(console, {"action": "<script>"}, csrf=False)
+    await login(console.client, "operator")
+    await act(console, {"action": "verify"})
+    await login(console.client, "approver")
+    console.board.requesters[BID] = "approver"
+    await decide(console, "approve")
+    c = console.count
+    assert c("canhbao_console_logins_total", outcome="wrong") == 1
+    assert c("canhbao_console_logins_total", outcome="ok") == 3
+    assert c("canhbao_console_actions_total", action="verify", outcome="refused_role") == 1
+    assert c("canhbao_console_actions_total", action="other", outcome="refused_csrf") == 1
+    assert c("canhbao_console_actions_total", action="verify", outcome="sent") == 1
+    assert c("canhbao_console_actions_total", action="approve",
+             outcome="refused_two_person") == 1  # fmt: skip
+
+
+async def test_a_live_stream_ends_when_its_account_is_disabled(
+    console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("console.web.HEARTBEAT_SECONDS", 0.05)
+    await login(console.client, "viewer")
+    r = await console.client.get("/events")
+    assert (await r.content.readline()).startswith(b": connected")
+    console.accounts.disable("viewer")
+    rest = await asyncio.wait_for(r.content.read(), 5)  # the server closes the stream
+    assert b"event:" not in rest
+    assert console.count("canhbao_console_streams") == 0
+
+
+async def test_behind_an_https_proxy_the_cookies_are_secure(tmp_path: Path) -> None:
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    accounts = Accounts(tmp_path / "console.db", b"k" * 32, hasher=fast)
+    accounts.add("operator", Role.OPERATOR, PASSWORD)
+    app = make_app(accounts, Board(), MemoryWriter(), ConsoleConfig(behind_https=True),
+                   Metrics(CollectorRegistry()))  # fmt: skip
+    async with TestClient(TestServer(app)) as client:
+        first = await client.get("/login")
+        assert "Secure" in first.headers["Set-Cookie"]
+        # (the test client keeps no Secure cookie over http: the login form's token is
+        # sent by hand, as a browser over https would)
+        page = await first.text()
+        nonce = re.search(r'name="nonce" value="([^"]+)"', page)
+        assert nonce is not None
+        r = await client.post("/login", data={"name": "operator", "password": PASSWORD,
+                                              "nonce": nonce.group(1)},
+                              cookies={"canhbao_login": nonce.group(1)},
+                              allow_redirects=False)  # fmt: skip
+        cookie = next(h for h in r.headers.getall("Set-Cookie") if "canhbao_session=" in h)
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
