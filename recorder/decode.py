@@ -123,12 +123,12 @@ def decode(records: Iterable[Incoming]) -> Rows:
 def decode_one(record: Incoming, rows: Rows) -> None:
     handler = _HANDLERS.get(record.topic)
     if handler is None:
-        _skip(rows, record, "unknown_topic", f"the recorder does not read {record.topic}")
+        unreadable(rows, record, "unknown_topic", f"the recorder does not read {record.topic}")
         return
     try:
         handler(record, rows)
     except _Unreadable as exc:
-        _skip(rows, record, exc.reason, exc.detail)
+        unreadable(rows, record, exc.reason, exc.detail)
 
 
 class _Unreadable(Exception):
@@ -138,7 +138,8 @@ class _Unreadable(Exception):
         self.detail = detail
 
 
-def _skip(rows: Rows, record: Incoming, reason: str, detail: str) -> None:
+def unreadable(rows: Rows, record: Incoming, reason: str, detail: str) -> None:
+    """Keep ``record`` whole as an unreadable row, with the reason."""
     rows.skipped.append(Skip(record, reason, detail))
     rows.add(
         UnreadableRecord,

@@ -72,8 +72,8 @@ class KafkaOffset(Base):
     transaction as the rows it covers, and where the recorder seeks on start."""
 
     __tablename__ = "kafka_offsets"
-    group_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    topic: Mapped[str] = mapped_column(String(200), primary_key=True)
+    group_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(), primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     next_offset: Mapped[int] = mapped_column(BigInteger)
 
@@ -82,22 +82,22 @@ class WarningVersion(Base):
     """Every warning state (``canhbao.warnings``): one row per (warning, version)."""
 
     __tablename__ = "warning_versions"
-    warning_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    warning_id: Mapped[str] = mapped_column(String(), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    rule_id: Mapped[str] = mapped_column(String(256))
-    domain: Mapped[str] = mapped_column(String(32), index=True)
-    hazard: Mapped[str] = mapped_column(String(128), index=True)
-    subject: Mapped[str] = mapped_column(String(256))
-    transition: Mapped[str] = mapped_column(String(32))
+    rule_id: Mapped[str] = mapped_column(String())
+    domain: Mapped[str] = mapped_column(String(), index=True)
+    hazard: Mapped[str] = mapped_column(String(), index=True)
+    subject: Mapped[str] = mapped_column(String())
+    transition: Mapped[str] = mapped_column(String())
     level: Mapped[int] = mapped_column(Integer)
-    level_name: Mapped[str] = mapped_column(String(64))
+    level_name: Mapped[str] = mapped_column(String())
     previous_level: Mapped[int] = mapped_column(Integer)
-    severity: Mapped[str] = mapped_column(String(32))
-    scope_tier: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String())
+    scope_tier: Mapped[str] = mapped_column(String())
     phase: Mapped[int] = mapped_column(Integer)
-    lead_agency: Mapped[str] = mapped_column(String(64))
-    lead_agency_name: Mapped[str] = mapped_column(String(256))
-    status: Mapped[str] = mapped_column(String(32))
+    lead_agency: Mapped[str] = mapped_column(String())
+    lead_agency_name: Mapped[str] = mapped_column(String())
+    status: Mapped[str] = mapped_column(String())
     raised_at: Mapped[datetime]
     updated_at: Mapped[datetime] = mapped_column(index=True)
     exercise: Mapped[bool] = mapped_column(Boolean)
@@ -113,10 +113,10 @@ class WarningArea(Base):
     """The communes (areas) of each warning state, for "warnings of commune X"."""
 
     __tablename__ = "warning_areas"
-    warning_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    warning_id: Mapped[str] = mapped_column(String(), primary_key=True)
     version: Mapped[int] = mapped_column(Integer, primary_key=True)
-    area: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
-    province: Mapped[str] = mapped_column(String(128))
+    area: Mapped[str] = mapped_column(String(), primary_key=True, index=True)
+    province: Mapped[str] = mapped_column(String())
 
 
 class EvidenceReading(Base):
@@ -124,25 +124,25 @@ class EvidenceReading(Base):
     kept ``record_readings_days`` and purged after."""
 
     __tablename__ = "evidence_readings"
-    station_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    station_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(), primary_key=True)
     observed_at: Mapped[datetime] = mapped_column(primary_key=True, index=True)
     value: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float | None] = mapped_column(Float)
-    warning_id: Mapped[str] = mapped_column(String(256), index=True)
+    warning_id: Mapped[str] = mapped_column(String(), index=True)
 
 
 class NotificationRow(Base):
     """Every rendered notification (``canhbao.notifications.<channel>``)."""
 
     __tablename__ = "notifications"
-    notification_id: Mapped[str] = mapped_column(String(400), primary_key=True)
-    warning_id: Mapped[str] = mapped_column(String(256), index=True)
+    notification_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    warning_id: Mapped[str] = mapped_column(String(), index=True)
     warning_version: Mapped[int] = mapped_column(Integer)
-    receiver_id: Mapped[str] = mapped_column(String(128))
-    channel: Mapped[str] = mapped_column(String(32))
-    audience: Mapped[str] = mapped_column(String(32))
-    lang: Mapped[str] = mapped_column(String(8))
+    receiver_id: Mapped[str] = mapped_column(String())
+    channel: Mapped[str] = mapped_column(String())
+    audience: Mapped[str] = mapped_column(String())
+    lang: Mapped[str] = mapped_column(String())
     recipients: Mapped[int] = mapped_column(Integer)
     subject: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
@@ -156,13 +156,13 @@ class DeliveryAttempt(Base):
     a dispatcher that starts a notification's attempts over makes new ones."""
 
     __tablename__ = "delivery_attempts"
-    notification_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    notification_id: Mapped[str] = mapped_column(String(), primary_key=True)
     attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(primary_key=True, index=True)
-    warning_id: Mapped[str] = mapped_column(String(256), index=True)
-    receiver_id: Mapped[str] = mapped_column(String(128))
-    channel: Mapped[str] = mapped_column(String(32))
-    outcome: Mapped[str] = mapped_column(String(32))
+    warning_id: Mapped[str] = mapped_column(String(), index=True)
+    receiver_id: Mapped[str] = mapped_column(String())
+    channel: Mapped[str] = mapped_column(String())
+    outcome: Mapped[str] = mapped_column(String())
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     latency_seconds: Mapped[float] = mapped_column(Float)
@@ -173,13 +173,13 @@ class AuditEntry(Base):
     commands, approval decisions, rule sets applied, silences set and removed."""
 
     __tablename__ = "audit_log"
-    event_id: Mapped[str] = mapped_column(String(300), primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))  # command, approval, rules, silence
-    action: Mapped[str] = mapped_column(String(64))
-    actor: Mapped[str] = mapped_column(String(128), index=True)
+    event_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    kind: Mapped[str] = mapped_column(String())  # command, approval, rules, silence
+    action: Mapped[str] = mapped_column(String())
+    actor: Mapped[str] = mapped_column(String(), index=True)
     at: Mapped[datetime] = mapped_column(index=True)
-    warning_id: Mapped[str | None] = mapped_column(String(256), index=True)
-    subject: Mapped[str | None] = mapped_column(String(300))  # broadcast, rule set, silence
+    warning_id: Mapped[str | None] = mapped_column(String(), index=True)
+    subject: Mapped[str | None] = mapped_column(String())  # broadcast, rule set, silence
     reason: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]]
 
@@ -188,17 +188,17 @@ class BroadcastRow(Base):
     """Each citizen broadcast's latest state (``canhbao.state.broadcasts``)."""
 
     __tablename__ = "broadcasts"
-    broadcast_id: Mapped[str] = mapped_column(String(400), primary_key=True)
-    warning_id: Mapped[str] = mapped_column(String(256), index=True)
+    broadcast_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    warning_id: Mapped[str] = mapped_column(String(), index=True)
     warning_version: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String())
     communes: Mapped[list[Any]]
     channels: Mapped[list[Any]]
     approvals: Mapped[list[Any]]
     requested_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
-    cancelled_by: Mapped[str | None] = mapped_column(String(128))
+    cancelled_by: Mapped[str | None] = mapped_column(String())
     reason: Mapped[str] = mapped_column(Text)
     position: Mapped[int] = mapped_column(BigInteger)  # offset of the state: newer wins
 
@@ -207,9 +207,9 @@ class RuleSetRow(Base):
     """Each rule set applied (``canhbao.control.rules``), with who applied it."""
 
     __tablename__ = "rule_sets"
-    version: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[str] = mapped_column(String(), primary_key=True)
     applied_at: Mapped[datetime] = mapped_column(primary_key=True)
-    applied_by: Mapped[str] = mapped_column(String(128))
+    applied_by: Mapped[str] = mapped_column(String())
     comment: Mapped[str] = mapped_column(Text)
     sources: Mapped[dict[str, Any]]
 
@@ -219,11 +219,11 @@ class SilenceRow(Base):
     when an operator lifted it early."""
 
     __tablename__ = "silences"
-    silence_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    silence_id: Mapped[str] = mapped_column(String(), primary_key=True)
     matchers: Mapped[list[Any]]
     starts_at: Mapped[datetime | None]
     ends_at: Mapped[datetime | None]
-    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_by: Mapped[str | None] = mapped_column(String())
     comment: Mapped[str] = mapped_column(Text)
     removed_at: Mapped[datetime | None]
     position: Mapped[int] = mapped_column(BigInteger)
@@ -235,10 +235,10 @@ class DeadLetterRow(Base):
     __tablename__ = "dead_letters"
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    source_topic: Mapped[str] = mapped_column(String(200), index=True)
+    source_topic: Mapped[str] = mapped_column(String(), index=True)
     source_partition: Mapped[int | None] = mapped_column(Integer)
     source_offset: Mapped[int | None] = mapped_column(BigInteger)
-    stage: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String())
     reason: Mapped[str] = mapped_column(Text)
     errors: Mapped[list[Any]]
     key: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -251,7 +251,7 @@ class UnreadableRecord(Base):
     kept whole with the reason, so nothing the topics accepted is lost from the record."""
 
     __tablename__ = "unreadable_records"
-    topic: Mapped[str] = mapped_column(String(200), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(), primary_key=True)
     partition: Mapped[int] = mapped_column(Integer, primary_key=True)
     offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     key: Mapped[bytes | None] = mapped_column(LargeBinary)
