@@ -134,9 +134,28 @@ class Settings(BaseSettings):
         description="Readings and reports dated before this are refused as implausible "
         "(a sensor clock reset to its epoch)",
     )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="The threat record's database (SQLAlchemy URL, e.g. "
+        "postgresql+asyncpg://user:password@host/canhbao); unset: SQLite in the data "
+        "directory (record.db). A secret: it may hold a password",
+    )
+    record_readings_days: int = Field(
+        default=30, ge=1, description="Days the record keeps the readings rules selected"
+    )
+    record_group_id: str = Field(
+        default="canhbao.record", description="The recorder's consumer group"
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")
     log_level: str = "info"
+
+    def record_url(self) -> str:
+        """The threat record's database URL: the configured one, else SQLite in the
+        data directory."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'record.db').resolve()}"
 
     def time_policy(self) -> TimePolicy:
         """The validate stage's bounds on a message's time, from these settings."""

@@ -49,11 +49,6 @@ class Span:
     end: int
 
 
-def default_url(data_dir: Path) -> str:
-    """The embedded record: SQLite in the data directory (nothing to install)."""
-    return f"sqlite+aiosqlite:///{(data_dir / 'record.db').resolve()}"
-
-
 def connect(url: str) -> AsyncEngine:
     """An engine for ``url``; SQLite's directory is created, and SQLite is set up for
     a writer and readers at once (WAL) that wait for each other rather than fail."""

@@ -154,7 +154,8 @@ async def test_a_message_published_twice_is_one_row(store: Store) -> None:
 
 def _consumer() -> Any:
     class Consumer:
-        committed: list[dict[TopicPartition, int]] = []
+        def __init__(self) -> None:
+            self.committed: list[dict[TopicPartition, int]] = []
 
         def assignment(self) -> set[TopicPartition]:
             return {TopicPartition(WARNINGS, 0), TopicPartition(COMMANDS, 0)}

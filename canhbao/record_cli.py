@@ -1,0 +1,304 @@
+"""``canhbao record`` (the recorder), ``canhbao db upgrade|current`` (the record's
+schema) and ``canhbao history …`` (questions people ask of the record)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+from canhbao.running import on_signal
+from canhbao.settings import Settings, get_settings
+from topics.durations import parse_duration
+
+T = TypeVar("T")
+
+#: Times without an offset on the command line are the province's (Vietnam, UTC+7).
+LOCAL = timezone(timedelta(hours=7), "ICT")
+
+
+def parse_when(text: str) -> datetime:
+    """A point in time: ISO 8601 (a date, or a time; without an offset it is Vietnam
+    time), or a duration back from now (``7d``, ``24h``)."""
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: use e.g. 2025-10-14, 2025-10-14T08:30, "
+            "2025-10-14T01:30Z or 7d (seven days ago)"
+        ) from None
+    return when.replace(tzinfo=LOCAL) if when.tzinfo is None else when
+
+
+def _seconds(text: str) -> float:
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    from recorder.store import connect
+
+    async def go() -> T:
+        engine = connect(settings.record_url())
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+# --- canhbao record -------------------------------------------------------------------
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from canhbao.broker import kafka_bootstrap
+    from recorder.migrate import SchemaError, safe_url
+    from recorder.service import Recorder, RecorderConfig
+    from recorder.store import Store
+
+    settings = get_settings()
+    url = settings.record_url()
+    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+        store = Store.open(url)
+        recorder = Recorder(
+            store,
+            RecorderConfig(
+                bootstrap=bootstrap,
+                group_id=args.group or settings.record_group_id,
+                rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
+                fetch_max_wait_ms=settings.fetch_max_wait_ms,
+                readings_days=settings.record_readings_days,
+            ),
+        )
+
+        async def main() -> int:
+            from canhbao import metrics
+
+            metrics.serve(settings.metrics_port)
+            on_signal(recorder.stop)
+            print(f"recording into {safe_url(url)}", file=sys.stderr, flush=True)
+            try:
+                await recorder.run()
+            except SchemaError as exc:
+                print(f"canhbao record: {exc}", file=sys.stderr)
+                return 2
+            finally:
+                await store.close()
+            return 0
+
+        return asyncio.run(main())
+
+
+# --- canhbao db -----------------------------------------------------------------------
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from recorder import migrate
+
+    settings = get_settings()
+    where = migrate.safe_url(settings.record_url())
+    if args.action == "upgrade":
+        before, after = _with_engine(settings, lambda e: migrate.upgrade(e, args.revision))
+        if before == after:
+            print(f"{where}: schema {after}, already up to date")
+        else:
+            print(f"{where}: schema {before or '(empty)'} → {after}")
+        return 0
+    have = _with_engine(settings, migrate.current)
+    head = migrate.head()
+    state = "up to date" if have == head else f"this canhbao writes {head}: run canhbao db upgrade"
+    print(f"{where}: schema {have or '(empty)'}, {state}")
+    return 0 if have == head else 1
+
+
+# --- canhbao history ------------------------------------------------------------------
+
+
+def _emit(rows: list[dict[str, Any]], args: argparse.Namespace, text: Callable[[Any], str]) -> int:
+    if args.json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    elif args.csv:
+        if rows:
+            out = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]), lineterminator="\n")
+            out.writeheader()
+            for row in rows:
+                out.writerow({k: _csv_cell(v) for k, v in row.items()})
+    else:
+        for row in rows:
+            print(text(row))
+        print(f"({len(rows)} found)", file=sys.stderr)
+    return 0
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def _warning_line(w: dict[str, Any]) -> str:
+    return (
+        f"{w['updated_at']}  {w['warning_id']} v{w['version']}  {w['transition']:<11} "
+        f"{w['domain']}/{w['hazard']} level {w['level_name'] or w['level']} [{w['severity']}] "
+        f"{w['status']} · {w['scope_tier']} phase {w['phase']} lead {w['lead_agency']} · "
+        f"{', '.join(w['communes'])}"
+    )
+
+
+def _action_line(a: dict[str, Any]) -> str:
+    about = a["warning_id"] or a["subject"] or ""
+    why = f" — {a['reason']}" if a["reason"] else ""
+    return f"{a['at']}  {a['actor']:<16} {a['kind']}/{a['action']:<10} {about}{why}"
+
+
+def _delivery_line(d: dict[str, Any]) -> str:
+    delay = "?" if d["delay_seconds"] is None else f"{d['delay_seconds']:.1f} s"
+    err = f" ({d['error']})" if d["error"] else ""
+    return (
+        f"{d['at']}  {d['outcome']:<10} {d['channel']:<11} {d['receiver_id']:<20} "
+        f"attempt {d['attempt']} after {delay}  {d['notification_id']}{err}"
+    )
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from recorder import queries
+
+    settings = get_settings()
+    what = args.what
+    if what == "warnings":
+        f = queries.WarningFilter(
+            since=args.since, until=args.until, domain=args.domain, hazard=args.hazard,
+            level=args.level, commune=args.commune, status=args.status, latest=args.latest,
+        )  # fmt: skip
+        return _emit(_with_engine(settings, lambda e: queries.warnings(e, f)), args, _warning_line)
+    if what == "actions":
+        rows = _with_engine(
+            settings,
+            lambda e: queries.actions(
+                e,
+                since=args.since,
+                until=args.until,
+                actor=args.actor,
+                kind=args.kind,
+                warning_id=args.warning,
+            ),
+        )
+        return _emit(rows, args, _action_line)
+    if what == "deliveries":
+        rows = _with_engine(
+            settings,
+            lambda e: queries.deliveries(
+                e,
+                since=args.since,
+                until=args.until,
+                failed=args.failed,
+                slower_than=args.slower_than,
+                channel=args.channel,
+                receiver=args.receiver,
+                warning_id=args.warning,
+            ),
+        )
+        return _emit(rows, args, _delivery_line)
+    # one warning's timeline
+    found = _with_engine(settings, lambda e: queries.timeline(e, args.warning_id))
+    if found is None:
+        print(f"canhbao history: nothing recorded about {args.warning_id}", file=sys.stderr)
+        return 1
+    if args.json:
+        json.dump(found, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    events: list[tuple[str, str]] = []
+    for w in found["states"]:
+        events.append((w["updated_at"], f"STATE     v{w['version']} {w['transition']} level "
+                       f"{w['level_name']} {w['status']} phase {w['phase']} lead "
+                       f"{w['lead_agency']}"))  # fmt: skip
+    for a in found["actions"]:
+        why = f" — {a['reason']}" if a["reason"] else ""
+        events.append((a["at"], f"ACTION    {a['actor']}: {a['kind']}/{a['action']}{why}"))
+    for d in found["deliveries"]:
+        events.append((d["at"], f"DELIVERY  {_delivery_line(d).split('  ', 1)[1]}"))
+    for b in found["broadcasts"]:
+        events.append((b["requested_at"], f"BROADCAST {b['broadcast_id']} {b['status']}, "
+                       f"approved by {', '.join(b['approvals']) or 'nobody'}"))  # fmt: skip
+    if args.csv:
+        out = csv.writer(sys.stdout, lineterminator="\n")
+        out.writerow(["at", "event"])
+        out.writerows(sorted(events))
+        return 0
+    print(f"{args.warning_id}:")
+    for at, line in sorted(events):
+        print(f"  {at}  {line}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "record",
+        help="record warnings, notifications, deliveries and operator actions in the database",
+    )
+    p.add_argument("--group", default=None, help="consumer group (default CANHBAO_RECORD_GROUP_ID)")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("db", help="the threat record's database schema")
+    p.add_argument("action", choices=["upgrade", "current"])
+    p.add_argument("--revision", default="head", help="upgrade to this migration (default: head)")
+    p.set_defaults(func=cmd_db)
+
+    h = sub.add_parser("history", help="ask the threat record (warnings, actions, deliveries)")
+    hsub = h.add_subparsers(dest="what", required=True)
+
+    def common(q: argparse.ArgumentParser, window: bool = True) -> None:
+        fmt = q.add_mutually_exclusive_group()
+        fmt.add_argument("--json", action="store_true", help="JSON on stdout")
+        fmt.add_argument("--csv", action="store_true", help="CSV on stdout")
+        if window:
+            q.add_argument("--since", type=parse_when, help="from (ISO time, Vietnam time "
+                           "without an offset; or 7d, 24h back from now)")  # fmt: skip
+            q.add_argument("--until", type=parse_when, help="before (as --since)")
+
+    q = hsub.add_parser("warnings", help="warning states, oldest first")
+    common(q)
+    q.add_argument("--domain")
+    q.add_argument("--hazard")
+    q.add_argument("--level", type=int, help="0 (cleared) to 5")
+    q.add_argument("--commune", help="an area code, e.g. bn-vu-ninh")
+    q.add_argument("--status", choices=["new", "verified", "responding", "recovering", "closed"])
+    q.add_argument("--latest", action="store_true", help="only each warning's newest state")
+
+    q = hsub.add_parser("warning", help="one warning's timeline")
+    q.add_argument("warning_id")
+    common(q, window=False)
+
+    q = hsub.add_parser("actions", help="the audit log: who did what, when and why")
+    common(q)
+    q.add_argument("--actor", help="one person's actions")
+    q.add_argument("--kind", choices=["command", "approval", "rules", "silence"])
+    q.add_argument("--warning", help="about one warning")
+
+    q = hsub.add_parser("deliveries", help="delivery attempts")
+    common(q)
+    q.add_argument("--failed", action="store_true", help="only attempts that gave up")
+    q.add_argument(
+        "--slower-than",
+        type=_seconds,
+        metavar="DURATION",
+        help="only deliveries that took longer, from the notification (e.g. 30s)",
+    )
+    q.add_argument("--channel")
+    q.add_argument("--receiver")
+    q.add_argument("--warning")
+    h.set_defaults(func=cmd_history)
