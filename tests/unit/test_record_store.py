@@ -29,6 +29,7 @@ from recorder.schema import (
 )
 from recorder.service import Recorder, RecorderConfig
 from recorder.store import Span, StaleOffsets, Store
+from tests import servers
 from tests.record_db import dump, incoming
 from tests.record_stream import stream
 from topics.catalogue import COMMANDS, WARNINGS
@@ -43,11 +44,21 @@ async def _store(path: Path) -> Store:
     return store
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await _store(tmp_path / "record.db")
-    yield s
-    await s.close()
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server("postgresql"))]
+)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """The same tests on the embedded SQLite and on a throw-away PostgreSQL cluster."""
+    if request.param == "sqlite":
+        s = await _store(tmp_path / "record.db")
+        yield s
+        await s.close()
+        return
+    with servers.postgresql() as url:
+        s = Store.open(url)
+        await migrate.upgrade(s.engine)
+        yield s
+        await s.close()
 
 
 def spans(records: list[Incoming], stored: dict[tuple[str, int], int]) -> dict[Any, Span]:
