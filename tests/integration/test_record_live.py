@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,9 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callab
                 await conn.execute(f'CREATE DATABASE "{name}"')
                 await conn.close()
 
-            asyncio.run(go())
+            # Called from the test's event loop: run this one in a thread of its own.
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(asyncio.run, go()).result()
             return url.rsplit("/", 1)[0] + f"/{name}"
 
         yield create
