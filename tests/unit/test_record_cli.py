@@ -116,3 +116,13 @@ def test_one_warnings_timeline(recorded: Path, capsys: pytest.CaptureFixture[str
     assert "DELIVERY  delivered" in out
     assert main(["history", "warning", "nothing:here"]) == 1
     assert "nothing recorded about nothing:here" in capsys.readouterr().err
+
+
+def test_the_recorder_refuses_a_database_without_its_schema_and_says_what_to_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CANHBAO_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
+    monkeypatch.setenv("CANHBAO_KAFKA_BOOTSTRAP", "127.0.0.1:9")  # never reached
+    assert main(["record"]) == 2
+    err = capsys.readouterr().err
+    assert "has no schema yet: run `canhbao db upgrade` first" in err
