@@ -167,6 +167,27 @@ def _parse(model: type[M], record: Incoming) -> M:
         raise _Unreadable("invalid", f"not a {model.__name__}: {errors}") from exc
 
 
+#: The worker's table changelogs carry the partition a value was written from under
+#: this key (its bookkeeping, not part of the message).
+CHANGELOG_BOOKKEEPING = "_p"
+
+
+def _parse_state(model: type[M], record: Incoming) -> M:
+    """A value of a worker's table changelog: the message plus its bookkeeping."""
+    try:
+        value = json.loads(record.value or b"")
+    except ValueError as exc:
+        raise _Unreadable("malformed", "not valid JSON") from exc
+    if not isinstance(value, dict):
+        raise _Unreadable("invalid", f"not a {model.__name__}: not a JSON object")
+    value.pop(CHANGELOG_BOOKKEEPING, None)
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        errors = "; ".join(field_errors(exc)[:5])
+        raise _Unreadable("invalid", f"not a {model.__name__}: {errors}") from exc
+
+
 def _json(model: BaseModel) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(model.model_dump_json())
     return out
@@ -309,7 +330,7 @@ def _approval(record: Incoming, rows: Rows) -> None:
 def _broadcast(record: Incoming, rows: Rows) -> None:
     if record.value is None:
         return  # a compacted topic's tombstone: the broadcast's last state stays recorded
-    b = _parse(Broadcast, record)
+    b = _parse_state(Broadcast, record)
     rows.add(
         BroadcastRow,
         {

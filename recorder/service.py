@@ -21,7 +21,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from recorder.decode import TOPICS, Incoming, Rows, decode, unreadable
 from recorder.store import Span, StaleOffsets, Store
-from topics.kafka import commit_owned, membership
+from topics.kafka import commit_owned, membership, partitions
 from topics.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -205,3 +205,23 @@ class Recorder:
             return
         if n:
             log.info("purged %d evidence reading(s) observed before %s", n, before.isoformat())
+
+
+async def behind(
+    bootstrap: str, store: Store, group_id: str, topics: tuple[str, ...] = TOPICS
+) -> list[str]:
+    """The partitions whose records the database does not hold yet (empty: the record
+    has everything the topics hold now)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        tps = [tp for topic in topics for tp in await partitions(consumer, topic)]
+        ends = await consumer.end_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    stored = await store.offsets(group_id)
+    return [
+        f"{tp.topic}[{tp.partition}]"
+        for tp, end in ends.items()
+        if end > 0 and stored.get((tp.topic, tp.partition), 0) < end
+    ]

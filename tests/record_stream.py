@@ -5,6 +5,7 @@ and lifted, dead letters, and records that are not messages at all."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from alerting.routes import Silence
@@ -162,6 +163,12 @@ def stream(warnings: int = 12) -> list[Msg]:
     return out
 
 
+def _state(b: Broadcast) -> bytes:
+    """As the worker's table changelog holds it: JSON with the partition it was
+    written from (``_p``)."""
+    return json.dumps({**json.loads(b.to_bytes()), "_p": 2}).encode()
+
+
 def broadcast_messages(w: Warning) -> list[Msg]:
     bid = broadcast_id(w.warning_id, w.version)
     b = Broadcast(
@@ -175,7 +182,7 @@ def broadcast_messages(w: Warning) -> list[Msg]:
         actor="pipeline", broadcast=b, at=w.updated_at,
     )  # fmt: skip
     out.append((APPROVALS, key, request.to_bytes()))
-    out.append((STATE_BROADCASTS, bid.encode(), b.to_bytes()))
+    out.append((STATE_BROADCASTS, json.dumps(bid).encode(), _state(b)))
     approvals: list[str] = []
     for i, who in enumerate(("an.nguyen", "binh.tran"), start=1):
         at = w.updated_at + timedelta(minutes=i)
@@ -188,5 +195,5 @@ def broadcast_messages(w: Warning) -> list[Msg]:
         state = b.model_copy(update={"approvals": list(approvals)})
         if i == 2:
             state = state.model_copy(update={"status": BroadcastStatus.SENT, "sent_at": at})
-        out.append((STATE_BROADCASTS, bid.encode(), state.to_bytes()))
+        out.append((STATE_BROADCASTS, json.dumps(bid).encode(), _state(state)))
     return out
