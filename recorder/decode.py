@@ -223,6 +223,7 @@ def _warning(record: Incoming, rows: Rows) -> None:
             "labels": dict(w.labels),
             "annotations": dict(w.annotations),
             "message": _json(w),
+            "logged_at": record.logged_at,
         },
     )
     for area in {a.code: a for a in w.areas}.values():
@@ -303,6 +304,7 @@ def _command(record: Incoming, rows: Rows) -> None:
             "subject": None,
             "reason": c.reason,
             "detail": _json(c),
+            "logged_at": record.logged_at,
         },
     )
 
@@ -323,6 +325,7 @@ def _approval(record: Incoming, rows: Rows) -> None:
             "subject": ev.broadcast_id,
             "reason": ev.reason,
             "detail": detail,
+            "logged_at": record.logged_at,
         },
     )
 
@@ -395,6 +398,7 @@ def _rules(record: Incoming, rows: Rows) -> None:
             "subject": doc.version,
             "reason": doc.comment,
             "detail": {"version": doc.version, "files": sorted(doc.sources)},
+            "logged_at": record.logged_at,
         },
     )
 
@@ -432,6 +436,7 @@ def _silence(record: Incoming, rows: Rows) -> None:
                 "subject": sid,
                 "reason": "",
                 "detail": {},
+                "logged_at": record.logged_at,
             },
         )
         return
@@ -463,6 +468,7 @@ def _silence(record: Incoming, rows: Rows) -> None:
             "subject": s.id,
             "reason": s.comment,
             "detail": _json(s),
+            "logged_at": record.logged_at,
         },
     )
 

@@ -107,6 +107,9 @@ class WarningVersion(Base):
     labels: Mapped[dict[str, Any]]
     annotations: Mapped[dict[str, Any]]
     message: Mapped[dict[str, Any]]  # the whole Warning as published
+    # When the broker logged it (the producer's clock): the wall-clock time it was
+    # published, where updated_at is the readings' time (a drill's runs ahead).
+    logged_at: Mapped[datetime]
 
 
 class WarningArea(Base):
@@ -182,6 +185,7 @@ class AuditEntry(Base):
     subject: Mapped[str | None] = mapped_column(String())  # broadcast, rule set, silence
     reason: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]]
+    logged_at: Mapped[datetime]  # when the broker logged it (wall clock)
 
 
 class BroadcastRow(Base):

@@ -252,3 +252,16 @@ async def test_old_evidence_readings_are_purged(store: Store) -> None:
     assert await count(store, WarningVersion) == 6  # the warnings themselves stay
     assert await store.purge_readings(datetime.now(UTC) - timedelta(days=30)) == 2
     assert await count(store, KafkaOffset) > 0
+
+
+async def test_the_migrations_build_exactly_the_tables_the_code_writes(store: Store) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from recorder.schema import Base
+
+    def differences(conn: Any) -> list[Any]:
+        return list(compare_metadata(MigrationContext.configure(conn), Base.metadata))
+
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(differences) == []

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: (none: the first schema)
-Create Date: 2026-12-04 13:10:42.850476
+Create Date: 2026-12-04 13:24:53.273727
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("subject", sa.String(), nullable=True),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),
+        sa.Column("logged_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_audit_log")),
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
@@ -225,6 +226,7 @@ def upgrade() -> None:
         sa.Column("labels", sa.JSON(), nullable=False),
         sa.Column("annotations", sa.JSON(), nullable=False),
         sa.Column("message", sa.JSON(), nullable=False),
+        sa.Column("logged_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("warning_id", "version", name=op.f("pk_warning_versions")),
     )
     with op.batch_alter_table("warning_versions", schema=None) as batch_op:
