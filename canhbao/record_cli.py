@@ -46,17 +46,26 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]], check: bool = True) -> T:
+    """``work(engine)`` on the record's database; a database whose schema is not this
+    code's ends the command with what to run (exit status 2)."""
+    from recorder import migrate
     from recorder.store import connect
 
     async def go() -> T:
         engine = connect(settings.record_url())
         try:
+            if check:
+                await migrate.check(engine)
             return await work(engine)
         finally:
             await engine.dispose()
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except migrate.SchemaError as exc:
+        print(f"canhbao: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 # --- canhbao record -------------------------------------------------------------------
@@ -110,13 +119,15 @@ def cmd_db(args: argparse.Namespace) -> int:
     settings = get_settings()
     where = migrate.safe_url(settings.record_url())
     if args.action == "upgrade":
-        before, after = _with_engine(settings, lambda e: migrate.upgrade(e, args.revision))
+        before, after = _with_engine(
+            settings, lambda e: migrate.upgrade(e, args.revision), check=False
+        )
         if before == after:
             print(f"{where}: schema {after}, already up to date")
         else:
             print(f"{where}: schema {before or '(empty)'} → {after}")
         return 0
-    have = _with_engine(settings, migrate.current)
+    have = _with_engine(settings, migrate.current, check=False)
     head = migrate.head()
     state = "up to date" if have == head else f"this canhbao writes {head}: run canhbao db upgrade"
     print(f"{where}: schema {have or '(empty)'}, {state}")
@@ -245,6 +256,97 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- canhbao indicators ---------------------------------------------------------------
+
+
+def _span_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+LEVEL_NAMES = {"0": "cleared", "1": "I", "2": "II", "3": "III", "4": "IV", "5": "V"}
+DELAYS = (
+    ("first_reading_to_warning", "first reading over threshold → warning"),
+    ("warning_to_verified", "warning → verified"),
+    ("warning_to_lead_agency", "warning → delivered to the lead agency"),
+    ("warning_to_citizens", "warning → delivered to citizens"),
+)
+
+
+def indicators_text(found: dict[str, Any]) -> str:
+    """The indicators as an operator reads them: the total, then each domain and
+    commune."""
+    p = found["period"]
+    lines = [f"Indicators {p['label']} ({p['start'][:10]} to {p['end'][:10]}, end excluded)"]
+
+    def block(title: str, m: dict[str, Any]) -> None:
+        levels = (
+            ", ".join(f"{LEVEL_NAMES.get(k, k)} {v}" for k, v in m["by_level"].items()) or "none"
+        )
+        lines.append(f"{title}: {m['warnings']} warning(s) · highest level: {levels}")
+        for key, label in DELAYS:
+            d = m[key]
+            if d["n"]:
+                lines.append(f"    {label}: median {_span_text(d['median_s'])}, "
+                             f"p90 {_span_text(d['p90_s'])} (n={d['n']})")  # fmt: skip
+            else:
+                lines.append(f"    {label}: —")
+        success = (
+            ", ".join(
+                f"{ch} {o['delivered']}/{o['delivered'] + o['failed']} ({o['rate']:.0%})"
+                for ch, o in m["delivery_success"].items()
+            )
+            or "—"
+        )
+        lines.append(f"    delivery success: {success}")
+        lines.append(f"    false alarms: {m['false_alarms']} · flaps: {m['flaps']}")
+
+    block("all", found["total"])
+    for g in found["groups"]:
+        block(f"{g['domain']} · {g['commune']}", g)
+    return "\n".join(lines)
+
+
+def _lead_receivers(settings: Settings) -> dict[str, set[str]]:
+    """Each agency's receivers, from the directory (the lead agency's deliveries)."""
+    from alerting.directory import Directory
+
+    try:
+        directory = Directory.load(settings.geography_path, settings.directory_path)
+    except (OSError, ValueError) as exc:
+        print(f"canhbao indicators: the directory could not be read ({exc}); lead "
+              "agencies' receivers are recognised by their names", file=sys.stderr)  # fmt: skip
+        return {}
+    return {code: {r.id for r in a.receivers} for code, a in directory.agencies.items()}
+
+
+def cmd_indicators(args: argparse.Namespace) -> int:
+    from recorder.indicators import indicators, parse_period
+
+    try:
+        period = parse_period(args.period, LOCAL)
+    except ValueError as exc:
+        print(f"canhbao indicators: {exc}", file=sys.stderr)
+        return 2
+    settings = get_settings()
+    leads = _lead_receivers(settings)
+    found = _with_engine(
+        settings,
+        lambda e: indicators(e, period, area=args.area, domain=args.domain, lead_receivers=leads),
+    )
+    if args.json:
+        json.dump(found, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+    else:
+        print(indicators_text(found))
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "record",
@@ -302,3 +404,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     q.add_argument("--receiver")
     q.add_argument("--warning")
     h.set_defaults(func=cmd_history)
+
+    p = sub.add_parser(
+        "indicators", help="the indicators of a period, per domain and commune (README)"
+    )
+    p.add_argument(
+        "--period", required=True, help="2025-Q4, 2025-10, 2025 or 2025-10-01..2025-12-31"
+    )
+    p.add_argument("--area", help="one commune (area code)")
+    p.add_argument("--domain")
+    p.add_argument("--json", action="store_true", help="JSON on stdout")
+    p.set_defaults(func=cmd_indicators)
