@@ -61,10 +61,18 @@ def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]], check:
         finally:
             await engine.dispose()
 
+    from sqlalchemy.exc import DBAPIError
+
     try:
         return asyncio.run(go())
     except migrate.SchemaError as exc:
         print(f"canhbao: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except (DBAPIError, OSError) as exc:
+        where = migrate.safe_url(settings.record_url())
+        reason = getattr(exc, "orig", None) or exc
+        print(f"canhbao: the record database {where} cannot be reached: {reason}",
+              file=sys.stderr)  # fmt: skip
         raise SystemExit(2) from None
 
 
@@ -72,6 +80,8 @@ def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]], check:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import DBAPIError
+
     from canhbao.broker import kafka_bootstrap
     from recorder.migrate import SchemaError, safe_url
     from recorder.service import Recorder, RecorderConfig
@@ -102,6 +112,11 @@ def cmd_record(args: argparse.Namespace) -> int:
                 await recorder.run()
             except SchemaError as exc:
                 print(f"canhbao record: {exc}", file=sys.stderr)
+                return 2
+            except (DBAPIError, OSError) as exc:
+                reason = getattr(exc, "orig", None) or exc
+                print(f"canhbao record: the record database {safe_url(url)} cannot be "
+                      f"reached: {reason}", file=sys.stderr)  # fmt: skip
                 return 2
             finally:
                 await store.close()

@@ -126,3 +126,17 @@ def test_the_recorder_refuses_a_database_without_its_schema_and_says_what_to_run
     assert main(["record"]) == 2
     err = capsys.readouterr().err
     assert "has no schema yet: run `canhbao db upgrade` first" in err
+
+
+def test_a_database_that_cannot_be_reached_is_named_without_its_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from canhbao.broker import free_port
+
+    url = f"postgresql+asyncpg://rec:s3cret@127.0.0.1:{free_port()}/record"
+    monkeypatch.setenv("CANHBAO_DATABASE_URL", url)
+    with pytest.raises(SystemExit) as ended:
+        main(["history", "warnings"])
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot be reached" in err and "rec:***@127.0.0.1" in err and "s3cret" not in err
