@@ -362,6 +362,28 @@ def cmd_indicators(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- canhbao report -------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from recorder.report import gather, render
+
+    settings = get_settings()
+    leads = _lead_receivers(settings)
+    event = _with_engine(settings, lambda e: gather(e, args.warning_id, leads))
+    if event is None:
+        print(f"canhbao report: nothing recorded about {args.warning_id} "
+              "(canhbao history warnings lists what is)", file=sys.stderr)  # fmt: skip
+        return 1
+    out = Path(args.html)
+    out.write_text(render(event), encoding="utf-8")
+    print(f"{out}: after-action report of {args.warning_id} ({len(event.states)} states, "
+          f"{len(event.timeline['deliveries'])} delivery attempts)")  # fmt: skip
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "record",
@@ -430,3 +452,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--domain")
     p.add_argument("--json", action="store_true", help="JSON on stdout")
     p.set_defaults(func=cmd_indicators)
+
+    p = sub.add_parser(
+        "report", help="a warning's after-action report: one self-contained, printable HTML file"
+    )
+    p.add_argument("warning_id")
+    p.add_argument("--html", required=True, metavar="FILE", help="where to write it")
+    p.set_defaults(func=cmd_report)

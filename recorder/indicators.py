@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from pipeline.backtest import FLAP_WINDOW
@@ -206,6 +206,54 @@ def _measure(group: list[_Warning], lead_receivers: Mapping[str, set[str]]) -> d
     }
 
 
+async def _load(engine: AsyncEngine, q: Select[tuple[WarningVersion]]) -> dict[str, _Warning]:
+    """The warnings whose states ``q`` selects, with what the indicators need."""
+    async with AsyncSession(engine) as session:
+        versions = list((await session.scalars(q.order_by(WarningVersion.version))).all())
+        ids = sorted({v.warning_id for v in versions})
+        found: dict[str, _Warning] = {}
+        for v in versions:
+            w = found.setdefault(v.warning_id, _Warning(v.warning_id, v.domain, []))
+            w.versions.append(v)
+            w.communes.update(a["code"] for a in v.areas)
+        if not ids:
+            return found
+        actions = await session.scalars(
+            select(AuditEntry).where(
+                AuditEntry.kind == "command",
+                AuditEntry.action.in_(["verify", "close"]),
+                AuditEntry.warning_id.in_(ids),
+            )
+        )
+        for a in actions:
+            w = found[a.warning_id or ""]
+            if a.action == "verify":
+                w.verified_at = min(filter(None, [w.verified_at, a.logged_at]))
+            else:
+                w.closed_at = min(filter(None, [w.closed_at, a.logged_at]))
+        for n in await session.scalars(
+            select(NotificationRow).where(NotificationRow.warning_id.in_(ids))
+        ):
+            found[n.warning_id].notes[n.notification_id] = n
+        for at in await session.scalars(
+            select(DeliveryAttempt).where(DeliveryAttempt.warning_id.in_(ids))
+        ):
+            found[at.warning_id].attempts.append(at)
+    return found
+
+
+async def event_indicators(
+    engine: AsyncEngine, warning_id: str, lead_receivers: Mapping[str, set[str]] | None = None
+) -> dict[str, Any] | None:
+    """The indicators of one warning (its after-action report); None if unrecorded."""
+    found = await _load(
+        engine, select(WarningVersion).where(WarningVersion.warning_id == warning_id)
+    )
+    if warning_id not in found:
+        return None
+    return _measure([found[warning_id]], lead_receivers or {})
+
+
 async def indicators(
     engine: AsyncEngine,
     period: Period,
@@ -217,41 +265,12 @@ async def indicators(
     """The indicators of ``period`` (see the module's definitions): the total, then
     one entry per domain and commune."""
     leads = lead_receivers or {}
-    async with AsyncSession(engine) as session:
-        q = select(WarningVersion).where(
-            WarningVersion.raised_at >= period.start, WarningVersion.raised_at < period.end
-        )
-        if domain:
-            q = q.where(WarningVersion.domain == domain)
-        versions = list((await session.scalars(q.order_by(WarningVersion.version))).all())
-        ids = sorted({v.warning_id for v in versions})
-        found: dict[str, _Warning] = {}
-        for v in versions:
-            w = found.setdefault(v.warning_id, _Warning(v.warning_id, v.domain, []))
-            w.versions.append(v)
-            w.communes.update(a["code"] for a in v.areas)
-        if ids:
-            actions = await session.scalars(
-                select(AuditEntry).where(
-                    AuditEntry.kind == "command",
-                    AuditEntry.action.in_(["verify", "close"]),
-                    AuditEntry.warning_id.in_(ids),
-                )
-            )
-            for a in actions:
-                w = found[a.warning_id or ""]
-                if a.action == "verify":
-                    w.verified_at = min(filter(None, [w.verified_at, a.logged_at]))
-                else:
-                    w.closed_at = min(filter(None, [w.closed_at, a.logged_at]))
-            for n in await session.scalars(
-                select(NotificationRow).where(NotificationRow.warning_id.in_(ids))
-            ):
-                found[n.warning_id].notes[n.notification_id] = n
-            for at in await session.scalars(
-                select(DeliveryAttempt).where(DeliveryAttempt.warning_id.in_(ids))
-            ):
-                found[at.warning_id].attempts.append(at)
+    q = select(WarningVersion).where(
+        WarningVersion.raised_at >= period.start, WarningVersion.raised_at < period.end
+    )
+    if domain:
+        q = q.where(WarningVersion.domain == domain)
+    found = await _load(engine, q)
     warnings = [w for w in found.values() if area is None or area in w.communes]
     groups: dict[tuple[str, str], list[_Warning]] = defaultdict(list)
     for w in warnings:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,9 @@ from tests.integration.helpers import run_canhbao
 pytestmark = pytest.mark.integration
 
 
-def test_history_lists_every_warning_state_and_request_the_demo_counted(broker: Broker) -> None:
+def test_history_lists_every_warning_state_and_request_the_demo_counted(
+    broker: Broker, tmp_path: Path
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CANHBAO_")}
     if broker.kind != "tansu":
         env |= {"CANHBAO_KAFKA_BOOTSTRAP": broker.bootstrap}
@@ -50,3 +53,15 @@ def test_history_lists_every_warning_state_and_request_the_demo_counted(broker: 
     shown = run_canhbao("indicators", "--period", days[0], env=record)
     assert shown.returncode == 0, shown.stderr
     assert "warning → delivered to the lead agency: median" in shown.stdout
+
+    # The after-action report of the level-III flood at Đáp Cầu.
+    flood = "water.flood.dap-cau:dap-cau"
+    assert any(s["warning_id"] == flood and s["level"] == 3 for s in states)
+    out = tmp_path / "dap-cau.html"
+    made = run_canhbao("report", flood, "--html", str(out), env=record)
+    assert made.returncode == 0, made.stderr
+    html = out.read_text(encoding="utf-8")
+    chart = re.search(r'<svg class="readings-chart".*?</svg>', html, re.S)
+    assert chart and "dap-cau · water_level_m" in chart[0] and "<polyline" in chart[0]
+    timeline = re.search(r'<svg class="delivery-timeline".*?</svg>', html, re.S)
+    assert timeline and "snnmt-webhook · webhook" in timeline[0]
