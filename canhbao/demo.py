@@ -480,7 +480,9 @@ async def _run(
 
 
 def _record_group(embedded: bool, run_id: str) -> str:
-    return "canhbao.record" if embedded else f"canhbao-demo-{run_id}.record"
+    # One group per run, also on the embedded broker: offsets a database kept from an
+    # earlier demo belong to a broker that is gone, and would skip this run's records.
+    return f"canhbao-demo-{run_id}.record"
 
 
 async def _start_recorder(

@@ -108,6 +108,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             metrics.serve(settings.metrics_port)
             on_signal(recorder.stop)
             print(f"recording into {safe_url(url)}", file=sys.stderr, flush=True)
+            runner = await _serve_api(args, settings, store) if args.api else None
             try:
                 await recorder.run()
             except SchemaError as exc:
@@ -119,10 +120,66 @@ def cmd_record(args: argparse.Namespace) -> int:
                       f"reached: {reason}", file=sys.stderr)  # fmt: skip
                 return 2
             finally:
+                if runner is not None:
+                    await runner.cleanup()
                 await store.close()
             return 0
 
         return asyncio.run(main())
+
+
+async def _serve_api(args: argparse.Namespace, settings: Settings, store: Any) -> Any:
+    """The record's read-only API beside the recorder (until the console serves it)."""
+    from aiohttp import web
+
+    from recorder.api import RecordAPI
+    from recorder.tokens import Tokens, read_tokens
+
+    path = settings.record_api_tokens_path
+    if not read_tokens(path).departments:
+        print(f"canhbao record: no department has an API token yet ({path}); add one with "
+              "canhbao record-tokens add DEPARTMENT", file=sys.stderr)  # fmt: skip
+    api = RecordAPI(store.engine, Tokens(path), _lead_receivers(settings))
+    runner = web.AppRunner(api.app(), access_log=None)
+    await runner.setup()
+    port = args.api_port or settings.record_api_port
+    await web.TCPSite(runner, args.api_host, port).start()
+    print(f"record API on http://{args.api_host}:{port}/api/v1/ "
+          f"(document: /api/v1/openapi.json)", file=sys.stderr, flush=True)  # fmt: skip
+    return runner
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    from recorder.tokens import TokenFileError, add_department, read_tokens, remove_department
+    from topics.models import Domain
+
+    path = get_settings().record_api_tokens_path
+    try:
+        if args.action == "list":
+            for d in read_tokens(path).departments:
+                reads = ", ".join(x.value for x in d.domains) if d.domains else "all domains"
+                where = ", ".join(d.areas) if d.areas else "all areas"
+                print(f"{d.id:24} {reads} · {where}")
+            return 0
+        if args.action == "remove":
+            if not remove_department(path, args.department):
+                print(f"canhbao record-tokens: no token for {args.department}", file=sys.stderr)
+                return 1
+            print(f"{args.department}: token removed")
+            return 0
+        try:
+            domains = [Domain(d) for d in args.domain]
+        except ValueError as exc:
+            print(f"canhbao record-tokens: {exc}", file=sys.stderr)
+            return 2
+        token = add_department(path, args.department, domains, args.area, rotate=args.rotate)
+    except TokenFileError as exc:
+        print(f"canhbao record-tokens: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.department}: {token}")
+    print("This token is shown once: give it to the department now. Only its hash is kept "
+          f"({path}).", file=sys.stderr)  # fmt: skip
+    return 0
 
 
 # --- canhbao db -----------------------------------------------------------------------
@@ -390,7 +447,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="record warnings, notifications, deliveries and operator actions in the database",
     )
     p.add_argument("--group", default=None, help="consumer group (default CANHBAO_RECORD_GROUP_ID)")
+    p.add_argument("--api", action="store_true", help="also serve the read-only JSON API")
+    p.add_argument("--api-host", default="127.0.0.1", help="address of the API")
+    p.add_argument("--api-port", type=int, default=None, help="default CANHBAO_RECORD_API_PORT")
     p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("record-tokens", help="departments' tokens of the record's API")
+    tsub = p.add_subparsers(dest="action", required=True)
+    t = tsub.add_parser("add", help="make a department's token (shown once)")
+    t.add_argument("department")
+    t.add_argument("--domain", action="append", default=[], help="limit to a domain (repeat)")
+    t.add_argument("--area", action="append", default=[], help="limit to a commune (repeat)")
+    t.add_argument("--rotate", action="store_true", help="replace the department's token")
+    t = tsub.add_parser("remove", help="withdraw a department's token")
+    t.add_argument("department")
+    tsub.add_parser("list", help="the departments and their scopes")
+    p.set_defaults(func=cmd_tokens)
 
     p = sub.add_parser("db", help="the threat record's database schema")
     p.add_argument("action", choices=["upgrade", "current"])

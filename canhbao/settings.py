@@ -146,6 +146,13 @@ class Settings(BaseSettings):
     record_group_id: str = Field(
         default="canhbao.record", description="The recorder's consumer group"
     )
+    record_api_tokens_path: Path = Field(
+        default=REPO_ROOT / "config" / "record_api_tokens.yaml",
+        description="Departments' tokens of the record's read-only API (SHA-256 hashes only)",
+    )
+    record_api_port: int = Field(
+        default=8791, ge=1, le=65535, description="Port of `canhbao record --api`"
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")
     log_level: str = "info"

@@ -30,7 +30,7 @@ import math
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -206,6 +206,13 @@ def _measure(group: list[_Warning], lead_receivers: Mapping[str, set[str]]) -> d
     }
 
 
+def _either(one: str | None, some: Collection[str] | None) -> set[str] | None:
+    """What ``one`` and ``some`` both allow; None: no limit."""
+    if one is None:
+        return None if some is None else set(some)
+    return {one} if some is None or one in some else set()
+
+
 async def _load(engine: AsyncEngine, q: Select[tuple[WarningVersion]]) -> dict[str, _Warning]:
     """The warnings whose states ``q`` selects, with what the indicators need."""
     async with AsyncSession(engine) as session:
@@ -261,21 +268,26 @@ async def indicators(
     area: str | None = None,
     domain: str | None = None,
     lead_receivers: Mapping[str, set[str]] | None = None,
+    areas: Collection[str] | None = None,
+    domains: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The indicators of ``period`` (see the module's definitions): the total, then
-    one entry per domain and commune."""
+    one entry per domain and commune. ``area``/``domain`` choose one; ``areas`` and
+    ``domains`` limit to some (an API token's scope); both: what both allow."""
     leads = lead_receivers or {}
+    want_domains = _either(domain, domains)
+    want_areas = _either(area, areas)
     q = select(WarningVersion).where(
         WarningVersion.raised_at >= period.start, WarningVersion.raised_at < period.end
     )
-    if domain:
-        q = q.where(WarningVersion.domain == domain)
+    if want_domains is not None:
+        q = q.where(WarningVersion.domain.in_(sorted(want_domains)))
     found = await _load(engine, q)
-    warnings = [w for w in found.values() if area is None or area in w.communes]
+    warnings = [w for w in found.values() if want_areas is None or w.communes & want_areas]
     groups: dict[tuple[str, str], list[_Warning]] = defaultdict(list)
     for w in warnings:
         for commune in sorted(w.communes) or ["(no commune)"]:
-            if area is None or commune == area:
+            if want_areas is None or commune in want_areas:
                 groups[(w.domain, commune)].append(w)
     return {
         "period": {

@@ -49,6 +49,9 @@ class WarningFilter:
     warning_id: str | None = None
     latest: bool = False  # only each warning's newest version
     exercise: bool | None = None
+    # A reader's scope (an API token): only these domains / communes; None: all.
+    domains: tuple[str, ...] | None = None
+    communes: tuple[str, ...] | None = None
 
 
 WARNING_COLUMNS = (
@@ -89,6 +92,18 @@ def _warning_query(f: WarningFilter) -> Select[tuple[WarningVersion]]:
         q = q.where(WarningVersion.warning_id == f.warning_id)
     if f.exercise is not None:
         q = q.where(WarningVersion.exercise == f.exercise)
+    if f.domains is not None:
+        q = q.where(WarningVersion.domain.in_(f.domains))
+    if f.communes is not None:
+        q = q.where(
+            select(WarningArea.area)
+            .where(
+                WarningArea.warning_id == WarningVersion.warning_id,
+                WarningArea.version == WarningVersion.version,
+                WarningArea.area.in_(f.communes),
+            )
+            .exists()
+        )
     if f.commune:
         q = q.where(
             select(WarningArea.area)

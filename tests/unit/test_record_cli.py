@@ -140,3 +140,22 @@ def test_a_database_that_cannot_be_reached_is_named_without_its_password(
     assert ended.value.code == 2
     err = capsys.readouterr().err
     assert "cannot be reached" in err and "rec:***@127.0.0.1" in err and "s3cret" not in err
+
+
+def test_record_tokens_add_list_remove(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tokens.yaml"
+    monkeypatch.setenv("CANHBAO_RECORD_API_TOKENS_PATH", str(path))
+    assert main(["record-tokens", "add", "syt", "--domain", "health", "--area", "bn-vu-ninh"]) == 0
+    out = capsys.readouterr()
+    token = out.out.split(": ", 1)[1].strip()
+    assert len(token) >= 40 and token not in path.read_text()
+    assert "shown once" in out.err
+    assert main(["record-tokens", "add", "syt"]) == 1
+    assert "already has a token" in capsys.readouterr().err
+    assert main(["record-tokens", "add", "x", "--domain", "weather"]) == 2
+    assert main(["record-tokens", "list"]) == 0
+    assert "syt" in capsys.readouterr().out
+    assert main(["record-tokens", "remove", "syt"]) == 0
+    assert main(["record-tokens", "remove", "syt"]) == 1
