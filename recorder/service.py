@@ -17,11 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from recorder.decode import TOPICS, Incoming, Rows, decode, unreadable
 from recorder.store import Span, StaleOffsets, Store
-from topics.kafka import commit_owned, membership, partitions
+from topics.kafka import commit_owned, membership
 from topics.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -212,11 +213,24 @@ async def behind(
 ) -> list[str]:
     """The partitions whose records the database does not hold yet (empty: the record
     has everything the topics hold now)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics()
+    finally:
+        await admin.close()
+    tps = [
+        TopicPartition(t["topic"], p["partition"])
+        for t in described
+        if t["topic"] in topics and not t["error_code"]
+        for p in t["partitions"]
+    ]
+    if not tps:
+        return []
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await consumer.start()
     try:
-        tps = [tp for topic in topics for tp in await partitions(consumer, topic)]
-        ends = await consumer.end_offsets(tps) if tps else {}
+        ends = await consumer.end_offsets(tps)
     finally:
         await consumer.stop()
     stored = await store.offsets(group_id)
