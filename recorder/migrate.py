@@ -69,6 +69,24 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> tuple[str | No
         return await conn.run_sync(run)
 
 
+async def downgrade(engine: AsyncEngine, revision: str) -> tuple[str | None, str | None]:
+    """Undo migrations down to ``revision`` (``base``: an empty database)."""
+
+    def run(connection: Connection) -> tuple[str | None, str | None]:
+        before = _current(connection)
+        command.downgrade(_config(connection), revision)
+        return before, _current(connection)
+
+    async with engine.begin() as conn:
+        return await conn.run_sync(run)
+
+
+def revisions() -> list[str]:
+    """Every migration, oldest first."""
+    script = ScriptDirectory.from_config(_config())
+    return [s.revision for s in reversed(list(script.walk_revisions()))]
+
+
 async def check(engine: AsyncEngine) -> None:
     """SchemaError unless the database is at this code's schema."""
     have = await current(engine)
