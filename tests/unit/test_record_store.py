@@ -3,7 +3,8 @@ natural keys, unreadable records kept, schema checks."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,21 +45,34 @@ async def _store(path: Path) -> Store:
     return store
 
 
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """One throw-away PostgreSQL cluster for the module (a fresh database per test)."""
+    with servers.postgresql() as url:
+        yield url
+
+
 @pytest.fixture(
     params=["sqlite", pytest.param("postgresql", marks=pytest.mark.server("postgresql"))]
 )
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """The same tests on the embedded SQLite and on a throw-away PostgreSQL cluster."""
+    """The same tests on the embedded SQLite and on PostgreSQL."""
     if request.param == "sqlite":
         s = await _store(tmp_path / "record.db")
         yield s
         await s.close()
         return
-    with servers.postgresql() as url:
-        s = Store.open(url)
-        await migrate.upgrade(s.engine)
-        yield s
-        await s.close()
+    import asyncpg
+
+    url: str = request.getfixturevalue("cluster")
+    name = f"t{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    s = Store.open(url.rsplit("/", 1)[0] + f"/{name}")
+    await migrate.upgrade(s.engine)
+    yield s
+    await s.close()
 
 
 def spans(records: list[Incoming], stored: dict[tuple[str, int], int]) -> dict[Any, Span]:
