@@ -31,6 +31,8 @@ from tests.record_stream import Msg, stream
 pytestmark = pytest.mark.integration
 
 SKIP = ("kafka_offsets",)  # compared on their own: the two recorders' groups differ
+# The scenario's readings are from 2025: keep them (the purge would, rightly, not).
+KEEP_READINGS = {"CANHBAO_RECORD_READINGS_DAYS": "36500"}
 
 
 @pytest.fixture(
@@ -98,6 +100,18 @@ async def caught_up(url: str, want: dict[str, int], within: float) -> None:
             await asyncio.sleep(0.5)
 
 
+async def progressed(url: str, group: str, since: int, within: float) -> int:
+    """Records consumed (the sum of the stored offsets) once more than ``since``; the
+    same number if nothing more came within ``within`` seconds (all recorded)."""
+    deadline = time.monotonic() + within
+    async with opened(url) as store:
+        while True:
+            consumed = sum((await store.offsets(group)).values())
+            if consumed > since or time.monotonic() > deadline:
+                return consumed
+            await asyncio.sleep(0.05)
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -125,30 +139,35 @@ async def test_a_recorder_killed_at_random_points_records_exactly_what_an_uninte
 
     async def publish() -> None:
         async with producer(broker.bootstrap) as p:
-            for i in range(0, len(messages), 15):
-                for topic, key, value in messages[i : i + 15]:
+            for i in range(0, len(messages), 10):
+                for topic, key, value in messages[i : i + 10]:
                     await p.send(topic, value, key=key)
                 await p.flush()
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.1)
 
     env = worker_env(broker.bootstrap, broker.kind, CANHBAO_DATABASE_URL=killed_url,
-                     CANHBAO_RECORD_GROUP_ID="record-killed")  # fmt: skip
+                     CANHBAO_RECORD_GROUP_ID="record-killed", **KEEP_READINGS)  # fmt: skip
     log = tmp_path / "recorder-killed.log"
     proc = start_recorder(env, log)
     publishing = asyncio.create_task(publish())
-    kills = 0
+    mid_stream = 0
     try:
-        while kills < 4:
-            await asyncio.sleep(rng.uniform(0.5, 3.0))
+        recorded = 0
+        for _ in range(4):
+            # Once this run of the recorder has committed something, kill it at a
+            # random moment: mid-batch, mid-commit or between batches.
+            recorded = await progressed(killed_url, "record-killed", recorded, within=60)
+            await asyncio.sleep(rng.uniform(0.0, 0.4))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            kills += 1
+            mid_stream += recorded < len(messages)
             proc = start_recorder(env, log)
         await publishing
         await caught_up(killed_url, want, within=90)
     finally:
         stop(proc)
 
+    assert mid_stream >= 2, f"seed {seed}: the recorder was killed mid-stream only {mid_stream}x"
     clean_env = {**env, "CANHBAO_DATABASE_URL": clean_url,
                  "CANHBAO_RECORD_GROUP_ID": "record-clean"}  # fmt: skip
     clean = start_recorder(clean_env, tmp_path / "recorder-clean.log")
@@ -165,3 +184,34 @@ async def test_a_recorder_killed_at_random_points_records_exactly_what_an_uninte
     assert len(got["unreadable_records"]) == 2
     assert got == ref, f"seed {seed}: the killed recorder's rows differ from a clean run's"
     assert "recording into" in log.read_text()
+
+
+async def test_two_recorders_in_one_group_share_the_work_and_lose_nothing_when_one_is_killed(
+    broker: Broker, databases: Callable[[str], str], tmp_path: Path
+) -> None:
+    """Partitions move between the members while they write: a batch read by the
+    member that lost its partition is refused (the offsets moved) and nothing is lost."""
+    await ensure_topics(broker.bootstrap)
+    url = databases("shared")
+    done = run_canhbao("db", "upgrade", env={**os.environ, "CANHBAO_DATABASE_URL": url})
+    assert done.returncode == 0, done.stderr
+    messages = stream(40)
+    want = await expected_counts(messages, tmp_path)
+    env = worker_env(broker.bootstrap, broker.kind, CANHBAO_DATABASE_URL=url,
+                     CANHBAO_RECORD_GROUP_ID="record-shared", **KEEP_READINGS)  # fmt: skip
+    first = start_recorder(env, tmp_path / "recorder-1.log")
+    second = start_recorder(env, tmp_path / "recorder-2.log")
+    try:
+        async with producer(broker.bootstrap) as p:
+            for i, (topic, key, value) in enumerate(messages):
+                await p.send(topic, value, key=key)
+                if i == len(messages) // 2:
+                    await p.flush()
+                    first.send_signal(signal.SIGKILL)  # its partitions go to the other
+                    first.wait()
+                    first = start_recorder(env, tmp_path / "recorder-1.log")  # and back
+            await p.flush()
+        await caught_up(url, want, within=120)
+    finally:
+        stop(first)
+        stop(second)
