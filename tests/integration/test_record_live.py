@@ -143,7 +143,9 @@ async def test_a_recorder_killed_at_random_points_records_exactly_what_an_uninte
                 for topic, key, value in messages[i : i + 10]:
                     await p.send(topic, value, key=key)
                 await p.flush()
-                await asyncio.sleep(0.1)
+                # Slow enough (about 20 s) that each restarted recorder, which takes a
+                # few seconds to join its group, has work left to be killed in.
+                await asyncio.sleep(0.3)
 
     env = worker_env(broker.bootstrap, broker.kind, CANHBAO_DATABASE_URL=killed_url,
                      CANHBAO_RECORD_GROUP_ID="record-killed", **KEEP_READINGS)  # fmt: skip
