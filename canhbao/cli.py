@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     from canhbao.console_cli import add_parsers as add_console
     from canhbao.feeds_cli import add_parsers as add_feeds
     from canhbao.operator_cli import add_operator_parsers
+    from canhbao.record_cli import add_parsers as add_record
     from canhbao.rules_cli import add_parsers
     from canhbao.simulate_cli import add_parsers as add_simulate
 
@@ -229,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate(sub)
     add_bench(sub)
     add_console(sub)
+    add_record(sub)
 
     p = sub.add_parser("cap-feed", help="serve the CAP 1.2 Atom feed of the current alerts")
     p.add_argument("--host", default="127.0.0.1")

@@ -252,6 +252,7 @@ async def _demo(
     duration: float,
     out: TextIO,
     workdir: Path,
+    record_url: str | None = None,
 ) -> dict[str, Any]:
     show = Printer(out)
     tally = Tally()
@@ -260,8 +261,9 @@ async def _demo(
     error: str | None = None
     try:
         await _run(
-            settings, scenario, bootstrap, broker_kind, duration, workdir, show, tally, restarts
-        )
+            settings, scenario, bootstrap, broker_kind, duration, workdir, show, tally, restarts,
+            record_url,
+        )  # fmt: skip
     except Exception as exc:  # whatever went wrong, the summary is printed
         error = str(exc) or type(exc).__name__
         show("FAILED", error)
@@ -286,6 +288,7 @@ async def _run(
     show: Printer,
     tally: Tally,
     restarts: Restarts,
+    record_url: str | None = None,
 ) -> None:
     started = time.monotonic()
     deadline = started + duration
@@ -321,6 +324,11 @@ async def _run(
     )
     worker.start()
     show("worker", f"Faust worker started (pid {worker.pid}, log {worker.log})")
+    recorder = None
+    if record_url is not None:
+        recorder = await _start_recorder(
+            record_url, bootstrap, embedded, rebalance, run_id, workdir, show
+        )
     dispatchers: list[Dispatcher] = []
 
     async def dispatch() -> None:
@@ -360,6 +368,8 @@ async def _run(
         asyncio.create_task(_flush_deliveries(tally, show)),
         asyncio.create_task(_watch_worker(worker, restarts, show, failed)),
     ]
+    if recorder is not None:
+        tasks.append(asyncio.create_task(_watch_recorder(recorder, restarts, show, failed)))
 
     async def until(condition: asyncio.Event | asyncio.Task[Any], within: float | None) -> None:
         """Wait for ``condition`` (TimeoutError after ``within`` seconds), unless a part
@@ -461,8 +471,113 @@ async def _run(
         if failed.done():
             failed.exception()  # seen: the demo is over either way
         tally.flush_deliveries(show)
+        if recorder is not None and record_url is not None:
+            await _record_settles(
+                recorder, record_url, _record_group(embedded, run_id), bootstrap, show
+            )
         await asyncio.get_running_loop().run_in_executor(None, worker.stop, 15.0)
         await receiver.stop()
+
+
+def _record_group(embedded: bool, run_id: str) -> str:
+    # One group per run, also on the embedded broker: offsets a database kept from an
+    # earlier demo belong to a broker that is gone, and would skip this run's records.
+    return f"canhbao-demo-{run_id}.record"
+
+
+async def _start_recorder(
+    url: str,
+    bootstrap: str,
+    embedded: bool,
+    rebalance: float,
+    run_id: str,
+    workdir: Path,
+    show: Printer,
+) -> Child:
+    """``canhbao record`` as one more child, on a migrated database."""
+    from recorder import migrate
+    from recorder.store import connect
+
+    engine = connect(url)
+    try:
+        await migrate.upgrade(engine)
+    finally:
+        await engine.dispose()
+    recorder = Child(
+        "recorder",
+        ["record"],
+        {
+            "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
+            "CANHBAO_DATABASE_URL": url,
+            "CANHBAO_RECORD_GROUP_ID": _record_group(embedded, run_id),
+            **(embedded_env() if embedded else {}),
+            "CANHBAO_REBALANCE_TIMEOUT": str(rebalance),
+            "CANHBAO_LOG_LEVEL": "warning",
+        },
+        workdir / "recorder.log",
+    )
+    recorder.start()
+    show("record", f"canhbao record started (pid {recorder.pid}, log {recorder.log}) "
+         f"into {migrate.safe_url(url)}")  # fmt: skip
+    return recorder
+
+
+async def _watch_recorder(
+    recorder: Child, restarts: Restarts, show: Printer, failed: asyncio.Future[None]
+) -> None:
+    """Start the recorder again whenever it dies (it resumes from its database)."""
+    while True:
+        ended = recorder.dead()
+        if ended is not None:
+            try:
+                restarts.note("recorder", ended, show)
+            except DemoFailed as fatal:
+                if not failed.done():
+                    failed.set_exception(fatal)
+                return
+            recorder.restart()
+            show("record", f"canhbao record started again (pid {recorder.pid})")
+        await asyncio.sleep(0.2)
+
+
+async def _record_settles(
+    recorder: Child, url: str, group: str, bootstrap: str, show: Printer
+) -> None:
+    """Let the recorder write what the topics hold, then stop it."""
+    from recorder.service import behind
+    from recorder.store import Store
+
+    store = Store.open(url)
+    try:
+        left: list[str] = []
+        before: dict[tuple[str, int], int] | None = None
+        deadline = time.monotonic() + 20.0
+        while time.monotonic() < deadline and recorder.dead() is None:
+            left = await behind(bootstrap, store, group)
+            now = await store.offsets(group)
+            if not left and now == before:  # and nothing more came in the last moment
+                break
+            before = now
+            await asyncio.sleep(0.5)
+        if left:
+            show("record", f"the recorder had not recorded all of {', '.join(left)}")
+    except Exception as exc:  # the demo's summary comes first
+        show("record", f"could not tell whether the record is complete: {exc}")
+    finally:
+        await store.close()
+        await asyncio.get_running_loop().run_in_executor(None, recorder.stop, 15.0)
+
+
+def _record_text(url: str) -> str:
+    from recorder.migrate import safe_url
+
+    if url.startswith("sqlite+aiosqlite:///"):
+        path = url.removeprefix("sqlite+aiosqlite:///")
+        return (
+            f"The threat record of this run: {path}\n"
+            f"  CANHBAO_DATABASE_URL={url} canhbao history warnings"
+        )
+    return f"The threat record of this run: {safe_url(url)} (canhbao history warnings)"
 
 
 def _span(scenario: Scenario) -> str:
@@ -485,8 +600,16 @@ def run_demo(
         broker = EmbeddedBroker(log_path=workdir / "tansu.log").start()
         bootstrap, kind = broker.bootstrap, "tansu"
         print(f"Embedded Tansu broker on {bootstrap} (memory only: nothing kept on disk)", file=out)
+    # The demo's threat record: the configured database, else a fresh SQLite file.
+    record_url = (
+        settings.record_url()
+        if settings.database_url is not None
+        else f"sqlite+aiosqlite:///{workdir / 'record.db'}"
+    )
     try:
-        summary = asyncio.run(_demo(settings, chosen, bootstrap, kind, duration, out, workdir))
+        summary = asyncio.run(
+            _demo(settings, chosen, bootstrap, kind, duration, out, workdir, record_url)
+        )
     finally:
         if broker is not None:
             broker.stop()
@@ -495,6 +618,7 @@ def run_demo(
         print(json.dumps(summary, ensure_ascii=False))
     else:
         print(summary_text(summary) + restarts_text(summary), file=out)
+    print(_record_text(record_url), file=out)
     if "error" in summary:
         print(f"The demo stopped early: {summary['error']}; logs are in {workdir}", file=sys.stderr)
         return 1

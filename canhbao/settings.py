@@ -165,6 +165,25 @@ class Settings(BaseSettings):
     console_session_hours: float = Field(
         default=8.0, gt=0, le=24 * 7, description="A console session ends this long after login"
     )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="The threat record's database (SQLAlchemy URL, e.g. "
+        "postgresql+asyncpg://user:password@host/canhbao); unset: SQLite in the data "
+        "directory (record.db). A secret: it may hold a password",
+    )
+    record_readings_days: int = Field(
+        default=30, ge=1, description="Days the record keeps the readings rules selected"
+    )
+    record_group_id: str = Field(
+        default="canhbao.record", description="The recorder's consumer group"
+    )
+    record_api_tokens_path: Path = Field(
+        default=REPO_ROOT / "config" / "record_api_tokens.yaml",
+        description="Departments' tokens of the record's read-only API (SHA-256 hashes only)",
+    )
+    record_api_port: int = Field(
+        default=8791, ge=1, le=65535, description="Port of `canhbao record --api`"
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")
     log_level: str = "info"
@@ -172,6 +191,13 @@ class Settings(BaseSettings):
     @property
     def console_db_path(self) -> Path:
         return self.console_db or self.data_dir / "console.db"
+
+    def record_url(self) -> str:
+        """The threat record's database URL: the configured one, else SQLite in the
+        data directory."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'record.db').resolve()}"
 
     def time_policy(self) -> TimePolicy:
         """The validate stage's bounds on a message's time, from these settings."""

@@ -83,6 +83,13 @@ SERVERS: dict[str, Server] = {
             binaries=("chromium", "/usr/bin/chromium", "chromium-browser"),
             used_for="the operator console's browser tests (Playwright)",
         ),
+        Server(
+            name="postgresql",
+            package="postgresql",
+            # Debian keeps the server's tools per major version, off PATH.
+            binaries=("/usr/lib/postgresql/*/bin/initdb", "initdb"),
+            used_for="the threat record's production database (canhbao record on PostgreSQL)",
+        ),
     )
 }
 
@@ -163,6 +170,55 @@ def mosquitto(tmp: Path) -> Iterator[int]:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _as_postgres_user() -> list[str]:
+    """PostgreSQL refuses to run as root: as root (CI), run it as Debian's ``postgres``
+    user (the package creates it); otherwise as ourselves."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser") or "/usr/sbin/runuser"
+    return [runuser, "-u", "postgres", "--"]
+
+
+@contextlib.contextmanager
+def postgresql() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster (initdb + pg_ctl) on a free port for the length
+    of the block; yields its SQLAlchemy URL. Skips the test when PostgreSQL is not
+    installed. Its files live in a fresh temporary directory, removed at the end."""
+    import tempfile
+
+    from canhbao.broker import free_port
+
+    initdb = require("postgresql")
+    bindir = Path(initdb).parent
+    as_user = _as_postgres_user()
+    root = Path(tempfile.mkdtemp(prefix="canhbao-pg-"))
+    data = root / "data"
+    if as_user:
+        shutil.chown(root, "postgres", "postgres")
+    port = free_port()
+    run = [*as_user]
+    try:
+        subprocess.run(
+            [*run, str(bindir / "initdb"), "-D", str(data), "-U", "canhbao", "--auth=trust",
+             "-E", "UTF8", "--no-sync"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            [*run, str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
+             "-l", str(root / "postgresql.log"), "-w", "-t", "30", "start"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        yield f"postgresql+asyncpg://canhbao@127.0.0.1:{port}/postgres"
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run(
+                [*run, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                capture_output=True,
+            )
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -180,6 +180,27 @@ class Metrics:
             registry=r,
         )
 
+        self.record_rows = Counter(
+            "canhbao_record_rows_total",
+            "Rows the recorder wrote to the threat record (new or already there), by table",
+            ["table"],
+            registry=r,
+        )
+        self.record_skipped = Counter(
+            "canhbao_record_skipped_total",
+            "Records the recorder could not read (kept whole in unreadable_records), by topic "
+            "and reason (malformed, invalid, empty, unknown_topic)",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.record_batches_retried = Counter(
+            "canhbao_record_batches_retried_total",
+            "Batches the recorder rolled back and read again (stale_offsets: another member "
+            "wrote the partition; database: the database failed)",
+            ["reason"],
+            registry=r,
+        )
+
     @staticmethod
     @cache
     def default() -> Metrics:

@@ -1,0 +1,435 @@
+"""The after-action report of one warning (``canhbao report WARNING_ID --html``): from
+the first reading over threshold to the all-clear, the chart of the readings the rules
+gave as evidence with their thresholds and the warning's levels, every state change,
+who was notified on which channel and when (a delivery timeline), who acted, and the
+event's indicators. One self-contained HTML file: the charts are SVG inside it, the
+styles inline, nothing fetched; it prints on A4.
+
+:func:`gather` reads the record; :func:`render` is pure (tested on its own)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from html import escape
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from recorder import queries
+from recorder.indicators import event_indicators
+from recorder.schema import EvidenceReading, WarningVersion
+
+LOCAL = timezone(timedelta(hours=7), "ICT")  # the province's clock, for people
+LEVEL_COLOURS = {0: "#9bbf85", 1: "#f6d55c", 2: "#ed9a3c", 3: "#d9412f", 4: "#8e1b4f", 5: "#4a0f2b"}
+OUTCOME_COLOURS = {
+    "delivered": "#2e8b57",
+    "retrying": "#ed9a3c",
+    "failed": "#c0392b",
+    "suppressed": "#8a8a8a",
+    "duplicate": "#5d6d7e",
+}
+
+
+@dataclass(frozen=True)
+class Reading:
+    station_id: str
+    metric: str
+    observed_at: datetime
+    value: float
+    threshold: float | None
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    warning_id: str
+    timeline: dict[str, Any]
+    states: list[WarningVersion]
+    readings: list[Reading]
+    indicators: dict[str, Any]
+
+
+async def gather(
+    engine: AsyncEngine, warning_id: str, lead_receivers: Mapping[str, set[str]] | None = None
+) -> EventRecord | None:
+    """Everything the report shows, from the record; None when it holds nothing."""
+    timeline = await queries.timeline(engine, warning_id)
+    if timeline is None or not timeline["states"]:
+        return None
+    async with AsyncSession(engine) as session:
+        states = list(
+            (
+                await session.scalars(
+                    select(WarningVersion)
+                    .where(WarningVersion.warning_id == warning_id)
+                    .order_by(WarningVersion.version)
+                )
+            ).all()
+        )
+        stations = {(e["station_id"], e["metric"]) for s in states for e in s.evidence}
+        rows = []
+        if stations:
+            start = min(s.raised_at for s in states) - timedelta(hours=1)
+            end = max(s.updated_at for s in states) + timedelta(hours=1)
+            rows = list(
+                await session.scalars(
+                    select(EvidenceReading).where(
+                        EvidenceReading.observed_at >= start, EvidenceReading.observed_at <= end
+                    )
+                )
+            )
+    readings = sorted(
+        (
+            Reading(r.station_id, r.metric, r.observed_at, r.value, r.threshold)
+            for r in rows
+            if (r.station_id, r.metric) in stations
+        ),
+        key=lambda r: r.observed_at,
+    )
+    found = await event_indicators(engine, warning_id, lead_receivers)
+    return EventRecord(warning_id, timeline, states, readings, found or {})
+
+
+# --- rendering (pure) -------------------------------------------------------------------
+
+
+def _local(t: datetime | str | None) -> str:
+    if t is None:
+        return "—"
+    when = datetime.fromisoformat(t) if isinstance(t, str) else t
+    return when.astimezone(LOCAL).strftime("%d/%m/%Y %H:%M:%S")
+
+
+def _num(v: float) -> str:
+    return f"{v:,.2f}".rstrip("0").rstrip(".").replace(",", " ").replace(".", ",")
+
+
+def _secs(v: float | None) -> str:
+    if v is None:
+        return "—"
+    if v < 60:
+        return f"{v:.1f} s"
+    if v < 3600:
+        return f"{v / 60:.1f} phút/min"
+    return f"{v / 3600:.1f} giờ/h"
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    if hi <= lo:
+        return [lo]
+    step = (hi - lo) / n
+    return [lo + i * step for i in range(n + 1)]
+
+
+def readings_charts(states: list[WarningVersion], readings: list[Reading]) -> str:
+    """One chart per station and metric (a water level and a report's severity do not
+    share an axis); a note when the record holds no reading."""
+    series: dict[tuple[str, str], list[Reading]] = defaultdict(list)
+    for r in readings:
+        series[(r.station_id, r.metric)].append(r)
+    if not series:
+        return '<p class="readings-chart">Không có số đo / no reading recorded.</p>'
+    return "".join(readings_chart(states, points) for _, points in sorted(series.items()))
+
+
+def readings_chart(states: list[WarningVersion], readings: list[Reading]) -> str:
+    """SVG: the evidence readings of one station and metric over the readings' clock,
+    each threshold as a dashed line, the warning's level as coloured bands."""
+    w, h, left, right, top, bottom = 900, 300, 70, 50, 20, 50
+    times = [r.observed_at for r in readings] + [s.updated_at for s in states]
+    t0, t1 = min(times), max(times)
+    if t1 <= t0:
+        t1 = t0 + timedelta(minutes=1)
+    values = [r.value for r in readings] + [
+        r.threshold for r in readings if r.threshold is not None
+    ]
+    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
+    lo, hi = lo - pad, hi + pad
+
+    def x(t: datetime) -> float:
+        return left + (t - t0) / (t1 - t0) * (w - left - right)
+
+    def y(v: float) -> float:
+        return top + (hi - v) / (hi - lo) * (h - top - bottom)
+
+    out = [
+        f'<svg class="readings-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" '
+        f'role="img" aria-label="Số liệu đo và ngưỡng / readings and thresholds">'
+    ]
+    for i, s in enumerate(states):
+        end = states[i + 1].updated_at if i + 1 < len(states) else t1
+        colour = LEVEL_COLOURS.get(s.level, "#cccccc")
+        width = max(1.0, x(end) - x(s.updated_at))
+        out.append(
+            f'<rect x="{x(s.updated_at):.1f}" y="{top}" width="{width:.1f}" '
+            f'height="{h - top - bottom}" fill="{colour}" opacity="0.25">'
+            f"<title>v{s.version} {escape(s.transition)}: level {escape(s.level_name)}"
+            "</title></rect>"
+        )
+    for v in _ticks(lo, hi):
+        out.append(
+            f'<line x1="{left}" x2="{w - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e0e0e0"/>'
+            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11">'
+            f"{_num(v)}</text>"
+        )
+    span = t1 - t0
+    for i in range(6):
+        t = t0 + span * i / 5
+        out.append(
+            f'<text x="{x(t):.1f}" y="{h - bottom + 16}" text-anchor="middle" font-size="11">'
+            f"{t.astimezone(LOCAL).strftime('%d/%m %H:%M')}</text>"
+        )
+    for threshold in sorted({r.threshold for r in readings if r.threshold is not None}):
+        out.append(
+            f'<line x1="{left}" x2="{w - right}" y1="{y(threshold):.1f}" y2="{y(threshold):.1f}" '
+            f'stroke="#8e1b4f" stroke-dasharray="6 4"/>'
+            f'<text x="{w - right - 4}" y="{y(threshold) - 4:.1f}" text-anchor="end" '
+            f'font-size="11" fill="#8e1b4f">ngưỡng/threshold {_num(threshold)}</text>'
+        )
+    series: dict[tuple[str, str], list[Reading]] = defaultdict(list)
+    for r in readings:
+        series[(r.station_id, r.metric)].append(r)
+    for (station, metric), points in sorted(series.items()):
+        path = " ".join(f"{x(p.observed_at):.1f},{y(p.value):.1f}" for p in points)
+        out.append(f'<polyline points="{path}" fill="none" stroke="#1f5fa8" stroke-width="2"/>')
+        for p in points:
+            out.append(
+                f'<circle cx="{x(p.observed_at):.1f}" cy="{y(p.value):.1f}" r="3.5" fill="#1f5fa8">'
+                f"<title>{escape(station)} {escape(metric)} {_num(p.value)} · "
+                f"{_local(p.observed_at)}</title></circle>"
+            )
+    names = ", ".join(f"{s} · {m}" for s, m in sorted(series)) or "—"
+    out.append(
+        f'<text x="{left}" y="{h - 8}" font-size="11">{escape(names)} '
+        f"(giờ Việt Nam / Vietnam time)</text></svg>"
+    )
+    return "".join(out)
+
+
+def delivery_timeline(timeline: dict[str, Any], t0: datetime) -> str:
+    """SVG: one row per receiver and channel, each attempt a dot at its time after the
+    warning's first publication, coloured by outcome."""
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for d in timeline["deliveries"]:
+        rows[(d["receiver_id"], d["channel"])].append(d)
+    if not rows:
+        return '<p class="delivery-timeline">Không có lần gửi nào / no delivery attempt.</p>'
+    offsets = [
+        (datetime.fromisoformat(d["at"]) - t0).total_seconds() for ds in rows.values() for d in ds
+    ]
+    hi = max(1.0, max(offsets) * 1.05)
+    lo = min(0.0, min(offsets))
+    left, right, row_h, top = 220, 30, 22, 24
+    w = 900
+    h = top + row_h * len(rows) + 30
+
+    def x(s: float) -> float:
+        return left + (s - lo) / (hi - lo) * (w - left - right)
+
+    out = [
+        f'<svg class="delivery-timeline" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {w} {h}" role="img" aria-label="Thời gian gửi / delivery timeline">'
+    ]
+    for v in _ticks(lo, hi):
+        out.append(
+            f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 6}" y2="{h - 26}" stroke="#e0e0e0"/>'
+            f'<text x="{x(v):.1f}" y="{h - 10}" text-anchor="middle" font-size="11">'
+            f"+{_secs(v)}</text>"
+        )
+    for i, ((receiver, channel), attempts) in enumerate(sorted(rows.items())):
+        cy = top + i * row_h + row_h / 2
+        out.append(
+            f'<text x="{left - 8}" y="{cy + 4:.1f}" text-anchor="end" font-size="12">'
+            f"{escape(receiver)} · {escape(channel)}</text>"
+        )
+        for d in attempts:
+            s = (datetime.fromisoformat(d["at"]) - t0).total_seconds()
+            colour = OUTCOME_COLOURS.get(d["outcome"], "#333333")
+            out.append(
+                f'<circle cx="{x(s):.1f}" cy="{cy:.1f}" r="5" fill="{colour}">'
+                f"<title>{escape(d['outcome'])}, attempt {d['attempt']}, +{_secs(s)}"
+                f"{' · ' + escape(d['error']) if d['error'] else ''}</title></circle>"
+            )
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _table(head: list[str], rows: list[list[str]], cls: str) -> str:
+    if not rows:
+        return '<p class="empty">—</p>'
+    th = "".join(f"<th>{escape(c)}</th>" for c in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+
+
+STYLE = """
+body{font-family:"Noto Sans","DejaVu Sans",Arial,sans-serif;margin:24px;color:#222}
+h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:22px 0 6px;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;width:100%;font-size:12px}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}svg{width:100%;height:auto}
+.meta{font-size:13px;color:#444}.legend span{display:inline-block;margin-right:12px;font-size:12px}
+@media print{body{margin:10mm}h2{break-after:avoid}svg,table{break-inside:avoid}}
+@page{size:A4;margin:12mm}
+"""
+
+
+def render(event: EventRecord) -> str:
+    """The report as one HTML document."""
+    states, tl = event.states, event.timeline
+    first, last = states[0], states[-1]
+    t0 = first.logged_at
+    start = min([r.observed_at for r in event.readings] + [first.raised_at])
+    cleared = next((s for s in states if s.transition == "cleared"), None)
+    end_text = (
+        _local(cleared.updated_at)
+        if cleared
+        else f"{_local(last.updated_at)} (chưa kết thúc / not cleared)"
+    )
+    communes = sorted({a["code"] for s in states for a in s.areas})
+    state_rows = [
+        [escape(_local(s.updated_at)), f"v{s.version}", escape(s.transition),
+         f'<span style="color:{LEVEL_COLOURS.get(s.level, "#333")}">■</span> '
+         f"{escape(s.level_name)} ({s.level})", escape(s.severity), escape(s.status),
+         escape(s.scope_tier), str(s.phase), escape(s.lead_agency),
+         escape(", ".join(f"{e['station_id']} {e['metric']} {_num(e['value'])}"
+                          for e in s.evidence))]
+        for s in states
+    ]  # fmt: skip
+    first_ok: dict[str, dict[str, Any]] = {}
+    attempts: dict[str, int] = defaultdict(int)
+    last_outcome: dict[str, str] = {}
+    for d in tl["deliveries"]:
+        attempts[d["notification_id"]] += 1
+        last_outcome[d["notification_id"]] = d["outcome"]
+        if d["outcome"] == "delivered" and d["notification_id"] not in first_ok:
+            first_ok[d["notification_id"]] = d
+    note_rows = []
+    for n in tl["notifications"]:
+        ok = first_ok.get(n["notification_id"])
+        delay = None if ok is None else (datetime.fromisoformat(ok["at"]) - t0).total_seconds()
+        note_rows.append(
+            [escape(n["receiver_id"]), escape(n["channel"]), escape(n["audience"]),
+             f"v{n['warning_version']}", escape(_local(n["created_at"])),
+             escape(_local(ok["at"]) if ok else "—"), str(attempts[n["notification_id"]]),
+             escape(last_outcome.get(n["notification_id"], "—")), _secs(delay)]
+        )  # fmt: skip
+    action_rows = [
+        [escape(_local(a["at"])), escape(a["actor"]), escape(f"{a['kind']}/{a['action']}"),
+         escape(a["reason"] or "")]
+        for a in tl["actions"]
+    ]  # fmt: skip
+    cast_rows = [
+        [escape(b["broadcast_id"]), escape(b["status"]), escape(", ".join(b["communes"])),
+         escape(", ".join(b["channels"])), escape(", ".join(b["approvals"]) or "—"),
+         escape(_local(b["sent_at"]))]
+        for b in tl["broadcasts"]
+    ]  # fmt: skip
+    ind = event.indicators
+    ind_rows = []
+    for key, label in (
+        ("first_reading_to_warning", "Từ số đo vượt ngưỡng đến cảnh báo / first reading → warning"),
+        ("warning_to_verified", "Đến khi xác minh / → verified"),
+        ("warning_to_lead_agency", "Đến cơ quan chủ trì / → lead agency"),
+        ("warning_to_citizens", "Đến người dân / → citizens"),
+    ):
+        d = ind.get(key) or {}
+        ind_rows.append([escape(label), _secs(d.get("median_s"))])
+    success = ", ".join(
+        f"{escape(ch)} {o['delivered']}/{o['delivered'] + o['failed']}"
+        for ch, o in (ind.get("delivery_success") or {}).items()
+    )
+    ind_rows.append(["Gửi thành công / delivered", success or "—"])
+    legend = "".join(
+        f'<span><span style="color:{c}">●</span> {escape(k)}</span>'
+        for k, c in OUTCOME_COLOURS.items()
+    )
+    title = f"{first.domain}/{first.hazard} · {event.warning_id}"
+    exercise = (
+        "<p><strong>[DIỄN TẬP - KHÔNG PHẢI THẬT] / EXERCISE</strong></p>" if first.exercise else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="vi"><head><meta charset="utf-8">
+<title>Báo cáo sau sự kiện / After-action report: {escape(title)}</title>
+<style>{STYLE}</style></head><body>
+<h1>Báo cáo sau sự kiện / After-action report</h1>
+{exercise}
+<p class="meta"><strong>{escape(title)}</strong><br>
+Cơ quan chủ trì / lead agency: {escape(first.lead_agency_name)} ({escape(first.lead_agency)}) ·
+Địa bàn / communes: {escape(", ".join(communes) or "—")}<br>
+Từ / from {escape(_local(start))} (số đo đầu tiên vượt ngưỡng / first reading over threshold)
+đến / to {escape(end_text)} · cấp cao nhất / highest level:
+{escape(max(states, key=lambda s: s.level).level_name)}</p>
+<h2>Số liệu đo / Readings</h2>
+{readings_charts(states, event.readings)}
+<h2>Diễn biến cảnh báo / State changes</h2>
+{
+        _table(
+            [
+                "Thời gian / time",
+                "Phiên bản",
+                "Chuyển / transition",
+                "Cấp / level",
+                "Mức độ / severity",
+                "Trạng thái / status",
+                "Phạm vi / scope",
+                "Giai đoạn / phase",
+                "Chủ trì / lead",
+                "Bằng chứng / evidence",
+            ],
+            state_rows,
+            "states",
+        )
+    }
+<h2>Thông báo và thời gian gửi / Notifications and delivery timeline</h2>
+<p class="legend">{legend} · trục: thời gian từ khi phát cảnh báo / axis: time since the
+warning was published ({escape(_local(t0))})</p>
+{delivery_timeline(tl, t0)}
+{
+        _table(
+            [
+                "Người nhận / receiver",
+                "Kênh / channel",
+                "Đối tượng / audience",
+                "Phiên bản",
+                "Tạo lúc / created",
+                "Nhận lúc / delivered",
+                "Lần gửi / attempts",
+                "Kết quả / outcome",
+                "Độ trễ / delay",
+            ],
+            note_rows,
+            "deliveries",
+        )
+    }
+<h2>Thao tác của người trực / Operators' actions</h2>
+{
+        _table(
+            ["Thời gian / time", "Người / who", "Thao tác / action", "Lý do / why"],
+            action_rows,
+            "actions",
+        )
+    }
+<h2>Tin gửi người dân / Citizen broadcasts</h2>
+{
+        _table(
+            [
+                "Mã / id",
+                "Trạng thái / status",
+                "Xã / communes",
+                "Kênh / channels",
+                "Phê duyệt / approved by",
+                "Gửi lúc / sent",
+            ],
+            cast_rows,
+            "broadcasts",
+        )
+    }
+<h2>Chỉ số của sự kiện / Indicators of this event</h2>
+{_table(["Chỉ số / indicator", "Giá trị / value"], ind_rows, "indicators")}
+</body></html>
+"""
