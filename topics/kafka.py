@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -167,12 +167,17 @@ class TopicReader:
     had when :meth:`catch_up` was called (a compacted topic's current state), then
     followed with :meth:`poll` or :meth:`follow`. Every record goes to ``on_record``;
     what it keeps is the caller's. The one way canhbao rebuilds state from a log (the
-    delivery ledger, the operators' views of tables, the CAP feed)."""
+    delivery ledger, the worker's views and rule set, the operators' views of tables,
+    the CAP feed, the console)."""
 
     def __init__(
-        self, bootstrap: str, topic: str, on_record: Callable[[ConsumerRecord[Any, Any]], None]
+        self,
+        bootstrap: str,
+        topic: str | Sequence[str],
+        on_record: Callable[[ConsumerRecord[Any, Any]], None],
     ) -> None:
-        self.topic = topic
+        self.topic = topic if isinstance(topic, str) else ", ".join(topic)
+        self.topics = [topic] if isinstance(topic, str) else list(topic)
         self.on_record = on_record
         self._bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(
@@ -190,7 +195,7 @@ class TopicReader:
         return self
 
     async def _assign(self) -> None:
-        self._tps = await partitions(self._bootstrap, self.topic)
+        self._tps = [tp for t in self.topics for tp in await partitions(self._bootstrap, t)]
         if self._tps:
             self.consumer.assign(self._tps)
             await self.consumer.seek_to_beginning(*self._tps)

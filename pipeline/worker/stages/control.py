@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from pipeline.rules.loader import RuleError, compile_rules
 from pipeline.worker.stages.evaluate import EngineHolder
 from topics.catalogue import CONTROL_RULES
+from topics.kafka import TopicReader
 from topics.metrics import Metrics
 from topics.models import RuleSetDoc
 
@@ -69,17 +70,9 @@ class RulesControl:
     async def follow(self, bootstrap: str) -> None:
         """Apply every record of the control topic, from its start, until cancelled.
         Every worker reads every record (no consumer group): each one needs the set."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-        await consumer.start()
-        try:
-            tp = TopicPartition(CONTROL_RULES, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            while True:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for record in batch.get(tp, []):
-                    self.apply_doc(record.value or b"")
-        except asyncio.CancelledError:
-            raise
-        finally:
-            await consumer.stop()
+
+        def apply(record: ConsumerRecord[bytes, bytes]) -> None:
+            self.apply_doc(record.value or b"")
+
+        async with TopicReader(bootstrap, CONTROL_RULES, apply) as reader:
+            await reader.follow(asyncio.Event())

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from alerting.audiences import Audiences
@@ -23,7 +23,7 @@ from alerting.routes import RoutingConfig, Silence
 from pipeline.worker.stages import Clock, wall_clock
 from pipeline.worker.writers import Writer
 from topics.catalogue import CONTROL_SILENCES, WARNINGS
-from topics.kafka import DeadLetters, Record
+from topics.kafka import DeadLetters, Record, TopicReader
 from topics.metrics import Metrics
 from topics.models import (
     ApprovalAction,
@@ -73,30 +73,16 @@ class Views:
             log.warning("skipping an unreadable %s record: %s", topic, exc)
 
     async def follow(self, bootstrap: str) -> None:
-        consumer = AIOKafkaConsumer(
-            WARNINGS, CONTROL_SILENCES, bootstrap_servers=bootstrap, group_id=None,
-            auto_offset_reset="earliest",
-        )  # fmt: skip
-        await consumer.start()
-        ends: dict[Any, int] | None = None
-        try:
-            while True:
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    for r in records:
-                        self.apply(r.topic, r.key, r.value)
-                if self.ready.is_set():
-                    continue
-                tps = list(consumer.assignment())
-                if not tps:
-                    continue
-                if ends is None:
-                    ends = await consumer.end_offsets(tps)
-                positions = [await consumer.position(tp) for tp in tps]
-                if all(pos >= ends.get(tp, 0) for tp, pos in zip(tps, positions, strict=True)):
-                    self.ready.set()
-        finally:
-            await consumer.stop()
+        """Read both topics to their end (then ``ready``), and follow them until
+        cancelled."""
+
+        def apply(r: ConsumerRecord[bytes, bytes]) -> None:
+            self.apply(r.topic, r.key, r.value)
+
+        async with TopicReader(bootstrap, [WARNINGS, CONTROL_SILENCES], apply) as reader:
+            await reader.catch_up()
+            self.ready.set()
+            await reader.follow(asyncio.Event())
 
 
 class RouteStage:
