@@ -225,23 +225,41 @@ async def _supervised(
             await asyncio.sleep(1.0)
 
 
-async def _watch_worker(
-    worker: Child, restarts: Restarts, show: Printer, failed: asyncio.Future[None]
+async def _keep_alive(
+    child: Child,
+    name: str,
+    restarts: Restarts,
+    show: Printer,
+    failed: asyncio.Future[None],
+    started_again: Callable[[Child], tuple[str, str]],
+    allowance: float = 0.0,
 ) -> None:
-    """Start the worker again whenever it dies."""
+    """Start ``child`` again whenever it dies, until too many deaths fail the demo;
+    each restart lengthens the demo by ``allowance`` seconds."""
     while True:
-        ended = worker.dead()
+        ended = child.dead()
         if ended is not None:
             try:
-                restarts.note("worker", ended, show)
+                restarts.note(name, ended, show)
             except DemoFailed as fatal:
                 if not failed.done():
                     failed.set_exception(fatal)
                 return
-            worker.restart()
-            restarts.extension += RESTART_ALLOWANCE
-            show("worker", f"Faust worker started again (pid {worker.pid}, log {worker.log})")
+            child.restart()
+            restarts.extension += allowance
+            show(*started_again(child))
         await asyncio.sleep(0.2)
+
+
+async def _watch_worker(
+    worker: Child, restarts: Restarts, show: Printer, failed: asyncio.Future[None]
+) -> None:
+    """Start the worker again whenever it dies."""
+    await _keep_alive(
+        worker, "worker", restarts, show, failed,
+        lambda w: ("worker", f"Faust worker started again (pid {w.pid}, log {w.log})"),
+        RESTART_ALLOWANCE,
+    )  # fmt: skip
 
 
 async def _demo(
@@ -526,18 +544,10 @@ async def _watch_recorder(
     recorder: Child, restarts: Restarts, show: Printer, failed: asyncio.Future[None]
 ) -> None:
     """Start the recorder again whenever it dies (it resumes from its database)."""
-    while True:
-        ended = recorder.dead()
-        if ended is not None:
-            try:
-                restarts.note("recorder", ended, show)
-            except DemoFailed as fatal:
-                if not failed.done():
-                    failed.set_exception(fatal)
-                return
-            recorder.restart()
-            show("record", f"canhbao record started again (pid {recorder.pid})")
-        await asyncio.sleep(0.2)
+    await _keep_alive(
+        recorder, "recorder", restarts, show, failed,
+        lambda r: ("record", f"canhbao record started again (pid {r.pid})"),
+    )  # fmt: skip
 
 
 async def _record_settles(
