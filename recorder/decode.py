@@ -8,6 +8,7 @@ service logs and counts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from alerting.routes import Silence
+from recorder.readings import ReadingSelection
 from recorder.schema import (
     AuditEntry,
     Base,
@@ -25,6 +27,7 @@ from recorder.schema import (
     DeliveryAttempt,
     EvidenceReading,
     NotificationRow,
+    ReadingRow,
     RuleSetRow,
     SilenceRow,
     UnreadableRecord,
@@ -41,6 +44,7 @@ from topics.catalogue import (
     STATE_BROADCASTS,
     WARNINGS,
     notifications_topic,
+    readings_topic,
 )
 from topics.errors import field_errors
 from topics.models import (
@@ -50,14 +54,19 @@ from topics.models import (
     Command,
     DeadLetter,
     DeliveryReceipt,
+    Domain,
     Notification,
+    Reading,
     RuleSetDoc,
+    SilenceLift,
     Warning,
 )
 
 M = TypeVar("M", bound=BaseModel)
 
 NOTIFICATION_TOPICS = tuple(notifications_topic(c) for c in Channel)
+#: The validated readings: the record keeps those some rule in force selects.
+READING_TOPICS = tuple(readings_topic(d) for d in Domain)
 
 #: Every topic the recorder reads, in the catalogue's names.
 TOPICS: tuple[str, ...] = (
@@ -70,6 +79,7 @@ TOPICS: tuple[str, ...] = (
     DEADLETTER,
     CONTROL_RULES,
     CONTROL_SILENCES,
+    *READING_TOPICS,
 )
 
 
@@ -83,6 +93,7 @@ class Incoming:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def logged_at(self) -> datetime:
@@ -113,14 +124,31 @@ class Rows:
         return sum(len(rows) for rows in self.tables.values())
 
 
-def decode(records: Iterable[Incoming]) -> Rows:
+def decode(records: Iterable[Incoming], selection: ReadingSelection | None = None) -> Rows:
+    """The rows of ``records``. ``selection`` (the rule set in force) says which
+    readings to keep, none without it; it first takes any newer rule set of the batch,
+    so that a reading is judged by the set in force however the batch's partitions
+    interleave."""
+    records = list(records)
+    if selection is not None:
+        for record in records:
+            if record.topic == CONTROL_RULES and record.value:
+                # One that is not a rule set is recorded as unreadable below.
+                with contextlib.suppress(ValidationError):
+                    selection.adopt(RuleSetDoc.model_validate_json(record.value))
     rows = Rows()
     for record in records:
-        decode_one(record, rows)
+        decode_one(record, rows, selection)
     return rows
 
 
-def decode_one(record: Incoming, rows: Rows) -> None:
+def decode_one(record: Incoming, rows: Rows, selection: ReadingSelection | None = None) -> None:
+    if record.topic in READING_TOPICS:
+        try:
+            _reading(record, rows, selection)
+        except _Unreadable as exc:
+            unreadable(rows, record, exc.reason, exc.detail)
+        return
     handler = _HANDLERS.get(record.topic)
     if handler is None:
         unreadable(rows, record, "unknown_topic", f"the recorder does not read {record.topic}")
@@ -248,6 +276,26 @@ def _warning(record: Incoming, rows: Rows) -> None:
                 "warning_id": w.warning_id,
             },
         )
+
+
+def _reading(record: Incoming, rows: Rows, selection: ReadingSelection | None) -> None:
+    r = _parse(Reading, record)
+    if selection is None or not selection.selects(r):
+        return  # no rule in force watches it: not the record's to keep
+    rows.add(
+        ReadingRow,
+        {
+            "station_id": r.station_id,
+            "metric": r.metric,
+            "observed_at": r.observed_at,
+            "area": r.area or "",
+            "domain": r.domain.value,
+            "value": r.value,
+            "unit": r.unit,
+            "source": r.source,
+            "drill": r.drill is not None,
+        },
+    )
 
 
 def _notification(record: Incoming, rows: Rows) -> None:
@@ -404,13 +452,22 @@ def _rules(record: Incoming, rows: Rows) -> None:
 
 
 def _silence(record: Incoming, rows: Rows) -> None:
-    # Keyed by the silence id; a tombstone lifts it (it names nobody: the operator's
-    # name is not on the wire, see `canhbao alerts unsilence`).
+    # Keyed by the silence id; a tombstone lifts it, and its header names who lifted
+    # it and why (`canhbao alerts unsilence --actor`; none on older tombstones).
     position = f"{record.topic}/{record.partition}/{record.offset}"
     if record.value is None:
         if not record.key:
             raise _Unreadable("invalid", "a tombstone without a silence id")
         sid = record.key.decode("utf-8", "replace")
+        try:
+            lift = SilenceLift.from_headers(record.headers)
+        except ValidationError as exc:
+            # The lift itself stands (every consumer lifted the silence): only who
+            # did it is unreadable, and that is said in the audit entry.
+            lift = None
+            who = f"(unreadable lift header: {'; '.join(field_errors(exc)[:3])})"
+        else:
+            who = lift.actor if lift is not None else "(not recorded)"
         rows.add(
             SilenceRow,
             {
@@ -420,7 +477,8 @@ def _silence(record: Incoming, rows: Rows) -> None:
                 "ends_at": None,
                 "created_by": None,
                 "comment": "",
-                "removed_at": record.logged_at,
+                "removed_at": lift.at if lift is not None else record.logged_at,
+                "removed_by": lift.actor if lift is not None else None,
                 "position": record.offset,
             },
         )
@@ -430,12 +488,12 @@ def _silence(record: Incoming, rows: Rows) -> None:
                 "event_id": f"silence:{position}",
                 "kind": "silence",
                 "action": "remove",
-                "actor": "(not recorded)",
-                "at": record.logged_at,
+                "actor": who,
+                "at": lift.at if lift is not None else record.logged_at,
                 "warning_id": None,
                 "subject": sid,
-                "reason": "",
-                "detail": {},
+                "reason": lift.reason if lift is not None else "",
+                "detail": _json(lift) if lift is not None else {},
                 "logged_at": record.logged_at,
             },
         )
@@ -453,6 +511,7 @@ def _silence(record: Incoming, rows: Rows) -> None:
             "created_by": s.created_by,
             "comment": s.comment,
             "removed_at": None,
+            "removed_by": None,
             "position": record.offset,
         },
     )

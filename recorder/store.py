@@ -23,7 +23,14 @@ from sqlalchemy.sql.dml import Insert
 
 from recorder import migrate
 from recorder.decode import Rows
-from recorder.schema import Base, BroadcastRow, EvidenceReading, KafkaOffset, SilenceRow
+from recorder.schema import (
+    Base,
+    BroadcastRow,
+    EvidenceReading,
+    KafkaOffset,
+    ReadingRow,
+    SilenceRow,
+)
 
 #: Tables whose row is an entity's latest state: the newer record (higher offset)
 #: replaces the older. Every other table only ever gains rows.
@@ -182,10 +189,13 @@ class Store:
         if stale:
             raise StaleOffsets(stale)  # rolls the whole batch back
 
-    async def purge_readings(self, before: datetime) -> int:
-        """Delete evidence readings observed before ``before``; how many."""
+    async def purge(self, before: datetime) -> dict[str, int]:
+        """Delete the readings (those the rules selected, and the evidence of warnings)
+        observed before ``before``; how many, by table. The warnings, deliveries and
+        actions are never purged."""
+        out: dict[str, int] = {}
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                delete(EvidenceReading).where(EvidenceReading.observed_at < before)
-            )
-            return int(result.rowcount)
+            for table in (ReadingRow, EvidenceReading):
+                result = await conn.execute(delete(table).where(table.observed_at < before))
+                out[table.__tablename__] = int(result.rowcount)
+        return out
