@@ -381,6 +381,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         events.append((a["at"], f"ACTION    {a['actor']}: {a['kind']}/{a['action']}{why}"))
     for d in found["deliveries"]:
         events.append((d["at"], f"DELIVERY  {_delivery_line(d, tz).split('  ', 1)[1]}"))
+    for r in found["readings"]:
+        unit = f" {r['unit']}" if r["unit"] else ""
+        where = f" ({r['area']})" if r["area"] else ""
+        events.append((r["observed_at"], f"READING   {r['station_id']}{where} {r['metric']} "
+                       f"{r['value']:g}{unit}"))  # fmt: skip
     for b in found["broadcasts"]:
         events.append((b["requested_at"], f"BROADCAST {b['broadcast_id']} {b['status']}, "
                        f"approved by {', '.join(b['approvals']) or 'nobody'}"))  # fmt: skip

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from recorder import queries
 from recorder.indicators import event_indicators
-from recorder.schema import EvidenceReading, ReadingRow, WarningVersion
+from recorder.schema import WarningVersion
 
 #: The province's clock, for people, unless the caller passes the display time zone.
 LOCAL: tzinfo = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -74,39 +74,13 @@ async def gather(
                 )
             ).all()
         )
-        stations = {(e["station_id"], e["metric"]) for s in states for e in s.evidence}
-        evidence: list[EvidenceReading] = []
-        selected: list[ReadingRow] = []
-        if stations:
-            # From an hour before the warning (the river rising to the threshold) to
-            # an hour after its last state (the river going down).
-            start = min(s.raised_at for s in states) - timedelta(hours=1)
-            end = max(s.updated_at for s in states) + timedelta(hours=1)
-            evidence = list(
-                await session.scalars(
-                    select(EvidenceReading).where(
-                        EvidenceReading.observed_at >= start, EvidenceReading.observed_at <= end
-                    )
-                )
-            )
-            for station, metric in sorted(stations):
-                selected += await session.scalars(
-                    select(ReadingRow)
-                    .where(
-                        ReadingRow.station_id == station,
-                        ReadingRow.metric == metric,
-                        ReadingRow.observed_at >= start,
-                        ReadingRow.observed_at <= end,
-                    )
-                    .order_by(ReadingRow.observed_at)
-                )
+        around = await queries.event_readings(session, states)
     readings = merge_readings(
         [
             Reading(r.station_id, r.metric, r.observed_at, r.value, r.threshold)
-            for r in evidence
-            if (r.station_id, r.metric) in stations
+            for r in around.evidence
         ],
-        [Reading(r.station_id, r.metric, r.observed_at, r.value, None) for r in selected],
+        [Reading(r.station_id, r.metric, r.observed_at, r.value, None) for r in around.selected],
     )
     found = await event_indicators(engine, warning_id, lead_receivers)
     return EventRecord(warning_id, timeline, states, readings, found or {})

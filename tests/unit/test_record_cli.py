@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from recorder import migrate
 from canhbao.cli import main
+from recorder import migrate
 from recorder.decode import decode
 from recorder.store import Store
 from tests.record_db import incoming
