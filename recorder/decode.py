@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -298,84 +298,68 @@ def _reading(record: Incoming, rows: Rows, selection: ReadingSelection | None) -
     )
 
 
-def _notification(record: Incoming, rows: Rows) -> None:
-    n = _parse(Notification, record)
-    rows.add(
-        NotificationRow,
-        {
-            "notification_id": n.notification_id,
-            "warning_id": n.warning_id,
-            "warning_version": n.warning_version,
-            "receiver_id": n.receiver_id,
-            "channel": n.channel.value,
-            "audience": n.audience.value,
-            "lang": n.lang,
-            "recipients": len(n.recipients),
-            "subject": n.subject,
-            "body": n.body,
-            "exercise": n.exercise,
-            "created_at": n.created_at,
-        },
-    )
+def _notification(n: Notification, record: Incoming) -> dict[str, Any]:
+    return {
+        "notification_id": n.notification_id,
+        "warning_id": n.warning_id,
+        "warning_version": n.warning_version,
+        "receiver_id": n.receiver_id,
+        "channel": n.channel.value,
+        "audience": n.audience.value,
+        "lang": n.lang,
+        "recipients": len(n.recipients),
+        "subject": n.subject,
+        "body": n.body,
+        "exercise": n.exercise,
+        "created_at": n.created_at,
+    }
 
 
-def _receipt(record: Incoming, rows: Rows) -> None:
-    r = _parse(DeliveryReceipt, record)
-    rows.add(
-        DeliveryAttempt,
-        {
-            "notification_id": r.notification_id,
-            "attempt": r.attempt,
-            "at": r.at,
-            "warning_id": r.warning_id,
-            "receiver_id": r.receiver_id,
-            "channel": r.channel.value,
-            "outcome": r.outcome.value,
-            "status_code": r.status_code,
-            "error": r.error,
-            "latency_seconds": r.latency_seconds,
-        },
-    )
+def _receipt(r: DeliveryReceipt, record: Incoming) -> dict[str, Any]:
+    return {
+        "notification_id": r.notification_id,
+        "attempt": r.attempt,
+        "at": r.at,
+        "warning_id": r.warning_id,
+        "receiver_id": r.receiver_id,
+        "channel": r.channel.value,
+        "outcome": r.outcome.value,
+        "status_code": r.status_code,
+        "error": r.error,
+        "latency_seconds": r.latency_seconds,
+    }
 
 
-def _command(record: Incoming, rows: Rows) -> None:
-    c = _parse(Command, record)
-    rows.add(
-        AuditEntry,
-        {
-            "event_id": f"command:{c.command_id}",
-            "kind": "command",
-            "action": c.action.value,
-            "actor": c.actor,
-            "at": c.at,
-            "warning_id": c.warning_id,
-            "subject": None,
-            "reason": c.reason,
-            "detail": _json(c),
-            "logged_at": record.logged_at,
-        },
-    )
+def _command(c: Command, record: Incoming) -> dict[str, Any]:
+    return {
+        "event_id": f"command:{c.command_id}",
+        "kind": "command",
+        "action": c.action.value,
+        "actor": c.actor,
+        "at": c.at,
+        "warning_id": c.warning_id,
+        "subject": None,
+        "reason": c.reason,
+        "detail": _json(c),
+        "logged_at": record.logged_at,
+    }
 
 
-def _approval(record: Incoming, rows: Rows) -> None:
-    ev = _parse(ApprovalEvent, record)
+def _approval(ev: ApprovalEvent, record: Incoming) -> dict[str, Any]:
     detail = _json(ev)
     detail.pop("broadcast", None)  # the broadcast's state is in its own table
-    rows.add(
-        AuditEntry,
-        {
-            "event_id": f"approval:{ev.event_id}",
-            "kind": "approval",
-            "action": ev.action.value,
-            "actor": ev.actor,
-            "at": ev.at,
-            "warning_id": ev.warning_id,
-            "subject": ev.broadcast_id,
-            "reason": ev.reason,
-            "detail": detail,
-            "logged_at": record.logged_at,
-        },
-    )
+    return {
+        "event_id": f"approval:{ev.event_id}",
+        "kind": "approval",
+        "action": ev.action.value,
+        "actor": ev.actor,
+        "at": ev.at,
+        "warning_id": ev.warning_id,
+        "subject": ev.broadcast_id,
+        "reason": ev.reason,
+        "detail": detail,
+        "logged_at": record.logged_at,
+    }
 
 
 def _broadcast(record: Incoming, rows: Rows) -> None:
@@ -402,24 +386,20 @@ def _broadcast(record: Incoming, rows: Rows) -> None:
     )
 
 
-def _deadletter(record: Incoming, rows: Rows) -> None:
-    d = _parse(DeadLetter, record)
-    rows.add(
-        DeadLetterRow,
-        {
-            "partition": record.partition,
-            "offset": record.offset,
-            "source_topic": d.source_topic,
-            "source_partition": d.partition,
-            "source_offset": d.offset,
-            "stage": d.stage,
-            "reason": d.reason,
-            "errors": list(d.errors),
-            "key": d.key,
-            "original": d.original,
-            "at": d.at,
-        },
-    )
+def _deadletter(d: DeadLetter, record: Incoming) -> dict[str, Any]:
+    return {
+        "partition": record.partition,
+        "offset": record.offset,
+        "source_topic": d.source_topic,
+        "source_partition": d.partition,
+        "source_offset": d.offset,
+        "stage": d.stage,
+        "reason": d.reason,
+        "errors": list(d.errors),
+        "key": d.key,
+        "original": d.original,
+        "at": d.at,
+    }
 
 
 def _rules(record: Incoming, rows: Rows) -> None:
@@ -532,14 +512,27 @@ def _silence(record: Incoming, rows: Rows) -> None:
     )
 
 
+@dataclass(frozen=True)
+class _OneRow(Generic[M]):
+    """A topic whose message is one row of one table: parse, build the row, add it."""
+
+    model: type[M]
+    table: type[Base]
+    row: Callable[[M, Incoming], dict[str, Any]]
+
+    def __call__(self, record: Incoming, rows: Rows) -> None:
+        rows.add(self.table, self.row(_parse(self.model, record), record))
+
+
 _HANDLERS: dict[str, Callable[[Incoming, Rows], None]] = {
+    **dict.fromkeys(NOTIFICATION_TOPICS, _OneRow(Notification, NotificationRow, _notification)),
+    RECEIPTS: _OneRow(DeliveryReceipt, DeliveryAttempt, _receipt),
+    COMMANDS: _OneRow(Command, AuditEntry, _command),
+    APPROVALS: _OneRow(ApprovalEvent, AuditEntry, _approval),
+    DEADLETTER: _OneRow(DeadLetter, DeadLetterRow, _deadletter),
+    # These make several rows of a message, or none.
     WARNINGS: _warning,
-    **dict.fromkeys(NOTIFICATION_TOPICS, _notification),
-    RECEIPTS: _receipt,
-    COMMANDS: _command,
-    APPROVALS: _approval,
     STATE_BROADCASTS: _broadcast,
-    DEADLETTER: _deadletter,
     CONTROL_RULES: _rules,
     CONTROL_SILENCES: _silence,
 }
