@@ -154,11 +154,17 @@ async def reading_selection(settings: Settings, bootstrap: str) -> Any:
 
     from pipeline.rules.loader import RuleError, load_rules
     from recorder.readings import ReadingSelection
-    from topics.kafka import rules_in_force
+    from topics.catalogue import CONTROL_RULES
+    from topics.kafka import partitions, rules_in_force
 
     selection = ReadingSelection()
     try:
-        doc = await rules_in_force(bootstrap)
+        # Described first, not read: naming a topic that does not exist yet (a recorder
+        # started beside a worker that is creating them) could make the broker create
+        # it with its defaults.
+        doc = (
+            await rules_in_force(bootstrap) if await partitions(bootstrap, CONTROL_RULES) else None
+        )
     except (KafkaError, ValueError) as exc:
         print(f"canhbao record: the rule set in force could not be read ({exc}); readings "
               "are selected by the rule files until one is read", file=sys.stderr)  # fmt: skip

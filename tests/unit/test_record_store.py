@@ -296,3 +296,26 @@ async def test_every_migration_upgrades_to_the_head_and_back(store: Store) -> No
         await store.check_schema()
         await store.apply(GROUP, decode(records), spans(records, {}))
         assert await count(store, WarningVersion) == 3  # one warning, three states
+
+
+@pytest.mark.parametrize("batch", [100, 1], ids=["one-batch", "batch-by-batch"])
+async def test_a_lifted_silence_keeps_what_was_silenced_by_whom_and_says_who_lifted_it(
+    store: Store, batch: int
+) -> None:
+    from topics.catalogue import CONTROL_SILENCES
+    from topics.models import SilenceLift
+
+    messages = [m for m in stream(1) if m[0] == CONTROL_SILENCES]  # set, then lifted
+    records = incoming(messages)
+    lift = SilenceLift(silence_id="maint-st-2", actor="an.nguyen", reason="trạm đã sửa",
+                       at=datetime(2025, 10, 14, 4, 0, tzinfo=UTC))  # fmt: skip
+    records[-1] = Incoming(**{**records[-1].__dict__, "headers": (lift.header(),)})
+    await apply_in_batches(store, records, batch)
+    async with store.engine.connect() as conn:
+        s = (await conn.execute(select(SilenceRow))).one()
+    assert (s.matchers, s.created_by, s.comment) == (
+        ['station="st-2"'],
+        "dung.pham",
+        "bảo trì trạm",
+    )
+    assert (s.removed_by, s.removed_at) == ("an.nguyen", lift.at)
