@@ -10,12 +10,15 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from canhbao.running import on_signal
 from canhbao.settings import Settings, get_settings
 from topics.durations import parse_duration
+
+if TYPE_CHECKING:
+    from recorder.readings import ReadingSelection
 
 T = TypeVar("T")
 
@@ -146,7 +149,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         return asyncio.run(main())
 
 
-async def reading_selection(settings: Settings, bootstrap: str) -> Any:
+async def reading_selection(settings: Settings, bootstrap: str) -> ReadingSelection:
     """Which readings the record keeps, from the start: the rule set last applied to
     the cluster, else the rule files (as the worker starts); the recorder then follows
     the sets applied on canhbao.control.rules."""
