@@ -32,7 +32,7 @@ from topics.catalogue import (
 from topics.durations import parse_duration
 from topics.errors import field_errors
 from topics.kafka import TopicReader
-from topics.models import ApprovalAction, ApprovalEvent, Broadcast, Warning
+from topics.models import ApprovalAction, ApprovalEvent, Broadcast, SilenceLift, Warning
 
 T = TypeVar("T")
 
@@ -44,11 +44,17 @@ def _bootstrap() -> str | None:
     return b
 
 
-async def _send(bootstrap: str, topic: str, key: bytes, value: bytes | None) -> None:
+async def _send(
+    bootstrap: str,
+    topic: str,
+    key: bytes,
+    value: bytes | None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key)
+        await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
 
@@ -275,8 +281,14 @@ def cmd_unsilence(args: argparse.Namespace) -> int:
     bootstrap = _bootstrap()
     if not bootstrap:
         return 2
-    asyncio.run(_send(bootstrap, CONTROL_SILENCES, args.id.encode(), None))
-    print(f"silence {args.id} removed")
+    try:
+        lift = SilenceLift(silence_id=args.id, actor=args.actor, reason=args.reason)
+    except ValidationError as exc:
+        print(f"unsilence refused: {'; '.join(field_errors(exc))}", file=sys.stderr)
+        return 1
+    # The tombstone lifts it; its header says who did, for the record.
+    asyncio.run(_send(bootstrap, CONTROL_SILENCES, args.id.encode(), None, [lift.header()]))
+    print(f"silence {args.id} removed by {lift.actor}")
     return 0
 
 
@@ -313,6 +325,8 @@ def add_operator_parsers(asub: argparse._SubParsersAction) -> None:  # type: ign
     p.add_argument("--id")
     p.set_defaults(func=cmd_silence)
 
-    p = asub.add_parser("unsilence", help="end a silence")
+    p = asub.add_parser("unsilence", help="end a silence before its time")
     p.add_argument("id")
+    p.add_argument("--actor", required=True, help="who lifts it (kept in the threat record)")
+    p.add_argument("--reason", default="", help="why (kept in the threat record)")
     p.set_defaults(func=cmd_unsilence)

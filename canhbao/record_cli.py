@@ -9,22 +9,28 @@ import csv
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, TypeVar
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any, TypeVar
+from zoneinfo import ZoneInfo
 
 from canhbao.running import on_signal
 from canhbao.settings import Settings, get_settings
 from topics.durations import parse_duration
 
+if TYPE_CHECKING:
+    from recorder.readings import ReadingSelection
+
 T = TypeVar("T")
 
-#: Times without an offset on the command line are the province's (Vietnam, UTC+7).
-LOCAL = timezone(timedelta(hours=7), "ICT")
+
+#: The display time zone's default (CANHBAO_DISPLAY_TIMEZONE): the province's clock.
+LOCAL: tzinfo = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def parse_when(text: str) -> datetime:
-    """A point in time: ISO 8601 (a date, or a time; without an offset it is Vietnam
-    time), or a duration back from now (``7d``, ``24h``)."""
+    """A point in time: ISO 8601 (a date, or a time; without an offset it is naive
+    here and read in the display time zone by :func:`_aware`), or a duration back from
+    now (``7d``, ``24h``)."""
     try:
         return datetime.now(UTC) - parse_duration(text)
     except ValueError:
@@ -36,7 +42,21 @@ def parse_when(text: str) -> datetime:
             f"{text!r} is not a time: use e.g. 2025-10-14, 2025-10-14T08:30, "
             "2025-10-14T01:30Z or 7d (seven days ago)"
         ) from None
-    return when.replace(tzinfo=LOCAL) if when.tzinfo is None else when
+    return when
+
+
+def _aware(when: datetime | None, tz: tzinfo) -> datetime | None:
+    """A command-line time without an offset is in the display time zone."""
+    return when.replace(tzinfo=tz) if when is not None and when.tzinfo is None else when
+
+
+def _when(t: datetime | str | None, tz: tzinfo) -> str:
+    """A time as people read it: in the display time zone, to the second, with the
+    zone's abbreviation (``2025-10-14 10:00:00 +07``)."""
+    if t is None:
+        return "—"
+    when = datetime.fromisoformat(t) if isinstance(t, str) else t
+    return when.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _seconds(text: str) -> float:
@@ -108,6 +128,7 @@ def cmd_record(args: argparse.Namespace) -> int:
             metrics.serve(settings.metrics_port)
             on_signal(recorder.stop)
             print(f"recording into {safe_url(url)}", file=sys.stderr, flush=True)
+            recorder.selection = await reading_selection(settings, bootstrap)
             runner = await _serve_api(args, settings, store) if args.api else None
             try:
                 await recorder.run()
@@ -126,6 +147,43 @@ def cmd_record(args: argparse.Namespace) -> int:
             return 0
 
         return asyncio.run(main())
+
+
+async def reading_selection(settings: Settings, bootstrap: str) -> ReadingSelection:
+    """Which readings the record keeps, from the start: the rule set last applied to
+    the cluster, else the rule files (as the worker starts); the recorder then follows
+    the sets applied on canhbao.control.rules."""
+    from aiokafka.errors import KafkaError
+
+    from pipeline.rules.loader import RuleError, load_rules
+    from recorder.readings import ReadingSelection
+    from topics.catalogue import CONTROL_RULES
+    from topics.kafka import partitions, rules_in_force
+
+    selection = ReadingSelection()
+    try:
+        # Described first, not read: naming a topic that does not exist yet (a recorder
+        # started beside a worker that is creating them) could make the broker create
+        # it with its defaults.
+        doc = (
+            await rules_in_force(bootstrap) if await partitions(bootstrap, CONTROL_RULES) else None
+        )
+    except (KafkaError, ValueError) as exc:
+        print(f"canhbao record: the rule set in force could not be read ({exc}); readings "
+              "are selected by the rule files until one is read", file=sys.stderr)  # fmt: skip
+        doc = None
+    if doc is not None and selection.adopt(doc):
+        where = f"rule set {doc.version} applied by {doc.applied_by}"
+    else:
+        try:
+            selection.rules = load_rules(settings.rules_path)
+        except RuleError as exc:
+            print(f"canhbao record: the rule files do not load ({exc}): no reading is "
+                  "recorded until a rule set is applied", file=sys.stderr)  # fmt: skip
+            return selection
+        where = f"the rule files in {settings.rules_path}"
+    print(f"recording the readings selected by {where}", file=sys.stderr, flush=True)
+    return selection
 
 
 async def _serve_api(args: argparse.Namespace, settings: Settings, store: Any) -> Any:
@@ -190,6 +248,20 @@ def cmd_db(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     where = migrate.safe_url(settings.record_url())
+    if args.action == "purge":
+        days = args.days or settings.record_readings_days
+        cutoff = datetime.now(UTC) - timedelta(days=days)
+
+        async def purge(engine: Any) -> dict[str, int]:
+            from recorder.store import Store
+
+            return await Store(engine).purge(cutoff)
+
+        purged = _with_engine(settings, purge)
+        print(f"{where}: removed {sum(purged.values())} reading(s) observed before "
+              f"{_when(cutoff, settings.display_tz())} ({days} days): "
+              + ", ".join(f"{n} from {t}" for t, n in purged.items()))  # fmt: skip
+        return 0
     if args.action == "upgrade":
         before, after = _with_engine(
             settings, lambda e: migrate.upgrade(e, args.revision), check=False
@@ -232,26 +304,26 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def _warning_line(w: dict[str, Any]) -> str:
+def _warning_line(w: dict[str, Any], tz: tzinfo) -> str:
     return (
-        f"{w['updated_at']}  {w['warning_id']} v{w['version']}  {w['transition']:<11} "
+        f"{_when(w['updated_at'], tz)}  {w['warning_id']} v{w['version']}  {w['transition']:<11} "
         f"{w['domain']}/{w['hazard']} level {w['level_name'] or w['level']} [{w['severity']}] "
         f"{w['status']} · {w['scope_tier']} phase {w['phase']} lead {w['lead_agency']} · "
         f"{', '.join(w['communes'])}"
     )
 
 
-def _action_line(a: dict[str, Any]) -> str:
+def _action_line(a: dict[str, Any], tz: tzinfo) -> str:
     about = a["warning_id"] or a["subject"] or ""
     why = f" — {a['reason']}" if a["reason"] else ""
-    return f"{a['at']}  {a['actor']:<16} {a['kind']}/{a['action']:<10} {about}{why}"
+    return f"{_when(a['at'], tz)}  {a['actor']:<16} {a['kind']}/{a['action']:<10} {about}{why}"
 
 
-def _delivery_line(d: dict[str, Any]) -> str:
+def _delivery_line(d: dict[str, Any], tz: tzinfo) -> str:
     delay = "?" if d["delay_seconds"] is None else f"{d['delay_seconds']:.1f} s"
     err = f" ({d['error']})" if d["error"] else ""
     return (
-        f"{d['at']}  {d['outcome']:<10} {d['channel']:<11} {d['receiver_id']:<20} "
+        f"{_when(d['at'], tz)}  {d['outcome']:<10} {d['channel']:<11} {d['receiver_id']:<20} "
         f"attempt {d['attempt']} after {delay}  {d['notification_id']}{err}"
     )
 
@@ -260,13 +332,17 @@ def cmd_history(args: argparse.Namespace) -> int:
     from recorder import queries
 
     settings = get_settings()
+    tz = settings.display_tz()
     what = args.what
+    if what != "warning":
+        args.since, args.until = _aware(args.since, tz), _aware(args.until, tz)
     if what == "warnings":
         f = queries.WarningFilter(
             since=args.since, until=args.until, domain=args.domain, hazard=args.hazard,
             level=args.level, commune=args.commune, status=args.status, latest=args.latest,
         )  # fmt: skip
-        return _emit(_with_engine(settings, lambda e: queries.warnings(e, f)), args, _warning_line)
+        rows = _with_engine(settings, lambda e: queries.warnings(e, f))
+        return _emit(rows, args, lambda w: _warning_line(w, tz))
     if what == "actions":
         rows = _with_engine(
             settings,
@@ -279,7 +355,7 @@ def cmd_history(args: argparse.Namespace) -> int:
                 warning_id=args.warning,
             ),
         )
-        return _emit(rows, args, _action_line)
+        return _emit(rows, args, lambda a: _action_line(a, tz))
     if what == "deliveries":
         rows = _with_engine(
             settings,
@@ -294,7 +370,7 @@ def cmd_history(args: argparse.Namespace) -> int:
                 warning_id=args.warning,
             ),
         )
-        return _emit(rows, args, _delivery_line)
+        return _emit(rows, args, lambda d: _delivery_line(d, tz))
     # one warning's timeline
     found = _with_engine(settings, lambda e: queries.timeline(e, args.warning_id))
     if found is None:
@@ -313,7 +389,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         why = f" — {a['reason']}" if a["reason"] else ""
         events.append((a["at"], f"ACTION    {a['actor']}: {a['kind']}/{a['action']}{why}"))
     for d in found["deliveries"]:
-        events.append((d["at"], f"DELIVERY  {_delivery_line(d).split('  ', 1)[1]}"))
+        events.append((d["at"], f"DELIVERY  {_delivery_line(d, tz).split('  ', 1)[1]}"))
+    for r in found["readings"]:
+        unit = f" {r['unit']}" if r["unit"] else ""
+        where = f" ({r['area']})" if r["area"] else ""
+        events.append((r["observed_at"], f"READING   {r['station_id']}{where} {r['metric']} "
+                       f"{r['value']:g}{unit}"))  # fmt: skip
     for b in found["broadcasts"]:
         events.append((b["requested_at"], f"BROADCAST {b['broadcast_id']} {b['status']}, "
                        f"approved by {', '.join(b['approvals']) or 'nobody'}"))  # fmt: skip
@@ -323,8 +404,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         out.writerows(sorted(events))
         return 0
     print(f"{args.warning_id}:")
-    for at, line in sorted(events):
-        print(f"  {at}  {line}")
+    for at, line in sorted(events):  # ISO 8601 in UTC: text order is time order
+        print(f"  {_when(at, tz)}  {line}")
     return 0
 
 
@@ -400,12 +481,12 @@ def _lead_receivers(settings: Settings) -> dict[str, set[str]]:
 def cmd_indicators(args: argparse.Namespace) -> int:
     from recorder.indicators import indicators, parse_period
 
+    settings = get_settings()
     try:
-        period = parse_period(args.period, LOCAL)
+        period = parse_period(args.period, settings.display_tz())
     except ValueError as exc:
         print(f"canhbao indicators: {exc}", file=sys.stderr)
         return 2
-    settings = get_settings()
     leads = _lead_receivers(settings)
     found = _with_engine(
         settings,
@@ -435,7 +516,7 @@ def cmd_report(args: argparse.Namespace) -> int:
               "(canhbao history warnings lists what is)", file=sys.stderr)  # fmt: skip
         return 1
     out = Path(args.html)
-    out.write_text(render(event), encoding="utf-8")
+    out.write_text(render(event, settings.display_tz()), encoding="utf-8")
     print(f"{out}: after-action report of {args.warning_id} ({len(event.states)} states, "
           f"{len(event.timeline['deliveries'])} delivery attempts)")  # fmt: skip
     return 0
@@ -464,9 +545,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     tsub.add_parser("list", help="the departments and their scopes")
     p.set_defaults(func=cmd_tokens)
 
-    p = sub.add_parser("db", help="the threat record's database schema")
-    p.add_argument("action", choices=["upgrade", "current"])
+    p = sub.add_parser(
+        "db", help="the threat record's database: its schema (upgrade, current), purge"
+    )
+    p.add_argument("action", choices=["upgrade", "current", "purge"])
     p.add_argument("--revision", default="head", help="upgrade to this migration (default: head)")
+    p.add_argument(
+        "--days",
+        type=int,
+        default=None,
+        help="purge: keep readings this many days (default CANHBAO_RECORD_READINGS_DAYS)",
+    )
     p.set_defaults(func=cmd_db)
 
     h = sub.add_parser("history", help="ask the threat record (warnings, actions, deliveries)")

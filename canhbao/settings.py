@@ -5,11 +5,12 @@ Secrets are ``SecretStr``: they print as ``**********`` and are never logged.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, Field, SecretStr
+from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -184,9 +185,31 @@ class Settings(BaseSettings):
     record_api_port: int = Field(
         default=8791, ge=1, le=65535, description="Port of `canhbao record --api`"
     )
+    # --- how the threat record shows times to people (history, indicators, report) ---
+    display_timezone: str = Field(
+        default="Asia/Ho_Chi_Minh",
+        description="IANA time zone of the times `canhbao history`, `indicators` and "
+        "`report` print for people, and of times given without an offset on their "
+        "command line (--json and --csv keep ISO 8601 with the offset)",
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")
     log_level: str = "info"
+
+    @field_validator("display_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone (e.g. Asia/Ho_Chi_Minh, UTC)"
+            ) from None
+        return value
+
+    def display_tz(self) -> tzinfo:
+        """The time zone people read the record's times in."""
+        return ZoneInfo(self.display_timezone)
 
     @property
     def console_db_path(self) -> Path:

@@ -11,18 +11,14 @@ without a restart.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from feeds.atomic import replace_file
+from topics import tokenfile
 from topics.errors import field_errors
 from topics.models import Domain, Identifier
 
@@ -105,41 +101,22 @@ class KeyFile(BaseModel):
 
 
 def hash_key(key: str) -> str:
-    # Unsalted SHA-256 is the right tool here: keys are 256-bit random tokens, so there is
-    # no dictionary to try and no brute force within reach, which is what salts and slow
-    # password hashes (bcrypt, argon2) defend against; they would only slow each request.
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return tokenfile.hash_secret(key)
 
 
 def new_key() -> str:
-    return secrets.token_urlsafe(32)  # 32 random bytes = 256 bits
+    return tokenfile.new_secret()
 
 
 def read_key_file(path: Path) -> KeyFile:
     """The key file at ``path``; a missing file is an empty one."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return KeyFile()
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text) or {}
-        return KeyFile.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise KeyFileError(f"{path}: not valid YAML: {exc}") from None
-    except ValidationError as exc:
-        raise KeyFileError(f"{path}: " + "; ".join(field_errors(exc))) from None
+    return tokenfile.read(path, KeyFile, KeyFileError)
 
 
 def write_key_file(path: Path, keys: KeyFile) -> None:
-    """Replace the file atomically: the running API never reads half a file."""
-    entries = [
-        s.model_dump(mode="json", exclude_none=True, exclude_defaults=True) for s in keys.sources
-    ]
-    text = HEADER + yaml.safe_dump({"sources": entries}, sort_keys=False, allow_unicode=True)
-    # The old file's mode is kept, so the API's user can still read it (hashes only).
-    replace_file(path, text)
+    """Replace the file atomically: the running API never reads half a file. The old
+    file's mode is kept, so the API's user can still read it (hashes only)."""
+    tokenfile.write(path, HEADER, "sources", keys.sources)
 
 
 def add_source(
@@ -235,10 +212,4 @@ class KeyStore:
         """The source whose key this is, or None."""
         if not key:
             return None
-        digest = hash_key(key)
-        found = None
-        for source in self._sources:
-            # Constant-time, and no early exit: the time taken says nothing about the key.
-            if hmac.compare_digest(digest, source.key_sha256):
-                found = source
-        return found
+        return tokenfile.find(self._sources, lambda s: s.key_sha256, key)

@@ -254,7 +254,7 @@ def openapi() -> dict[str, Any]:
             "/api/v1/warnings/{warning_id}": {
                 "get": {
                     "summary": "One warning's timeline: states, notifications, deliveries, "
-                    "actions, broadcasts",
+                    "actions, broadcasts, and the readings of its stations around it",
                     "parameters": [
                         {
                             "name": "warning_id",

@@ -8,15 +8,17 @@ service logs and counts."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from alerting.routes import Silence
+from recorder.readings import ReadingSelection
 from recorder.schema import (
     AuditEntry,
     Base,
@@ -25,6 +27,7 @@ from recorder.schema import (
     DeliveryAttempt,
     EvidenceReading,
     NotificationRow,
+    ReadingRow,
     RuleSetRow,
     SilenceRow,
     UnreadableRecord,
@@ -41,6 +44,7 @@ from topics.catalogue import (
     STATE_BROADCASTS,
     WARNINGS,
     notifications_topic,
+    readings_topic,
 )
 from topics.errors import field_errors
 from topics.models import (
@@ -50,14 +54,19 @@ from topics.models import (
     Command,
     DeadLetter,
     DeliveryReceipt,
+    Domain,
     Notification,
+    Reading,
     RuleSetDoc,
+    SilenceLift,
     Warning,
 )
 
 M = TypeVar("M", bound=BaseModel)
 
 NOTIFICATION_TOPICS = tuple(notifications_topic(c) for c in Channel)
+#: The validated readings: the record keeps those some rule in force selects.
+READING_TOPICS = tuple(readings_topic(d) for d in Domain)
 
 #: Every topic the recorder reads, in the catalogue's names.
 TOPICS: tuple[str, ...] = (
@@ -70,6 +79,7 @@ TOPICS: tuple[str, ...] = (
     DEADLETTER,
     CONTROL_RULES,
     CONTROL_SILENCES,
+    *READING_TOPICS,
 )
 
 
@@ -83,6 +93,7 @@ class Incoming:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def logged_at(self) -> datetime:
@@ -113,14 +124,31 @@ class Rows:
         return sum(len(rows) for rows in self.tables.values())
 
 
-def decode(records: Iterable[Incoming]) -> Rows:
+def decode(records: Iterable[Incoming], selection: ReadingSelection | None = None) -> Rows:
+    """The rows of ``records``. ``selection`` (the rule set in force) says which
+    readings to keep, none without it; it first takes any newer rule set of the batch,
+    so that a reading is judged by the set in force however the batch's partitions
+    interleave."""
+    records = list(records)
+    if selection is not None:
+        for record in records:
+            if record.topic == CONTROL_RULES and record.value:
+                # One that is not a rule set is recorded as unreadable below.
+                with contextlib.suppress(ValidationError):
+                    selection.adopt(RuleSetDoc.model_validate_json(record.value))
     rows = Rows()
     for record in records:
-        decode_one(record, rows)
+        decode_one(record, rows, selection)
     return rows
 
 
-def decode_one(record: Incoming, rows: Rows) -> None:
+def decode_one(record: Incoming, rows: Rows, selection: ReadingSelection | None = None) -> None:
+    if record.topic in READING_TOPICS:
+        try:
+            _reading(record, rows, selection)
+        except _Unreadable as exc:
+            unreadable(rows, record, exc.reason, exc.detail)
+        return
     handler = _HANDLERS.get(record.topic)
     if handler is None:
         unreadable(rows, record, "unknown_topic", f"the recorder does not read {record.topic}")
@@ -250,84 +278,88 @@ def _warning(record: Incoming, rows: Rows) -> None:
         )
 
 
-def _notification(record: Incoming, rows: Rows) -> None:
-    n = _parse(Notification, record)
+def _reading(record: Incoming, rows: Rows, selection: ReadingSelection | None) -> None:
+    r = _parse(Reading, record)
+    if selection is None or not selection.selects(r):
+        return  # no rule in force watches it: not the record's to keep
     rows.add(
-        NotificationRow,
+        ReadingRow,
         {
-            "notification_id": n.notification_id,
-            "warning_id": n.warning_id,
-            "warning_version": n.warning_version,
-            "receiver_id": n.receiver_id,
-            "channel": n.channel.value,
-            "audience": n.audience.value,
-            "lang": n.lang,
-            "recipients": len(n.recipients),
-            "subject": n.subject,
-            "body": n.body,
-            "exercise": n.exercise,
-            "created_at": n.created_at,
+            "station_id": r.station_id,
+            "metric": r.metric,
+            "observed_at": r.observed_at,
+            "area": r.area or "",
+            "domain": r.domain.value,
+            "value": r.value,
+            "unit": r.unit,
+            "source": r.source,
+            "drill": r.drill is not None,
         },
     )
 
 
-def _receipt(record: Incoming, rows: Rows) -> None:
-    r = _parse(DeliveryReceipt, record)
-    rows.add(
-        DeliveryAttempt,
-        {
-            "notification_id": r.notification_id,
-            "attempt": r.attempt,
-            "at": r.at,
-            "warning_id": r.warning_id,
-            "receiver_id": r.receiver_id,
-            "channel": r.channel.value,
-            "outcome": r.outcome.value,
-            "status_code": r.status_code,
-            "error": r.error,
-            "latency_seconds": r.latency_seconds,
-        },
-    )
+def _notification(n: Notification, record: Incoming) -> dict[str, Any]:
+    return {
+        "notification_id": n.notification_id,
+        "warning_id": n.warning_id,
+        "warning_version": n.warning_version,
+        "receiver_id": n.receiver_id,
+        "channel": n.channel.value,
+        "audience": n.audience.value,
+        "lang": n.lang,
+        "recipients": len(n.recipients),
+        "subject": n.subject,
+        "body": n.body,
+        "exercise": n.exercise,
+        "created_at": n.created_at,
+    }
 
 
-def _command(record: Incoming, rows: Rows) -> None:
-    c = _parse(Command, record)
-    rows.add(
-        AuditEntry,
-        {
-            "event_id": f"command:{c.command_id}",
-            "kind": "command",
-            "action": c.action.value,
-            "actor": c.actor,
-            "at": c.at,
-            "warning_id": c.warning_id,
-            "subject": None,
-            "reason": c.reason,
-            "detail": _json(c),
-            "logged_at": record.logged_at,
-        },
-    )
+def _receipt(r: DeliveryReceipt, record: Incoming) -> dict[str, Any]:
+    return {
+        "notification_id": r.notification_id,
+        "attempt": r.attempt,
+        "at": r.at,
+        "warning_id": r.warning_id,
+        "receiver_id": r.receiver_id,
+        "channel": r.channel.value,
+        "outcome": r.outcome.value,
+        "status_code": r.status_code,
+        "error": r.error,
+        "latency_seconds": r.latency_seconds,
+    }
 
 
-def _approval(record: Incoming, rows: Rows) -> None:
-    ev = _parse(ApprovalEvent, record)
+def _command(c: Command, record: Incoming) -> dict[str, Any]:
+    return {
+        "event_id": f"command:{c.command_id}",
+        "kind": "command",
+        "action": c.action.value,
+        "actor": c.actor,
+        "at": c.at,
+        "warning_id": c.warning_id,
+        "subject": None,
+        "reason": c.reason,
+        "detail": _json(c),
+        "logged_at": record.logged_at,
+    }
+
+
+def _approval(ev: ApprovalEvent, record: Incoming) -> dict[str, Any]:
     detail = _json(ev)
     detail.pop("broadcast", None)  # the broadcast's state is in its own table
-    rows.add(
-        AuditEntry,
-        {
-            "event_id": f"approval:{ev.event_id}",
-            "kind": "approval",
-            "action": ev.action.value,
-            "actor": ev.actor,
-            "at": ev.at,
-            "warning_id": ev.warning_id,
-            "subject": ev.broadcast_id,
-            "reason": ev.reason,
-            "detail": detail,
-            "logged_at": record.logged_at,
-        },
-    )
+    return {
+        "event_id": f"approval:{ev.event_id}",
+        "kind": "approval",
+        "action": ev.action.value,
+        "actor": ev.actor,
+        "at": ev.at,
+        "warning_id": ev.warning_id,
+        "subject": ev.broadcast_id,
+        "reason": ev.reason,
+        "detail": detail,
+        "logged_at": record.logged_at,
+    }
 
 
 def _broadcast(record: Incoming, rows: Rows) -> None:
@@ -354,24 +386,20 @@ def _broadcast(record: Incoming, rows: Rows) -> None:
     )
 
 
-def _deadletter(record: Incoming, rows: Rows) -> None:
-    d = _parse(DeadLetter, record)
-    rows.add(
-        DeadLetterRow,
-        {
-            "partition": record.partition,
-            "offset": record.offset,
-            "source_topic": d.source_topic,
-            "source_partition": d.partition,
-            "source_offset": d.offset,
-            "stage": d.stage,
-            "reason": d.reason,
-            "errors": list(d.errors),
-            "key": d.key,
-            "original": d.original,
-            "at": d.at,
-        },
-    )
+def _deadletter(d: DeadLetter, record: Incoming) -> dict[str, Any]:
+    return {
+        "partition": record.partition,
+        "offset": record.offset,
+        "source_topic": d.source_topic,
+        "source_partition": d.partition,
+        "source_offset": d.offset,
+        "stage": d.stage,
+        "reason": d.reason,
+        "errors": list(d.errors),
+        "key": d.key,
+        "original": d.original,
+        "at": d.at,
+    }
 
 
 def _rules(record: Incoming, rows: Rows) -> None:
@@ -404,13 +432,22 @@ def _rules(record: Incoming, rows: Rows) -> None:
 
 
 def _silence(record: Incoming, rows: Rows) -> None:
-    # Keyed by the silence id; a tombstone lifts it (it names nobody: the operator's
-    # name is not on the wire, see `canhbao alerts unsilence`).
+    # Keyed by the silence id; a tombstone lifts it, and its header names who lifted
+    # it and why (`canhbao alerts unsilence --actor`; none on older tombstones).
     position = f"{record.topic}/{record.partition}/{record.offset}"
     if record.value is None:
         if not record.key:
             raise _Unreadable("invalid", "a tombstone without a silence id")
         sid = record.key.decode("utf-8", "replace")
+        try:
+            lift = SilenceLift.from_headers(record.headers)
+        except ValidationError as exc:
+            # The lift itself stands (every consumer lifted the silence): only who
+            # did it is unreadable, and that is said in the audit entry.
+            lift = None
+            who = f"(unreadable lift header: {'; '.join(field_errors(exc)[:3])})"
+        else:
+            who = lift.actor if lift is not None else "(not recorded)"
         rows.add(
             SilenceRow,
             {
@@ -420,7 +457,8 @@ def _silence(record: Incoming, rows: Rows) -> None:
                 "ends_at": None,
                 "created_by": None,
                 "comment": "",
-                "removed_at": record.logged_at,
+                "removed_at": lift.at if lift is not None else record.logged_at,
+                "removed_by": lift.actor if lift is not None else None,
                 "position": record.offset,
             },
         )
@@ -430,12 +468,12 @@ def _silence(record: Incoming, rows: Rows) -> None:
                 "event_id": f"silence:{position}",
                 "kind": "silence",
                 "action": "remove",
-                "actor": "(not recorded)",
-                "at": record.logged_at,
+                "actor": who,
+                "at": lift.at if lift is not None else record.logged_at,
                 "warning_id": None,
                 "subject": sid,
-                "reason": "",
-                "detail": {},
+                "reason": lift.reason if lift is not None else "",
+                "detail": _json(lift) if lift is not None else {},
                 "logged_at": record.logged_at,
             },
         )
@@ -453,6 +491,7 @@ def _silence(record: Incoming, rows: Rows) -> None:
             "created_by": s.created_by,
             "comment": s.comment,
             "removed_at": None,
+            "removed_by": None,
             "position": record.offset,
         },
     )
@@ -473,14 +512,27 @@ def _silence(record: Incoming, rows: Rows) -> None:
     )
 
 
+@dataclass(frozen=True)
+class _OneRow(Generic[M]):
+    """A topic whose message is one row of one table: parse, build the row, add it."""
+
+    model: type[M]
+    table: type[Base]
+    row: Callable[[M, Incoming], dict[str, Any]]
+
+    def __call__(self, record: Incoming, rows: Rows) -> None:
+        rows.add(self.table, self.row(_parse(self.model, record), record))
+
+
 _HANDLERS: dict[str, Callable[[Incoming, Rows], None]] = {
+    **dict.fromkeys(NOTIFICATION_TOPICS, _OneRow(Notification, NotificationRow, _notification)),
+    RECEIPTS: _OneRow(DeliveryReceipt, DeliveryAttempt, _receipt),
+    COMMANDS: _OneRow(Command, AuditEntry, _command),
+    APPROVALS: _OneRow(ApprovalEvent, AuditEntry, _approval),
+    DEADLETTER: _OneRow(DeadLetter, DeadLetterRow, _deadletter),
+    # These make several rows of a message, or none.
     WARNINGS: _warning,
-    **dict.fromkeys(NOTIFICATION_TOPICS, _notification),
-    RECEIPTS: _receipt,
-    COMMANDS: _command,
-    APPROVALS: _approval,
     STATE_BROADCASTS: _broadcast,
-    DEADLETTER: _deadletter,
     CONTROL_RULES: _rules,
     CONTROL_SILENCES: _silence,
 }

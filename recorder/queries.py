@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, select
@@ -19,7 +19,9 @@ from recorder.schema import (
     BroadcastRow,
     DeadLetterRow,
     DeliveryAttempt,
+    EvidenceReading,
     NotificationRow,
+    ReadingRow,
     WarningArea,
     WarningVersion,
 )
@@ -224,9 +226,56 @@ async def deliveries(
     return out
 
 
+#: A warning's readings are charted from this long before it was raised (the river
+#: rising to the threshold) to this long after its last state (going down).
+READINGS_MARGIN = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class EventReadings:
+    """The readings of a warning's stations and metrics (those its states gave as
+    evidence) around the event: every reading the rules selected, and the evidence."""
+
+    selected: list[ReadingRow]
+    evidence: list[EvidenceReading]
+
+
+async def event_readings(session: AsyncSession, states: Sequence[WarningVersion]) -> EventReadings:
+    series = sorted({(e["station_id"], e["metric"]) for s in states for e in s.evidence})
+    if not series:
+        return EventReadings([], [])
+    start = min(s.raised_at for s in states) - READINGS_MARGIN
+    end = max(s.updated_at for s in states) + READINGS_MARGIN
+    selected: list[ReadingRow] = []
+    evidence: list[EvidenceReading] = []
+    for station, metric in series:  # each a range of the key (station, metric, time)
+        selected += await session.scalars(
+            select(ReadingRow)
+            .where(
+                ReadingRow.station_id == station,
+                ReadingRow.metric == metric,
+                ReadingRow.observed_at >= start,
+                ReadingRow.observed_at <= end,
+            )
+            .order_by(ReadingRow.observed_at, ReadingRow.area)
+        )
+        evidence += await session.scalars(
+            select(EvidenceReading)
+            .where(
+                EvidenceReading.station_id == station,
+                EvidenceReading.metric == metric,
+                EvidenceReading.observed_at >= start,
+                EvidenceReading.observed_at <= end,
+            )
+            .order_by(EvidenceReading.observed_at)
+        )
+    return EventReadings(selected, evidence)
+
+
 async def timeline(engine: AsyncEngine, warning_id: str) -> dict[str, Any] | None:
     """Everything recorded about one warning: its states, notifications and their
-    attempts, operators' actions and broadcasts; None when the record has none of it."""
+    attempts, operators' actions, broadcasts, and the readings of its stations around
+    it; None when the record has none of it."""
     states = await warnings(engine, WarningFilter(warning_id=warning_id))
     acts = await actions(engine, warning_id=warning_id)
     sends = await deliveries(engine, warning_id=warning_id)
@@ -245,6 +294,12 @@ async def timeline(engine: AsyncEngine, warning_id: str) -> dict[str, Any] | Non
                 .order_by(BroadcastRow.requested_at)
             )
         ).all()
+        versions = (
+            await session.scalars(
+                select(WarningVersion).where(WarningVersion.warning_id == warning_id)
+            )
+        ).all()
+        around = await event_readings(session, versions)
     if not (states or acts or sends or notes):
         return None
     note_cols = (
@@ -278,6 +333,10 @@ async def timeline(engine: AsyncEngine, warning_id: str) -> dict[str, Any] | Non
         "deliveries": sends,
         "actions": acts,
         "broadcasts": [_row(b, cast_cols) for b in casts],
+        "readings": [
+            _row(r, ("observed_at", "station_id", "metric", "area", "value", "unit"))
+            for r in around.selected
+        ],
     }
 
 

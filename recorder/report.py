@@ -12,18 +12,20 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, tzinfo
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from recorder import queries
 from recorder.indicators import event_indicators
-from recorder.schema import EvidenceReading, WarningVersion
+from recorder.schema import WarningVersion
 
-LOCAL = timezone(timedelta(hours=7), "ICT")  # the province's clock, for people
+#: The province's clock, for people, unless the caller passes the display time zone.
+LOCAL: tzinfo = ZoneInfo("Asia/Ho_Chi_Minh")
 LEVEL_COLOURS = {0: "#9bbf85", 1: "#f6d55c", 2: "#ed9a3c", 3: "#d9412f", 4: "#8e1b4f", 5: "#4a0f2b"}
 OUTCOME_COLOURS = {
     "delivered": "#2e8b57",
@@ -36,6 +38,9 @@ OUTCOME_COLOURS = {
 
 @dataclass(frozen=True)
 class Reading:
+    """A point of a chart: a reading the rules selected, or (with its threshold) one
+    a state of the warning gave as evidence."""
+
     station_id: str
     metric: str
     observed_at: datetime
@@ -69,38 +74,39 @@ async def gather(
                 )
             ).all()
         )
-        stations = {(e["station_id"], e["metric"]) for s in states for e in s.evidence}
-        rows = []
-        if stations:
-            start = min(s.raised_at for s in states) - timedelta(hours=1)
-            end = max(s.updated_at for s in states) + timedelta(hours=1)
-            rows = list(
-                await session.scalars(
-                    select(EvidenceReading).where(
-                        EvidenceReading.observed_at >= start, EvidenceReading.observed_at <= end
-                    )
-                )
-            )
-    readings = sorted(
-        (
+        around = await queries.event_readings(session, states)
+    readings = merge_readings(
+        [
             Reading(r.station_id, r.metric, r.observed_at, r.value, r.threshold)
-            for r in rows
-            if (r.station_id, r.metric) in stations
-        ),
-        key=lambda r: r.observed_at,
+            for r in around.evidence
+        ],
+        [Reading(r.station_id, r.metric, r.observed_at, r.value, None) for r in around.selected],
     )
     found = await event_indicators(engine, warning_id, lead_receivers)
     return EventRecord(warning_id, timeline, states, readings, found or {})
 
 
+def merge_readings(evidence: list[Reading], selected: list[Reading]) -> list[Reading]:
+    """One chart series from both: every reading the rules selected, and the evidence
+    of the states (which carries the threshold) where the two are the same reading."""
+    by_point = {(r.station_id, r.metric, r.observed_at): r for r in selected}
+    by_point.update({(r.station_id, r.metric, r.observed_at): r for r in evidence})
+    return sorted(by_point.values(), key=lambda r: (r.observed_at, r.station_id, r.metric))
+
+
 # --- rendering (pure) -------------------------------------------------------------------
 
 
-def _local(t: datetime | str | None) -> str:
+def _local_in(t: datetime | str | None, tz: tzinfo = LOCAL) -> str:
     if t is None:
         return "—"
     when = datetime.fromisoformat(t) if isinstance(t, str) else t
-    return when.astimezone(LOCAL).strftime("%d/%m/%Y %H:%M:%S")
+    return when.astimezone(tz).strftime("%d/%m/%Y %H:%M:%S")
+
+
+def zone_name(tz: tzinfo) -> str:
+    """The zone as people know it: its IANA name (Asia/Ho_Chi_Minh), else its offset."""
+    return str(getattr(tz, "key", None) or tz.tzname(None) or tz)
 
 
 def _num(v: float) -> str:
@@ -124,7 +130,9 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [lo + i * step for i in range(n + 1)]
 
 
-def readings_charts(states: list[WarningVersion], readings: list[Reading]) -> str:
+def readings_charts(
+    states: list[WarningVersion], readings: list[Reading], tz: tzinfo = LOCAL
+) -> str:
     """One chart per station and metric (a water level and a report's severity do not
     share an axis); a note when the record holds no reading."""
     series: dict[tuple[str, str], list[Reading]] = defaultdict(list)
@@ -132,11 +140,13 @@ def readings_charts(states: list[WarningVersion], readings: list[Reading]) -> st
         series[(r.station_id, r.metric)].append(r)
     if not series:
         return '<p class="readings-chart">Không có số đo / no reading recorded.</p>'
-    return "".join(readings_chart(states, points) for _, points in sorted(series.items()))
+    return "".join(readings_chart(states, points, tz) for _, points in sorted(series.items()))
 
 
-def readings_chart(states: list[WarningVersion], readings: list[Reading]) -> str:
-    """SVG: the evidence readings of one station and metric over the readings' clock,
+def readings_chart(
+    states: list[WarningVersion], readings: list[Reading], tz: tzinfo = LOCAL
+) -> str:
+    """SVG: the readings of one station and metric over the readings' clock,
     each threshold as a dashed line, the warning's level as coloured bands."""
     w, h, left, right, top, bottom = 900, 300, 70, 50, 20, 50
     times = [r.observed_at for r in readings] + [s.updated_at for s in states]
@@ -181,7 +191,7 @@ def readings_chart(states: list[WarningVersion], readings: list[Reading]) -> str
         t = t0 + span * i / 5
         out.append(
             f'<text x="{x(t):.1f}" y="{h - bottom + 16}" text-anchor="middle" font-size="11">'
-            f"{t.astimezone(LOCAL).strftime('%d/%m %H:%M')}</text>"
+            f"{t.astimezone(tz).strftime('%d/%m %H:%M')}</text>"
         )
     for threshold in sorted({r.threshold for r in readings if r.threshold is not None}):
         out.append(
@@ -200,12 +210,12 @@ def readings_chart(states: list[WarningVersion], readings: list[Reading]) -> str
             out.append(
                 f'<circle cx="{x(p.observed_at):.1f}" cy="{y(p.value):.1f}" r="3.5" fill="#1f5fa8">'
                 f"<title>{escape(station)} {escape(metric)} {_num(p.value)} · "
-                f"{_local(p.observed_at)}</title></circle>"
+                f"{_local_in(p.observed_at, tz)}</title></circle>"
             )
     names = ", ".join(f"{s} · {m}" for s, m in sorted(series)) or "—"
     out.append(
         f'<text x="{left}" y="{h - 8}" font-size="11">{escape(names)} '
-        f"(giờ Việt Nam / Vietnam time)</text></svg>"
+        f"(giờ / time: {escape(zone_name(tz))})</text></svg>"
     )
     return "".join(out)
 
@@ -278,12 +288,19 @@ th{background:#f3f3f3}svg{width:100%;height:auto}
 """
 
 
-def render(event: EventRecord) -> str:
-    """The report as one HTML document."""
+def render(event: EventRecord, tz: tzinfo = LOCAL) -> str:
+    """The report as one HTML document, its times in ``tz`` (the display time zone)."""
+
+    def _local(t: datetime | str | None) -> str:
+        return _local_in(t, tz)
+
     states, tl = event.states, event.timeline
     first, last = states[0], states[-1]
     t0 = first.logged_at
-    start = min([r.observed_at for r in event.readings] + [first.raised_at])
+    # The first reading over threshold: the evidence (the readings before it are
+    # charted for context, not where the event starts).
+    start = min([r.observed_at for r in event.readings if r.threshold is not None]
+                + [first.raised_at])  # fmt: skip
     cleared = next((s for s in states if s.transition == "cleared"), None)
     end_text = (
         _local(cleared.updated_at)
@@ -365,7 +382,7 @@ Từ / from {escape(_local(start))} (số đo đầu tiên vượt ngưỡng / f
 đến / to {escape(end_text)} · cấp cao nhất / highest level:
 {escape(max(states, key=lambda s: s.level).level_name)}</p>
 <h2>Số liệu đo / Readings</h2>
-{readings_charts(states, event.readings)}
+{readings_charts(states, event.readings, tz)}
 <h2>Diễn biến cảnh báo / State changes</h2>
 {
         _table(

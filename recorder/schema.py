@@ -135,6 +135,25 @@ class EvidenceReading(Base):
     warning_id: Mapped[str] = mapped_column(String(), index=True)
 
 
+class ReadingRow(Base):
+    """Every validated reading (``canhbao.readings.<domain>``) that some rule in force
+    selects (:mod:`recorder.readings`), for the charts of the report; kept
+    ``record_readings_days`` and purged after. The key leads with (station, metric,
+    observed_at), the order a chart reads a series in; ``area`` ('' when the reading
+    names none) keeps apart the communes one unit reports for."""
+
+    __tablename__ = "readings"
+    station_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(), primary_key=True)
+    observed_at: Mapped[datetime] = mapped_column(primary_key=True, index=True)
+    area: Mapped[str] = mapped_column(String(), primary_key=True)
+    domain: Mapped[str] = mapped_column(String())
+    value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str | None] = mapped_column(String())
+    source: Mapped[str | None] = mapped_column(String())
+    drill: Mapped[bool] = mapped_column(Boolean)  # played by a drill (its own clock)
+
+
 class NotificationRow(Base):
     """Every rendered notification (``canhbao.notifications.<channel>``)."""
 
@@ -220,7 +239,7 @@ class RuleSetRow(Base):
 
 class SilenceRow(Base):
     """Each silence's latest state (``canhbao.control.silences``); ``removed_at`` is
-    when an operator lifted it early."""
+    when an operator (``removed_by``) lifted it early."""
 
     __tablename__ = "silences"
     silence_id: Mapped[str] = mapped_column(String(), primary_key=True)
@@ -230,6 +249,9 @@ class SilenceRow(Base):
     created_by: Mapped[str | None] = mapped_column(String())
     comment: Mapped[str] = mapped_column(Text)
     removed_at: Mapped[datetime | None]
+    # Who lifted it early (the lift's header on the tombstone; None for a tombstone
+    # published before lifts carried their operator, or one without the header).
+    removed_by: Mapped[str | None] = mapped_column(String())
     position: Mapped[int] = mapped_column(BigInteger)
 
 

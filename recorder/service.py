@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from recorder.decode import TOPICS, Incoming, Rows, decode, unreadable
+from recorder.readings import ReadingSelection
 from recorder.store import Span, StaleOffsets, Store
 from topics.kafka import commit_owned, membership
 from topics.metrics import Metrics
@@ -57,6 +58,8 @@ class Recorder:
     store: Store
     config: RecorderConfig
     metrics: Metrics = field(default_factory=Metrics.default)
+    #: the rule set in force: which readings to keep (it follows canhbao.control.rules)
+    selection: ReadingSelection = field(default_factory=ReadingSelection)
     #: per owned partition, the stored offset the next batch starts from (None: none yet)
     starts: dict[TopicPartition, int | None] = field(default_factory=dict)
     _consumer: AIOKafkaConsumer | None = None
@@ -124,12 +127,20 @@ class Recorder:
                 continue  # revoked since the fetch: its new owner reads it
             spans[(tp.topic, tp.partition)] = Span(self.starts[tp], records[-1].offset + 1)
             incoming += [
-                Incoming(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp)
+                Incoming(
+                    r.topic,
+                    r.partition,
+                    r.offset,
+                    r.key,
+                    r.value,
+                    r.timestamp,
+                    tuple(r.headers or ()),
+                )
                 for r in records
             ]
         if not spans:
             return True
-        rows = decode(incoming)
+        rows = decode(incoming, self.selection)
         try:
             await self.store.apply(self.config.group_id, rows, spans)
         except (DataError, IntegrityError) as exc:
@@ -180,7 +191,7 @@ class Recorder:
         for record in incoming:
             tp = TopicPartition(record.topic, record.partition)
             span = {(record.topic, record.partition): Span(self.starts[tp], record.offset + 1)}
-            rows = decode([record])
+            rows = decode([record], self.selection)
             try:
                 await self.store.apply(self.config.group_id, rows, span)
             except (DataError, IntegrityError) as exc:
@@ -200,12 +211,15 @@ class Recorder:
         self._next_purge = now + self.config.purge_every
         before = datetime.now(UTC) - timedelta(days=self.config.readings_days)
         try:
-            n = await self.store.purge_readings(before)
+            purged = await self.store.purge(before)
         except DBAPIError as exc:
-            log.error("purging old evidence readings failed: %s", exc.orig)
+            log.error("purging old readings failed: %s", exc.orig)
             return
-        if n:
-            log.info("purged %d evidence reading(s) observed before %s", n, before.isoformat())
+        for table, n in purged.items():
+            self.metrics.record_purged.labels(table).inc(n)
+        if any(purged.values()):
+            log.info("purged readings observed before %s: %s", before.isoformat(),
+                     ", ".join(f"{n} from {t}" for t, n in purged.items()))  # fmt: skip
 
 
 async def behind(

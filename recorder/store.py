@@ -16,18 +16,31 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, event, select, update
+from sqlalchemy import Table, and_, case, delete, event, select, update
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.dml import Insert
 
 from recorder import migrate
 from recorder.decode import Rows
-from recorder.schema import Base, BroadcastRow, EvidenceReading, KafkaOffset, SilenceRow
+from recorder.schema import (
+    Base,
+    BroadcastRow,
+    EvidenceReading,
+    KafkaOffset,
+    ReadingRow,
+    SilenceRow,
+)
 
 #: Tables whose row is an entity's latest state: the newer record (higher offset)
 #: replaces the older. Every other table only ever gains rows.
 LATEST_STATE: tuple[type[Base], ...] = (BroadcastRow, SilenceRow)
+
+#: A silence lifted early (a tombstone: no matchers, no author) keeps what was set, so
+#: the record says what was silenced, by whom, and who lifted it.
+KEPT_ON_REMOVAL: dict[type[Base], tuple[str, ...]] = {
+    SilenceRow: ("matchers", "starts_at", "ends_at", "created_by", "comment"),
+}
 
 Partition = tuple[str, int]
 
@@ -91,12 +104,17 @@ def _keys(table: type[Base]) -> list[str]:
 
 
 def _latest(table: type[Base], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per key, the newest (a statement may not update a row twice)."""
+    """One row per key, the newest (a statement may not update a row twice); a removal
+    keeps what the state it removes had (:data:`KEPT_ON_REMOVAL`)."""
     keys = _keys(table)
+    kept = KEPT_ON_REMOVAL.get(table, ())
     by_key: dict[tuple[Any, ...], dict[str, Any]] = {}
     for row in rows:
         k = tuple(row[c] for c in keys)
-        if k not in by_key or by_key[k]["position"] <= row["position"]:
+        old = by_key.get(k)
+        if old is None or old["position"] <= row["position"]:
+            if old is not None and kept and row["removed_at"] is not None:
+                row = {**row, **{c: old[c] for c in kept}}
             by_key[k] = row
     return list(by_key.values())
 
@@ -140,10 +158,17 @@ class Store:
                 columns = [c.name for c in _table(table).columns]
                 keys = _keys(table)
                 col = _table(table).c
+                new = stmt.excluded  # type: ignore[attr-defined]
+                kept = KEPT_ON_REMOVAL.get(table, ())
+                set_ = {
+                    c: case((new.removed_at.is_not(None), col[c]), else_=new[c])
+                    if c in kept
+                    else new[c]
+                    for c in columns
+                    if c not in keys
+                }
                 stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
-                    index_elements=keys,
-                    set_={c: stmt.excluded[c] for c in columns if c not in keys},  # type: ignore[attr-defined]
-                    where=col.position < stmt.excluded.position,  # type: ignore[attr-defined]
+                    index_elements=keys, set_=set_, where=col.position < new.position
                 )
             else:
                 stmt = stmt.on_conflict_do_nothing(index_elements=_keys(table))  # type: ignore[attr-defined]
@@ -182,10 +207,13 @@ class Store:
         if stale:
             raise StaleOffsets(stale)  # rolls the whole batch back
 
-    async def purge_readings(self, before: datetime) -> int:
-        """Delete evidence readings observed before ``before``; how many."""
+    async def purge(self, before: datetime) -> dict[str, int]:
+        """Delete the readings (those the rules selected, and the evidence of warnings)
+        observed before ``before``; how many, by table. The warnings, deliveries and
+        actions are never purged."""
+        out: dict[str, int] = {}
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                delete(EvidenceReading).where(EvidenceReading.observed_at < before)
-            )
-            return int(result.rowcount)
+            for table in (ReadingRow, EvidenceReading):
+                result = await conn.execute(delete(table).where(table.observed_at < before))
+                out[table.__tablename__] = int(result.rowcount)
+        return out

@@ -5,17 +5,12 @@ communes (a commune committee reads its own; the health department reads health)
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import secrets
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from topics import tokenfile
 from topics.errors import field_errors
 from topics.models import Domain, Identifier
 
@@ -55,40 +50,17 @@ class TokenFile(BaseModel):
 
 
 def hash_token(token: str) -> str:
-    # Tokens are 256-bit random: no dictionary to defend against, so a plain SHA-256
-    # (no salt, no slow hash) keeps each request cheap and the file useless to a thief.
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+    return tokenfile.hash_secret(token)
 
 
 def read_tokens(path: Path) -> TokenFile:
     """The token file; a missing file is an empty one (the API then admits nobody)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return TokenFile()
-    except OSError as exc:
-        raise TokenFileError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        return TokenFile.model_validate(yaml.safe_load(text) or {})
-    except yaml.YAMLError as exc:
-        raise TokenFileError(f"{path}: not valid YAML: {exc}") from None
-    except ValidationError as exc:
-        raise TokenFileError(f"{path}: " + "; ".join(field_errors(exc))) from None
+    return tokenfile.read(path, TokenFile, TokenFileError)
 
 
 def write_tokens(path: Path, tokens: TokenFile) -> None:
-    entries = [
-        d.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
-        for d in tokens.departments
-    ]
-    text = HEADER + yaml.safe_dump({"departments": entries}, sort_keys=False, allow_unicode=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Replaced whole (a reader never sees half a file), readable by its owner only.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    tokenfile.write(path, HEADER, "departments", tokens.departments, private=True)
 
 
 def add_department(
@@ -101,7 +73,7 @@ def add_department(
         raise TokenFileError(f"{department!r} already has a token; --rotate makes a new one")
     if old is None and rotate:
         raise TokenFileError(f"{department!r} has no token to rotate")
-    token = secrets.token_urlsafe(32)
+    token = tokenfile.new_secret()
     try:
         entry = Department(
             id=department,
@@ -150,9 +122,4 @@ class Tokens:
     def find(self, token: str) -> Department | None:
         """The department whose token this is (compared in constant time)."""
         self._reload()
-        digest = hash_token(token)
-        found = None
-        for d in self._departments:
-            if hmac.compare_digest(d.token_sha256, digest):
-                found = d
-        return found
+        return tokenfile.find(self._departments, lambda d: d.token_sha256, token)

@@ -19,6 +19,7 @@ from topics.catalogue import (
     STATE_BROADCASTS,
     WARNINGS,
     notifications_topic,
+    readings_topic,
 )
 from topics.ids import broadcast_id
 from topics.models import (
@@ -38,6 +39,7 @@ from topics.models import (
     Domain,
     Evidence,
     Notification,
+    Reading,
     RuleSetDoc,
     ScopeTier,
     Severity,
@@ -142,11 +144,7 @@ def stream(warnings: int = 12) -> list[Msg]:
         out.append((COMMANDS, f"st-{n}".encode(), c.to_bytes()))
         if n == 3:
             out += broadcast_messages(warning(n, 3, 3, T0 + timedelta(minutes=n, seconds=60)))
-    rules = RuleSetDoc(
-        version="2025.10.1", sources={"water.yaml": "rules: []"}, applied_by="chi.le",
-        applied_at=T0, comment="ngưỡng mùa lũ",
-    )  # fmt: skip
-    out.append((CONTROL_RULES, b"active", rules.to_bytes()))
+    out.append((CONTROL_RULES, b"active", RULES.to_bytes()))
     silence = Silence(
         id="maint-st-2", matchers=['station="st-2"'], starts_at=T0,
         ends_at=T0 + timedelta(hours=2), created_by="dung.pham", comment="bảo trì trạm",
@@ -160,6 +158,48 @@ def stream(warnings: int = 12) -> list[Msg]:
     out.append((DEADLETTER, b"canhbao.ingest.readings", letter.to_bytes()))
     out.append((WARNINGS, b"st-bad", b"{this is not json"))
     out.append((COMMANDS, b"st-bad", b'{"command_id": "x"}'))
+    out += readings(warnings)
+    return out
+
+
+#: The rule set of the stream: it watches the water level of every water station.
+RULES = RuleSetDoc(
+    version="2025.10.1",
+    sources={
+        "water.yaml": (
+            "rules:\n"
+            "  - id: water.flood.any\n"
+            "    domain: water\n"
+            "    hazard: river_flood\n"
+            "    selector: {metric: water_level_m}\n"
+            "    condition: {kind: threshold, direction: rising}\n"
+            "    levels:\n"
+            '      - {level: 1, name: "I", value: 4.30, severity: Moderate}\n'
+        )
+    },
+    applied_by="chi.le",
+    applied_at=T0,
+    comment="ngưỡng mùa lũ",
+)
+
+
+def readings(stations: int) -> list[Msg]:
+    """Validated readings of each station: four water levels (the rule set watches
+    them: recorded) and a rainfall (no rule watches it: not recorded)."""
+    out: list[Msg] = []
+    for n in range(stations):
+        for k in range(4):
+            r = Reading(
+                station_id=f"st-{n}", domain=Domain.WATER, metric="water_level_m",
+                value=4.0 + k / 10, unit="m", observed_at=T0 + timedelta(minutes=n, seconds=15 * k),
+                source="test", area=COMMUNES[n % len(COMMUNES)],
+            )  # fmt: skip
+            out.append((readings_topic(Domain.WATER), r.station_id.encode(), r.to_bytes()))
+        rain = Reading(
+            station_id=f"st-{n}", domain=Domain.WATER, metric="rainfall_mm", value=12.5,
+            observed_at=T0 + timedelta(minutes=n),
+        )  # fmt: skip
+        out.append((readings_topic(Domain.WATER), rain.station_id.encode(), rain.to_bytes()))
     return out
 
 

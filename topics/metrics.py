@@ -200,6 +200,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.record_purged = Counter(
+            "canhbao_record_purged_total",
+            "Readings the recorder's purge deleted, older than CANHBAO_RECORD_READINGS_DAYS, "
+            "by table (readings, evidence_readings)",
+            ["table"],
+            registry=r,
+        )
 
     @staticmethod
     @cache

@@ -12,6 +12,7 @@ on a timeline shared by several provinces, so it is rejected.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, Literal
@@ -418,6 +419,36 @@ class RuleSetDoc(Message):
     applied_by: str
     applied_at: AwareDatetime = Field(default_factory=utcnow)
     comment: str = ""
+
+
+#: The header of a tombstone on ``canhbao.control.silences`` that says who lifted the
+#: silence (a :class:`SilenceLift`): a tombstone has no value to say it in.
+SILENCE_LIFT_HEADER = "canhbao-lift"
+
+
+class SilenceLift(Message):
+    """Who lifted a silence before its end, when and why: the JSON of the
+    ``canhbao-lift`` header on the silence's tombstone. Consumers that do not know it
+    ignore headers, so the tombstone still lifts the silence for every one of them; a
+    tombstone without the header (published before lifts carried it) lifts it too,
+    by nobody on record."""
+
+    silence_id: str = Field(min_length=1, max_length=64)
+    actor: str = Field(min_length=1, max_length=128)
+    reason: str = Field(default="", max_length=4000)
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+    def header(self) -> tuple[str, bytes]:
+        return (SILENCE_LIFT_HEADER, self.to_bytes())
+
+    @classmethod
+    def from_headers(cls, headers: Sequence[tuple[str, bytes]]) -> SilenceLift | None:
+        """The lift a record's headers carry; None when they carry none.
+        ``ValidationError`` when the header is there but not a lift."""
+        for name, value in headers:
+            if name == SILENCE_LIFT_HEADER:
+                return cls.model_validate_json(value)
+        return None
 
 
 class Tick(Message):

@@ -63,5 +63,9 @@ def test_history_lists_every_warning_state_and_request_the_demo_counted(
     html = out.read_text(encoding="utf-8")
     chart = re.search(r'<svg class="readings-chart".*?</svg>', html, re.S)
     assert chart and "dap-cau · water_level_m" in chart[0] and "<polyline" in chart[0]
+    # Every reading the rules selected, not only the states' evidence: the river
+    # between two state changes is drawn.
+    flood_states = [s for s in states if s["warning_id"] == flood]
+    assert chart[0].count("<circle") > len(flood_states), "only the evidence is charted"
     timeline = re.search(r'<svg class="delivery-timeline".*?</svg>', html, re.S)
     assert timeline and "snnmt-webhook · webhook" in timeline[0]

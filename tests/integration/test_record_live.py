@@ -21,12 +21,14 @@ import pytest
 
 from recorder import migrate
 from recorder.decode import decode
+from recorder.readings import ReadingSelection
 from recorder.store import Store
 from tests import servers
 from tests.conftest import Broker
 from tests.integration.helpers import REPO, ensure_topics, producer, run_canhbao, worker_env
 from tests.record_db import dump, incoming
 from tests.record_stream import Msg, stream
+from topics.catalogue import CONTROL_RULES
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +84,7 @@ async def expected_counts(messages: list[Msg], tmp: Path) -> dict[str, int]:
     """Rows per table that recording ``messages`` once gives (applied directly)."""
     async with opened(f"sqlite+aiosqlite:///{tmp / 'expected.db'}") as store:
         await migrate.upgrade(store.engine)
-        await store.apply("expected", decode(incoming(messages)), {})
+        await store.apply("expected", decode(incoming(messages), ReadingSelection()), {})
         return {t: len(rows) for t, rows in (await dump(store.engine, SKIP)).items()}
 
 
@@ -98,6 +100,18 @@ async def caught_up(url: str, want: dict[str, int], within: float) -> None:
             if time.monotonic() > deadline:
                 raise AssertionError(f"not caught up in {within:.0f} s: {have} != {want}")
             await asyncio.sleep(0.5)
+
+
+async def apply_rules_first(bootstrap: str, messages: list[Msg]) -> list[Msg]:
+    """Publish the stream's rule set before any recorder starts (the province applies
+    its rules before readings flow: which readings are recorded follows the set in
+    force, so it must be the same for the killed and the clean recorder); the rest."""
+    async with producer(bootstrap) as p:
+        for topic, key, value in messages:
+            if topic == CONTROL_RULES:
+                await p.send(topic, value, key=key)
+        await p.flush()
+    return [m for m in messages if m[0] != CONTROL_RULES]
 
 
 async def progressed(url: str, group: str, since: int, within: float) -> int:
@@ -133,6 +147,7 @@ async def test_a_recorder_killed_at_random_points_records_exactly_what_an_uninte
 
     messages = stream(40)
     want = await expected_counts(messages, tmp_path)
+    messages = await apply_rules_first(broker.bootstrap, messages)
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     print(f"kill points drawn with seed {seed}")
@@ -162,7 +177,7 @@ async def test_a_recorder_killed_at_random_points_records_exactly_what_an_uninte
             await asyncio.sleep(rng.uniform(0.0, 0.4))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            mid_stream += recorded < len(messages)
+            mid_stream += recorded < len(messages) + 1  # and the rule set
             proc = start_recorder(env, log)
         await publishing
         await caught_up(killed_url, want, within=90)
@@ -183,6 +198,7 @@ async def test_a_recorder_killed_at_random_points_records_exactly_what_an_uninte
         offsets = await killed.offsets("record-killed")
         assert offsets == await reference.offsets("record-clean")
     assert len(got["warning_versions"]) == 120
+    assert len(got["readings"]) == 160  # each station's four water levels, not its rain
     assert len(got["unreadable_records"]) == 2
     assert got == ref, f"seed {seed}: the killed recorder's rows differ from a clean run's"
     assert "recording into" in log.read_text()
@@ -199,6 +215,7 @@ async def test_two_recorders_in_one_group_share_the_work_and_lose_nothing_when_o
     assert done.returncode == 0, done.stderr
     messages = stream(40)
     want = await expected_counts(messages, tmp_path)
+    messages = await apply_rules_first(broker.bootstrap, messages)
     env = worker_env(broker.bootstrap, broker.kind, CANHBAO_DATABASE_URL=url,
                      CANHBAO_RECORD_GROUP_ID="record-shared", **KEEP_READINGS)  # fmt: skip
     first = start_recorder(env, tmp_path / "recorder-1.log")

@@ -195,6 +195,7 @@ class _Record:
     def __init__(self, r: Incoming) -> None:
         self.topic, self.partition, self.offset = r.topic, r.partition, r.offset
         self.key, self.value, self.timestamp = r.key, r.value, r.timestamp_ms
+        self.headers = list(r.headers)  # as aiokafka gives them: (name, bytes) pairs
 
 
 async def test_records_that_are_not_messages_are_kept_counted_and_do_not_stop_the_record(
@@ -261,10 +262,11 @@ async def test_the_recorder_refuses_a_database_without_its_schema_and_says_what_
 async def test_old_evidence_readings_are_purged(store: Store) -> None:
     await apply_in_batches(store, incoming(stream(2)), 100)
     assert await count(store, EvidenceReading) == 6
-    assert await store.purge_readings(datetime(2025, 10, 14, 3, 0, 30, tzinfo=UTC)) == 4
+    purged = await store.purge(datetime(2025, 10, 14, 3, 0, 30, tzinfo=UTC))
+    assert purged["evidence_readings"] == 4
     assert await count(store, EvidenceReading) == 2
     assert await count(store, WarningVersion) == 6  # the warnings themselves stay
-    assert await store.purge_readings(datetime.now(UTC) - timedelta(days=30)) == 2
+    assert (await store.purge(datetime.now(UTC) - timedelta(days=30)))["evidence_readings"] == 2
     assert await count(store, KafkaOffset) > 0
 
 
@@ -294,3 +296,26 @@ async def test_every_migration_upgrades_to_the_head_and_back(store: Store) -> No
         await store.check_schema()
         await store.apply(GROUP, decode(records), spans(records, {}))
         assert await count(store, WarningVersion) == 3  # one warning, three states
+
+
+@pytest.mark.parametrize("batch", [100, 1], ids=["one-batch", "batch-by-batch"])
+async def test_a_lifted_silence_keeps_what_was_silenced_by_whom_and_says_who_lifted_it(
+    store: Store, batch: int
+) -> None:
+    from topics.catalogue import CONTROL_SILENCES
+    from topics.models import SilenceLift
+
+    messages = [m for m in stream(1) if m[0] == CONTROL_SILENCES]  # set, then lifted
+    records = incoming(messages)
+    lift = SilenceLift(silence_id="maint-st-2", actor="an.nguyen", reason="trạm đã sửa",
+                       at=datetime(2025, 10, 14, 4, 0, tzinfo=UTC))  # fmt: skip
+    records[-1] = Incoming(**{**records[-1].__dict__, "headers": (lift.header(),)})
+    await apply_in_batches(store, records, batch)
+    async with store.engine.connect() as conn:
+        s = (await conn.execute(select(SilenceRow))).one()
+    assert (s.matchers, s.created_by, s.comment) == (
+        ['station="st-2"'],
+        "dung.pham",
+        "bảo trì trạm",
+    )
+    assert (s.removed_by, s.removed_at) == ("an.nguyen", lift.at)
