@@ -99,7 +99,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
         async def main() -> None:
             from canhbao import metrics
 
-            metrics.serve(settings.metrics_port)
+            metrics.serve(settings.metrics_port, bootstrap, [dispatcher.group_id])
             on_signal(dispatcher.stop)
             await dispatcher.run()
 

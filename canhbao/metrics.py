@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import urllib.request
+from collections.abc import Sequence
 
 from prometheus_client import start_http_server
+
+from topics.lag import LagMonitor
+from topics.metrics import Metrics
+
+ALL_GROUPS: None = None  # lag of every consumer group of the cluster (the console)
 
 
 def scrape_counter(port: int, name: str) -> float | None:
@@ -22,7 +30,35 @@ def scrape_counter(port: int, name: str) -> float | None:
     )
 
 
-def serve(port: int) -> None:
-    """Expose /metrics on ``port`` (0 disables)."""
-    if port:
-        start_http_server(port, addr="0.0.0.0")
+def scrape(port: int, host: str = "127.0.0.1", path: str = "/metrics") -> str | None:
+    """The text a process serves at ``/metrics``; None while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}{path}", timeout=2) as resp:
+            return str(resp.read().decode())
+    except OSError:
+        return None
+
+
+def serve(
+    port: int,
+    bootstrap: str | None = None,
+    groups: Sequence[str] | None = (),
+) -> None:
+    """Expose /metrics on ``port`` (0 disables). With ``bootstrap``, also measure the
+    consumer lag of ``groups`` (``ALL_GROUPS``: every group) into it, in a thread of
+    its own: the service's event loop (Faust's, for the worker) is left alone."""
+    if not port:
+        return
+    start_http_server(port, addr="0.0.0.0")
+    if bootstrap is not None and (groups is None or groups):
+        watch_lag(bootstrap, groups)
+
+
+def watch_lag(bootstrap: str, groups: Sequence[str] | None) -> threading.Thread:
+    """Measure consumer lag into the process's metrics until the process ends."""
+    monitor = LagMonitor(bootstrap, Metrics.default(), groups)
+    thread = threading.Thread(
+        target=asyncio.run, args=(monitor.run(),), name="canhbao-lag", daemon=True
+    )
+    thread.start()
+    return thread
