@@ -43,22 +43,35 @@ def serve(
     port: int,
     bootstrap: str | None = None,
     groups: Sequence[str] | None = (),
-) -> None:
+) -> LagWatch | None:
     """Expose /metrics on ``port`` (0 disables). With ``bootstrap``, also measure the
     consumer lag of ``groups`` (``ALL_GROUPS``: every group) into it, in a thread of
     its own: the service's event loop (Faust's, for the worker) is left alone."""
     if not port:
-        return
+        return None
     start_http_server(port, addr="0.0.0.0")
     if bootstrap is not None and (groups is None or groups):
-        watch_lag(bootstrap, groups)
+        return LagWatch(bootstrap, groups)
+    return None
 
 
-def watch_lag(bootstrap: str, groups: Sequence[str] | None) -> threading.Thread:
-    """Measure consumer lag into the process's metrics until the process ends."""
-    monitor = LagMonitor(bootstrap, Metrics.default(), groups)
-    thread = threading.Thread(
-        target=asyncio.run, args=(monitor.run(),), name="canhbao-lag", daemon=True
-    )
-    thread.start()
-    return thread
+class LagWatch:
+    """Consumer lag measured into the process's metrics, in a daemon thread, until
+    :meth:`stop` (or the process ends)."""
+
+    def __init__(self, bootstrap: str, groups: Sequence[str] | None) -> None:
+        self.monitor = LagMonitor(bootstrap, Metrics.default(), groups)
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self.thread = threading.Thread(target=self._run, name="canhbao-lag", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self._loop.run_until_complete(self.monitor.run(self._stop))
+        self._loop.close()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop measuring (before the broker goes away, so nothing logs its absence)."""
+        if self.thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self.thread.join(timeout)

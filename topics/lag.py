@@ -80,9 +80,20 @@ class LagMonitor:
         """One measurement, set on the gauge; (group, topic) → records left."""
         assert self._admin is not None and self._consumer is not None
         found: dict[tuple[str, str], int] = {}
+        # Asked for every partition by name: Tansu cannot answer "all of the group's"
+        # (a null list), and a partition the group never committed comes back as -1.
+        described = await self._admin.describe_topics()
+        every = [
+            TopicPartition(t["topic"], p["partition"])
+            for t in described
+            if not t["error_code"] and not t["topic"].startswith("__")
+            for p in t["partitions"]
+        ]
+        if not every:
+            return found
         for group in await self._groups():
-            offsets = await self._admin.list_consumer_group_offsets(group)
-            committed = {tp: meta.offset for tp, meta in offsets.items()}
+            offsets = await self._admin.list_consumer_group_offsets(group, partitions=every)
+            committed = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
             if not committed:
                 continue
             ends = await self._consumer.end_offsets(list(committed))
