@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import signal
 import sys
@@ -316,6 +317,10 @@ async def _demo(
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
             show("stop", "stopping every part of the demo")
+            # Ctrl-C in a terminal reaches the whole process group: the embedded broker
+            # may be gone already, and the clients saying so at length would bury the
+            # demo's last lines. Its parts are being stopped on purpose.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
     try:
         await _run(
@@ -520,6 +525,10 @@ async def _run(
         if hold is not None:
             tally.flush_deliveries(show)
             await hold(failed)
+            # No part is started again from here: a child that Ctrl-C reached
+            # directly has stopped as asked.
+            for task in tasks[1:]:
+                task.cancel()
     finally:
         announced.cancel()
         if feed is not None and not feed.done():
