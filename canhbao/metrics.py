@@ -15,21 +15,6 @@ from topics.metrics import Metrics
 ALL_GROUPS: None = None  # lag of every consumer group of the cluster (the console)
 
 
-def scrape_counter(port: int, name: str) -> float | None:
-    """A counter summed over its labels, read from the ``/metrics`` a process serves on
-    127.0.0.1:``port``; None while nothing answers there (not started yet)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith((name + "{", name + " "))
-    )
-
-
 def scrape(port: int, host: str = "127.0.0.1", path: str = "/metrics") -> str | None:
     """The text a process serves at ``/metrics``; None while nothing answers."""
     try:
@@ -37,6 +22,19 @@ def scrape(port: int, host: str = "127.0.0.1", path: str = "/metrics") -> str | 
             return str(resp.read().decode())
     except OSError:
         return None
+
+
+def scrape_counter(port: int, name: str) -> float | None:
+    """A counter summed over its labels, read from the ``/metrics`` a process serves on
+    127.0.0.1:``port``; None while nothing answers there (not started yet)."""
+    text = scrape(port)
+    if text is None:
+        return None
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + "{", name + " "))
+    )
 
 
 def serve(

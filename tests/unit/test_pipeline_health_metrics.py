@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from alerting.notify import observed_at
 from consumers.dispatcher import Dispatcher, Ledger
+from tests.unit.test_console_web import Console, console, login  # noqa: F401 -- the fixture
 from tests.unit.test_dispatcher import (
     TOPIC,
     Producer,
@@ -83,3 +84,21 @@ def test_lag_is_end_offsets_minus_commits_summed_per_topic() -> None:
     assert lag_by_topic(committed, ends) == {"a": 2}
     # A commit past the end (a topic truncated and recreated) is no negative lag.
     assert lag_by_topic({a0: 20}, {a0: 12}) == {"a": 0}
+
+
+async def test_the_console_serves_its_metrics_on_its_own_port_to_a_scraper(
+    console: Console,  # noqa: F811 -- the fixture of test_console_web
+) -> None:
+    console.metrics.consumer_lag.labels("canhbao", "canhbao.readings.water").set(7)
+    await login(console.client, "operator", "wrong password here")
+    # Prometheus has no account: /metrics needs no session, and shows counts only.
+    resp = await console.client.get("/metrics", allow_redirects=False)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"].startswith("text/plain")
+    text = await resp.text()
+    assert (
+        'canhbao_consumer_lag_records{group="canhbao",topic="canhbao.readings.water"} 7.0' in text
+    )
+    assert 'canhbao_console_logins_total{outcome="wrong"} 1.0' in text
+    # Every other page still sends a visitor without a session to log in.
+    assert (await console.client.get("/", allow_redirects=False)).status == 303
