@@ -146,8 +146,14 @@ def notification_id(warning: Warning, target_id: str, channel: Channel) -> str:
     return ids.notification_id(warning.warning_id, warning.version, target_id, channel.value)
 
 
+def observed_at(warning: Warning) -> datetime | None:
+    """When (wall clock) the latest reading or report that decided this state was
+    observed; None for a state no observation decided (an operator's command)."""
+    return max((e.observed_wall() for e in warning.evidence), default=None)
+
+
 def _note(warning: Warning, t: Target, msg: Message, recipients: list[str] | None = None,
-          nid: str | None = None) -> Notification:  # fmt: skip
+          nid: str | None = None, observed: bool = True) -> Notification:  # fmt: skip
     return Notification(
         notification_id=nid or notification_id(warning, t.id, t.channel),
         warning_id=warning.warning_id,
@@ -163,6 +169,7 @@ def _note(warning: Warning, t: Target, msg: Message, recipients: list[str] | Non
         html=msg.html,
         payload=dict(msg.payload),
         exercise=warning.exercise,
+        observed_at=observed_at(warning) if observed else None,
     )
 
 
@@ -309,10 +316,11 @@ def flush_notification(group: Group, flush: Flush, render: FlushRenderer) -> Not
         nid = notification_id(w, t.id, t.channel)
         if flush.reminder:
             nid = ids.reminder_id(nid, group.reminders + 1)
-        return _note(w, t, msg, nid=nid)
+        # A reminder repeats an old state: its wait is by design, not latency.
+        return _note(w, t, msg, nid=nid, observed=not flush.reminder)
     states = [(w.warning_id, w.version) for w in flush.warnings]
     nid = ids.digest_id(group.id, flush.seq, flush.kind, states, t.id, t.channel.value)
-    note = _note(flush.warnings[0], t, msg, nid=nid)
+    note = _note(flush.warnings[0], t, msg, nid=nid, observed=False)
     # Receipts of a digest are about the group: its id, and the flush as its version.
     return note.model_copy(update={"warning_id": group.id, "warning_version": flush.seq})
 

@@ -99,7 +99,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
         async def main() -> None:
             from canhbao import metrics
 
-            metrics.serve(settings.metrics_port)
+            metrics.serve(settings.metrics_port, bootstrap, [dispatcher.group_id])
             on_signal(dispatcher.stop)
             await dispatcher.run()
 
@@ -180,7 +180,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"canhbao demo: {exc.args[0]}", file=sys.stderr)
         return 2
     return run_demo(
-        get_settings(), duration=args.duration, as_json=args.json, scenario=args.scenario
+        get_settings(),
+        duration=args.duration,
+        as_json=args.json,
+        scenario=args.scenario,
+        serve=args.serve,
     )
 
 
@@ -253,6 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds the demo runs (the scenario is time-compressed into it)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON summary on stdout at the end")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="after the scenario, keep the console and every part running until Ctrl-C",
+    )
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -38,6 +38,8 @@ def cmd_console(args: argparse.Namespace) -> int:
         async def main() -> None:
             from canhbao import metrics
 
+            # Also here for symmetry with the other services; the console's own port
+            # serves /metrics too (console/web.py), with every group's lag.
             metrics.serve(settings.metrics_port)
             config = ConsoleConfig(behind_https=settings.console_behind_https)
             await serve(bootstrap, accounts, args.host, args.port, stop_event(), config)

@@ -17,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -28,12 +30,15 @@ from typing import Any, TextIO
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from canhbao import metrics
 from canhbao.broker import (
     EMBEDDED_FETCH_MAX_WAIT_MS,
     EmbeddedBroker,
     embedded_env,
+    free_port,
     rebalance_timeout,
 )
+from canhbao.demo_console import console_child, make_accounts, wait_until_answers
 from canhbao.demo_report import Printer, Tally, describe, summary_text
 from canhbao.processes import Child
 from canhbao.receiver import WebhookReceiver
@@ -271,29 +276,61 @@ async def _demo(
     out: TextIO,
     workdir: Path,
     record_url: str | None = None,
+    serve: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """The demo's summary. With ``serve``, once the scenario is over, ``serve`` is
+    given the summary and every part keeps running until SIGINT or SIGTERM."""
     show = Printer(out)
     tally = Tally()
     restarts = Restarts()
     started = time.monotonic()
     error: str | None = None
+
+    def summarise() -> dict[str, Any]:
+        summary = tally.summary(broker_kind, time.monotonic() - started)
+        summary["restarts"] = {
+            "total": len(restarts.log),
+            "by_part": restarts.by_part,
+            "why": restarts.log,
+        }
+        if error is not None:
+            summary["error"] = error
+        return summary
+
+    hold = None
+    if serve is not None:
+
+        async def hold(failed: asyncio.Future[None]) -> None:
+            serve(summarise())
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            print("Everything keeps running for you to click through: Ctrl-C stops it all.",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+            try:
+                # A part that cannot be kept alive ends the serving too.
+                await asyncio.wait({stopping, failed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+            show("stop", "stopping every part of the demo")
+            # Ctrl-C in a terminal reaches the whole process group: the embedded broker
+            # may be gone already, and the clients saying so at length would bury the
+            # demo's last lines. Its parts are being stopped on purpose.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
     try:
         await _run(
             settings, scenario, bootstrap, broker_kind, duration, workdir, show, tally, restarts,
-            record_url,
+            record_url, out, hold,
         )  # fmt: skip
     except Exception as exc:  # whatever went wrong, the summary is printed
         error = str(exc) or type(exc).__name__
         show("FAILED", error)
-    summary = tally.summary(broker_kind, time.monotonic() - started)
-    summary["restarts"] = {
-        "total": len(restarts.log),
-        "by_part": restarts.by_part,
-        "why": restarts.log,
-    }
-    if error is not None:
-        summary["error"] = error
-    return summary
+    return summarise()
 
 
 async def _run(
@@ -307,6 +344,8 @@ async def _run(
     tally: Tally,
     restarts: Restarts,
     record_url: str | None = None,
+    out: TextIO = sys.stdout,
+    hold: Callable[[asyncio.Future[None]], Awaitable[None]] | None = None,
 ) -> None:
     started = time.monotonic()
     deadline = started + duration
@@ -323,6 +362,8 @@ async def _run(
 
     run_id = secrets.token_hex(3)
     embedded = broker_kind == "tansu"
+    # Every part serves /metrics on a port of its own (the console on its web port).
+    ports = {part: free_port() for part in ("worker", "recorder", "dispatcher", "console")}
     rebalance = rebalance_timeout(embedded, settings.rebalance_timeout)
     worker = Child(
         "worker",
@@ -337,16 +378,23 @@ async def _run(
             "CANHBAO_LOG_LEVEL": "warning",
             # Simulated data: every message must say it is an exercise.
             "CANHBAO_EXERCISE": "true",
+            "CANHBAO_METRICS_PORT": str(ports["worker"]),
         },
         workdir / "worker.log",
     )
     worker.start()
     show("worker", f"Faust worker started (pid {worker.pid}, log {worker.log})")
+    console, announced = _start_console(bootstrap, embedded, rebalance, workdir, ports, show, out)
     recorder = None
     if record_url is not None:
         recorder = await _start_recorder(
-            record_url, bootstrap, embedded, rebalance, run_id, workdir, show
+            record_url, bootstrap, embedded, rebalance, run_id, workdir, show, ports["recorder"]
         )
+    dispatch_group = "canhbao.dispatch.webhook" if embedded else f"canhbao-demo-{run_id}.webhook"
+    # The webhook dispatcher runs in this process: its /metrics is this process's.
+    lag = metrics.serve(ports["dispatcher"], bootstrap, [dispatch_group])
+    for part, port in ports.items():
+        show("metrics", f"{part:<10} http://127.0.0.1:{port}/metrics")
     dispatchers: list[Dispatcher] = []
 
     async def dispatch() -> None:
@@ -355,9 +403,7 @@ async def _run(
             WebhookConfig(
                 bootstrap=bootstrap,
                 # Not the worker's group: Faust's assignor and aiokafka's cannot share one.
-                group_id="canhbao.dispatch.webhook"
-                if embedded
-                else f"canhbao-demo-{run_id}.webhook",
+                group_id=dispatch_group,
                 secret=secret,
                 rebalance_timeout_ms=int(rebalance * 1000),
                 fetch_max_wait_ms=EMBEDDED_FETCH_MAX_WAIT_MS
@@ -388,6 +434,7 @@ async def _run(
     ]
     if recorder is not None:
         tasks.append(asyncio.create_task(_watch_recorder(recorder, restarts, show, failed)))
+    tasks.append(asyncio.create_task(_watch_console(console, restarts, show, failed)))
 
     async def until(condition: asyncio.Event | asyncio.Task[Any], within: float | None) -> None:
         """Wait for ``condition`` (TimeoutError after ``within`` seconds), unless a part
@@ -426,6 +473,9 @@ async def _run(
             await until(tally.probe, 90 + restarts.extension)
         except TimeoutError:
             raise DemoFailed(f"the worker did not start in 90 s; see {worker.log}") from None
+        # The console reads the warnings from the start of the scenario: whoever opens
+        # it sees them arrive live.
+        await until(announced, None)
         feed_window = max(8.0, deadline - time.monotonic() - SETTLE_RESERVE)
         speed = scenario.duration.total_seconds() / feed_window
         start = datetime.now(UTC)
@@ -472,7 +522,15 @@ async def _run(
             await asyncio.sleep(0.2)
         if tally.ingested + tally.rejected < tally.sent:
             show("timeout", f"{tally.sent - tally.ingested - tally.rejected} readings still queued")
+        if hold is not None:
+            tally.flush_deliveries(show)
+            await hold(failed)
+            # No part is started again from here: a child that Ctrl-C reached
+            # directly has stopped as asked.
+            for task in tasks[1:]:
+                task.cancel()
     finally:
+        announced.cancel()
         if feed is not None and not feed.done():
             feed.cancel()
         for stopping in (sink.stop(), clock.stop()):
@@ -493,6 +551,9 @@ async def _run(
             await _record_settles(
                 recorder, record_url, _record_group(embedded, run_id), bootstrap, show
             )
+        if lag is not None:
+            await asyncio.to_thread(lag.stop)
+        await asyncio.get_running_loop().run_in_executor(None, console.stop, 15.0)
         await asyncio.get_running_loop().run_in_executor(None, worker.stop, 15.0)
         await receiver.stop()
 
@@ -511,6 +572,7 @@ async def _start_recorder(
     run_id: str,
     workdir: Path,
     show: Printer,
+    metrics_port: int = 0,
 ) -> Child:
     """``canhbao record`` as one more child, on a migrated database."""
     from recorder import migrate
@@ -531,6 +593,7 @@ async def _start_recorder(
             **(embedded_env() if embedded else {}),
             "CANHBAO_REBALANCE_TIMEOUT": str(rebalance),
             "CANHBAO_LOG_LEVEL": "warning",
+            "CANHBAO_METRICS_PORT": str(metrics_port),
         },
         workdir / "recorder.log",
     )
@@ -538,6 +601,45 @@ async def _start_recorder(
     show("record", f"canhbao record started (pid {recorder.pid}, log {recorder.log}) "
          f"into {migrate.safe_url(url)}")  # fmt: skip
     return recorder
+
+
+def _start_console(
+    bootstrap: str,
+    embedded: bool,
+    rebalance: float,
+    workdir: Path,
+    ports: dict[str, int],
+    show: Printer,
+    out: TextIO,
+) -> tuple[Child, asyncio.Task[None]]:
+    """``canhbao console`` as one more child, with the demo's accounts, and the task
+    that prints its address and the accounts, each on its own line, once it answers
+    (it starts beside the worker, not after it)."""
+    db = workdir / "data" / "console.db"
+    accounts = make_accounts(db)
+    port = ports["console"]
+    console = console_child(bootstrap, embedded, rebalance, db, port, workdir / "console.log")
+    console.start()
+    show("console", f"canhbao console started (pid {console.pid}, log {console.log})")
+
+    async def announce() -> None:
+        if not await wait_until_answers(f"http://127.0.0.1:{port}/healthz", 60, console):
+            show("console", f"the console does not answer yet; see {console.log}")
+        print(f"console: http://127.0.0.1:{port}/", file=out, flush=True)
+        for account in accounts:
+            print(account.line(), file=out, flush=True)
+
+    return console, asyncio.create_task(announce())
+
+
+async def _watch_console(
+    console: Child, restarts: Restarts, show: Printer, failed: asyncio.Future[None]
+) -> None:
+    """Start the console again whenever it dies (it reads the topics again)."""
+    await _keep_alive(
+        console, "console", restarts, show, failed,
+        lambda c: ("console", f"canhbao console started again (pid {c.pid})"),
+    )  # fmt: skip
 
 
 async def _watch_recorder(
@@ -596,7 +698,11 @@ def _span(scenario: Scenario) -> str:
 
 
 def run_demo(
-    settings: Settings, duration: float = 45.0, as_json: bool = False, scenario: str = DEFAULT
+    settings: Settings,
+    duration: float = 45.0,
+    as_json: bool = False,
+    scenario: str = DEFAULT,
+    serve: bool = False,
 ) -> int:
     out = sys.stderr if as_json else sys.stdout
     chosen = get(scenario)
@@ -616,19 +722,37 @@ def run_demo(
         if settings.database_url is not None
         else f"sqlite+aiosqlite:///{workdir / 'record.db'}"
     )
+    reported = False
+
+    def report(summary: dict[str, Any]) -> None:
+        nonlocal reported
+        reported = True
+        if as_json:
+            print(json.dumps(summary, ensure_ascii=False), flush=True)
+        else:
+            print(summary_text(summary) + restarts_text(summary), file=out, flush=True)
+        print(_record_text(record_url), file=out, flush=True)
+
     try:
         summary = asyncio.run(
-            _demo(settings, chosen, bootstrap, kind, duration, out, workdir, record_url)
+            _demo(
+                settings,
+                chosen,
+                bootstrap,
+                kind,
+                duration,
+                out,
+                workdir,
+                record_url,
+                report if serve else None,
+            )
         )
     finally:
         if broker is not None:
             broker.stop()
     ok = summary["warnings"]["total"] > 0 and summary["deliveries"]["ok"] > 0
-    if as_json:
-        print(json.dumps(summary, ensure_ascii=False))
-    else:
-        print(summary_text(summary) + restarts_text(summary), file=out)
-    print(_record_text(record_url), file=out)
+    if not reported:  # with --serve, printed when the scenario ended
+        report(summary)
     if "error" in summary:
         print(f"The demo stopped early: {summary['error']}; logs are in {workdir}", file=sys.stderr)
         return 1

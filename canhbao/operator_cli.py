@@ -118,7 +118,28 @@ def _describe(b: Broadcast) -> str:
             f"expires {b.expires_at.isoformat()}")  # fmt: skip
 
 
+CLI_APPROVAL_REFUSED = (
+    "canhbao alerts approve: refused: approving a citizen broadcast from the command line "
+    "is off, because --actor is a name anyone can type and the two-person rule needs two "
+    "real accounts. Approve it in the operator console (canhbao console, page Broadcasts) "
+    "as an approver account. An admin who must allow command-line approvals (a console "
+    "down in an emergency) sets CANHBAO_ALLOW_CLI_APPROVALS=true."
+)
+
+
+def cli_approval_refusal(decision: str, allowed: bool) -> str | None:
+    """Why the command line may not take this decision; None when it may. Only
+    approvals are refused: a cancel stops a message and must stay possible anywhere."""
+    if decision == ApprovalAction.APPROVE.value and not allowed:
+        return CLI_APPROVAL_REFUSED
+    return None
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
+    refusal = cli_approval_refusal(args.decision, get_settings().allow_cli_approvals)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
+        return 2
     bootstrap = _bootstrap()
     if not bootstrap:
         return 2
@@ -293,7 +314,11 @@ def cmd_unsilence(args: argparse.Namespace) -> int:
 
 
 def add_operator_parsers(asub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = asub.add_parser("approve", help="approve a citizen broadcast (two operators needed)")
+    p = asub.add_parser(
+        "approve",
+        help="approve a citizen broadcast (two operators needed; off unless "
+        "CANHBAO_ALLOW_CLI_APPROVALS=true: use the console)",
+    )
     p.add_argument("broadcast_id")
     p.add_argument("--actor", required=True)
     p.add_argument("--wait", type=float, default=10.0, help=argparse.SUPPRESS)

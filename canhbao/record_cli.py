@@ -125,7 +125,9 @@ def cmd_record(args: argparse.Namespace) -> int:
         async def main() -> int:
             from canhbao import metrics
 
-            metrics.serve(settings.metrics_port)
+            metrics.serve(
+                settings.metrics_port, bootstrap, [args.group or settings.record_group_id]
+            )
             on_signal(recorder.stop)
             print(f"recording into {safe_url(url)}", file=sys.stderr, flush=True)
             recorder.selection = await reading_selection(settings, bootstrap)

@@ -193,6 +193,12 @@ class Settings(BaseSettings):
         "command line (--json and --csv keep ISO 8601 with the offset)",
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
+    # Citizen broadcasts: the two-person rule by account (issue 10).
+    allow_cli_approvals: bool = Field(
+        default=False,
+        description="Let `canhbao alerts approve --actor NAME` approve citizen broadcasts. "
+        "Off: the name is anyone's to type, so approvals go through the console's accounts",
+    )
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")
     log_level: str = "info"
 

@@ -84,6 +84,9 @@ def run_worker(settings: Settings, bootstrap: str) -> None:
     rules = asyncio.run(prepare())
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = build_app(config, bootstrap, rules, Metrics.default())
-    metrics.serve(settings.metrics_port)
+    # The worker's two groups: the validate stage's and the Faust app's.
+    metrics.serve(
+        settings.metrics_port, bootstrap, [f"{settings.app_id}.validate", settings.app_id]
+    )
     worker = QuietWorker(app, loglevel=settings.log_level, quiet=True)
     worker.execute_from_commandline()

@@ -10,6 +10,7 @@ from console.accounts import Accounts
 from console.board import Board
 from console.kafka import Feeds, KafkaWriter
 from console.web import ConsoleConfig, make_app
+from topics.lag import LagMonitor
 from topics.metrics import Metrics
 
 
@@ -26,6 +27,10 @@ async def serve(
     board = Board()
     feeds = Feeds(bootstrap, board)
     writer = KafkaWriter(bootstrap)
+    metrics = metrics or Metrics.default()
+    # The console shows the whole pipeline's health: every consumer group's lag.
+    lag_stop = asyncio.Event()
+    lag = asyncio.create_task(LagMonitor(bootstrap, metrics).run(lag_stop))
     await writer.start()
     await feeds.start()
     runner = web.AppRunner(make_app(accounts, board, writer, config, metrics), shutdown_timeout=2)
@@ -37,5 +42,7 @@ async def serve(
         await stop.wait()
     finally:
         await runner.cleanup()
+        lag_stop.set()
+        await asyncio.gather(lag, return_exceptions=True)
         await feeds.stop()
         await writer.stop()

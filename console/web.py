@@ -19,6 +19,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from alerting import palette
@@ -44,7 +45,7 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "canhbao_session"
 LOGIN_COOKIE = "canhbao_login"
 LANG_COOKIE = "canhbao_lang"
-PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico")
+PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico", "/metrics")
 HEARTBEAT_SECONDS = 15.0
 FALSE_ALARM = "báo động giả / false alarm"
 
@@ -461,6 +462,16 @@ async def no_icon(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+# -- /metrics ---------------------------------------------------------------------
+
+
+async def metrics_page(request: web.Request) -> web.StreamResponse:
+    """Prometheus' scrape: open like every canhbao service's /metrics (counts, no
+    warning content), so a scraper needs no account."""
+    body = generate_latest(request.app[APP_METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def _level_label(level: int, lang: str) -> str:
     """A disaster risk level (Decision 18/2021): its number and official name."""
     return palette.label(level, lang)
@@ -523,4 +534,5 @@ def make_app(
     app.router.add_static("/static/", HERE / "static")
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/favicon.ico", no_icon)
+    app.router.add_get("/metrics", metrics_page)
     return app

@@ -28,6 +28,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -177,6 +178,10 @@ class Dispatcher:
             return False
         return True
 
+    @property
+    def group_id(self) -> str:
+        return self.config.group_id or f"canhbao.dispatch.{self.channel.value}"
+
     async def run(self) -> None:
         cfg = self.config
         topic = notifications_topic(self.channel)
@@ -184,7 +189,7 @@ class Dispatcher:
         consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=cfg.bootstrap,
-            group_id=cfg.group_id or f"canhbao.dispatch.{self.channel.value}",
+            group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             **membership(cfg.rebalance_timeout_ms),
@@ -256,6 +261,19 @@ class Dispatcher:
         if receipt.outcome is DeliveryOutcome.DELIVERED:
             await self.ledger.receipt_sent(producer, receipt)
 
+    def _observe_end_to_end(self, note: Notification) -> None:
+        """Reading observed → this first delivery (the ledger keeps it the first: a
+        notification already delivered is never sent, nor counted, again)."""
+        if note.observed_at is None:
+            return
+        seconds = (datetime.now(UTC) - note.observed_at).total_seconds()
+        # A clock ahead of ours (a sensor's, beyond the skew the pipeline allows) gives
+        # no latency worth counting: leave it out rather than clamp it to 0.
+        if seconds >= 0:
+            self.metrics.end_to_end_latency.labels(self.channel.value, note.audience.value).observe(
+                seconds
+            )
+
     async def deliver(self, producer: Writer, note: Notification) -> DeliveryReceipt | None:
         """Deliver with retries; None when interrupted by a stop (not final)."""
         policy = self.config.policy
@@ -286,6 +304,7 @@ class Dispatcher:
             if error is None:
                 breaker.success()
                 outcome = DeliveryOutcome.DELIVERED
+                self._observe_end_to_end(note)
             else:
                 breaker.failure()
                 last = attempt == policy.max_attempts or not retryable

@@ -343,6 +343,7 @@ class Engine:
                 value=reading.value,
                 observed_at=reading.observed_at,
                 note=detail,
+                drill=reading.drill,
             )
         ]
         w = build(
@@ -461,6 +462,7 @@ class Engine:
                 observed_at=reading.observed_at,
                 threshold=decisive.value if decisive else None,
                 note="" if plain else f"last reading {reading.value:g}",
+                drill=reading.drill,
             )
         ]
         w = build(
@@ -789,6 +791,7 @@ class Engine:
                 value=float(report.severity.rank),  # alerting.quantities reads it back
                 observed_at=report.observed_at,
                 note=f"report {report.report_id}: {report.text[:200]}",
+                drill=report.drill,
             )
             # Only hazard warnings are corroborated: not sensor or data-gap notices,
             # nor components that never notify anyone on their own.

@@ -90,6 +90,13 @@ SERVERS: dict[str, Server] = {
             binaries=("/usr/lib/postgresql/*/bin/initdb", "initdb"),
             used_for="the threat record's production database (canhbao record on PostgreSQL)",
         ),
+        Server(
+            name="promtool",
+            package="prometheus",
+            # Prometheus' own checker of its configuration, alert rules and rule tests.
+            binaries=("promtool",),
+            used_for="checking infra/prometheus (promtool check config, check rules, test rules)",
+        ),
     )
 }
 

@@ -208,6 +208,30 @@ class Metrics:
             registry=r,
         )
 
+        # Pipeline health, on every service (README: Metrics and dashboards).
+        self.end_to_end_latency = Histogram(
+            "canhbao_end_to_end_latency_seconds",
+            "From the reading (or report) that decided a warning state being observed to "
+            "the first delivery of its notification, per channel and audience (drills: on "
+            "the wall clock, through the drill's clock)",
+            ["channel", "audience"],
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600),
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "canhbao_consumer_lag_records",
+            "Records a consumer group has yet to read: the partitions' end offsets minus the "
+            "group's committed offsets, summed over the topic's partitions",
+            ["group", "topic"],
+            registry=r,
+        )
+        self.consumer_lag_updated = Gauge(
+            "canhbao_consumer_lag_updated_timestamp_seconds",
+            "When this process last measured consumer lag (Unix time): a stale value means "
+            "the measurement fails",
+            registry=r,
+        )
+
     @staticmethod
     @cache
     def default() -> Metrics:

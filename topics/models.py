@@ -271,6 +271,16 @@ class Evidence(BaseModel):
     observed_at: AwareDatetime
     threshold: float | None = None
     note: str = ""
+    # The drill clock of the reading (or report), so that its wall-clock time can be told
+    # (end-to-end latency); omitted when unset, so live evidence is what it was.
+    drill: DrillField = None
+
+    def observed_wall(self) -> datetime:
+        """When it was observed on the wall clock: a drill's scenario time mapped back."""
+        d = self.drill
+        return (
+            d.origin + (self.observed_at - d.start) / d.speed if d is not None else self.observed_at
+        )
 
 
 class RiskAdjustment(BaseModel):
@@ -477,6 +487,10 @@ class Notification(Message):
     payload: dict[str, Any] = Field(default_factory=dict)
     exercise: bool = False
     created_at: AwareDatetime = Field(default_factory=utcnow)
+    # The wall-clock time the reading that decided this warning state was observed: the
+    # dispatcher's end-to-end latency (canhbao_end_to_end_latency_seconds) starts there.
+    # Unset for reminders and digests, which wait by design; omitted from the JSON then.
+    observed_at: AwareDatetime | None = Field(default=None, exclude_if=_unset)
 
 
 class GroupEntry(Message):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -50,8 +51,11 @@ def reading(value: float, hour: int) -> bytes:
 
 async def canhbao(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     # In a thread: the dispatchers in this event loop must keep heartbeating to
-    # their consumer group while an operator command runs.
-    return await asyncio.to_thread(run_canhbao, *args, bootstrap=bootstrap)
+    # their consumer group while an operator command runs. These tests check the
+    # pipeline's two-person rule through the command line, so they allow CLI
+    # approvals explicitly, as an admin would (the console's accounts are tested apart).
+    env = {**os.environ, "CANHBAO_ALLOW_CLI_APPROVALS": "true"}
+    return await asyncio.to_thread(run_canhbao, *args, env=env, bootstrap=bootstrap)
 
 
 @contextlib.asynccontextmanager
