@@ -356,6 +356,11 @@ class EveTailer:
                 if not await self.step():
                     await asyncio.sleep(self.poll_interval)
         finally:
+            # A cancel can land while the last offset is being saved in a thread, which
+            # then finishes after we return: a tailer started right after (a restart in
+            # the same process) would read the older offset and send lines again. Saving
+            # here makes "run() returned" mean "the offset of what Kafka took is on disk".
+            self._save()
             self.close()
 
     def close(self) -> None:
