@@ -39,19 +39,23 @@ PASSWORD = "correct horse battery"
 NOW = datetime.now(UTC)
 WID = "water.flood.dap-cau:dap-cau"
 BID = f"{WID}:v4:citizens"
+ROMAN = {0: "", 1: "I", 2: "II", 3: "III"}
+LEVEL_AT = {0: 4.3, 1: 4.3, 2: 5.3, 3: 6.3}
 
 
 def make_warning(version: int = 1, level: int = 2, **over: Any) -> Warning:
     fields: dict[str, Any] = {
         "warning_id": WID, "version": version, "rule_id": "water.flood.dap-cau",
         "domain": "water", "hazard": "river_flood", "subject": "dap-cau",
-        "transition": "raised", "level": level, "level_name": f"báo động {level}",
+        "transition": "raised", "level": level, "level_name": ROMAN[level],
         "severity": "Severe", "scope_tier": "province",
         "areas": [Area(code="bn-vu-ninh", name="Vũ Ninh", province="bn")],
         "lead_agency": Agency(code="snnmt", name_vi="Sở Nông nghiệp và Môi trường",
                               name_en="Department of Agriculture and Environment"),
-        "evidence": [Evidence(station_id="dap-cau", metric="water_level_m", value=4.41,
-                              observed_at=NOW, threshold=4.3)],
+        # The shipped rule's levels: I from 4.30 m, II from 5.30 m, III from 6.30 m.
+        "evidence": [Evidence(station_id="dap-cau", metric="water_level_m",
+                              value=LEVEL_AT[level] + 0.11, observed_at=NOW,
+                              threshold=LEVEL_AT[level])],
         "raised_at": NOW, "updated_at": NOW + timedelta(seconds=version),
     }  # fmt: skip
     fields.update(over)
@@ -266,14 +270,14 @@ async def test_rejecting_needs_a_reason(console: Console) -> None:
 async def test_the_stream_shows_a_label_beside_each_colour_and_filters(console: Console) -> None:
     await login(console.client, "viewer")
     page = await (await console.client.get("/")).text()
-    assert 'class="badge lvl-2"' in page and "cấp 2 · báo động 2" in page
+    assert 'class="badge lvl-2"' in page and "cấp 2 · báo động II" in page
     assert "Luồng cảnh báo" in page  # Vietnamese by default
     assert WID in page
     assert WID not in await (await console.client.get("/?domain=health")).text()
     assert WID not in await (await console.client.get("/?level=3")).text()
     await console.client.get("/lang/en?next=/")
     page = await (await console.client.get("/")).text()
-    assert "Live stream" in page and "level 2 · báo động 2" in page
+    assert "Live stream" in page and "level 2 · alarm level II" in page
 
 
 async def test_text_from_the_pipeline_is_escaped(console: Console) -> None:
@@ -286,7 +290,7 @@ async def test_text_from_the_pipeline_is_escaped(console: Console) -> None:
 async def test_the_warning_page_shows_evidence_beside_thresholds(console: Console) -> None:
     await login(console.client, "viewer")
     page = await (await console.client.get(f"/warnings/{WID}")).text()
-    for text in ("4.41", "4.3", "Sở Nông nghiệp và Môi trường", "province", "Vũ Ninh"):
+    for text in ("5.41", "5.3", "Sở Nông nghiệp và Môi trường", "cấp tỉnh", "Vũ Ninh"):
         assert text in page
     assert (await console.client.get("/warnings/nope:none")).status == 404
 
@@ -308,7 +312,7 @@ async def test_server_sent_events_push_each_new_state(console: Console) -> None:
     console.board.apply_warning(make_warning(version=2, level=3, transition="escalated",
                                              previous_level=2))  # fmt: skip
     event = await next_event()
-    assert event.startswith("event: warning") and "cấp 3 · báo động 3" in event
+    assert event.startswith("event: warning") and "cấp 3 · báo động III" in event
     assert '"escalated": true' in event
     console.board.apply_warning(make_warning(version=3, level=0, transition="cleared"))
     assert (await next_event()).startswith("event: remove")
