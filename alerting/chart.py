@@ -121,6 +121,8 @@ def readings_chart(
     t0, t1 = min(times), max(times)
     if t1 <= t0:
         t1 = t0 + timedelta(minutes=1)
+    # A little room after the last reading or state: the last period stays visible.
+    t1 += (t1 - t0) * 0.05
     lines = list(thresholds) or [
         Threshold(v, "") for v in sorted({p.threshold for p in points if p.threshold is not None})
     ]

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 from prometheus_client import CollectorRegistry
 
+from alerting.routes import Silence
 from console.accounts import MAX_FAILURES, Accounts, Role
 from console.board import Board
 from console.web import ConsoleConfig, make_app
@@ -66,12 +67,20 @@ def make_warning(version: int = 1, level: int = 2, **over: Any) -> Warning:
 class MemoryWriter:
     commands: list[Command] = field(default_factory=list)
     approvals: list[ApprovalEvent] = field(default_factory=list)
+    silences: list[Silence] = field(default_factory=list)
+    lifted: list[tuple[str, str]] = field(default_factory=list)
 
     async def command(self, command: Command) -> None:
         self.commands.append(command)
 
     async def approval(self, event: ApprovalEvent) -> None:
         self.approvals.append(event)
+
+    async def silence(self, silence: Silence) -> None:
+        self.silences.append(silence)
+
+    async def unsilence(self, silence_id: str, actor: str) -> None:
+        self.lifted.append((silence_id, actor))
 
 
 @dataclass
