@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from html import escape
 
+from alerting.palette import PALETTE
+
 LOCAL = timezone(timedelta(hours=7), "ICT")  # the province's clock, for people
-# The warning's own levels (báo động I-III and up), from calm green to dark red.
-LEVEL_COLOURS = {0: "#9bbf85", 1: "#f6d55c", 2: "#ed9a3c", 3: "#d9412f", 4: "#8e1b4f", 5: "#4a0f2b"}
+# The levels' colours: the ones every page and message of canhbao uses (alerting.palette),
+# so the band of level 3 on the chart is the colour of the "level 3" badge beside it.
+LEVEL_COLOURS = {0: "#9bbf85", **{n: c.hex for n, c in PALETTE.items()}}
 LINE = "#1f5fa8"
 THRESHOLD = "#8e1b4f"
 
@@ -158,8 +161,9 @@ def readings_chart(
         )
         if s.level > 0 and width >= 28:
             out.append(
-                f'<text x="{x(s.start) + 4:.1f}" y="{top + 14}" font-size="12" '
-                f'font-weight="bold" fill="#333">{escape(name)}</text>'
+                f'<text x="{x(s.start) + width / 2:.1f}" y="{top + 14}" font-size="12" '
+                f'text-anchor="middle" font-weight="bold" fill="#333">'
+                f"{escape(words['level'])} {escape(name)}</text>"
             )
     for v in ticks(lo, hi):
         out.append(
@@ -178,12 +182,18 @@ def readings_chart(
         if not lo <= line.value <= hi:
             continue
         label = line.label or words["threshold"]
+        # The label goes at the end of the line where the readings are farthest from
+        # it, on the side away from them: it never sits on the readings' line.
+        first, last = (points[0].value, points[-1].value) if points else (lo, lo)
+        at_left = abs(first - line.value) > abs(last - line.value)
+        end_value = first if at_left else last
+        ty = y(line.value) + 14 if end_value > line.value else y(line.value) - 4
+        tx, anchor = (left + 4, "start") if at_left else (w - right - 4, "end")
         out.append(
             f'<line x1="{left}" x2="{w - right}" y1="{y(line.value):.1f}" '
             f'y2="{y(line.value):.1f}" stroke="{THRESHOLD}" stroke-dasharray="6 4"/>'
-            f'<text x="{w - right - 4}" y="{y(line.value) - 4:.1f}" text-anchor="end" '
-            f'font-size="11" fill="{THRESHOLD}">{escape(label)} {number(line.value, num_lang)}'
-            "</text>"
+            f'<text x="{tx}" y="{ty:.1f}" text-anchor="{anchor}" font-size="12" '
+            f'fill="{THRESHOLD}">{escape(label)} {number(line.value, num_lang)}</text>'
         )
     path = " ".join(f"{x(p.observed_at):.1f},{y(p.value):.1f}" for p in points)
     out.append(f'<polyline points="{path}" fill="none" stroke="{LINE}" stroke-width="2"/>')

@@ -155,12 +155,18 @@ TEXTS: dict[str, tuple[str, str]] = {
     "out_suppressed": ("giữ lại", "held back"),
     "out_duplicate": ("trùng, bỏ qua", "duplicate"),
     "out_": ("chưa gửi", "not attempted yet"),
+    # Audiences (topics.models.Audience)
+    "aud_agency": ("cơ quan", "agency"),
+    "aud_commune": ("UBND xã/phường", "commune"),
+    "aud_citizen": ("người dân", "citizens"),
+    "aud_partner": ("đối tác", "partner"),
     # Silences
     "silences": ("Tạm ngừng thông báo", "Silences"),
     "silence_this": ("Tạm ngừng thông báo của cảnh báo này…", "Silence this warning…"),
     "silenced_until": ("Đang tạm ngừng thông báo đến", "Silenced until"),
     "new_silence": ("Tạo lệnh tạm ngừng", "New silence"),
     "matchers": ("Điều kiện (mỗi dòng một điều kiện)", "Matchers (one a line)"),
+    "matchers_col": ("Điều kiện", "Matchers"),
     "matchers_help": (
         'Ví dụ: hazard="river_flood", subject="dap-cau", area="bn-vu-ninh", level<=1',
         'For example: hazard="river_flood", subject="dap-cau", area="bn-vu-ninh", level<=1',

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from alerting import palette
 from alerting.cap import cap_xml, event, level_label
-from alerting.chart import readings_charts
+from alerting.chart import number, readings_charts
 from alerting.directory import Directory
 from alerting.routes import Silence
 from alerting.templates import VIETNAM as _VN
@@ -643,6 +643,7 @@ def jinja(directory: Directory | None = None) -> Environment:
     env.filters["station"] = names.station
     env.filters["subject"] = names.subject
     env.filters["seconds"] = seconds_text
+    env.filters["num"] = lambda v, lang: number(float(v), lang)
     return env
 
 

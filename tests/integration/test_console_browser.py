@@ -236,7 +236,7 @@ def test_an_operator_sees_a_warning_arrive_opens_its_record_verifies_and_silence
             in_thread(fill_record(record_of(tmp_path)))
             row.get_by_role("link", name="Lũ sông").click()
             expect(page.locator("h1")).to_contain_text("Lũ sông – Đáp Cầu")
-            expect(page.locator("table.evidence")).to_contain_text("6.41")
+            expect(page.locator("table.evidence")).to_contain_text("6,41")
             chart = page.locator("svg.readings-chart")
             expect(chart).to_be_visible()
             for line in ("báo động I 4,3", "báo động II 5,3", "báo động III 6,3"):

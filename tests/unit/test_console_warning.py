@@ -75,7 +75,9 @@ def test_the_chart_draws_the_rules_levels_and_labels_each_warning_period() -> No
     low = readings_chart(r.periods[:1], r.points[:3], lines, "vi")
     assert "báo động II 5,3" in low and "báo động III" not in low
     # Each shaded period carries its level's name, not its colour alone.
-    assert re.search(r"<text[^>]*>I</text>", svg) and re.search(r"<text[^>]*>II</text>", svg)
+    assert re.search(r"<text[^>]*>cấp I</text>", svg) and re.search(
+        r"<text[^>]*>cấp II</text>", svg
+    )
     english = readings_chart(r.periods, r.points, [Threshold(4.3, "alarm level I")], "en")
     assert "alarm level I 4.3" in english and "Vietnam time" in english
 

@@ -299,7 +299,7 @@ async def test_text_from_the_pipeline_is_escaped(console: Console) -> None:
 async def test_the_warning_page_shows_evidence_beside_thresholds(console: Console) -> None:
     await login(console.client, "viewer")
     page = await (await console.client.get(f"/warnings/{WID}")).text()
-    for text in ("5.41", "5.3", "Sở Nông nghiệp và Môi trường", "cấp tỉnh", "Vũ Ninh"):
+    for text in ("5,41", "5,3", "Sở Nông nghiệp và Môi trường", "cấp tỉnh", "Vũ Ninh"):
         assert text in page
     assert (await console.client.get("/warnings/nope:none")).status == 404
 
@@ -406,3 +406,21 @@ async def test_behind_an_https_proxy_the_cookies_are_secure(tmp_path: Path) -> N
                               allow_redirects=False)  # fmt: skip
         cookie = next(h for h in r.headers.getall("Set-Cookie") if "canhbao_session=" in h)
         assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+async def test_people_read_the_hazards_name_and_translated_words_not_codes(
+    console: Console,
+) -> None:
+    """Seen in the screenshots: the hazard was shown as ``river_flood``, the scope tier
+    and the transition in English on the Vietnamese page."""
+    await login(console.client, "viewer")
+    stream = await (await console.client.get("/")).text()
+    assert ">Lũ sông</a>" in stream and ">river_flood<" not in stream
+    page = await (await console.client.get(f"/warnings/{WID}")).text()
+    h1 = re.search(r"<h1>.*?</h1>", page, re.S)
+    assert h1 and "Lũ sông – dap-cau" in h1[0]
+    assert "<dd>cấp tỉnh</dd>" in page and "phát sinh" in page
+    assert ">province<" not in page and "· raised" not in page
+    await console.client.get("/lang/en?next=/")
+    page = await (await console.client.get(f"/warnings/{WID}")).text()
+    assert "River flood – dap-cau" in page and "<dd>province</dd>" in page and "· raised" in page
