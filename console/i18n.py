@@ -167,6 +167,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "new_silence": ("Tạo lệnh tạm ngừng", "New silence"),
     "matchers": ("Điều kiện (mỗi dòng một điều kiện)", "Matchers (one a line)"),
     "matchers_col": ("Điều kiện", "Matchers"),
+    "holds_now": ("Đang giữ lại", "Holding back now"),
     "matchers_help": (
         'Ví dụ: hazard="river_flood", subject="dap-cau", area="bn-vu-ninh", level<=1',
         'For example: hazard="river_flood", subject="dap-cau", area="bn-vu-ninh", level<=1',

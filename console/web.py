@@ -518,7 +518,9 @@ def _silences_page(
 ) -> web.Response:
     board = request.app[APP_BOARD]
     active, ended = listing(board.silences.values(), datetime.now(UTC))
-    return render(request, "silences.html", status=status, active_silences=active,
+    # What each active silence holds back now: the warnings its matchers match.
+    holds = {e.silence.id: preview(e.silence.matchers, board.warnings.values()) for e in active}
+    return render(request, "silences.html", status=status, active_silences=active, holds=holds,
                   ended_silences=ended, form=form or {}, preview=preview_of, error=error,
                   may_silence=_session(request).account.may(Permission.ACT),
                   sent=request.query.get("sent"),

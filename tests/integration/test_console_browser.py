@@ -169,9 +169,8 @@ def console(broker: Broker, tmp_path: Path, request: pytest.FixtureRequest) -> I
     env = {**os.environ, "CANHBAO_DATA_DIR": str(tmp_path), "CANHBAO_KAFKA_BOOTSTRAP":
            broker.bootstrap, "CANHBAO_CONSOLE_SESSION_SECRET": "s" * 32,
            "CANHBAO_LOG_LEVEL": "info", "CANHBAO_DATABASE_URL": record_url}  # fmt: skip
-    # The threat record the warning pages read their history from (empty: a test
-    # fills it with record_of when it needs a history).
-    assert run_canhbao("db", "upgrade", env=env).returncode == 0
+    # The threat record the warning pages read their history from: made by the test
+    # that needs one (fill_record); the others' pages say the record cannot be read.
     for name, role in ACCOUNTS.items():
         added = subprocess.run(
             [sys.executable, "-m", "canhbao", "users", "add", name, "--role", role,
@@ -233,7 +232,10 @@ def test_an_operator_sees_a_warning_arrive_opens_its_record_verifies_and_silence
 
             # The warning's page: the evidence, its chart from the record with the
             # rule's levels, the timeline, each delivery, the CAP message.
-            in_thread(fill_record(record_of(tmp_path)))
+            url = record_of(tmp_path)
+            made = run_canhbao("db", "upgrade", env={**os.environ, "CANHBAO_DATABASE_URL": url})
+            assert made.returncode == 0, made.stderr
+            in_thread(fill_record(url))
             row.get_by_role("link", name="Lũ sông").click()
             expect(page.locator("h1")).to_contain_text("Lũ sông – Đáp Cầu")
             expect(page.locator("table.evidence")).to_contain_text("6,41")
@@ -274,6 +276,8 @@ def test_an_operator_sees_a_warning_arrive_opens_its_record_verifies_and_silence
             assert (silence.created_by, silence.matchers) == (
                 "truc-ban-a", ['rule="water.flood.dap-cau"', 'subject="dap-cau"'],
             )  # fmt: skip
+            # What it holds back now, by name.
+            expect(page.locator(f"tr[id='s-{silence.id}']")).to_contain_text("Lũ sông – Đáp Cầu")
             page.screenshot(path=ARTIFACTS / "console-silences.png", full_page=True)
             page.goto(f"{console}/warnings/{quote(WID, safe='')}")
             expect(page.locator("p.silenced")).to_contain_text("Đang tạm ngừng thông báo đến")
