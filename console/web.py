@@ -103,6 +103,12 @@ ACTIONS: dict[str, Action] = {
     "set_phase": Action.SET_PHASE,
 }
 NEEDS_REASON = {"false_alarm", "set_phase"}
+# An action of the audit log ("kind/action") as the console's buttons name it.
+AUDIT_WORDS = {
+    **{f"command/{a.value}": name for name, a in ACTIONS.items() if name != "false_alarm"},
+    "approval/approve": "approve",
+    "approval/cancel": "reject",
+}
 _STEPS = {"verify": Action.VERIFY, "acknowledge": Action.RESPOND, "recover": Action.RECOVER,
           "resolve": Action.CLOSE}  # fmt: skip
 _STEP_STATUS = {
@@ -637,6 +643,7 @@ def jinja(directory: Directory | None = None) -> Environment:
     env.filters["q"] = lambda s: quote(str(s), safe="")
     env.filters["vn_time"] = lambda d: d.astimezone(_VN).strftime("%H:%M:%S %d/%m/%Y")
     env.globals["texts"] = TEXTS
+    env.globals["audit_words"] = AUDIT_WORDS
     env.filters["hazard"] = _hazard
     env.filters["rule_level"] = lambda w, lang: (
         level_label(w, lang) if w.level else t("cleared", lang)

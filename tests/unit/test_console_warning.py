@@ -60,7 +60,9 @@ def record() -> WarningRecord:
          "channel": "email", "attempt": 1, "outcome": "failed", "error": "550 mailbox full"},
     ]  # fmt: skip
     acts = [{"at": (T0 + timedelta(hours=3)).isoformat(), "actor": "truc-ban-a",
-             "kind": "command", "action": "verify", "reason": "", "warning_id": WID}]  # fmt: skip
+             "kind": "command", "action": "verify", "reason": "", "warning_id": WID},
+            {"at": (T0 + timedelta(hours=4, minutes=5)).isoformat(), "actor": "pho-ban-b",
+             "kind": "command", "action": "respond", "reason": "", "warning_id": WID}]  # fmt: skip
     return WarningRecord(periods, points, LEVELS, acts, notes, tries)
 
 
@@ -94,6 +96,7 @@ def test_the_timeline_puts_state_changes_and_actions_in_order() -> None:
         ("state", "raised", "canhbao"),
         ("action", "command/verify", "truc-ban-a"),
         ("state", "escalated", "canhbao"),
+        ("action", "command/respond", "pho-ban-b"),
     ]
 
 
@@ -155,6 +158,7 @@ async def test_the_warning_page_shows_the_chart_the_timeline_and_each_delivery(
     timeline_table = re.search(r'<table class="timeline">.*?</table>', page, re.S)
     assert timeline_table and "truc-ban-a" in timeline_table[0]
     assert "tăng cấp" in timeline_table[0] and "Xác minh" in timeline_table[0]
+    assert "Tiếp nhận, ứng phó" in timeline_table[0]  # the lifecycle's "respond"
     sent = re.search(r'<table class="deliveries">.*?</table>', page, re.S)
     assert sent and "snnmt-webhook" in sent[0] and "đã nhận" in sent[0]
     assert "550 mailbox full" in sent[0] and "4,0 s" in sent[0]
