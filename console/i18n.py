@@ -162,6 +162,7 @@ TEXTS: dict[str, tuple[str, str]] = {
     "aud_partner": ("đối tác", "partner"),
     # Silences
     "silences": ("Tạm ngừng thông báo", "Silences"),
+    "silenced": ("đang tạm ngừng thông báo", "silenced"),
     "silence_this": ("Tạm ngừng thông báo của cảnh báo này…", "Silence this warning…"),
     "silenced_until": ("Đang tạm ngừng thông báo đến", "Silenced until"),
     "new_silence": ("Tạo lệnh tạm ngừng", "New silence"),

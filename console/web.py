@@ -295,16 +295,26 @@ def _row_context(w: Warning) -> dict[str, Any]:
 async def stream(request: web.Request) -> web.StreamResponse:
     f = Filter.parse(dict(request.query))
     board = request.app[APP_BOARD]
+    shown = board.select(f)
     return render(
-        request, "stream.html", warnings=board.select(f), f=f, domains=list(Domain),
+        request, "stream.html", warnings=shown, f=f, domains=list(Domain),
         statuses=list(LifecycleStatus), events_url="/events?" + urlencode(f.query()),
+        silenced_ids=_silenced_ids(board, shown),
     )  # fmt: skip
+
+
+def _silenced_ids(board: Board, warnings: list[Warning]) -> set[str]:
+    """The warnings an active silence holds back now (marked on the stream)."""
+    now = datetime.now(UTC)
+    return {w.warning_id for w in warnings if silenced_by(board.silences.values(), w, now)}
 
 
 def row_html(request: web.Request, w: Warning) -> str:
     env = request.app[APP_JINJA]
     lang = _lang(request)
-    return env.get_template("_row.html").render(lang=lang, t=lambda key: t(key, lang), w=w)
+    silenced = _silenced_ids(request.app[APP_BOARD], [w])
+    return env.get_template("_row.html").render(lang=lang, t=lambda key: t(key, lang), w=w,
+                                                silenced_ids=silenced)  # fmt: skip
 
 
 async def events(request: web.Request) -> web.StreamResponse:

@@ -108,6 +108,9 @@ async def test_an_operator_previews_then_silences_with_the_account_as_author(
     assert f'id="s-{s.id}"' in page and "trạm đang bảo trì" in page
     row = re.search(rf'<tr id="s-{s.id}">.*?</tr>', page, re.S)
     assert row and "Lũ sông – dap-cau" in row[0]  # what it holds back now
+    stream = await (await console.client.get("/")).text()
+    row = re.search(rf'<tr id="w-{re.escape(WID)}".*?</tr>', stream, re.S)
+    assert row and "đang tạm ngừng thông báo" in row[0]  # marked on the live stream too
     assert "Đang tạm ngừng thông báo đến" in await (
         await console.client.get(f"/warnings/{WID}")).text()  # fmt: skip
     r = await console.client.post(f"/silences/{s.id}/lift", data={"csrf": csrf},
