@@ -20,7 +20,9 @@ def _accounts(settings: Settings) -> Accounts:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    from alerting.directory import Directory
     from canhbao.broker import kafka_bootstrap
+    from canhbao.console_record import RecordHistory
     from canhbao.running import stop_event
     from console.serve import serve
     from console.web import ConsoleConfig
@@ -41,8 +43,16 @@ def cmd_console(args: argparse.Namespace) -> int:
             # Also here for symmetry with the other services; the console's own port
             # serves /metrics too (console/web.py), with every group's lag.
             metrics.serve(settings.metrics_port)
-            config = ConsoleConfig(behind_https=settings.console_behind_https)
-            await serve(bootstrap, accounts, args.host, args.port, stop_event(), config)
+            config = ConsoleConfig(behind_https=settings.console_behind_https,
+                                   directory=Directory.load(settings.geography_path,
+                                                            settings.directory_path))  # fmt: skip
+            # A warning's history comes from the threat record (canhbao record).
+            history = RecordHistory(settings.record_url(), settings.rules_path)
+            try:
+                await serve(bootstrap, accounts, args.host, args.port, stop_event(), config,
+                            history=history)  # fmt: skip
+            finally:
+                await history.close()
 
         asyncio.run(main())
     return 0

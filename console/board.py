@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from alerting.routes import Silence
+from console.silences import Entry
 from pipeline.lifecycle import is_active
 from topics.models import Broadcast, BroadcastStatus, Domain, LifecycleStatus, Phase, Warning
 
@@ -71,6 +74,8 @@ class Board:
     broadcasts: dict[str, Broadcast] = field(default_factory=dict)
     # broadcast id -> the actor of its request (the pipeline's "canhbao", or a person)
     requesters: dict[str, str] = field(default_factory=dict)
+    # silence id -> the silence (canhbao.control.silences), kept after it is lifted
+    silences: dict[str, Entry] = field(default_factory=dict)
     _listeners: set[Callable[[Warning], None]] = field(default_factory=set)
 
     def apply_warning(self, w: Warning) -> bool:
@@ -83,6 +88,16 @@ class Board:
         for listener in list(self._listeners):
             listener(w)
         return True
+
+    def apply_silence(
+        self, sid: str, silence: Silence | None, at: datetime, actor: str | None = None
+    ) -> None:
+        """A silence set (or changed), or lifted by a tombstone logged ``at`` (by
+        ``actor`` when the tombstone names one)."""
+        if silence is not None:
+            self.silences[sid] = Entry(silence)
+        elif (known := self.silences.get(sid)) is not None and known.lifted_at is None:
+            self.silences[sid] = Entry(known.silence, lifted_at=at, lifted_by=actor)
 
     def select(self, f: Filter) -> list[Warning]:
         return sorted((w for w in self.warnings.values() if f.matches(w)), key=_order)

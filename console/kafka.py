@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
 
+from alerting.routes import Silence
 from console.board import Board
-from topics.catalogue import APPROVALS, COMMANDS, STATE_BROADCASTS, WARNINGS
+from topics.catalogue import APPROVALS, COMMANDS, CONTROL_SILENCES, STATE_BROADCASTS, WARNINGS
 from topics.kafka import TopicReader
-from topics.models import ApprovalAction, ApprovalEvent, Broadcast, Command, Warning
+from topics.models import ApprovalAction, ApprovalEvent, Broadcast, Command, SilenceLift, Warning
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,21 @@ class KafkaWriter:
     async def approval(self, event: ApprovalEvent) -> None:
         await self.producer.send_and_wait(
             APPROVALS, event.to_bytes(), key=event.warning_id.encode()
+        )
+
+    async def silence(self, silence: Silence) -> None:
+        """The message ``canhbao alerts silence`` writes, keyed by the silence id."""
+        await self.producer.send_and_wait(
+            CONTROL_SILENCES, silence.model_dump_json().encode(), key=silence.id.encode()
+        )
+
+    async def unsilence(self, silence_id: str, actor: str) -> None:
+        """The tombstone ``canhbao alerts unsilence`` writes, with the same
+        ``canhbao-lift`` header naming the account (a tombstone has no value to hold
+        it), so the record's audit log says who lifted it."""
+        lift = SilenceLift(silence_id=silence_id, actor=actor, reason="lifted in the console")
+        await self.producer.send_and_wait(
+            CONTROL_SILENCES, None, key=silence_id.encode(), headers=[lift.header()]
         )
 
 
@@ -82,6 +99,23 @@ def _approval(board: Board, r: ConsumerRecord[Any, Any]) -> None:
         board.requesters.setdefault(event.broadcast_id, event.actor)
 
 
+def _silence(board: Board, r: ConsumerRecord[Any, Any]) -> None:
+    sid = (r.key or b"").decode("utf-8", "replace")
+    at = datetime.fromtimestamp(r.timestamp / 1000, UTC)
+    if r.value is None:
+        try:
+            lift = SilenceLift.from_headers(list(r.headers or ()))
+        except ValidationError:
+            lift = None  # the tombstone still lifts the silence, by nobody on record
+        board.apply_silence(sid, None, at, lift.actor if lift else None)
+        return
+    try:
+        board.apply_silence(sid, Silence.model_validate_json(r.value), at)
+    except ValidationError as exc:
+        # The route stage reads the same topic and says so too; the console skips it.
+        log.warning("%s: silence %s is unreadable: %s", r.topic, sid, exc.errors()[:1])
+
+
 class Feeds:
     """Reads the warnings, the broadcasts' state and the approval requests from their
     beginning (the latest state of each), then follows them into ``board``."""
@@ -91,6 +125,7 @@ class Feeds:
             TopicReader(bootstrap, WARNINGS, lambda r: _warning(board, r)),
             TopicReader(bootstrap, STATE_BROADCASTS, lambda r: _broadcast(board, r)),
             TopicReader(bootstrap, APPROVALS, lambda r: _approval(board, r)),
+            TopicReader(bootstrap, CONTROL_SILENCES, lambda r: _silence(board, r)),
         ]
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

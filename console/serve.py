@@ -8,6 +8,7 @@ from aiohttp import web
 
 from console.accounts import Accounts
 from console.board import Board
+from console.history import History
 from console.kafka import Feeds, KafkaWriter
 from console.web import ConsoleConfig, make_app
 from topics.lag import LagMonitor
@@ -22,6 +23,7 @@ async def serve(
     stop: asyncio.Event,
     config: ConsoleConfig | None = None,
     metrics: Metrics | None = None,
+    history: History | None = None,
 ) -> None:
     """Serve the console on ``host:port`` until ``stop`` is set."""
     board = Board()
@@ -33,7 +35,9 @@ async def serve(
     lag = asyncio.create_task(LagMonitor(bootstrap, metrics).run(lag_stop))
     await writer.start()
     await feeds.start()
-    runner = web.AppRunner(make_app(accounts, board, writer, config, metrics), shutdown_timeout=2)
+    runner = web.AppRunner(
+        make_app(accounts, board, writer, config, metrics, history), shutdown_timeout=2
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -13,20 +13,38 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from alerting import palette
+from alerting.cap import cap_xml, event, level_label
+from alerting.chart import number, readings_charts
+from alerting.directory import Directory
+from alerting.routes import Silence
 from alerting.templates import VIETNAM as _VN
 from console.accounts import Accounts, LoginResult, Permission, Session
 from console.board import Board, Filter, approval_refusal
-from console.i18n import lang_of, t
+from console.history import (
+    Delivery,
+    Event,
+    History,
+    HistoryUnavailable,
+    WarningRecord,
+    deliveries,
+    thresholds,
+    timeline,
+)
+from console.i18n import TEXTS, lang_of, t
+from console.names import Names, seconds_text
+from console.silences import SilenceError, listing, make, matchers_of, preview, silenced_by
 from pipeline.lifecycle import STATUS_ORDER, is_active
 from topics.errors import field_errors
 from topics.metrics import Metrics
@@ -57,6 +75,10 @@ class Writer(Protocol):
 
     async def approval(self, event: ApprovalEvent) -> None: ...
 
+    async def silence(self, silence: Silence) -> None: ...
+
+    async def unsilence(self, silence_id: str, actor: str) -> None: ...
+
 
 @dataclass(frozen=True)
 class ConsoleConfig:
@@ -65,6 +87,9 @@ class ConsoleConfig:
     # Reached over https through a TLS proxy: the console itself sees plain http, so
     # it is told to mark its cookies Secure.
     behind_https: bool = False
+    # The province's stations, communes and agencies: names people read instead of
+    # ids, and the CAP message of a warning. None: ids are shown, and no CAP.
+    directory: Directory | None = None
 
 
 # The console's buttons and the Command each becomes: the same actions the CLI's
@@ -79,6 +104,12 @@ ACTIONS: dict[str, Action] = {
     "set_phase": Action.SET_PHASE,
 }
 NEEDS_REASON = {"false_alarm", "set_phase"}
+# An action of the audit log ("kind/action") as the console's buttons name it.
+AUDIT_WORDS = {
+    **{f"command/{a.value}": name for name, a in ACTIONS.items() if name != "false_alarm"},
+    "approval/approve": "approve",
+    "approval/cancel": "reject",
+}
 _STEPS = {"verify": Action.VERIFY, "acknowledge": Action.RESPOND, "recover": Action.RECOVER,
           "resolve": Action.CLOSE}  # fmt: skip
 _STEP_STATUS = {
@@ -105,9 +136,10 @@ APP_JINJA: web.AppKey[Environment] = web.AppKey("jinja", Environment)
 APP_CONFIG: web.AppKey[ConsoleConfig] = web.AppKey("config", ConsoleConfig)
 APP_STOP: web.AppKey[asyncio.Event] = web.AppKey("stop", asyncio.Event)
 APP_METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
+APP_HISTORY: web.AppKey[History | None] = web.AppKey("history", History)
 
 
-_COUNTED = {*ACTIONS, "approve", "cancel"}
+_COUNTED = {*ACTIONS, "approve", "cancel", "silence", "unsilence"}
 
 
 def _count(request: web.Request, action: str, outcome: str) -> None:
@@ -264,16 +296,26 @@ def _row_context(w: Warning) -> dict[str, Any]:
 async def stream(request: web.Request) -> web.StreamResponse:
     f = Filter.parse(dict(request.query))
     board = request.app[APP_BOARD]
+    shown = board.select(f)
     return render(
-        request, "stream.html", warnings=board.select(f), f=f, domains=list(Domain),
+        request, "stream.html", warnings=shown, f=f, domains=list(Domain),
         statuses=list(LifecycleStatus), events_url="/events?" + urlencode(f.query()),
+        silenced_ids=_silenced_ids(board, shown),
     )  # fmt: skip
+
+
+def _silenced_ids(board: Board, warnings: list[Warning]) -> set[str]:
+    """The warnings an active silence holds back now (marked on the stream)."""
+    now = datetime.now(UTC)
+    return {w.warning_id for w in warnings if silenced_by(board.silences.values(), w, now)}
 
 
 def row_html(request: web.Request, w: Warning) -> str:
     env = request.app[APP_JINJA]
     lang = _lang(request)
-    return env.get_template("_row.html").render(lang=lang, t=lambda key: t(key, lang), w=w)
+    silenced = _silenced_ids(request.app[APP_BOARD], [w])
+    return env.get_template("_row.html").render(lang=lang, t=lambda key: t(key, lang), w=w,
+                                                silenced_ids=silenced)  # fmt: skip
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -334,6 +376,45 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
 # -- a warning --------------------------------------------------------------------
 
 
+async def _warning_view(request: web.Request, w: Warning) -> dict[str, Any]:
+    """What the warning page shows besides the warning itself: its record (chart,
+    timeline, deliveries), the CAP message, and the silence that holds it back."""
+    lang = _lang(request)
+    board = request.app[APP_BOARD]
+    history = request.app[APP_HISTORY]
+    record: WarningRecord | None = None
+    record_error = None
+    if history is None:
+        record_error = t("no_record_configured", lang)
+    else:
+        try:
+            record = await history.warning(w.warning_id, w.rule_id)
+        except HistoryUnavailable as exc:
+            record_error = f"{t('record_unreadable', lang)}: {exc}"
+    chart_svg = None
+    events: list[Event] = []
+    sent: list[Delivery] = []
+    if record is not None:
+        lines = thresholds(record.levels, lambda lv: _rule_level_label(w, lv.name, lang))
+        chart_svg = Markup(readings_charts(record.periods, record.points, lines, lang))
+        events = timeline(record.periods, record.actions)
+        sent = deliveries(record.notifications, record.deliveries)
+    directory = request.app[APP_CONFIG].directory
+    cap = None
+    if directory is not None:
+        try:
+            cap = cap_xml(w, directory)
+        except (ValueError, KeyError) as exc:  # an area or agency the directory lacks
+            cap = f"<!-- {exc} -->"
+    now = datetime.now(UTC)
+    return {
+        "record": record, "record_error": record_error, "chart": chart_svg, "events": events,
+        "sent_notes": sent, "cap": cap,
+        "silenced": silenced_by(board.silences.values(), w, now),
+        "may_silence": _session(request).account.may(Permission.ACT),
+    }  # fmt: skip
+
+
 async def warning_page(request: web.Request) -> web.StreamResponse:
     wid = request.match_info["warning_id"]
     w = request.app[APP_BOARD].warnings.get(wid)
@@ -342,7 +423,7 @@ async def warning_page(request: web.Request) -> web.StreamResponse:
     may_act = _session(request).account.may(Permission.ACT)
     return render(request, "warning.html", w=w, may_act=may_act, phases=list(Phase),
                   sent=request.query.get("sent"), error=None, offered=offered(w),
-                  active=is_active(w))  # fmt: skip
+                  active=is_active(w), **await _warning_view(request, w))  # fmt: skip
 
 
 def command_for(warning_id: str, choice: str, actor: str, reason: str, phase: str) -> Command:
@@ -383,12 +464,12 @@ async def warning_action(request: web.Request) -> web.StreamResponse:
         message = "; ".join(field_errors(exc, "command"))
         return render(request, "warning.html", status=400, w=w, may_act=True,
                       phases=list(Phase), sent=None, error=message, offered=offered(w),
-                      active=is_active(w))  # fmt: skip
+                      active=is_active(w), **await _warning_view(request, w))  # fmt: skip
     except ValueError as exc:
         _count(request, choice, "invalid")
         return render(request, "warning.html", status=400, w=w, may_act=True,
                       phases=list(Phase), sent=None, error=str(exc), offered=offered(w),
-                      active=is_active(w))  # fmt: skip
+                      active=is_active(w), **await _warning_view(request, w))  # fmt: skip
     await request.app[APP_WRITER].command(command)
     _count(request, choice, "sent")
     raise web.HTTPSeeOther(f"/warnings/{quote(wid, safe='')}?sent={quote(choice)}")
@@ -442,6 +523,76 @@ async def broadcast_decide(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(f"/broadcasts?sent={quote(decision)}")
 
 
+# -- silences ---------------------------------------------------------------------
+
+
+def _silences_page(
+    request: web.Request,
+    status: int = 200,
+    form: dict[str, str] | None = None,
+    preview_of: list[Warning] | None = None,
+    error: str | None = None,
+) -> web.Response:
+    board = request.app[APP_BOARD]
+    active, ended = listing(board.silences.values(), datetime.now(UTC))
+    # What each active silence holds back now: the warnings its matchers match.
+    holds = {e.silence.id: preview(e.silence.matchers, board.warnings.values()) for e in active}
+    return render(request, "silences.html", status=status, active_silences=active, holds=holds,
+                  ended_silences=ended, form=form or {}, preview=preview_of, error=error,
+                  may_silence=_session(request).account.may(Permission.ACT),
+                  sent=request.query.get("sent"),
+                  request_lifted=bool(request.query.get("lifted")))  # fmt: skip
+
+
+async def silences_page(request: web.Request) -> web.StreamResponse:
+    form = {"matchers": "", "duration": "2h", "reason": ""}
+    wid = request.query.get("warning")
+    w = request.app[APP_BOARD].warnings.get(wid or "")
+    if w is not None:  # "silence this warning" from its page: its rule and subject
+        form["matchers"] = f'rule="{w.rule_id}"\nsubject="{w.subject}"'
+    return _silences_page(request, form=form)
+
+
+async def silences_post(request: web.Request) -> web.StreamResponse:
+    """Preview (nothing sent) or create a silence: the message the CLI's ``canhbao
+    alerts silence`` writes, with the account as its author."""
+    form = await request.post()
+    intent = str(form.get("intent", "preview"))
+    action = "silence" if intent == "create" else "preview"
+    if (no := allowed(request, Permission.ACT, action)) is not None:
+        return no
+    values = {k: str(form.get(k, "")) for k in ("matchers", "duration", "reason")}
+    board = request.app[APP_BOARD]
+    try:
+        matchers = matchers_of(values["matchers"])
+        matched = preview(matchers, board.warnings.values())
+        if intent != "create":
+            return _silences_page(request, form=values, preview_of=matched)
+        silence = make(values["matchers"], values["duration"], values["reason"],
+                       _session(request).account.name, datetime.now(UTC))  # fmt: skip
+    except SilenceError as exc:
+        if intent == "create":
+            _count(request, action, "invalid")
+        return _silences_page(request, status=400, form=values, error=str(exc))
+    await request.app[APP_WRITER].silence(silence)
+    _count(request, action, "sent")
+    raise web.HTTPSeeOther(f"/silences?sent={quote(silence.id)}")
+
+
+async def silence_lift(request: web.Request) -> web.StreamResponse:
+    """Lift a silence early: the tombstone ``canhbao alerts unsilence`` writes, with
+    the account as the one who lifted it."""
+    if (no := allowed(request, Permission.ACT, "unsilence")) is not None:
+        return no
+    sid = request.match_info["silence_id"]
+    entry = request.app[APP_BOARD].silences.get(sid)
+    if entry is None or not entry.active(datetime.now(UTC)):
+        return refuse(request, 404, t("not_found", _lang(request)))
+    await request.app[APP_WRITER].unsilence(sid, _session(request).account.name)
+    _count(request, "unsilence", "sent")
+    raise web.HTTPSeeOther(f"/silences?sent={quote(sid)}&lifted=1")
+
+
 # -- static -----------------------------------------------------------------------
 
 
@@ -483,10 +634,25 @@ def _alarm_label(w: Warning, lang: str) -> str:
     if w.level == 0:
         return t("cleared", lang)
     word = t("level", lang).lower()
-    return f"{word} {w.level} · {w.level_name}" if w.level_name else f"{word} {w.level}"
+    # The rule's own name for it as the bulletins write it: "báo động II".
+    return f"{word} {w.level} · {level_label(w, lang)}" if w.level_name else f"{word} {w.level}"
 
 
-def jinja() -> Environment:
+def _rule_level_label(w: Warning, name: str, lang: str) -> str:
+    """A level of the warning's rule as the bulletins name it ("báo động II")."""
+    return level_label(w.model_copy(update={"level_name": name}), lang)
+
+
+def _hazard(w: Warning, lang: str) -> str:
+    """The hazard by its name in the page's language (river_flood: "Lũ sông"); a hazard
+    the CAP names do not know gets its domain's name with its code."""
+    name = event(w, lang)
+    if name == event(w.model_copy(update={"hazard": ""}), lang):
+        return f"{name} ({w.hazard})"
+    return name
+
+
+def jinja(directory: Directory | None = None) -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(["html"]),
@@ -497,6 +663,17 @@ def jinja() -> Environment:
     env.filters["alarm_label"] = _alarm_label
     env.filters["q"] = lambda s: quote(str(s), safe="")
     env.filters["vn_time"] = lambda d: d.astimezone(_VN).strftime("%H:%M:%S %d/%m/%Y")
+    env.globals["texts"] = TEXTS
+    env.globals["audit_words"] = AUDIT_WORDS
+    env.filters["hazard"] = _hazard
+    env.filters["rule_level"] = lambda w, lang: (
+        level_label(w, lang) if w.level else t("cleared", lang)
+    )
+    names = Names.of(directory)
+    env.filters["station"] = names.station
+    env.filters["subject"] = names.subject
+    env.filters["seconds"] = seconds_text
+    env.filters["num"] = lambda v, lang: number(float(v), lang)
     return env
 
 
@@ -506,15 +683,17 @@ def make_app(
     writer: Writer,
     config: ConsoleConfig | None = None,
     metrics: Metrics | None = None,
+    history: History | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[security], client_max_size=64 * 1024)
     app[APP_ACCOUNTS] = accounts
     app[APP_BOARD] = board
     app[APP_WRITER] = writer
-    app[APP_JINJA] = jinja()
+    app[APP_JINJA] = jinja((config or ConsoleConfig()).directory)
     app[APP_CONFIG] = config or ConsoleConfig()
     app[APP_STOP] = asyncio.Event()
     app[APP_METRICS] = metrics or Metrics.default()
+    app[APP_HISTORY] = history
 
     async def stop_streams(app: web.Application) -> None:
         app[APP_STOP].set()
@@ -530,6 +709,9 @@ def make_app(
     app.router.add_post("/warnings/{warning_id}/action", warning_action)
     app.router.add_get("/broadcasts", broadcasts_page)
     app.router.add_post("/broadcasts/{broadcast_id}/decide", broadcast_decide)
+    app.router.add_get("/silences", silences_page)
+    app.router.add_post("/silences", silences_post)
+    app.router.add_post("/silences/{silence_id}/lift", silence_lift)
     app.router.add_get("/static/levels.css", levels_css)
     app.router.add_static("/static/", HERE / "static")
     app.router.add_get("/healthz", healthz)

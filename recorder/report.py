@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,13 +20,14 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from alerting import chart
 from recorder import queries
 from recorder.indicators import event_indicators
 from recorder.schema import WarningVersion
 
 #: The province's clock, for people, unless the caller passes the display time zone.
 LOCAL: tzinfo = ZoneInfo("Asia/Ho_Chi_Minh")
-LEVEL_COLOURS = {0: "#9bbf85", 1: "#f6d55c", 2: "#ed9a3c", 3: "#d9412f", 4: "#8e1b4f", 5: "#4a0f2b"}
+LEVEL_COLOURS = chart.LEVEL_COLOURS
 OUTCOME_COLOURS = {
     "delivered": "#2e8b57",
     "retrying": "#ed9a3c",
@@ -110,7 +111,7 @@ def zone_name(tz: tzinfo) -> str:
 
 
 def _num(v: float) -> str:
-    return f"{v:,.2f}".rstrip("0").rstrip(".").replace(",", " ").replace(".", ",")
+    return chart.number(v)
 
 
 def _secs(v: float | None) -> str:
@@ -123,101 +124,16 @@ def _secs(v: float | None) -> str:
     return f"{v / 3600:.1f} giờ/h"
 
 
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    if hi <= lo:
-        return [lo]
-    step = (hi - lo) / n
-    return [lo + i * step for i in range(n + 1)]
-
-
 def readings_charts(
     states: list[WarningVersion], readings: list[Reading], tz: tzinfo = LOCAL
 ) -> str:
-    """One chart per station and metric (a water level and a report's severity do not
-    share an axis); a note when the record holds no reading."""
-    series: dict[tuple[str, str], list[Reading]] = defaultdict(list)
-    for r in readings:
-        series[(r.station_id, r.metric)].append(r)
-    if not series:
-        return '<p class="readings-chart">Không có số đo / no reading recorded.</p>'
-    return "".join(readings_chart(states, points, tz) for _, points in sorted(series.items()))
-
-
-def readings_chart(
-    states: list[WarningVersion], readings: list[Reading], tz: tzinfo = LOCAL
-) -> str:
-    """SVG: the readings of one station and metric over the readings' clock,
-    each threshold as a dashed line, the warning's level as coloured bands."""
-    w, h, left, right, top, bottom = 900, 300, 70, 50, 20, 50
-    times = [r.observed_at for r in readings] + [s.updated_at for s in states]
-    t0, t1 = min(times), max(times)
-    if t1 <= t0:
-        t1 = t0 + timedelta(minutes=1)
-    values = [r.value for r in readings] + [
-        r.threshold for r in readings if r.threshold is not None
-    ]
-    lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
-    pad = (hi - lo) * 0.1 or abs(hi) * 0.1 or 1.0
-    lo, hi = lo - pad, hi + pad
-
-    def x(t: datetime) -> float:
-        return left + (t - t0) / (t1 - t0) * (w - left - right)
-
-    def y(v: float) -> float:
-        return top + (hi - v) / (hi - lo) * (h - top - bottom)
-
-    out = [
-        f'<svg class="readings-chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" '
-        f'role="img" aria-label="Số liệu đo và ngưỡng / readings and thresholds">'
-    ]
-    for i, s in enumerate(states):
-        end = states[i + 1].updated_at if i + 1 < len(states) else t1
-        colour = LEVEL_COLOURS.get(s.level, "#cccccc")
-        width = max(1.0, x(end) - x(s.updated_at))
-        out.append(
-            f'<rect x="{x(s.updated_at):.1f}" y="{top}" width="{width:.1f}" '
-            f'height="{h - top - bottom}" fill="{colour}" opacity="0.25">'
-            f"<title>v{s.version} {escape(s.transition)}: level {escape(s.level_name)}"
-            "</title></rect>"
-        )
-    for v in _ticks(lo, hi):
-        out.append(
-            f'<line x1="{left}" x2="{w - right}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e0e0e0"/>'
-            f'<text x="{left - 6}" y="{y(v) + 4:.1f}" text-anchor="end" font-size="11">'
-            f"{_num(v)}</text>"
-        )
-    span = t1 - t0
-    for i in range(6):
-        t = t0 + span * i / 5
-        out.append(
-            f'<text x="{x(t):.1f}" y="{h - bottom + 16}" text-anchor="middle" font-size="11">'
-            f"{t.astimezone(tz).strftime('%d/%m %H:%M')}</text>"
-        )
-    for threshold in sorted({r.threshold for r in readings if r.threshold is not None}):
-        out.append(
-            f'<line x1="{left}" x2="{w - right}" y1="{y(threshold):.1f}" y2="{y(threshold):.1f}" '
-            f'stroke="#8e1b4f" stroke-dasharray="6 4"/>'
-            f'<text x="{w - right - 4}" y="{y(threshold) - 4:.1f}" text-anchor="end" '
-            f'font-size="11" fill="#8e1b4f">ngưỡng/threshold {_num(threshold)}</text>'
-        )
-    series: dict[tuple[str, str], list[Reading]] = defaultdict(list)
-    for r in readings:
-        series[(r.station_id, r.metric)].append(r)
-    for (station, metric), points in sorted(series.items()):
-        path = " ".join(f"{x(p.observed_at):.1f},{y(p.value):.1f}" for p in points)
-        out.append(f'<polyline points="{path}" fill="none" stroke="#1f5fa8" stroke-width="2"/>')
-        for p in points:
-            out.append(
-                f'<circle cx="{x(p.observed_at):.1f}" cy="{y(p.value):.1f}" r="3.5" fill="#1f5fa8">'
-                f"<title>{escape(station)} {escape(metric)} {_num(p.value)} · "
-                f"{_local_in(p.observed_at, tz)}</title></circle>"
-            )
-    names = ", ".join(f"{s} · {m}" for s, m in sorted(series)) or "—"
-    out.append(
-        f'<text x="{left}" y="{h - 8}" font-size="11">{escape(names)} '
-        f"(giờ / time: {escape(zone_name(tz))})</text></svg>"
-    )
-    return "".join(out)
+    """One chart per station and metric (``alerting.chart``, shared with the console's
+    warning page), both languages; a note when the record holds no reading."""
+    periods = [chart.Period(s.updated_at, s.level, s.level_name, s.version, s.transition)
+               for s in states]  # fmt: skip
+    points = [chart.Point(r.station_id, r.metric, r.observed_at, r.value, r.threshold)
+              for r in readings]  # fmt: skip
+    return chart.readings_charts(periods, points, tz=tz)
 
 
 def delivery_timeline(timeline: dict[str, Any], t0: datetime) -> str:
@@ -244,7 +160,7 @@ def delivery_timeline(timeline: dict[str, Any], t0: datetime) -> str:
         f'<svg class="delivery-timeline" xmlns="http://www.w3.org/2000/svg" '
         f'viewBox="0 0 {w} {h}" role="img" aria-label="Thời gian gửi / delivery timeline">'
     ]
-    for v in _ticks(lo, hi):
+    for v in chart.ticks(lo, hi):
         out.append(
             f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 6}" y2="{h - 26}" stroke="#e0e0e0"/>'
             f'<text x="{x(v):.1f}" y="{h - 10}" text-anchor="middle" font-size="11">'

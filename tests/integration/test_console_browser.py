@@ -15,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import pytest
 
+from alerting.routes import Silence
 from canhbao.broker import free_port
 from tests.conftest import Broker
 from tests.integration.helpers import (
@@ -30,7 +32,15 @@ from tests.integration.helpers import (
     worker_env,
 )
 from tests.servers import require, wait_for_port
-from topics.catalogue import APPROVALS, COMMANDS, INGEST_READINGS, WARNINGS
+from topics.catalogue import (
+    APPROVALS,
+    COMMANDS,
+    CONTROL_SILENCES,
+    INGEST_READINGS,
+    RECEIPTS,
+    WARNINGS,
+    notifications_topic,
+)
 from topics.models import (
     Agency,
     ApprovalAction,
@@ -39,7 +49,9 @@ from topics.models import (
     Broadcast,
     Channel,
     Command,
+    DeliveryReceipt,
     Evidence,
+    Notification,
     Warning,
 )
 
@@ -53,21 +65,88 @@ ACCOUNTS = {"truc-ban-a": "operator", "pho-ban-b": "approver", "pho-ban-c": "app
             "pho-ban-d": "approver"}  # fmt: skip
 
 
-def flood(level: int, version: int) -> Warning:
-    now = datetime.now(UTC)
+# The shipped rule water.flood.dap-cau (rules/water.yaml): level I from 4.30 m, II from
+# 5.30 m, III from 6.30 m. Each state's evidence is a reading of its own level.
+LEVEL_AT = {1: 4.30, 2: 5.30, 3: 6.30}
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3, minutes=30)
+
+
+def flood(level: int, version: int | None = None) -> Warning:
+    """Đáp Cầu's warning at ``level``: raised at level I, escalated to II, then to III
+    (version = level), each state an hour after the one before, with the reading of
+    its level as evidence."""
+    version = version or level
+    at = START + timedelta(hours=level)
     return Warning(
         warning_id=WID, version=version, rule_id="water.flood.dap-cau", domain="water",
         hazard="river_flood", subject="dap-cau",
         transition="raised" if version == 1 else "escalated", level=level,
-        level_name=f"báo động {level}", previous_level=level - 1 if version > 1 else 0,
-        severity="Severe", scope_tier="province",
+        level_name=["", "I", "II", "III"][level], previous_level=level - 1 if version > 1 else 0,
+        severity=["", "Moderate", "Severe", "Extreme"][level], scope_tier="province",
         areas=[Area(code="bn-vu-ninh", name="Vũ Ninh", province="bn")],
         lead_agency=Agency(code="snnmt", name_vi="Sở Nông nghiệp và Môi trường",
                            name_en="Department of Agriculture and Environment"),
-        evidence=[Evidence(station_id="dap-cau", metric="water_level_m", value=4.41,
-                           observed_at=now, threshold=4.3)],
-        raised_at=now, updated_at=now,
+        evidence=[Evidence(station_id="dap-cau", metric="water_level_m",
+                           value=LEVEL_AT[level] + 0.11, observed_at=at,
+                           threshold=LEVEL_AT[level])],
+        labels={"river": "Cầu", "station_name": "Đáp Cầu"},
+        annotations={"summary_vi": "Mực nước sông Cầu tại Đáp Cầu",
+                     "summary_en": "River Cầu water level at Đáp Cầu"},
+        raised_at=START + timedelta(hours=1), updated_at=at,
+        previous_updated_at=None if version == 1 else at - timedelta(hours=1),
     )  # fmt: skip
+
+
+def recorded() -> list[tuple[str, bytes | None, bytes | None]]:
+    """What the recorder would have written of the flood: its three states, a notification
+    to the lead agency and one to the commune per state, and their delivery receipts
+    (the commune's first attempt failed and was retried)."""
+    out: list[tuple[str, bytes | None, bytes | None]] = []
+    for level in (1, 2, 3):
+        w, version = flood(level), level
+        out.append((WARNINGS, WID.encode(), w.to_bytes()))
+        for receiver, audience in (("snnmt-webhook", "agency"), ("ubnd-bn-vu-ninh", "commune")):
+            nid = f"{WID}:v{version}:{receiver}:webhook"
+            note = Notification(
+                notification_id=nid,
+                warning_id=WID,
+                warning_version=version,
+                receiver_id=receiver,
+                channel=Channel.WEBHOOK,
+                audience=audience,
+                address="http://127.0.0.1/hook",
+                body="Mực nước sông Cầu tại Đáp Cầu",
+                created_at=w.updated_at,
+            )
+            out.append((notifications_topic(Channel.WEBHOOK), receiver.encode(), note.to_bytes()))
+            outcomes = ["retrying", "delivered"] if audience == "commune" else ["delivered"]
+            for k, outcome in enumerate(outcomes, start=1):
+                receipt = DeliveryReceipt(
+                    notification_id=nid, warning_id=WID, receiver_id=receiver,
+                    channel=Channel.WEBHOOK, attempt=k, outcome=outcome,
+                    status_code=200 if outcome == "delivered" else 503,
+                    error=None if outcome == "delivered" else "HTTP 503",
+                    latency_seconds=0.2, at=w.updated_at + timedelta(seconds=1.5 * k),
+                )  # fmt: skip
+                out.append((RECEIPTS, nid.encode(), receipt.to_bytes()))
+    return out
+
+
+def record_of(tmp_path: Path) -> str:
+    """The record's database of the console the ``console`` fixture started."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'record.db'}"
+
+
+async def fill_record(url: str) -> None:
+    from recorder.decode import decode
+    from recorder.store import Store
+    from tests.record_db import incoming
+
+    store = Store.open(url)
+    try:
+        await store.apply("test", decode(incoming(recorded())), {})
+    finally:
+        await store.close()
 
 
 def in_thread(coro: Coroutine[Any, Any, T]) -> T:
@@ -86,9 +165,12 @@ async def produce(bootstrap: str, w: Warning) -> None:
 def console(broker: Broker, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     """``canhbao console`` as a user starts it, with the ACCOUNTS; its URL."""
     asyncio.run(ensure_topics(broker.bootstrap))
+    record_url = record_of(tmp_path)
     env = {**os.environ, "CANHBAO_DATA_DIR": str(tmp_path), "CANHBAO_KAFKA_BOOTSTRAP":
            broker.bootstrap, "CANHBAO_CONSOLE_SESSION_SECRET": "s" * 32,
-           "CANHBAO_LOG_LEVEL": "info"}  # fmt: skip
+           "CANHBAO_LOG_LEVEL": "info", "CANHBAO_DATABASE_URL": record_url}  # fmt: skip
+    # The threat record the warning pages read their history from: made by the test
+    # that needs one (fill_record); the others' pages say the record cannot be read.
     for name, role in ACCOUNTS.items():
         added = subprocess.run(
             [sys.executable, "-m", "canhbao", "users", "add", name, "--role", role,
@@ -119,7 +201,9 @@ def console(broker: Broker, tmp_path: Path, request: pytest.FixtureRequest) -> I
 
 
 @pytest.mark.server("chromium")
-def test_an_operator_sees_a_warning_arrive_and_verifies_it(broker: Broker, console: str) -> None:
+def test_an_operator_sees_a_warning_arrive_opens_its_record_verifies_and_silences_it(
+    broker: Broker, console: str, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -137,17 +221,36 @@ def test_an_operator_sees_a_warning_arrive_and_verifies_it(broker: Broker, conso
             page.screenshot(path=ARTIFACTS / "console-stream-empty.png", full_page=True)
 
             # Produced after the page loaded: only the server-sent events can bring it.
-            in_thread(produce(broker.bootstrap, flood(level=2, version=1)))
+            in_thread(produce(broker.bootstrap, flood(level=2)))
             row = page.locator(f"tr[id='w-{WID}']")
-            expect(row).to_contain_text("cấp 2 · báo động 2", timeout=30_000)
-            in_thread(produce(broker.bootstrap, flood(level=3, version=2)))
-            expect(row).to_contain_text("cấp 3 · báo động 3", timeout=30_000)
+            expect(row).to_contain_text("cấp 2 · báo động II", timeout=30_000)
+            in_thread(produce(broker.bootstrap, flood(level=3)))
+            expect(row).to_contain_text("cấp 3 · báo động III", timeout=30_000)
+            expect(row).to_contain_text("Đáp Cầu")  # the station by name, not its id
             expect(page.locator("#empty")).to_be_hidden()
             page.screenshot(path=ARTIFACTS / "console-stream-live.png", full_page=True)
 
-            row.get_by_role("link", name="river_flood").click()
-            expect(page.locator("h1")).to_contain_text("river_flood – dap-cau")
-            expect(page.locator("table.evidence")).to_contain_text("4.41")
+            # The warning's page: the evidence, its chart from the record with the
+            # rule's levels, the timeline, each delivery, the CAP message.
+            url = record_of(tmp_path)
+            made = run_canhbao("db", "upgrade", env={**os.environ, "CANHBAO_DATABASE_URL": url})
+            assert made.returncode == 0, made.stderr
+            in_thread(fill_record(url))
+            row.get_by_role("link", name="Lũ sông").click()
+            expect(page.locator("h1")).to_contain_text("Lũ sông – Đáp Cầu")
+            expect(page.locator("table.evidence")).to_contain_text("6,41")
+            chart = page.locator("svg.readings-chart")
+            expect(chart).to_be_visible()
+            for line in ("báo động I 4,3", "báo động II 5,3", "báo động III 6,3"):
+                expect(chart).to_contain_text(line)
+            expect(page.locator("table.timeline")).to_contain_text("tăng cấp")
+            deliveries = page.locator("table.deliveries")
+            expect(deliveries).to_contain_text("snnmt-webhook")
+            expect(deliveries).to_contain_text("ubnd-bn-vu-ninh")
+            expect(deliveries.locator("tr", has_text="ubnd-bn-vu-ninh").first).to_contain_text("2")
+            expect(page.locator("dl.facts").first).to_contain_text("cấp tỉnh")
+            page.get_by_text("Xem bản tin CAP (XML)").click()
+            expect(page.locator("details.cap pre")).to_contain_text("<event>Lũ sông</event>")
             page.screenshot(path=ARTIFACTS / "console-warning.png", full_page=True)
             page.get_by_role("button", name="Xác minh", exact=True).click()
             expect(page.locator("p.ok")).to_contain_text("Đã gửi lệnh")
@@ -158,10 +261,42 @@ def test_an_operator_sees_a_warning_arrive_and_verifies_it(broker: Broker, conso
                 WID, "verify", "truc-ban-a",
             )  # fmt: skip
 
+            # Silence it: from its page, a preview of what the silence would hold back,
+            # then the silence, read back from canhbao.control.silences.
+            page.get_by_role("link", name="Tạm ngừng thông báo của cảnh báo này…").click()
+            page.get_by_label("Lý do").fill("đã báo trực tiếp cho UBND xã")
+            page.get_by_role("button", name="Xem trước").click()
+            expect(page.locator("div.preview")).to_contain_text("Lũ sông – Đáp Cầu")
+            page.screenshot(path=ARTIFACTS / "console-silence-preview.png", full_page=True)
+            page.get_by_role("button", name="Tạm ngừng", exact=True).click()
+            expect(page.locator("p.ok")).to_contain_text("Đã gửi lệnh tạm ngừng")
+            reload_until(page, "đã báo trực tiếp cho UBND xã</td>")
+            silences = in_thread(collect(broker.bootstrap, CONTROL_SILENCES, lambda v: len(v) >= 1))
+            silence = Silence.model_validate_json(silences[0])
+            assert (silence.created_by, silence.matchers) == (
+                "truc-ban-a", ['rule="water.flood.dap-cau"', 'subject="dap-cau"'],
+            )  # fmt: skip
+            # What it holds back now, by name.
+            expect(page.locator(f"tr[id='s-{silence.id}']")).to_contain_text("Lũ sông – Đáp Cầu")
+            page.screenshot(path=ARTIFACTS / "console-silences.png", full_page=True)
+            page.goto(f"{console}/warnings/{quote(WID, safe='')}")
+            expect(page.locator("p.silenced")).to_contain_text("Đang tạm ngừng thông báo đến")
+
             page.get_by_role("link", name="English").click()
+            expect(page.locator("h1")).to_contain_text("River flood – Đáp Cầu")
+            expect(page.locator("h1")).to_contain_text("level 3 · alarm level III")
             expect(page.locator("h2").first).to_have_text("Evidence")
+            expect(page.locator("dl.facts").first).to_contain_text("province")
+            expect(page.locator("table.timeline")).to_contain_text("escalated")
+            expect(page.locator("svg.readings-chart")).to_contain_text("alarm level II 5.3")
             page.screenshot(path=ARTIFACTS / "console-warning-en.png", full_page=True)
+
             page.set_viewport_size({"width": 390, "height": 844})  # a phone
+            page.screenshot(path=ARTIFACTS / "console-warning-phone.png", full_page=True)
+            page.goto(console + "/silences")
+            page.get_by_role("button", name=f"Lift now {silence.id}").click()
+            reload_until(page, "lifted early by truc-ban-a")
+            page.screenshot(path=ARTIFACTS / "console-silences-phone.png", full_page=True)
             page.goto(console + "/")
             page.screenshot(path=ARTIFACTS / "console-stream-phone.png", full_page=True)
         finally:
@@ -201,7 +336,7 @@ def test_a_reading_raises_a_warning_the_operator_sees_verifies_and_sees_verified
                                               key=b"dap-cau")  # fmt: skip
 
             in_thread(readings())
-            row = page.locator("#rows tr", has_text="dap-cau")
+            row = page.locator("#rows tr", has_text="Đáp Cầu")
             # The worker starts, reads, decides and publishes: generous, not a speed test.
             expect(row).to_contain_text("cấp 1", timeout=90_000)
             page.screenshot(path=ARTIFACTS / "console-worker-raised.png", full_page=True)
@@ -209,10 +344,10 @@ def test_a_reading_raises_a_warning_the_operator_sees_verifies_and_sees_verified
             page.get_by_role("button", name="Xác minh", exact=True).click()
             expect(page.locator("p.ok")).to_contain_text("Đã gửi lệnh")
             page.goto(console + "/")
-            expect(page.locator("#rows tr", has_text="dap-cau")).to_contain_text(
+            expect(page.locator("#rows tr", has_text="Đáp Cầu")).to_contain_text(
                 "đã xác minh", timeout=90_000
             )
-            page.locator("#rows tr", has_text="dap-cau").get_by_role("link").first.click()
+            page.locator("#rows tr", has_text="Đáp Cầu").get_by_role("link").first.click()
             expect(page.locator("dl.facts").last).to_contain_text("truc-ban-a")
             page.screenshot(path=ARTIFACTS / "console-worker-verified.png", full_page=True)
             assert worker.poll() is None, "the worker died"
@@ -247,8 +382,8 @@ def test_two_approver_accounts_send_a_broadcast_its_requester_cannot_approve(
     from playwright.sync_api import expect, sync_playwright
 
     now = datetime.now(UTC)
-    bid = f"{WID}:v2:citizens"
-    b = Broadcast(broadcast_id=bid, warning=flood(level=3, version=2), communes=["bn-vu-ninh"],
+    bid = f"{WID}:v3:citizens"
+    b = Broadcast(broadcast_id=bid, warning=flood(level=3), communes=["bn-vu-ninh"],
                   channels=[Channel.SMS], requested_at=now,
                   expires_at=now + timedelta(minutes=30))  # fmt: skip
     asked = ApprovalEvent(event_id="r1", broadcast_id=bid, action=ApprovalAction.REQUEST,

@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 from prometheus_client import CollectorRegistry
 
+from alerting.routes import Silence
 from console.accounts import MAX_FAILURES, Accounts, Role
 from console.board import Board
 from console.web import ConsoleConfig, make_app
@@ -39,19 +40,23 @@ PASSWORD = "correct horse battery"
 NOW = datetime.now(UTC)
 WID = "water.flood.dap-cau:dap-cau"
 BID = f"{WID}:v4:citizens"
+ROMAN = {0: "", 1: "I", 2: "II", 3: "III"}
+LEVEL_AT = {0: 4.3, 1: 4.3, 2: 5.3, 3: 6.3}
 
 
 def make_warning(version: int = 1, level: int = 2, **over: Any) -> Warning:
     fields: dict[str, Any] = {
         "warning_id": WID, "version": version, "rule_id": "water.flood.dap-cau",
         "domain": "water", "hazard": "river_flood", "subject": "dap-cau",
-        "transition": "raised", "level": level, "level_name": f"báo động {level}",
+        "transition": "raised", "level": level, "level_name": ROMAN[level],
         "severity": "Severe", "scope_tier": "province",
         "areas": [Area(code="bn-vu-ninh", name="Vũ Ninh", province="bn")],
         "lead_agency": Agency(code="snnmt", name_vi="Sở Nông nghiệp và Môi trường",
                               name_en="Department of Agriculture and Environment"),
-        "evidence": [Evidence(station_id="dap-cau", metric="water_level_m", value=4.41,
-                              observed_at=NOW, threshold=4.3)],
+        # The shipped rule's levels: I from 4.30 m, II from 5.30 m, III from 6.30 m.
+        "evidence": [Evidence(station_id="dap-cau", metric="water_level_m",
+                              value=LEVEL_AT[level] + 0.11, observed_at=NOW,
+                              threshold=LEVEL_AT[level])],
         "raised_at": NOW, "updated_at": NOW + timedelta(seconds=version),
     }  # fmt: skip
     fields.update(over)
@@ -62,12 +67,20 @@ def make_warning(version: int = 1, level: int = 2, **over: Any) -> Warning:
 class MemoryWriter:
     commands: list[Command] = field(default_factory=list)
     approvals: list[ApprovalEvent] = field(default_factory=list)
+    silences: list[Silence] = field(default_factory=list)
+    lifted: list[tuple[str, str]] = field(default_factory=list)
 
     async def command(self, command: Command) -> None:
         self.commands.append(command)
 
     async def approval(self, event: ApprovalEvent) -> None:
         self.approvals.append(event)
+
+    async def silence(self, silence: Silence) -> None:
+        self.silences.append(silence)
+
+    async def unsilence(self, silence_id: str, actor: str) -> None:
+        self.lifted.append((silence_id, actor))
 
 
 @dataclass
@@ -266,14 +279,14 @@ async def test_rejecting_needs_a_reason(console: Console) -> None:
 async def test_the_stream_shows_a_label_beside_each_colour_and_filters(console: Console) -> None:
     await login(console.client, "viewer")
     page = await (await console.client.get("/")).text()
-    assert 'class="badge lvl-2"' in page and "cấp 2 · báo động 2" in page
+    assert 'class="badge lvl-2"' in page and "cấp 2 · báo động II" in page
     assert "Luồng cảnh báo" in page  # Vietnamese by default
     assert WID in page
     assert WID not in await (await console.client.get("/?domain=health")).text()
     assert WID not in await (await console.client.get("/?level=3")).text()
     await console.client.get("/lang/en?next=/")
     page = await (await console.client.get("/")).text()
-    assert "Live stream" in page and "level 2 · báo động 2" in page
+    assert "Live stream" in page and "level 2 · alarm level II" in page
 
 
 async def test_text_from_the_pipeline_is_escaped(console: Console) -> None:
@@ -286,7 +299,7 @@ async def test_text_from_the_pipeline_is_escaped(console: Console) -> None:
 async def test_the_warning_page_shows_evidence_beside_thresholds(console: Console) -> None:
     await login(console.client, "viewer")
     page = await (await console.client.get(f"/warnings/{WID}")).text()
-    for text in ("4.41", "4.3", "Sở Nông nghiệp và Môi trường", "province", "Vũ Ninh"):
+    for text in ("5,41", "5,3", "Sở Nông nghiệp và Môi trường", "cấp tỉnh", "Vũ Ninh"):
         assert text in page
     assert (await console.client.get("/warnings/nope:none")).status == 404
 
@@ -308,7 +321,7 @@ async def test_server_sent_events_push_each_new_state(console: Console) -> None:
     console.board.apply_warning(make_warning(version=2, level=3, transition="escalated",
                                              previous_level=2))  # fmt: skip
     event = await next_event()
-    assert event.startswith("event: warning") and "cấp 3 · báo động 3" in event
+    assert event.startswith("event: warning") and "cấp 3 · báo động III" in event
     assert '"escalated": true' in event
     console.board.apply_warning(make_warning(version=3, level=0, transition="cleared"))
     assert (await next_event()).startswith("event: remove")
@@ -393,3 +406,21 @@ async def test_behind_an_https_proxy_the_cookies_are_secure(tmp_path: Path) -> N
                               allow_redirects=False)  # fmt: skip
         cookie = next(h for h in r.headers.getall("Set-Cookie") if "canhbao_session=" in h)
         assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+
+async def test_people_read_the_hazards_name_and_translated_words_not_codes(
+    console: Console,
+) -> None:
+    """Seen in the screenshots: the hazard was shown as ``river_flood``, the scope tier
+    and the transition in English on the Vietnamese page."""
+    await login(console.client, "viewer")
+    stream = await (await console.client.get("/")).text()
+    assert ">Lũ sông</a>" in stream and ">river_flood<" not in stream
+    page = await (await console.client.get(f"/warnings/{WID}")).text()
+    h1 = re.search(r"<h1>.*?</h1>", page, re.S)
+    assert h1 and "Lũ sông – dap-cau" in h1[0]
+    assert "<dd>cấp tỉnh</dd>" in page and "phát sinh" in page
+    assert ">province<" not in page and "· raised" not in page
+    await console.client.get("/lang/en?next=/")
+    page = await (await console.client.get(f"/warnings/{WID}")).text()
+    assert "River flood – dap-cau" in page and "<dd>province</dd>" in page and "· raised" in page
