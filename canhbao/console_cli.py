@@ -37,10 +37,22 @@ def cmd_console(args: argparse.Namespace) -> int:
 
         async def main() -> None:
             from canhbao import metrics
+            from canhbao.console_record import sources
 
             metrics.serve(settings.metrics_port)
             config = ConsoleConfig(behind_https=settings.console_behind_https)
-            await serve(bootstrap, accounts, args.host, args.port, stop_event(), config)
+            # The map, rules, health and indicators pages and the record's API.
+            pages, engine = sources(
+                settings.geography_path,
+                settings.directory_path,
+                settings.record_url(),
+                settings.record_api_tokens_path,
+            )
+            try:
+                await serve(bootstrap, accounts, args.host, args.port, stop_event(), config,
+                            sources=pages)  # fmt: skip
+            finally:
+                await engine.dispose()
 
         asyncio.run(main())
     return 0

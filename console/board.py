@@ -21,6 +21,7 @@ class Filter:
     min_level: int = 0
     status: str = "active"
     phase: Phase | None = None
+    area: str | None = None  # a commune code (the area map links here)
 
     @classmethod
     def parse(cls, query: dict[str, str]) -> Filter:
@@ -36,6 +37,7 @@ class Filter:
             min_level=int(level) if level in {"1", "2", "3", "4", "5"} else 0,
             status=status if status in statuses else "active",
             phase=Phase(int(phase)) if phase in {"1", "2", "3"} else None,
+            area=query.get("area") or None,
         )
 
     def matches(self, w: Warning) -> bool:
@@ -44,6 +46,8 @@ class Filter:
         if w.level < self.min_level:
             return False
         if self.phase is not None and w.phase is not self.phase:
+            return False
+        if self.area is not None and all(a.code != self.area for a in w.areas):
             return False
         if self.status == "active":
             return is_active(w)
@@ -57,6 +61,8 @@ class Filter:
             q["level"] = str(self.min_level)
         if self.phase is not None:
             q["phase"] = str(int(self.phase))
+        if self.area is not None:
+            q["area"] = self.area
         return q
 
 
