@@ -5,10 +5,11 @@ its OpenAPI document; against a real record (SQLite) and in-memory Kafka answers
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +39,12 @@ from recorder.tokens import Tokens, add_department
 from tests.record_db import incoming
 from tests.record_stream import T0, stream
 from tests.unit.test_console_web import PASSWORD, make_warning
-from topics.metrics import Metrics
 from topics.catalogue import DEADLETTER
+from topics.metrics import Metrics
 from topics.models import Area, DeadLetter, LifecycleStatus, RuleSetDoc
 
 REPO = Path(__file__).resolve().parents[2]
-VN = __import__("datetime").timezone(timedelta(hours=7))
+VN = timezone(timedelta(hours=7))
 Client = TestClient[Any, Any]
 
 
@@ -51,7 +52,7 @@ Client = TestClient[Any, Any]
 
 
 def _shoelace(ring: list[list[float]]) -> float:
-    return sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:], strict=False))
+    return sum(a[0] * b[1] - b[0] * a[1] for a, b in itertools.pairwise(ring))
 
 
 def test_the_geojson_is_valid_lon_lat_with_closed_counter_clockwise_rings(
@@ -141,9 +142,7 @@ def test_chart_steps_cover_the_period_and_bars_say_their_numbers() -> None:
     period = parse_period("2025-Q4", VN)
     steps = buckets(period.start, period.end)
     assert steps[0].start == period.start and steps[-1].end == period.end
-    assert len(steps) <= 16 and all(
-        a.end == b.start for a, b in zip(steps, steps[1:], strict=False)
-    )
+    assert len(steps) <= 16 and all(a.end == b.start for a, b in itertools.pairwise(steps))
     month = parse_period("2025-10", VN)
     assert len(buckets(month.start, month.end)) == 5  # 31 days in weeks
     svg = bar_chart(["a", "b"], {"level 1": [2, 0], "level 3": [1, 4]}, title="T")
