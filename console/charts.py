@@ -46,9 +46,12 @@ def bar_chart(
     unit: str = "",
     width: int = 640,
     height: int = 220,
+    colours: Sequence[str] | None = None,
 ) -> Markup:
-    """Stacked bars, one per label, one colour per series (legend below; each bar's
-    title says series, label and value; the total is written over each bar)."""
+    """Stacked bars, one per label, one colour per series (``colours``, or distinct
+    ones; legend below; each bar's title says series, label and value; the total is
+    written over each bar)."""
+    palette = list(colours or SERIES_COLOURS)
     n = max(1, len(labels))
     totals = [sum(values[i] for values in series.values()) for i in range(len(labels))]
     top = max([*totals, 1.0])
@@ -74,11 +77,11 @@ def bar_chart(
                 continue
             h = plot_h * v / top
             y -= h
-            colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
+            colour = palette[k % len(palette)]
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{h:.1f}" '
-                f'fill="{colour}"><title>{escape(name)} · {escape(label)}: '
-                f"{_num(v)}{escape(unit)}</title></rect>"
+                f'fill="{colour}" stroke="#333" stroke-width="0.5">'
+                f"<title>{escape(name)} · {escape(label)}: {_num(v)}{escape(unit)}</title></rect>"
             )
         if totals[i] > 0:
             parts.append(
@@ -92,8 +95,10 @@ def bar_chart(
             )
     for k, name in enumerate(series):
         y = height + 18 * k
-        colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
-        parts.append(f'<rect x="{left}" y="{y - 10}" width="12" height="12" fill="{colour}"/>')
+        colour = palette[k % len(palette)]
+        parts.append(
+            f'<rect x="{left}" y="{y - 10}" width="12" height="12" fill="{colour}" stroke="#333"/>'
+        )
         parts.append(f'<text x="{left + 18}" y="{y}" font-size="12">{escape(name)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -49,14 +49,21 @@ class KafkaLag:
         await admin.start()
         try:
             groups = [g[0] for g in await admin.list_consumer_groups()]
+            # Every partition named: asking a group's offsets without naming them is
+            # not answered by every broker (the embedded Tansu closes the connection).
+            tps = [
+                TopicPartition(t["topic"], p["partition"])
+                for t in await admin.describe_topics()
+                if not t["error_code"]
+                for p in t["partitions"]
+            ]
             committed: dict[str, dict[TopicPartition, int]] = {}
             for group in sorted(groups):
-                found = await admin.list_consumer_group_offsets(group)
-                committed[group] = {tp: m.offset for tp, m in found.items()}
+                found = await admin.list_consumer_group_offsets(group, partitions=tps)
+                committed[group] = {tp: m.offset for tp, m in found.items() if m.offset >= 0}
         finally:
             await admin.close()
-        tps = {tp for offsets in committed.values() for tp in offsets}
-        if not tps:
+        if not groups or not tps:
             return []
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
         await consumer.start()

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from alerting import palette
 from console.charts import bar_chart, buckets
 from console.i18n import t
 from console.pages import RecordUnavailable, Site, Sources
@@ -72,17 +73,19 @@ def register(app: web.Application, site: Site, sources: Sources) -> None:
             per_step.append((await sources.record.indicators(text, area, domain))["total"])
         labels = [b.label for b in steps]
         word = "cấp" if lang == "vi" else "level"
+        shown = [n for n in range(1, 6) if any(s["by_level"].get(str(n)) for s in per_step)]
         by_level = {
-            f"{word} {n}": [float(s["by_level"].get(str(n), 0)) for s in per_step]
-            for n in range(1, 6)
-            if any(s["by_level"].get(str(n)) for s in per_step)
+            f"{word} {n}": [float(s["by_level"].get(str(n), 0)) for s in per_step] for n in shown
         }
-        ctx["charts"].append(bar_chart(labels, by_level, title=t("ind_chart_levels", lang)))
+        title = t("ind_chart_levels", lang)
+        # The levels in their own colours, as everywhere in the console.
+        colours = [palette.colour(n) for n in shown]
+        ctx["charts"].append((title, bar_chart(labels, by_level, title=title, colours=colours)))
         lead = [float(s["warning_to_lead_agency"]["median_s"] or 0) for s in per_step]
         if any(lead):
-            label = "trung vị, giây" if lang == "vi" else "median, seconds"
-            ctx["charts"].append(bar_chart(labels, {label: lead}, unit=" s",
-                                           title=t("ind_chart_lead", lang)))  # fmt: skip
+            title = t("ind_chart_lead", lang)
+            series = {t("ind_median_s", lang): lead}
+            ctx["charts"].append((title, bar_chart(labels, series, unit=" s", title=title)))
         return site.render(request, "indicators.html", **ctx)
 
     app.router.add_get("/indicators", page)

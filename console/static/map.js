@@ -30,9 +30,16 @@
   }
   function tooltip(layer, name, code) {
     const a = levels[code];
-    // The level is written beside its colour: a colour alone says nothing to a
-    // colour-blind reader.
-    layer.setTooltipContent(a ? name + " · " + a.label : name);
+    layer.unbindTooltip();
+    if (a) {
+      // The level is written on the map beside its colour (a colour alone says nothing
+      // to a colour-blind reader); short, so that neighbours' labels stay readable.
+      layer.bindTooltip(name + ": " + a.label.split(" · ")[0], {
+        permanent: true, direction: "center", className: "area-label lvl-" + a.level,
+      });
+    } else {
+      layer.bindTooltip(name, { direction: "top" });
+    }
   }
   function show(code, name) {
     selected = code;
@@ -88,7 +95,7 @@
       onEachFeature: (f, layer) => {
         const code = f.properties.code;
         layers[code] = layer;
-        layer.bindTooltip(f.properties.name, { permanent: true, direction: "center", className: "area-label" });
+        tooltip(layer, f.properties.name, code);
         layer.on("click", () => show(code, f.properties.name));
       },
     }).addTo(map);
@@ -98,7 +105,7 @@
         radius: 5, color: "#000", weight: 1.5, fillColor: "#fff", fillOpacity: 1,
       }).bindTooltip(el.dataset.tStation + ": " + f.properties.name, { direction: "top" }),
     }).addTo(map);
-    map.fitBounds(communes.getBounds(), { padding: [10, 10] });
+    map.fitBounds(communes.getBounds(), { padding: [40, 40] });
     await refresh();
   }
   // Keyboard: the commune table's rows open the same detail as a click on the map.
