@@ -91,7 +91,8 @@
     const geo = await (await fetch(el.dataset.areas, { credentials: "same-origin" })).json();
     const communes = L.geoJSON(geo, {
       filter: (f) => f.properties.kind === "commune",
-      style: (f) => style(f.properties.code),
+      // A class per commune: its polygon is found by code (tests, user styles).
+      style: (f) => ({ ...style(f.properties.code), className: "area area-" + f.properties.code }),
       onEachFeature: (f, layer) => {
         const code = f.properties.code;
         layers[code] = layer;
