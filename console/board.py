@@ -9,7 +9,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.lifecycle import is_active
-from topics.models import Broadcast, BroadcastStatus, Domain, LifecycleStatus, Phase, Warning
+from topics.models import (
+    Broadcast,
+    BroadcastStatus,
+    Domain,
+    LifecycleStatus,
+    Phase,
+    ServiceStatus,
+    Warning,
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ class Board:
     broadcasts: dict[str, Broadcast] = field(default_factory=dict)
     # broadcast id -> the actor of its request (the pipeline's "canhbao", or a person)
     requesters: dict[str, str] = field(default_factory=dict)
+    # "service:instance" -> what a running worker or dispatcher last said of itself
+    statuses: dict[str, ServiceStatus] = field(default_factory=dict)
     _listeners: set[Callable[[Warning], None]] = field(default_factory=set)
 
     def apply_warning(self, w: Warning) -> bool:

@@ -150,12 +150,18 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Cầu dao ngắt mạch đang mở, phiên bản quy tắc của từng worker",
         "Open circuit breakers, each worker's rules version",
     ),
-    "health_breakers_missing": (
-        "Các dịch vụ chưa công bố thông tin này cho bảng điều khiển: xem chỉ số "
-        "canhbao_rules_active_info trên /metrics của từng worker.",
-        "The services do not publish these to the console yet: see "
-        "canhbao_rules_active_info on each worker's /metrics.",
+    "health_no_status": (
+        "Chưa dịch vụ nào báo trạng thái trên canhbao.state.services.",
+        "No service has reported on canhbao.state.services yet.",
     ),
+    "health_service": ("Dịch vụ", "Service"),
+    "health_instance": ("Phiên chạy", "Instance"),
+    "health_open_breakers": ("Cầu dao đang mở", "Open circuit breakers"),
+    "health_heard": ("Báo gần nhất", "Last heard"),
+    "health_silent": ("im lặng quá lâu", "silent too long"),
+    "health_failures_n": ("lần lỗi", "failures"),
+    "breaker_open": ("mở", "open"),
+    "breaker_half-open": ("thử lại", "half-open"),
     "ind_period": ("Kỳ", "Period"),
     "ind_period_help": (
         "2025-Q4, 2025-10, 2025 hoặc 2025-10-01..2025-12-31 (giờ Việt Nam)",

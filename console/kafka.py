@@ -12,9 +12,16 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
 
 from console.board import Board
-from topics.catalogue import APPROVALS, COMMANDS, STATE_BROADCASTS, WARNINGS
+from topics.catalogue import APPROVALS, COMMANDS, STATE_BROADCASTS, STATUS, WARNINGS
 from topics.kafka import TopicReader
-from topics.models import ApprovalAction, ApprovalEvent, Broadcast, Command, Warning
+from topics.models import (
+    ApprovalAction,
+    ApprovalEvent,
+    Broadcast,
+    Command,
+    ServiceStatus,
+    Warning,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +89,17 @@ def _approval(board: Board, r: ConsumerRecord[Any, Any]) -> None:
         board.requesters.setdefault(event.broadcast_id, event.actor)
 
 
+def _status(board: Board, r: ConsumerRecord[Any, Any]) -> None:
+    key = (r.key or b"").decode("utf-8", "replace")
+    if r.value is None:  # the service stopped
+        board.statuses.pop(key, None)
+        return
+    try:
+        board.statuses[key] = ServiceStatus.model_validate_json(r.value)
+    except ValidationError as exc:
+        log.warning("%s: status %s is unreadable: %s", r.topic, key, exc.errors()[:1])
+
+
 class Feeds:
     """Reads the warnings, the broadcasts' state and the approval requests from their
     beginning (the latest state of each), then follows them into ``board``."""
@@ -91,6 +109,7 @@ class Feeds:
             TopicReader(bootstrap, WARNINGS, lambda r: _warning(board, r)),
             TopicReader(bootstrap, STATE_BROADCASTS, lambda r: _broadcast(board, r)),
             TopicReader(bootstrap, APPROVALS, lambda r: _approval(board, r)),
+            TopicReader(bootstrap, STATUS, lambda r: _status(board, r)),
         ]
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

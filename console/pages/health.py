@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -14,6 +15,7 @@ from aiohttp import web
 from console.charts import Bucket, bar_chart
 from console.i18n import t
 from console.pages import RecordUnavailable, Site, Sources
+from topics.models import ServiceStatus
 
 log = logging.getLogger(__name__)
 _VN = timezone(timedelta(hours=7))
@@ -90,6 +92,18 @@ def summarise_failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda g: (-g["count"], g["channel"]))
 
 
+def services(statuses: Iterable[ServiceStatus], now: datetime) -> list[dict[str, Any]]:
+    """The running services as the page lists them: a service not heard for three of
+    its reporting intervals is marked silent (stopped without a word, or cut off)."""
+    out = [
+        {"service": s.service, "instance": s.instance, "rules_version": s.rules_version,
+         "breakers": s.breakers, "at": s.at,
+         "silent": (now - s.at).total_seconds() > 3 * s.every_s}
+        for s in statuses
+    ]  # fmt: skip
+    return sorted(out, key=lambda r: (r["service"], r["instance"]))
+
+
 def register(app: web.Application, site: Site, sources: Sources) -> None:
     async def page(request: web.Request) -> web.StreamResponse:
         lang = site.lang(request)
@@ -122,8 +136,9 @@ def register(app: web.Application, site: Site, sources: Sources) -> None:
                 if failed:
                     failures_chart = bar_chart(labels, by_bucket(failed, "channel", bl),
                                                title=t("health_failures", lang))  # fmt: skip
+        running = services(request.app[site.board].statuses.values(), now)
         return site.render(
-            request, "health.html", window=window, windows=list(WINDOWS), lag=lag,
+            request, "health.html", running=running, window=window, windows=list(WINDOWS), lag=lag,
             letters=letters, failures=failures, letters_chart=letters_chart,
             failures_chart=failures_chart, problems=problems,
         )  # fmt: skip

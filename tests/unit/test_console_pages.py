@@ -41,7 +41,14 @@ from tests.record_stream import T0, stream
 from tests.unit.test_console_web import PASSWORD, make_warning
 from topics.catalogue import DEADLETTER
 from topics.metrics import Metrics
-from topics.models import Area, DeadLetter, LifecycleStatus, RuleSetDoc
+from topics.models import (
+    Area,
+    BreakerState,
+    DeadLetter,
+    LifecycleStatus,
+    RuleSetDoc,
+    ServiceStatus,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 VN = timezone(timedelta(hours=7))
@@ -354,3 +361,32 @@ async def test_the_record_readers_rule_sets_are_newest_first(pages: Pages) -> No
     assert isinstance(found[0]["applied_at"], datetime)
     assert found[0]["applied_at"].tzinfo is not None
     assert datetime.now(UTC) > found[0]["applied_at"]
+
+
+async def test_the_health_page_lists_workers_versions_and_open_breakers(pages: Pages) -> None:
+    from types import SimpleNamespace
+
+    from console.kafka import _status
+
+    now = datetime.now(UTC)
+    worker = ServiceStatus(service="worker", instance="w-1", rules_version="bff920919e7f")
+    quiet = ServiceStatus(service="worker", instance="w-2", rules_version="0ld0ld0ld0ld",
+                          at=now - timedelta(minutes=5))  # fmt: skip
+    webhook = ServiceStatus(service="dispatch:webhook", instance="h:7", breakers=[
+        BreakerState(receiver_id="snnmt-webhook", state="open", failures=5)])  # fmt: skip
+    for s in (worker, quiet, webhook):
+        _status(pages.board, SimpleNamespace(topic="canhbao.state.services", key=s.key.encode(),
+                                             value=s.to_bytes()))  # fmt: skip
+    await _login(pages.client)
+    page = await (await pages.client.get("/health")).text()
+    table = re.search(r'<table id="services">.*?</table>', page, re.S)
+    assert table is not None
+    rows = re.findall(r"<tr.*?</tr>", table.group(0), re.S)[1:]
+    assert "dispatch:webhook" in rows[0] and "snnmt-webhook (mở, 5 lần lỗi)" in rows[0]
+    assert "bff920919e7f" in rows[1] and "im lặng" not in rows[1]
+    assert "0ld0ld0ld0ld" in rows[2] and "im lặng quá lâu" in rows[2]  # silent for 5 min
+    # A service that stops says so (a tombstone): it is no longer listed.
+    _status(pages.board, SimpleNamespace(topic="canhbao.state.services", key=quiet.key.encode(),
+                                         value=None))  # fmt: skip
+    page = await (await pages.client.get("/health")).text()
+    assert "0ld0ld0ld0ld" not in page and "bff920919e7f" in page
