@@ -104,10 +104,19 @@
       filter: (f) => f.properties.kind === "station",
       pointToLayer: (f, latlng) => L.circleMarker(latlng, {
         radius: 5, color: "#000", weight: 1.5, fillColor: "#fff", fillOpacity: 1,
-      }).bindTooltip(el.dataset.tStation + ": " + f.properties.name, { direction: "top" }),
+      }).bindTooltip(el.dataset.tStation + ": " + f.properties.name, { direction: "top" })
+        // A station sits inside its commune: a click on it is a click on the commune.
+        .on("click", () => {
+          const commune = layers[f.properties.commune];
+          if (commune) show(f.properties.commune, commune.feature.properties.name);
+        }),
     }).addTo(map);
-    map.fitBounds(communes.getBounds(), { padding: [40, 40] });
+    map.fitBounds(communes.getBounds(), { padding: [40, 40], animate: false });
     await refresh();
+    // Open on the communes with a warning (the geography may reach far beyond them):
+    // their labels then stand apart; zooming out shows the rest.
+    const active = Object.keys(levels).filter((c) => layers[c]).map((c) => layers[c]);
+    if (active.length) map.fitBounds(L.featureGroup(active).getBounds(), { padding: [40, 40], maxZoom: 11, animate: false });
   }
   // Keyboard: the commune table's rows open the same detail as a click on the map.
   for (const tr of document.querySelectorAll("#area-rows tr")) {
