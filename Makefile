@@ -15,6 +15,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+## The console's front-end libraries (Leaflet for the area map), pinned by
+## package-lock.json and served by the console itself (no CDN). Without npm the console
+## still runs; its map page says the map library is missing.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null; then \
+	  npm ci --ignore-scripts --no-audit --no-fund && touch $@; \
+	else \
+	  echo "npm is not installed: the console's area map needs it (Debian: sudo apt-get install npm; then make setup again)" >&2; \
+	fi
+setup: $(NODE_STAMP)
+
 ## Set up and run the demo on the embedded broker (ARGS="--duration 30 --json")
 demo: setup
 	$(BIN)/canhbao demo $(ARGS)

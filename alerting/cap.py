@@ -439,9 +439,14 @@ def event(warning: Warning, lang: str) -> str:
 def level_label(warning: Warning, lang: str) -> str:
     """The level as the channel templates write it: "báo động III", "alarm level III",
     "កម្រិតប្រកាសអាសន្នទី 3"; a named level: "mưa rất to", "level 2 (mưa rất to)"."""
-    name = warning.level_name.strip()
+    return level_text(warning.hazard, warning.level, warning.level_name, lang)
+
+
+def level_text(hazard: str, level: int, level_name: str, lang: str) -> str:
+    """:func:`level_label` from the warning's hazard, level and level name alone."""
+    name = level_name.strip()
     n = _ROMAN.get(name.upper())
-    if n is not None and warning.hazard in _ALARM_HAZARDS:
+    if n is not None and hazard in _ALARM_HAZARDS:
         return {
             "vi": f"báo động {name}",
             "en": f"alarm level {name}",
@@ -450,9 +455,9 @@ def level_label(warning: Warning, lang: str) -> str:
     if n is not None:
         return {"vi": f"cấp {name}", "en": f"level {name}", "km": f"កម្រិត {n}"}[lang]
     if lang == "vi":
-        return name or f"cấp {warning.level}"
+        return name or f"cấp {level}"
     word = "level" if lang == "en" else "កម្រិត"
-    return f"{word} {warning.level}" + (f" ({name})" if name else "")
+    return f"{word} {level}" + (f" ({name})" if name else "")
 
 
 def _area_names(warning: Warning, limit: int = 2) -> str:

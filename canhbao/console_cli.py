@@ -39,6 +39,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 
         async def main() -> None:
             from canhbao import metrics
+            from canhbao.console_record import sources
 
             # Also here for symmetry with the other services; the console's own port
             # serves /metrics too (console/web.py), with every group's lag.
@@ -46,13 +47,21 @@ def cmd_console(args: argparse.Namespace) -> int:
             config = ConsoleConfig(behind_https=settings.console_behind_https,
                                    directory=Directory.load(settings.geography_path,
                                                             settings.directory_path))  # fmt: skip
-            # A warning's history comes from the threat record (canhbao record).
+            # A warning's history comes from the threat record (canhbao record); so do
+            # the map, rules, health and indicators pages and the record's API.
             history = RecordHistory(settings.record_url(), settings.rules_path)
+            pages, engine = sources(
+                settings.geography_path,
+                settings.directory_path,
+                settings.record_url(),
+                settings.record_api_tokens_path,
+            )
             try:
                 await serve(bootstrap, accounts, args.host, args.port, stop_event(), config,
-                            history=history)  # fmt: skip
+                            history=history, sources=pages)  # fmt: skip
             finally:
                 await history.close()
+                await engine.dispose()
 
         asyncio.run(main())
     return 0

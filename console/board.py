@@ -12,7 +12,15 @@ from datetime import datetime
 from alerting.routes import Silence
 from console.silences import Entry
 from pipeline.lifecycle import is_active
-from topics.models import Broadcast, BroadcastStatus, Domain, LifecycleStatus, Phase, Warning
+from topics.models import (
+    Broadcast,
+    BroadcastStatus,
+    Domain,
+    LifecycleStatus,
+    Phase,
+    ServiceStatus,
+    Warning,
+)
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,7 @@ class Filter:
     min_level: int = 0
     status: str = "active"
     phase: Phase | None = None
+    area: str | None = None  # a commune code (the area map links here)
 
     @classmethod
     def parse(cls, query: dict[str, str]) -> Filter:
@@ -39,6 +48,7 @@ class Filter:
             min_level=int(level) if level in {"1", "2", "3", "4", "5"} else 0,
             status=status if status in statuses else "active",
             phase=Phase(int(phase)) if phase in {"1", "2", "3"} else None,
+            area=query.get("area") or None,
         )
 
     def matches(self, w: Warning) -> bool:
@@ -47,6 +57,8 @@ class Filter:
         if w.level < self.min_level:
             return False
         if self.phase is not None and w.phase is not self.phase:
+            return False
+        if self.area is not None and all(a.code != self.area for a in w.areas):
             return False
         if self.status == "active":
             return is_active(w)
@@ -60,6 +72,8 @@ class Filter:
             q["level"] = str(self.min_level)
         if self.phase is not None:
             q["phase"] = str(int(self.phase))
+        if self.area is not None:
+            q["area"] = self.area
         return q
 
 
@@ -76,6 +90,8 @@ class Board:
     requesters: dict[str, str] = field(default_factory=dict)
     # silence id -> the silence (canhbao.control.silences), kept after it is lifted
     silences: dict[str, Entry] = field(default_factory=dict)
+    # "service:instance" -> what a running worker or dispatcher last said of itself
+    statuses: dict[str, ServiceStatus] = field(default_factory=dict)
     _listeners: set[Callable[[Warning], None]] = field(default_factory=set)
 
     def apply_warning(self, w: Warning) -> bool:

@@ -14,9 +14,24 @@ from pydantic import ValidationError
 
 from alerting.routes import Silence
 from console.board import Board
-from topics.catalogue import APPROVALS, COMMANDS, CONTROL_SILENCES, STATE_BROADCASTS, WARNINGS
+from topics.catalogue import (
+    APPROVALS,
+    COMMANDS,
+    CONTROL_SILENCES,
+    STATE_BROADCASTS,
+    STATUS,
+    WARNINGS,
+)
 from topics.kafka import TopicReader
-from topics.models import ApprovalAction, ApprovalEvent, Broadcast, Command, SilenceLift, Warning
+from topics.models import (
+    ApprovalAction,
+    ApprovalEvent,
+    Broadcast,
+    Command,
+    ServiceStatus,
+    SilenceLift,
+    Warning,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +131,17 @@ def _silence(board: Board, r: ConsumerRecord[Any, Any]) -> None:
         log.warning("%s: silence %s is unreadable: %s", r.topic, sid, exc.errors()[:1])
 
 
+def _status(board: Board, r: ConsumerRecord[Any, Any]) -> None:
+    key = (r.key or b"").decode("utf-8", "replace")
+    if r.value is None:  # the service stopped
+        board.statuses.pop(key, None)
+        return
+    try:
+        board.statuses[key] = ServiceStatus.model_validate_json(r.value)
+    except ValidationError as exc:
+        log.warning("%s: status %s is unreadable: %s", r.topic, key, exc.errors()[:1])
+
+
 class Feeds:
     """Reads the warnings, the broadcasts' state and the approval requests from their
     beginning (the latest state of each), then follows them into ``board``."""
@@ -126,6 +152,7 @@ class Feeds:
             TopicReader(bootstrap, STATE_BROADCASTS, lambda r: _broadcast(board, r)),
             TopicReader(bootstrap, APPROVALS, lambda r: _approval(board, r)),
             TopicReader(bootstrap, CONTROL_SILENCES, lambda r: _silence(board, r)),
+            TopicReader(bootstrap, STATUS, lambda r: _status(board, r)),
         ]
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []

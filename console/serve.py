@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from aiohttp import web
 
 from console.accounts import Accounts
 from console.board import Board
+from console.health import KafkaLag, KafkaRules
 from console.history import History
 from console.kafka import Feeds, KafkaWriter
+from console.pages import Sources
 from console.web import ConsoleConfig, make_app
 from topics.lag import LagMonitor
 from topics.metrics import Metrics
@@ -24,8 +27,11 @@ async def serve(
     config: ConsoleConfig | None = None,
     metrics: Metrics | None = None,
     history: History | None = None,
+    sources: Sources | None = None,
 ) -> None:
-    """Serve the console on ``host:port`` until ``stop`` is set."""
+    """Serve the console on ``host:port`` until ``stop`` is set. ``sources``: what the
+    read-only pages read besides Kafka (geography, the record and its API)."""
+    sources = replace(sources or Sources(), kafka=KafkaLag(bootstrap), rules=KafkaRules(bootstrap))
     board = Board()
     feeds = Feeds(bootstrap, board)
     writer = KafkaWriter(bootstrap)
@@ -35,9 +41,8 @@ async def serve(
     lag = asyncio.create_task(LagMonitor(bootstrap, metrics).run(lag_stop))
     await writer.start()
     await feeds.start()
-    runner = web.AppRunner(
-        make_app(accounts, board, writer, config, metrics, history), shutdown_timeout=2
-    )
+    app = make_app(accounts, board, writer, config, metrics, history, sources=sources)
+    runner = web.AppRunner(app, shutdown_timeout=2)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

@@ -44,6 +44,12 @@ from console.history import (
 )
 from console.i18n import TEXTS, lang_of, t
 from console.names import Names, seconds_text
+from console.pages import Site, Sources
+from console.pages import api as api_pages
+from console.pages import health as health_page
+from console.pages import indicators as indicators_page
+from console.pages import map as map_page
+from console.pages import rules as rules_page
 from console.silences import SilenceError, listing, make, matchers_of, preview, silenced_by
 from pipeline.lifecycle import STATUS_ORDER, is_active
 from topics.errors import field_errors
@@ -64,6 +70,8 @@ SESSION_COOKIE = "canhbao_session"
 LOGIN_COOKIE = "canhbao_login"
 LANG_COOKIE = "canhbao_lang"
 PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico", "/metrics")
+# The record's API checks its own (bearer) tokens; the console's OpenAPI document is public.
+PUBLIC_API = ("/api/v1/", "/openapi.json")
 HEARTBEAT_SECONDS = 15.0
 FALSE_ALARM = "báo động giả / false alarm"
 
@@ -193,10 +201,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Sessions, CSRF and the security headers, for every request."""
-    if not request.path.startswith(PUBLIC):
+    if not request.path.startswith(PUBLIC + PUBLIC_API):
         token = request.cookies.get(SESSION_COOKIE, "")
         session = request.app[APP_ACCOUNTS].session(token) if token else None
         if session is None:
+            if request.path.startswith("/api/"):  # JSON: an answer, not a login page
+                return web.json_response({"error": "login needed"}, status=401)
             if request.method == "GET":
                 raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
             return refuse(request, 401, "login needed")
@@ -684,6 +694,7 @@ def make_app(
     config: ConsoleConfig | None = None,
     metrics: Metrics | None = None,
     history: History | None = None,
+    sources: Sources | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[security], client_max_size=64 * 1024)
     app[APP_ACCOUNTS] = accounts
@@ -717,4 +728,13 @@ def make_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/metrics", metrics_page)
+    # The area map, rules, health and indicators pages, the record's API and the
+    # OpenAPI document (console/pages/), each registered with one call.
+    site = Site(render=render, refuse=refuse, lang=_lang, board=APP_BOARD)
+    sources = sources or Sources()
+    map_page.register(app, site, sources)
+    rules_page.register(app, site, sources)
+    health_page.register(app, site, sources)
+    indicators_page.register(app, site, sources)
+    api_pages.register(app, site, sources)
     return app

@@ -37,9 +37,25 @@ from pydantic import ValidationError
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
 from topics.errors import field_errors
-from topics.kafka import DeadLetters, TopicReader, commit_owned, membership, to_producer
+from topics.kafka import (
+    DeadLetters,
+    TopicReader,
+    commit_owned,
+    instance_name,
+    membership,
+    report_status,
+    to_producer,
+)
 from topics.metrics import Metrics
-from topics.models import Channel, DeadLetter, DeliveryOutcome, DeliveryReceipt, Notification
+from topics.models import (
+    BreakerState,
+    Channel,
+    DeadLetter,
+    DeliveryOutcome,
+    DeliveryReceipt,
+    Notification,
+    ServiceStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -182,10 +198,26 @@ class Dispatcher:
     def group_id(self) -> str:
         return self.config.group_id or f"canhbao.dispatch.{self.channel.value}"
 
+    def status(self, instance: str) -> ServiceStatus:
+        """Its open (and half-open) circuit breakers, for ``canhbao.state.services``."""
+        breakers = [
+            BreakerState(receiver_id=receiver, state=b.state, failures=b.failures)
+            for receiver, b in sorted(self._breakers.items())
+            if b.state != "closed"
+        ]
+        return ServiceStatus(
+            service=f"dispatch:{self.channel.value}", instance=instance, breakers=breakers
+        )
+
     async def run(self) -> None:
         cfg = self.config
         topic = notifications_topic(self.channel)
         await self.ledger.load(cfg.bootstrap)
+        # The console's health page shows the open breakers (canhbao.state.services).
+        instance = instance_name()
+        reporting = asyncio.create_task(
+            report_status(cfg.bootstrap, lambda: self.status(instance), self._stopping)
+        )
         consumer = AIOKafkaConsumer(
             topic,
             bootstrap_servers=cfg.bootstrap,
@@ -216,6 +248,8 @@ class Dispatcher:
                     await producer.flush()
                     await commit_owned(consumer, done)
         finally:
+            reporting.cancel()
+            await asyncio.gather(reporting, return_exceptions=True)
             await self.sender.stop()
             await consumer.stop()
             await producer.stop()

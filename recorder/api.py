@@ -58,11 +58,19 @@ class RecordAPI:
         self.lead_receivers = lead_receivers or {}
 
     def app(self) -> web.Application:
+        """The API on its own, under /api/v1 (``canhbao record --api``)."""
+        root = web.Application()
+        root.add_subapp("/api/v1", self.subapp())
+        return root
+
+    def subapp(self) -> web.Application:
+        """The API's routes, relative: mounted under /api/v1 by :meth:`app` and by the
+        console (``add_subapp``)."""
         app = web.Application(middlewares=[self._auth])
-        app.router.add_get("/api/v1/openapi.json", self._openapi)
-        app.router.add_get("/api/v1/warnings", self._warnings)
-        app.router.add_get("/api/v1/warnings/{warning_id}", self._warning)
-        app.router.add_get("/api/v1/indicators", self._indicators)
+        app.router.add_get("/openapi.json", self._openapi)
+        app.router.add_get("/warnings", self._warnings)
+        app.router.add_get("/warnings/{warning_id}", self._warning)
+        app.router.add_get("/indicators", self._indicators)
         return app
 
     @web.middleware

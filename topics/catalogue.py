@@ -58,6 +58,7 @@ APPROVALS = "canhbao.approvals"
 STATE_BROADCASTS = "canhbao.state.broadcasts"
 CONTROL_SILENCES = "canhbao.control.silences"
 CONTROL_RULES = "canhbao.control.rules"
+STATUS = "canhbao.state.services"
 COMMANDS = "canhbao.commands"
 GROUP_NOTIFICATIONS = "canhbao.group.notifications"
 STATE_GROUPS = "canhbao.state.groups"
@@ -218,6 +219,16 @@ def _catalogue() -> tuple[TopicSpec, ...]:
             key="rule set name",
             value="rule set",
             description="The active threshold rule set; every worker follows the latest",
+            partitions=1,
+            cleanup=Cleanup.COMPACT,
+            retention_ms=None,
+        ),
+        TopicSpec(
+            STATUS,
+            key="service:instance",
+            value="ServiceStatus",
+            description="Each running worker's rules version and each dispatcher's open "
+            "circuit breakers, every 30 s (the console's health page)",
             partitions=1,
             cleanup=Cleanup.COMPACT,
             retention_ms=None,

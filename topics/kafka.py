@@ -6,18 +6,19 @@ way in (every rejected message, with where it came from and why, counted in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from topics.catalogue import CONTROL_RULES
+from topics.catalogue import CONTROL_RULES, STATUS
 from topics.metrics import Metrics
-from topics.models import DeadLetter, RuleSetDoc
+from topics.models import DeadLetter, RuleSetDoc, ServiceStatus
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,46 @@ async def rules_in_force(bootstrap: str, timeout_ms: int = 3000) -> RuleSetDoc |
     """The last rule set published on ``canhbao.control.rules``, or None."""
     value = await last_value(bootstrap, CONTROL_RULES, timeout_ms=timeout_ms)
     return None if value is None else RuleSetDoc.model_validate_json(value)
+
+
+def instance_name(group_instance_id: str | None = None) -> str:
+    """A running service's name on ``canhbao.state.services``: its static group instance id
+    when it has one (stable across restarts), else host and process id."""
+    import os
+    import socket
+
+    return group_instance_id or f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def report_status(
+    bootstrap: str, make: Callable[[], ServiceStatus], stop: asyncio.Event | None = None
+) -> None:
+    """Publish ``make()`` on ``canhbao.state.services`` now and every ``every_s`` seconds until
+    ``stop`` is set or the task is cancelled, then a tombstone (a stopped service is
+    not shown as running). A broker error is logged and tried again next time: the
+    status must never stop the service it describes."""
+    stop = stop or asyncio.Event()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1)
+    await producer.start()
+    key = b""
+    try:
+        while not stop.is_set():
+            status = make()
+            key = status.key.encode()
+            try:
+                await producer.send_and_wait(STATUS, status.to_bytes(), key=key)
+            except Exception as exc:
+                log.warning("canhbao.state.services not published: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), status.every_s)
+    finally:
+        try:
+            if key:
+                await asyncio.shield(producer.send_and_wait(STATUS, None, key=key))
+        except Exception as exc:
+            log.info("canhbao.state.services tombstone not published: %s", exc)
+        finally:
+            await producer.stop()
 
 
 class TopicReader:

@@ -624,3 +624,30 @@ class DeadLetter(Message):
         if isinstance(value, str):
             return base64.b64decode(value, validate=True)
         return value
+
+
+class BreakerState(BaseModel):
+    """A receiver a dispatcher has stopped sending to for a while (its circuit breaker)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receiver_id: str
+    state: Literal["open", "half-open"]
+    failures: int = Field(ge=0)
+
+
+class ServiceStatus(Message):
+    """What a running service says of itself on ``canhbao.state.services`` (compacted, keyed
+    ``service:instance``), every ``every_s`` seconds and when it stops (a tombstone):
+    a worker its rules version in force, a dispatcher its open circuit breakers."""
+
+    service: str = Field(min_length=1, max_length=64)  # worker, dispatch:webhook ...
+    instance: str = Field(min_length=1, max_length=256)  # host and pid, or the group instance id
+    rules_version: str | None = None
+    breakers: list[BreakerState] = Field(default_factory=list)
+    every_s: float = Field(default=30.0, gt=0)
+    at: AwareDatetime = Field(default_factory=utcnow)
+
+    @property
+    def key(self) -> str:
+        return f"{self.service}:{self.instance}"

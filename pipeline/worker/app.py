@@ -262,4 +262,12 @@ def build_app(config: WorkerConfig, bootstrap: str, rules: RuleSet, metrics: Met
         await control.follow(bootstrap)
 
     app.edge_task(follow_rules)
+
+    # Each worker says which rule set it follows (canhbao.state.services, the console's health).
+    instance = wire.instance_name(config.group_instance_id)
+
+    async def report() -> None:
+        await wire.report_status(bootstrap, lambda: control.status(instance))
+
+    app.edge_task(report)
     return app

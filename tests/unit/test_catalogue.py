@@ -84,6 +84,7 @@ def test_catalogue_size_matches_domains_and_channels() -> None:
         catalogue.COMMANDS,
         catalogue.GROUP_NOTIFICATIONS,
         catalogue.STATE_GROUPS,
+        catalogue.STATUS,
     }
     assert fixed <= set(BY_NAME)
     assert len(CATALOGUE) == len(fixed) + len(Domain) + len(Channel)

@@ -216,3 +216,19 @@ def test_a_ledger_written_before_receipts_were_kept_still_stops_resends() -> Non
     assert not ledger.unsent
     ledger.apply("w:v1:r:webhook", None)  # a tombstone forgets it
     assert "w:v1:r:webhook" not in ledger
+
+
+async def test_its_status_names_the_receivers_whose_breaker_is_open() -> None:
+    # canhbao.state.services (the console's health page): a receiver that failed enough in a
+    # row is listed with its breaker's state; one that answers is not.
+    receiver = Receiver(failures=5)
+    d = Dispatcher(receiver, DispatchConfig(bootstrap="-", breaker_threshold=2,
+                   breaker_cooldown=60.0, policy=RetryPolicy(max_attempts=2, base=0.0, cap=0.0)),
+                   Ledger())  # fmt: skip
+    assert d.status("host:1").breakers == []
+    await d._handle(Producer(Topics()), TOPIC, record(notification()))
+    status = d.status("host:1")
+    assert (status.service, status.key) == ("dispatch:webhook", "dispatch:webhook:host:1")
+    assert [(b.receiver_id, b.state, b.failures) for b in status.breakers] == [
+        ("snnmt-webhook", "open", 2)
+    ]

@@ -68,3 +68,15 @@ def test_a_rule_set_that_does_not_compile_is_refused_and_the_old_one_stays(
     assert warnings_at(holder, 5.38) == [2]
     assert out.sample("canhbao_rules_reloads_total", outcome="invalid") == 2
     assert out.sample("canhbao_rules_active_info", version=old.version) == 1
+
+
+def test_its_status_names_the_rule_set_in_force(
+    compile_yaml: Callable[..., RuleSet], directory: Directory
+) -> None:
+    # canhbao.state.services: the console's health page shows each worker's version.
+    old, new = compile_yaml(FLOOD_RULE_YAML), compile_yaml(LOWER)
+    control = RulesControl(EngineHolder(Engine(old, directory)), Outputs().metrics)
+    assert control.status("w-1").rules_version == old.version
+    control.apply_doc(doc(new))
+    status = control.status("w-1")
+    assert (status.service, status.instance, status.rules_version) == ("worker", "w-1", new.version)

@@ -15,7 +15,7 @@ from pipeline.worker.stages.evaluate import EngineHolder
 from topics.catalogue import CONTROL_RULES
 from topics.kafka import TopicReader
 from topics.metrics import Metrics
-from topics.models import RuleSetDoc
+from topics.models import RuleSetDoc, ServiceStatus
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,12 @@ class RulesControl:
             doc.applied_by,
         )
         return True
+
+    def status(self, instance: str) -> ServiceStatus:
+        """The rule set in force, for ``canhbao.state.services`` (the console's health page)."""
+        return ServiceStatus(
+            service="worker", instance=instance, rules_version=self.holder.engine.rules.version
+        )
 
     async def follow(self, bootstrap: str) -> None:
         """Apply every record of the control topic, from its start, until cancelled.
