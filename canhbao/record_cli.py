@@ -82,14 +82,14 @@ def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]], check:
 def cmd_record(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import DBAPIError
 
-    from canhbao.broker import kafka_bootstrap
+    from canhbao.broker import kafka_cluster
     from recorder.migrate import SchemaError, safe_url
     from recorder.service import Recorder, RecorderConfig
     from recorder.store import Store
 
     settings = get_settings()
     url = settings.record_url()
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+    with kafka_cluster(settings) as bootstrap:
         store = Store.open(url)
         recorder = Recorder(
             store,

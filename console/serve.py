@@ -10,11 +10,12 @@ from console.accounts import Accounts
 from console.board import Board
 from console.kafka import Feeds, KafkaWriter
 from console.web import ConsoleConfig, make_app
+from topics.connection import Kafka
 from topics.metrics import Metrics
 
 
 async def serve(
-    bootstrap: str,
+    bootstrap: Kafka,
     accounts: Accounts,
     host: str,
     port: int,

@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
+from topics.connection import Kafka, client_kwargs
 from topics.errors import field_errors
 from topics.kafka import DeadLetters, TopicReader, commit_owned, membership, to_producer
 from topics.metrics import Metrics
@@ -78,7 +79,7 @@ class Writer(Protocol):
 
 @dataclass(frozen=True)
 class DispatchConfig:
-    bootstrap: str
+    bootstrap: Kafka
     group_id: str | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     rate_per_receiver: float = 20.0
@@ -112,7 +113,7 @@ class Ledger:
             # Still delivered (never sent again); only its receipt cannot be recovered.
             log.error("ledger entry of %s unreadable: %s", notification_id, exc)
 
-    async def load(self, bootstrap: str) -> None:
+    async def load(self, bootstrap: Kafka) -> None:
         """Read the whole ledger (the end it has now)."""
 
         def apply(record: ConsumerRecord[bytes, bytes]) -> None:
@@ -183,7 +184,7 @@ class Dispatcher:
         await self.ledger.load(cfg.bootstrap)
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=cfg.bootstrap,
+            **client_kwargs(cfg.bootstrap),
             group_id=cfg.group_id or f"canhbao.dispatch.{self.channel.value}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -191,7 +192,7 @@ class Dispatcher:
             max_poll_interval_ms=600_000,
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap, linger_ms=1, acks="all")
+        producer = AIOKafkaProducer(**client_kwargs(cfg.bootstrap), linger_ms=1, acks="all")
         await producer.start()
         await consumer.start()
         await self.sender.start()
