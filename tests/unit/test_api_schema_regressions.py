@@ -1,6 +1,5 @@
 """What the schema-driven fuzzer (tests/integration/test_api_schemas.py) found in the
-record's API, kept as plain regression tests: its document said every query parameter
-was any string, and the server took any level."""
+record's API and the ingest API, kept as plain regression tests."""
 
 from __future__ import annotations
 
@@ -73,3 +72,20 @@ async def test_a_misspelt_filter_is_refused_not_ignored(client: tuple[Client, st
     assert (await r.json())["error"].startswith("domian: not a parameter here (takes since,")
     r = await c.get("/api/v1/indicators?period=2025-Q4&comune=bn-tien-du", headers=auth)
     assert r.status == 400
+
+
+def test_an_ingest_request_with_two_different_keys_presents_none() -> None:
+    # Found by the fuzzer: a valid Bearer key with any X-API-Key was accepted as the
+    # Bearer key's source; which sender it is must not be a guess (the API answers 401).
+    from multidict import CIMultiDict, CIMultiDictProxy
+
+    from feeds.http_api import presented_key
+
+    def key(**headers: str) -> str | None:
+        return presented_key(CIMultiDictProxy(CIMultiDict(headers)))
+
+    both = {"Authorization": "Bearer k-1"}
+    assert key(**both, **{"X-API-Key": "k-2"}) is None
+    assert key(**both, **{"X-API-Key": "k-1"}) == "k-1"
+    assert key(**both) == "k-1" and key(**{"X-API-Key": "k-2"}) == "k-2"
+    assert key() is None
