@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BROKER ?= tansu
 
-.PHONY: setup demo test test-servers lint lock kafka-up kafka-down clean
+.PHONY: setup demo test test-servers lint lock audit kafka-up kafka-down clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -55,6 +55,12 @@ lint: setup
 lock: setup
 	(echo "# Pinned versions CI tested. Regenerate: make lock"; \
 	 $(BIN)/pip freeze --exclude-editable | grep -v '^-e') > constraints.txt
+
+## The supply chain: constraints.txt is what is installed (make lock would change
+## nothing), pip check passes, and no pin has a known vulnerability (pip-audit;
+## says plainly when no advisory service answered; tests/audit_ignore.txt for exceptions)
+audit: setup
+	$(BIN)/python tests/audit.py
 
 ## Apache Kafka from Maven Central on 127.0.0.1:9092 (no Docker)
 kafka-up:

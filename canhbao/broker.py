@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from canhbao.kafka_probe import wait_for_broker
+from canhbao.settings import Settings
+from topics.connection import KafkaConnection
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +32,15 @@ EMBEDDED_REBALANCE_TIMEOUT = 2.0
 EMBEDDED_FETCH_MAX_WAIT_MS = 10
 
 
+#: For the children of a command that started its own broker (plain text only): the
+#: security settings of a configured cluster must not follow them there.
+PLAINTEXT_ENV = {"CANHBAO_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"}
+
+
 def embedded_env() -> dict[str, str]:
     """Settings every canhbao process on the embedded broker needs (as environment)."""
     return {
+        **PLAINTEXT_ENV,
         "CANHBAO_REBALANCE_TIMEOUT": str(EMBEDDED_REBALANCE_TIMEOUT),
         "CANHBAO_FETCH_MAX_WAIT_MS": str(EMBEDDED_FETCH_MAX_WAIT_MS),
     }
@@ -144,3 +152,11 @@ def kafka_bootstrap(configured: str | None) -> Iterator[str]:
             yield broker.bootstrap
         finally:
             os.environ.pop("CANHBAO_KAFKA_BOOTSTRAP", None)
+
+
+@contextlib.contextmanager
+def kafka_cluster(settings: Settings) -> Iterator[KafkaConnection]:
+    """Yield how to reach the configured cluster (with its TLS and SASL settings), or
+    an embedded broker started for the duration (plain text)."""
+    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+        yield settings.kafka_connection(bootstrap)

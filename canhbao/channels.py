@@ -11,6 +11,7 @@ from consumers.email import EmailSender, SmtpConfig
 from consumers.mqtt import MqttSender
 from consumers.sms import DEFAULT_TEMPLATE, SmsSender
 from consumers.webhook import CapSender, WebhookSender
+from topics.connection import Kafka
 
 
 def _secret(value: object) -> str | None:
@@ -57,7 +58,7 @@ def sender_for(channel: str, settings: Settings) -> Sender:
     raise ValueError(f"unknown channel {channel!r}")
 
 
-def dispatcher_for(channel: str, settings: Settings, bootstrap: str) -> Dispatcher:
+def dispatcher_for(channel: str, settings: Settings, bootstrap: Kafka) -> Dispatcher:
     return Dispatcher(
         sender_for(channel, settings),
         DispatchConfig(

@@ -54,10 +54,10 @@ def cmd_topics(args: argparse.Namespace) -> int:
             print(f"{s.name:40} {parts:>3}p  {s.cleanup.value:8} {retention:>8}  key={s.key}")
         return 0
 
-    from canhbao.broker import kafka_bootstrap
+    from canhbao.broker import kafka_cluster
     from topics.admin import create_topics
 
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+    with kafka_cluster(settings) as bootstrap:
         report = asyncio.run(
             create_topics(
                 bootstrap,
@@ -73,13 +73,13 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from canhbao.broker import kafka_bootstrap
+    from canhbao.broker import kafka_cluster
     from canhbao.worker import run_worker
 
     settings = get_settings()
     if not settings.kafka_bootstrap:
         settings = _embedded_env()
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+    with kafka_cluster(settings) as bootstrap:
         if not settings.kafka_bootstrap:
             print(f"embedded Tansu broker on {bootstrap} (memory only)", file=sys.stderr)
         run_worker(settings, bootstrap)
@@ -87,13 +87,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_dispatch(args: argparse.Namespace) -> int:
-    from canhbao.broker import kafka_bootstrap
+    from canhbao.broker import kafka_cluster
     from canhbao.channels import dispatcher_for
 
     settings = get_settings()
     if not settings.kafka_bootstrap:
         settings = _embedded_env()
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+    with kafka_cluster(settings) as bootstrap:
         dispatcher = dispatcher_for(args.channel, settings, bootstrap)
 
         async def main() -> None:
@@ -149,7 +149,7 @@ def cap_signer(settings: Settings) -> CapSigner | None:
 
 def cmd_cap_feed(args: argparse.Namespace) -> int:
     from alerting.directory import Directory
-    from canhbao.broker import kafka_bootstrap
+    from canhbao.broker import kafka_cluster
     from consumers.cap_feed import serve
 
     settings = get_settings()
@@ -159,7 +159,7 @@ def cmd_cap_feed(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"canhbao cap-feed: {exc}", file=sys.stderr)
         return 2
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+    with kafka_cluster(settings) as bootstrap:
 
         async def main() -> None:
             stop = stop_event()
@@ -271,10 +271,15 @@ def main(argv: list[str] | None = None) -> int:
     level = os.environ.get("CANHBAO_LOG_LEVEL", "warning").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
+    from topics.connection import KafkaSettingsError
+
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
+    except KafkaSettingsError as exc:  # names the settings at fault, never a secret
+        print(f"canhbao: the Kafka connection settings do not fit: {exc}", file=sys.stderr)
+        return 2
     finally:
         logging.getLogger(__name__).debug("done in %.1f s", time.monotonic() - started)
 

@@ -21,7 +21,7 @@ def _accounts(settings: Settings) -> Accounts:
 
 def cmd_console(args: argparse.Namespace) -> int:
     from alerting.directory import Directory
-    from canhbao.broker import kafka_bootstrap
+    from canhbao.broker import kafka_cluster
     from canhbao.console_record import RecordHistory
     from canhbao.running import stop_event
     from console.serve import serve
@@ -35,7 +35,7 @@ def cmd_console(args: argparse.Namespace) -> int:
     if not accounts.list():
         print("no account yet: add one with  canhbao users add NAME --role admin",
               file=sys.stderr)  # fmt: skip
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+    with kafka_cluster(settings) as bootstrap:
 
         async def main() -> None:
             from canhbao import metrics

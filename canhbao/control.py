@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaProducer
 
 from pipeline.rules.loader import RuleSet
 from topics.catalogue import CONTROL_RULES
+from topics.connection import Kafka, client_kwargs
 from topics.kafka import rules_in_force
 from topics.models import RuleSetDoc
 
@@ -15,12 +16,12 @@ log = logging.getLogger(__name__)
 ACTIVE_KEY = b"active"
 
 
-async def publish(bootstrap: str, rules: RuleSet, actor: str, comment: str = "") -> RuleSetDoc:
+async def publish(bootstrap: Kafka, rules: RuleSet, actor: str, comment: str = "") -> RuleSetDoc:
     doc = RuleSetDoc(
         version=rules.version, sources=rules.sources, applied_by=actor, comment=comment
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, max_request_size=16 * 1024 * 1024, acks="all"
+        **client_kwargs(bootstrap), max_request_size=16 * 1024 * 1024, acks="all"
     )
     await producer.start()
     try:
@@ -30,6 +31,6 @@ async def publish(bootstrap: str, rules: RuleSet, actor: str, comment: str = "")
     return doc
 
 
-async def latest(bootstrap: str, timeout_ms: int = 3000) -> RuleSetDoc | None:
+async def latest(bootstrap: Kafka, timeout_ms: int = 3000) -> RuleSetDoc | None:
     """The last rule set published, or None when the topic is empty."""
     return await rules_in_force(bootstrap, timeout_ms)

@@ -59,6 +59,7 @@ from topics.catalogue import (
     notifications_topic,
     readings_topic,
 )
+from topics.connection import Kafka, client_kwargs
 from topics.models import (
     ApprovalAction,
     ApprovalEvent,
@@ -107,7 +108,7 @@ class Restarts:
 
 
 async def _observe(
-    bootstrap: str,
+    bootstrap: Kafka,
     tally: Tally,
     show: Printer,
     ready: asyncio.Event,
@@ -122,7 +123,7 @@ async def _observe(
     notes = {notifications_topic(c) for c in Channel}
     topics = [*readings, *notes, DEADLETTER, WARNINGS, RECEIPTS, APPROVALS]
     consumer = AIOKafkaConsumer(
-        *topics, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="latest"
+        *topics, **client_kwargs(bootstrap), group_id=None, auto_offset_reset="latest"
     )
     await consumer.start()
     try:
@@ -270,7 +271,7 @@ async def _watch_worker(
 async def _demo(
     settings: Settings,
     scenario: Scenario,
-    bootstrap: str,
+    bootstrap: Kafka,
     broker_kind: str,
     duration: float,
     out: TextIO,
@@ -336,7 +337,7 @@ async def _demo(
 async def _run(
     settings: Settings,
     scenario: Scenario,
-    bootstrap: str,
+    bootstrap: Kafka,
     broker_kind: str,
     duration: float,
     workdir: Path,
@@ -369,7 +370,7 @@ async def _run(
         "worker",
         ["worker"],
         {
-            "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
+            "CANHBAO_KAFKA_BOOTSTRAP": str(bootstrap),
             "CANHBAO_AGENCY_WEBHOOK_BASE": receiver.base_url,
             "CANHBAO_APP_ID": settings.app_id if embedded else f"canhbao-demo-{run_id}",
             **(embedded_env() if embedded else {}),
@@ -566,7 +567,7 @@ def _record_group(embedded: bool, run_id: str) -> str:
 
 async def _start_recorder(
     url: str,
-    bootstrap: str,
+    bootstrap: Kafka,
     embedded: bool,
     rebalance: float,
     run_id: str,
@@ -587,7 +588,7 @@ async def _start_recorder(
         "recorder",
         ["record"],
         {
-            "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
+            "CANHBAO_KAFKA_BOOTSTRAP": str(bootstrap),
             "CANHBAO_DATABASE_URL": url,
             "CANHBAO_RECORD_GROUP_ID": _record_group(embedded, run_id),
             **(embedded_env() if embedded else {}),
@@ -604,7 +605,7 @@ async def _start_recorder(
 
 
 def _start_console(
-    bootstrap: str,
+    bootstrap: Kafka,
     embedded: bool,
     rebalance: float,
     workdir: Path,
@@ -618,7 +619,7 @@ def _start_console(
     db = workdir / "data" / "console.db"
     accounts = make_accounts(db)
     port = ports["console"]
-    console = console_child(bootstrap, embedded, rebalance, db, port, workdir / "console.log")
+    console = console_child(str(bootstrap), embedded, rebalance, db, port, workdir / "console.log")
     console.start()
     show("console", f"canhbao console started (pid {console.pid}, log {console.log})")
 
@@ -653,7 +654,7 @@ async def _watch_recorder(
 
 
 async def _record_settles(
-    recorder: Child, url: str, group: str, bootstrap: str, show: Printer
+    recorder: Child, url: str, group: str, bootstrap: Kafka, show: Printer
 ) -> None:
     """Let the recorder write what the topics hold, then stop it."""
     from recorder.service import behind
@@ -709,8 +710,9 @@ def run_demo(
     workdir = Path(tempfile.mkdtemp(prefix="canhbao-demo-"))
     broker: EmbeddedBroker | None = None
     print(f"Scenario {chosen.name}: {chosen.summary_vi}\n  ({chosen.summary_en})", file=out)
+    bootstrap: Kafka
     if settings.kafka_bootstrap:
-        bootstrap, kind = settings.kafka_bootstrap, "kafka"
+        bootstrap, kind = settings.kafka_connection(), "kafka"
         print(f"Using the Kafka cluster at {bootstrap}", file=out)
     else:
         broker = EmbeddedBroker(log_path=workdir / "tansu.log").start()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from canhbao.broker import free_port
@@ -19,15 +19,20 @@ class KafkaStartError(RuntimeError):
 
 
 @contextlib.contextmanager
-def apache_kafka(state_dir: Path, heap: str | None = None) -> Iterator[str]:
-    """Start the broker, yield its bootstrap address, stop it cleanly at the end.
-    The jars are fetched once (Maven Central) into ``.kafka/lib`` and shared."""
+def apache_kafka(
+    state_dir: Path, heap: str | None = None, more_env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """Start the broker, yield its (plaintext) bootstrap address, stop it cleanly at
+    the end. The jars are fetched once (Maven Central) into ``.kafka/lib`` and shared.
+    ``more_env`` adds to or overrides ``infra/kafka/start.sh``'s variables (ports,
+    ``KAFKA_EXTRA_PROPERTIES``, ``KAFKA_FORMAT_ARGS``: a secured listener)."""
     env = {
         **os.environ,
         "KAFKA_PORT": str(free_port()),
         "KAFKA_CONTROLLER_PORT": str(free_port()),
         "KAFKA_STATE_DIR": str(state_dir),
         "KAFKA_LIB_DIR": os.environ.get("KAFKA_LIB_DIR", str(REPO_ROOT / ".kafka" / "lib")),
+        **(more_env or {}),
     }
     if heap:
         env["KAFKA_HEAP_OPTS"] = heap

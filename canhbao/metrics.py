@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from prometheus_client import start_http_server
 
+from topics.connection import Kafka
 from topics.lag import LagMonitor
 from topics.metrics import Metrics
 
@@ -39,7 +40,7 @@ def scrape_counter(port: int, name: str) -> float | None:
 
 def serve(
     port: int,
-    bootstrap: str | None = None,
+    bootstrap: Kafka | None = None,
     groups: Sequence[str] | None = (),
 ) -> LagWatch | None:
     """Expose /metrics on ``port`` (0 disables). With ``bootstrap``, also measure the
@@ -57,7 +58,7 @@ class LagWatch:
     """Consumer lag measured into the process's metrics, in a daemon thread, until
     :meth:`stop` (or the process ends)."""
 
-    def __init__(self, bootstrap: str, groups: Sequence[str] | None) -> None:
+    def __init__(self, bootstrap: Kafka, groups: Sequence[str] | None) -> None:
         self.monitor = LagMonitor(bootstrap, Metrics.default(), groups)
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()

@@ -29,6 +29,7 @@ from topics.catalogue import (
     STATE_EVALUATE,
     STATE_GROUPS,
 )
+from topics.connection import Kafka, KafkaConnection, client_kwargs
 from topics.durations import parse_duration
 from topics.errors import field_errors
 from topics.kafka import TopicReader
@@ -37,21 +38,22 @@ from topics.models import ApprovalAction, ApprovalEvent, Broadcast, SilenceLift,
 T = TypeVar("T")
 
 
-def _bootstrap() -> str | None:
-    b = get_settings().kafka_bootstrap
-    if not b:
+def _bootstrap() -> KafkaConnection | None:
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
         print("needs CANHBAO_KAFKA_BOOTSTRAP: the cluster the pipeline runs on", file=sys.stderr)
-    return b
+        return None
+    return settings.kafka_connection()
 
 
 async def _send(
-    bootstrap: str,
+    bootstrap: Kafka,
     topic: str,
     key: bytes,
     value: bytes | None,
     headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**client_kwargs(bootstrap), acks="all")
     await producer.start()
     try:
         await producer.send_and_wait(topic, value, key=key, headers=headers)
@@ -64,7 +66,7 @@ class StateReader(Generic[T]):
     key disappears). ``parse`` turns a stored value into ``T``; an unreadable one is
     reported and skipped, never fatal."""
 
-    def __init__(self, bootstrap: str, topic: str, parse: Callable[[dict[str, Any]], T]) -> None:
+    def __init__(self, bootstrap: Kafka, topic: str, parse: Callable[[dict[str, Any]], T]) -> None:
         self.reader = TopicReader(bootstrap, topic, self._apply)
         self.topic = topic
         self.parse = parse
@@ -93,12 +95,14 @@ class StateReader(Generic[T]):
             print(f"{self.topic}: {key} is unreadable: {exc}", file=sys.stderr)
 
 
-def broadcast_reader(bootstrap: str) -> StateReader[Broadcast]:
+def broadcast_reader(bootstrap: Kafka) -> StateReader[Broadcast]:
     """The broadcasts' changelog: the latest state of each one, by broadcast id."""
     return StateReader(bootstrap, STATE_BROADCASTS, Broadcast.model_validate)
 
 
-async def states(bootstrap: str, topic: str, parse: Callable[[dict[str, Any]], T]) -> dict[str, T]:
+async def states(
+    bootstrap: Kafka, topic: str, parse: Callable[[dict[str, Any]], T]
+) -> dict[str, T]:
     """The latest value of every key of a table's changelog."""
     async with StateReader(bootstrap, topic, parse) as reader:
         return reader.states

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from canhbao.running import on_signal
 from canhbao.settings import Settings, get_settings
+from topics.connection import Kafka
 from topics.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -102,14 +103,14 @@ def _with_engine(settings: Settings, work: Callable[[Any], Awaitable[T]], check:
 def cmd_record(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import DBAPIError
 
-    from canhbao.broker import kafka_bootstrap
+    from canhbao.broker import kafka_cluster
     from recorder.migrate import SchemaError, safe_url
     from recorder.service import Recorder, RecorderConfig
     from recorder.store import Store
 
     settings = get_settings()
     url = settings.record_url()
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+    with kafka_cluster(settings) as bootstrap:
         store = Store.open(url)
         recorder = Recorder(
             store,
@@ -151,7 +152,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         return asyncio.run(main())
 
 
-async def reading_selection(settings: Settings, bootstrap: str) -> ReadingSelection:
+async def reading_selection(settings: Settings, bootstrap: Kafka) -> ReadingSelection:
     """Which readings the record keeps, from the start: the rule set last applied to
     the cluster, else the rule files (as the worker starts); the recorder then follows
     the sets applied on canhbao.control.rules."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from alerting.directory import Directory
 from canhbao.settings import get_settings
 from pipeline.rules.loader import RuleError, RuleSet, load_rules
+from topics.connection import client_kwargs
 from topics.errors import field_errors
 
 
@@ -284,7 +285,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     rules = _load(args.paths)
     if rules is None:
         return 1
-    doc = asyncio.run(control.publish(settings.kafka_bootstrap, rules, args.actor, args.comment))
+    doc = asyncio.run(control.publish(settings.kafka_connection(), rules, args.actor, args.comment))
     print(
         f"applied rule set {doc.version} ({len(rules.rules)} rules) as {args.actor}; "
         "workers switch to it without restarting"
@@ -299,7 +300,7 @@ def cmd_active(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap:
         print("needs CANHBAO_KAFKA_BOOTSTRAP", file=sys.stderr)
         return 2
-    doc = asyncio.run(control.latest(settings.kafka_bootstrap))
+    doc = asyncio.run(control.latest(settings.kafka_connection()))
     if doc is None:
         print("no rule set applied yet: workers use their rule files")
         return 0
@@ -354,7 +355,7 @@ def cmd_warning(args: argparse.Namespace) -> int:
         return 2
 
     async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+        producer = AIOKafkaProducer(**client_kwargs(settings.kafka_connection()), acks="all")
         await producer.start()
         try:
             await producer.send_and_wait(COMMANDS, command.to_bytes(), key=command.subject.encode())

@@ -12,14 +12,15 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 from canhbao.settings import Settings
+from topics.connection import KafkaConnection
 
 
 @contextlib.contextmanager
-def brokers(settings: Settings) -> Iterator[str]:
+def brokers(settings: Settings) -> Iterator[KafkaConnection]:
     """The configured bootstrap servers, or an embedded Tansu for the command's life."""
-    from canhbao.broker import kafka_bootstrap
+    from canhbao.broker import kafka_cluster
 
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+    with kafka_cluster(settings) as bootstrap:
         if not settings.kafka_bootstrap:
             print(f"embedded Tansu broker on {bootstrap} (memory only)", file=sys.stderr)
         yield bootstrap

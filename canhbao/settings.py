@@ -13,6 +13,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from topics.connection import (
+    KafkaConnection,
+    KafkaSettingsError,
+    SaslMechanism,
+    SecurityProtocol,
+)
+
 if TYPE_CHECKING:
     from pipeline.validate import TimePolicy
 
@@ -192,6 +199,40 @@ class Settings(BaseSettings):
         "`report` print for people, and of times given without an offset on their "
         "command line (--json and --csv keep ISO 8601 with the offset)",
     )
+    # A secured Kafka cluster (TLS and SASL): every client canhbao starts uses these
+    # (topics.connection.client_kwargs); the embedded broker is plaintext only.
+    kafka_security_protocol: SecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (a secured cluster: SASL_SSL)",
+    )
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        default=None, description="SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (with SASL_*)"
+    )
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password (a secret); or CANHBAO_KAFKA_SASL_PASSWORD_FILE"
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        default=None,
+        description="A file holding the SASL password (a mounted secret); its text, "
+        "without the final newline, is the password",
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle of the brokers' certificates (default: system)"
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate, for clusters that ask for one"
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        default=None, description="PEM private key of CANHBAO_KAFKA_SSL_CERT_FILE"
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(
+        default=None, description="Passphrase of an encrypted CANHBAO_KAFKA_SSL_KEY_FILE"
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True,
+        description="Check that a broker's certificate names the host connected to",
+    )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     # Citizen broadcasts: the two-person rule by account (issue 10).
     allow_cli_approvals: bool = Field(
@@ -220,6 +261,39 @@ class Settings(BaseSettings):
     @property
     def console_db_path(self) -> Path:
         return self.console_db or self.data_dir / "console.db"
+
+    def kafka_connection(self, bootstrap: str | None = None) -> KafkaConnection:
+        """How to reach ``bootstrap`` (default: the configured cluster). The security
+        settings are the configured cluster's; another address (the embedded broker a
+        command started) is reached in plain text. Raises ``KafkaSettingsError``
+        naming the settings that do not fit together."""
+        address = bootstrap or self.kafka_bootstrap
+        if not address:
+            raise ValueError("no Kafka cluster: CANHBAO_KAFKA_BOOTSTRAP is not set")
+        if address != self.kafka_bootstrap:
+            return KafkaConnection(address)
+        password = self.kafka_sasl_password
+        if password is None and self.kafka_sasl_password_file is not None:
+            try:
+                text = self.kafka_sasl_password_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise KafkaSettingsError(
+                    f"kafka_sasl_password_file: cannot read {self.kafka_sasl_password_file}: "
+                    f"{exc.strerror}"
+                ) from None
+            password = SecretStr(text.rstrip("\r\n"))
+        return KafkaConnection(
+            address,
+            security_protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=password,
+            ca_file=self.kafka_ssl_ca_file,
+            cert_file=self.kafka_ssl_cert_file,
+            key_file=self.kafka_ssl_key_file,
+            key_password=self.kafka_ssl_key_password,
+            check_hostname=self.kafka_ssl_check_hostname,
+        )
 
     def record_url(self) -> str:
         """The threat record's database URL: the configured one, else SQLite in the

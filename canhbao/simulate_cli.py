@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from topics.connection import Kafka
+
 
 def add_parsers(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
@@ -101,7 +103,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _live(name: str, items: list[Any], speed: float) -> int:
-    from canhbao.broker import kafka_bootstrap
+    from canhbao.broker import kafka_cluster
     from canhbao.settings import get_settings
     from feeds.simulate import KafkaBroadcaster, Played, play
     from feeds.sink import KafkaSink
@@ -124,7 +126,7 @@ def _live(name: str, items: list[Any], speed: float) -> int:
             flush=True,
         )
 
-    async def run(bootstrap: str) -> Played:
+    async def run(bootstrap: Kafka) -> Played:
         if embedded:
             await create_topics(
                 bootstrap,
@@ -141,7 +143,7 @@ def _live(name: str, items: list[Any], speed: float) -> int:
             await sink.stop()
             await broadcaster.stop()
 
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+    with kafka_cluster(settings) as bootstrap:
         where = f"embedded Tansu on {bootstrap} (nothing else listens)" if embedded else bootstrap
         print(
             f"simulate {name}: {len(items)} messages at {speed:g}× to {where}",

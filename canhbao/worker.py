@@ -15,6 +15,7 @@ from pipeline.rules.loader import RuleError, RuleSet, compile_rules, load_rules
 from pipeline.validate import TimePolicy
 from pipeline.worker.config import WorkerConfig
 from topics.admin import create_topics
+from topics.connection import Kafka
 from topics.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
-async def initial_rules(settings: Settings, bootstrap: str) -> RuleSet:
+async def initial_rules(settings: Settings, bootstrap: Kafka) -> RuleSet:
     """The set last applied to the cluster; the rule files when none was applied yet."""
     doc = await control.latest(bootstrap)
     if doc is not None:
@@ -64,7 +65,7 @@ async def initial_rules(settings: Settings, bootstrap: str) -> RuleSet:
     return rules
 
 
-def run_worker(settings: Settings, bootstrap: str) -> None:
+def run_worker(settings: Settings, bootstrap: Kafka) -> None:
     from pipeline.worker.app import build_app
     from pipeline.worker.faust_fixes import QuietWorker, check_versions
 

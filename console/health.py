@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from topics.connection import Kafka, client_kwargs
 from topics.kafka import rules_in_force
 from topics.models import RuleSetDoc
 
@@ -41,11 +42,11 @@ def summarise_lag(
 
 
 class KafkaLag:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: Kafka) -> None:
         self.bootstrap = bootstrap
 
     async def lag(self) -> list[dict[str, Any]]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(**client_kwargs(self.bootstrap))
         await admin.start()
         try:
             groups = [g[0] for g in await admin.list_consumer_groups()]
@@ -65,7 +66,7 @@ class KafkaLag:
             await admin.close()
         if not groups or not tps:
             return []
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+        consumer = AIOKafkaConsumer(**client_kwargs(self.bootstrap), group_id=None)
         await consumer.start()
         try:
             ends = await consumer.end_offsets(sorted(tps))
@@ -75,7 +76,7 @@ class KafkaLag:
 
 
 class KafkaRules:
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: Kafka) -> None:
         self.bootstrap = bootstrap
 
     async def in_force(self) -> RuleSetDoc | None:

@@ -22,6 +22,7 @@ from topics.catalogue import (
     STATUS,
     WARNINGS,
 )
+from topics.connection import Kafka, client_kwargs
 from topics.kafka import TopicReader
 from topics.models import (
     ApprovalAction,
@@ -43,8 +44,8 @@ class KafkaWriter:
     """Commands to ``canhbao.commands`` keyed by the warning's subject, approval events
     to ``canhbao.approvals`` keyed by the warning id; each waits for the broker."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    def __init__(self, bootstrap: Kafka) -> None:
+        self.producer = AIOKafkaProducer(**client_kwargs(bootstrap), acks="all")
 
     async def start(self) -> None:
         await self.producer.start()
@@ -146,7 +147,7 @@ class Feeds:
     """Reads the warnings, the broadcasts' state and the approval requests from their
     beginning (the latest state of each), then follows them into ``board``."""
 
-    def __init__(self, bootstrap: str, board: Board) -> None:
+    def __init__(self, bootstrap: Kafka, board: Board) -> None:
         self.readers = [
             TopicReader(bootstrap, WARNINGS, lambda r: _warning(board, r)),
             TopicReader(bootstrap, STATE_BROADCASTS, lambda r: _broadcast(board, r)),

@@ -14,12 +14,13 @@ from console.history import History
 from console.kafka import Feeds, KafkaWriter
 from console.pages import Sources
 from console.web import ConsoleConfig, make_app
+from topics.connection import Kafka
 from topics.lag import LagMonitor
 from topics.metrics import Metrics
 
 
 async def serve(
-    bootstrap: str,
+    bootstrap: Kafka,
     accounts: Accounts,
     host: str,
     port: int,

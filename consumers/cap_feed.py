@@ -45,6 +45,7 @@ from alerting.cap import (
 from alerting.cap_signature import CapSigner, describe
 from alerting.directory import Directory
 from topics.catalogue import WARNINGS
+from topics.connection import Kafka
 from topics.errors import field_errors
 from topics.kafka import TopicReader
 from topics.models import Warning, utcnow
@@ -177,7 +178,7 @@ def apply_record(store: CapFeedStore, raw: bytes | None, where: str = "") -> boo
 
 
 async def follow(
-    bootstrap: str, store: CapFeedStore, stop_event: asyncio.Event, topic: str = WARNINGS
+    bootstrap: Kafka, store: CapFeedStore, stop_event: asyncio.Event, topic: str = WARNINGS
 ) -> None:
     """Apply every record of ``topic`` from the beginning until ``stop_event`` is set.
 
@@ -280,7 +281,7 @@ def log_signing(signer: CapSigner | None, now: datetime | None = None) -> None:
 
 
 async def serve(
-    bootstrap: str,
+    bootstrap: Kafka,
     host: str,
     port: int,
     directory: Directory,

@@ -36,6 +36,7 @@ from pydantic import ValidationError
 
 from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
+from topics.connection import Kafka, client_kwargs
 from topics.errors import field_errors
 from topics.kafka import (
     DeadLetters,
@@ -95,7 +96,7 @@ class Writer(Protocol):
 
 @dataclass(frozen=True)
 class DispatchConfig:
-    bootstrap: str
+    bootstrap: Kafka
     group_id: str | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     rate_per_receiver: float = 20.0
@@ -129,7 +130,7 @@ class Ledger:
             # Still delivered (never sent again); only its receipt cannot be recovered.
             log.error("ledger entry of %s unreadable: %s", notification_id, exc)
 
-    async def load(self, bootstrap: str) -> None:
+    async def load(self, bootstrap: Kafka) -> None:
         """Read the whole ledger (the end it has now)."""
 
         def apply(record: ConsumerRecord[bytes, bytes]) -> None:
@@ -220,7 +221,7 @@ class Dispatcher:
         )
         consumer = AIOKafkaConsumer(
             topic,
-            bootstrap_servers=cfg.bootstrap,
+            **client_kwargs(cfg.bootstrap),
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -228,7 +229,7 @@ class Dispatcher:
             max_poll_interval_ms=600_000,
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
         )
-        producer = AIOKafkaProducer(bootstrap_servers=cfg.bootstrap, linger_ms=1, acks="all")
+        producer = AIOKafkaProducer(**client_kwargs(cfg.bootstrap), linger_ms=1, acks="all")
         await producer.start()
         await consumer.start()
         await self.sender.start()

@@ -9,6 +9,7 @@ from consumers import signing
 from consumers.delivery import RetryPolicy
 from consumers.dispatcher import DispatchConfig, Dispatcher
 from consumers.http import HttpClient
+from topics.connection import Kafka
 from topics.ids import idempotency_key
 from topics.models import Channel, Notification
 
@@ -66,7 +67,7 @@ class CapSender(HttpSender):
 
 @dataclass(frozen=True)
 class WebhookConfig:
-    bootstrap: str
+    bootstrap: Kafka
     group_id: str | None = None
     secret: bytes | None = None
     timeout: float = 5.0

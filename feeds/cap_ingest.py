@@ -84,6 +84,7 @@ from feeds.cap_alerts import (
 )
 from pipeline.validate import TimePolicy
 from topics.catalogue import DEADLETTER, INGEST_REPORTS
+from topics.connection import Kafka
 from topics.metrics import Metrics
 from topics.models import DeadLetter, utcnow
 
@@ -422,7 +423,7 @@ async def _fetch(session: aiohttp.ClientSession, url: str, limit: int = MAX_DOCU
 
 
 async def rules_in_force(
-    bootstrap: str, rules_path: Path, current: ReportRules | None
+    bootstrap: Kafka, rules_path: Path, current: ReportRules | None
 ) -> ReportRules | None:
     """The report rules the workers use: the set last applied on ``canhbao.control.rules``,
     else the rule files (as a worker that starts). On failure the current one stays."""

@@ -122,11 +122,15 @@ def error(status: int, message: str, detail: str = "", **extra: Any) -> Outcome:
 
 
 def presented_key(headers: CIMultiDictProxy[str]) -> str | None:
+    """The key a request presents; None for none, or for two different ones (a
+    Bearer token and an ``X-API-Key``): which sender it is must not be a guess."""
     auth = headers.get("Authorization", "")
     scheme, _, token = auth.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return headers.get("X-API-Key") or None
+    bearer = token.strip() if scheme.lower() == "bearer" else ""
+    api_key = headers.get("X-API-Key", "")
+    if bearer and api_key and bearer != api_key:
+        return None
+    return bearer or api_key or None
 
 
 def parse_items(body: bytes) -> list[Any] | Outcome:

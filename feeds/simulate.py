@@ -37,6 +37,7 @@ from aiokafka import AIOKafkaProducer
 from feeds.scenarios.base import Scenario, align
 from feeds.sink import Sink
 from topics.catalogue import CLOCK, INGEST_READINGS, INGEST_REPORTS
+from topics.connection import Kafka, client_kwargs
 from topics.models import DrillClock, Reading, Tick
 
 # A scenario played with the default speed lasts about this long.
@@ -139,8 +140,8 @@ class Broadcaster(Protocol):
 class KafkaBroadcaster:
     """Clock ticks, one per partition (``KafkaSink`` sends by key only)."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
+    def __init__(self, bootstrap: Kafka) -> None:
+        self._producer = AIOKafkaProducer(**client_kwargs(bootstrap), linger_ms=1)
 
     async def start(self) -> None:
         await self._producer.start()

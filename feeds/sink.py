@@ -9,6 +9,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 
 from topics.catalogue import INGEST_READINGS, INGEST_REPORTS
+from topics.connection import Kafka, client_kwargs
 
 
 class Sink(Protocol):
@@ -24,9 +25,9 @@ class KafkaSink:
     (Tansu refuses InitProducerId): a retried send may store a reading twice, and the
     quality gate sets the copy aside as a duplicate."""
 
-    def __init__(self, bootstrap: str, *, linger_ms: int = 5) -> None:
+    def __init__(self, bootstrap: Kafka, *, linger_ms: int = 5) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", linger_ms=linger_ms
+            **client_kwargs(bootstrap), acks="all", linger_ms=linger_ms
         )
 
     async def start(self) -> None:

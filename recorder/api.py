@@ -35,15 +35,32 @@ def _error(status: int, message: str) -> web.Response:
 
 def _when(request: web.Request, name: str) -> datetime | None:
     text = request.query.get(name)
-    if not text:
+    if text is None:
         return None
     try:
+        # An empty value is refused, not read as "no bound": the document says a time.
         when = datetime.fromisoformat(text)
     except ValueError:
         raise web.HTTPBadRequest(
             text=f'{{"error": "{name}: not an ISO 8601 time"}}', content_type="application/json"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=LOCAL)
+
+
+#: A quarter, month or year from 1900 to 2199 (``2025-Q4``, ``2025-10``, ``2025``).
+PERIOD_PATTERN = r"^(19|20|21)[0-9]{2}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
+
+#: The query parameters of ``GET /api/v1/warnings`` (its document lists the same).
+WARNING_FILTERS = ("since", "until", "domain", "hazard", "level", "commune", "status", "latest")
+
+
+def _unknown(query: Mapping[str, str], known: tuple[str, ...]) -> web.Response | None:
+    """A 400 naming the parameters this endpoint does not take: a misspelt filter
+    (``domian=water``) must not quietly answer with everything in scope."""
+    extra = sorted(set(query) - set(known))
+    if not extra:
+        return None
+    return _error(400, f"{', '.join(extra)}: not a parameter here (takes {', '.join(known)})")
 
 
 class RecordAPI:
@@ -106,12 +123,17 @@ class RecordAPI:
     async def _warnings(self, request: web.Request) -> web.Response:
         d = self._department(request)
         q = request.query
+        unknown = _unknown(q, WARNING_FILTERS)
+        if unknown is not None:
+            return unknown
         refused = self._refused(d, q.get("domain"), q.get("commune"))
         if refused is not None:
             return refused
         try:
             level = int(q["level"]) if "level" in q else None
         except ValueError:
+            level = -1
+        if level is not None and not 0 <= level <= 5:  # no warning has another level
             return _error(400, "level: a whole number from 0 to 5")
         f = queries.WarningFilter(
             since=_when(request, "since"),
@@ -143,6 +165,9 @@ class RecordAPI:
     async def _indicators(self, request: web.Request) -> web.Response:
         d = self._department(request)
         q = request.query
+        unknown = _unknown(q, ("period", "area", "domain"))
+        if unknown is not None:
+            return unknown
         if "period" not in q:
             return _error(400, "period: required (2025-Q4, 2025-10, 2025 or a..b)")
         try:
@@ -167,10 +192,19 @@ class RecordAPI:
         return web.json_response(openapi())
 
 
+#: What the server parses a query parameter as, where it is more than any string
+#: (a client or a fuzzer trusts the document: it must say what is refused).
+_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "since": {"type": "string", "format": "date-time"},
+    "until": {"type": "string", "format": "date-time"},
+    "level": {"type": "integer", "minimum": 0, "maximum": 5},
+}
+
+
 def _params(*names: tuple[str, str]) -> list[dict[str, Any]]:
     return [
-        {"name": n, "in": "query", "required": False, "schema": {"type": "string"},
-         "description": d}
+        {"name": n, "in": "query", "required": False,
+         "schema": _PARAM_SCHEMAS.get(n, {"type": "string"}), "description": d}
         for n, d in names
     ]  # fmt: skip
 
@@ -238,8 +272,8 @@ def openapi() -> dict[str, Any]:
                 "get": {
                     "summary": "Warning states, oldest first, within the token's scope",
                     "parameters": _params(
-                        ("since", "from this time"),
-                        ("until", "before this time"),
+                        ("since", "from this time (ISO 8601; without an offset: Vietnam time)"),
+                        ("until", "before this time (ISO 8601, as since)"),
                         ("domain", "one domain"),
                         ("hazard", "one hazard"),
                         ("level", "one level, 0 to 5"),
@@ -285,7 +319,10 @@ def openapi() -> dict[str, Any]:
                             "name": "period",
                             "in": "query",
                             "required": True,
-                            "schema": {"type": "string"},
+                            # The pattern holds the quarter, month and year forms; a
+                            # range (first..last day, in order) is also taken, which
+                            # no pattern can check for order.
+                            "schema": {"type": "string", "pattern": PERIOD_PATTERN},
                             "description": "2025-Q4, 2025-10, 2025 or 2025-10-01..2025-12-31",
                         },
                         *_params(("area", "one commune code"), ("domain", "one domain")),

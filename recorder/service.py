@@ -23,6 +23,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from recorder.decode import TOPICS, Incoming, Rows, decode, unreadable
 from recorder.readings import ReadingSelection
 from recorder.store import Span, StaleOffsets, Store
+from topics.connection import Kafka, client_kwargs
 from topics.kafka import commit_owned, membership
 from topics.metrics import Metrics
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RecorderConfig:
-    bootstrap: str
+    bootstrap: Kafka
     group_id: str = "canhbao.record"
     rebalance_timeout_ms: int = 10_000
     fetch_max_wait_ms: int = 500
@@ -94,7 +95,7 @@ class Recorder:
         cfg = self.config
         await self.store.check_schema()  # before joining the group: say what to run
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=cfg.bootstrap,
+            **client_kwargs(cfg.bootstrap),
             group_id=cfg.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -223,11 +224,11 @@ class Recorder:
 
 
 async def behind(
-    bootstrap: str, store: Store, group_id: str, topics: tuple[str, ...] = TOPICS
+    bootstrap: Kafka, store: Store, group_id: str, topics: tuple[str, ...] = TOPICS
 ) -> list[str]:
     """The partitions whose records the database does not hold yet (empty: the record
     has everything the topics hold now)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(bootstrap))
     await admin.start()
     try:
         described = await admin.describe_topics()
@@ -241,7 +242,7 @@ async def behind(
     ]
     if not tps:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**client_kwargs(bootstrap), group_id=None)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps)

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from topics.catalogue import CATALOGUE, TopicSpec
+from topics.connection import Kafka, client_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,7 @@ class CreateReport:
 
 
 async def create_topics(
-    bootstrap: str,
+    bootstrap: Kafka,
     *,
     default_partitions: int,
     replication_factor: int = 1,
@@ -33,7 +34,7 @@ async def create_topics(
     the cluster describes every topic it created with all its partitions (up to
     ``settle`` seconds): Kafka answers a creation before its metadata has spread, and
     a client started at once could find a topic without partitions."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="canhbao-admin")
+    admin = AIOKafkaAdminClient(**client_kwargs(bootstrap), client_id="canhbao-admin")
     await admin.start()
     report = CreateReport()
     try:

@@ -17,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from topics.catalogue import CONTROL_RULES, STATUS
+from topics.connection import Kafka, client_kwargs
 from topics.metrics import Metrics
 from topics.models import DeadLetter, RuleSetDoc, ServiceStatus
 
@@ -33,11 +34,11 @@ def membership(rebalance_timeout_ms: int) -> dict[str, int]:
     }
 
 
-async def partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
+async def partitions(bootstrap: Kafka, topic: str) -> list[TopicPartition]:
     """The partitions of ``topic`` (none when it does not exist), asking the cluster:
     a consumer without a group subscription has no metadata for it (Kafka sends only
     what is asked for), and aiokafka's consumer has no public call that fetches it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_kwargs(bootstrap))
     await admin.start()
     try:
         return await topic_partitions(admin, topic)
@@ -135,13 +136,11 @@ def to_producer(producer: Any, topic: str) -> Send:
 
 
 async def last_value(
-    bootstrap: str, topic: str, partition: int = 0, timeout_ms: int = 3000
+    bootstrap: Kafka, topic: str, partition: int = 0, timeout_ms: int = 3000
 ) -> bytes | None:
     """The value of the last record of ``topic``'s ``partition`` (a compacted topic's
     current state, such as the rule set in force), or None while it is empty."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**client_kwargs(bootstrap), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)
@@ -157,7 +156,7 @@ async def last_value(
         await consumer.stop()
 
 
-async def rules_in_force(bootstrap: str, timeout_ms: int = 3000) -> RuleSetDoc | None:
+async def rules_in_force(bootstrap: Kafka, timeout_ms: int = 3000) -> RuleSetDoc | None:
     """The last rule set published on ``canhbao.control.rules``, or None."""
     value = await last_value(bootstrap, CONTROL_RULES, timeout_ms=timeout_ms)
     return None if value is None else RuleSetDoc.model_validate_json(value)
@@ -173,14 +172,14 @@ def instance_name(group_instance_id: str | None = None) -> str:
 
 
 async def report_status(
-    bootstrap: str, make: Callable[[], ServiceStatus], stop: asyncio.Event | None = None
+    bootstrap: Kafka, make: Callable[[], ServiceStatus], stop: asyncio.Event | None = None
 ) -> None:
     """Publish ``make()`` on ``canhbao.state.services`` now and every ``every_s`` seconds until
     ``stop`` is set or the task is cancelled, then a tombstone (a stopped service is
     not shown as running). A broker error is logged and tried again next time: the
     status must never stop the service it describes."""
     stop = stop or asyncio.Event()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1)
+    producer = AIOKafkaProducer(**client_kwargs(bootstrap), acks=1)
     await producer.start()
     key = b""
     try:
@@ -213,7 +212,7 @@ class TopicReader:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Kafka,
         topic: str | Sequence[str],
         on_record: Callable[[ConsumerRecord[Any, Any]], None],
     ) -> None:
@@ -222,7 +221,7 @@ class TopicReader:
         self.on_record = on_record
         self._bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+            **client_kwargs(bootstrap), group_id=None, enable_auto_commit=False
         )
         self._tps: list[TopicPartition] = []
 

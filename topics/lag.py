@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from topics.connection import Kafka, client_kwargs
 from topics.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class LagMonitor:
 
     def __init__(
         self,
-        bootstrap: str,
+        bootstrap: Kafka,
         metrics: Metrics,
         groups: Sequence[str] | None = None,
         interval: float = 5.0,
@@ -58,9 +59,9 @@ class LagMonitor:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        self._admin = AIOKafkaAdminClient(**client_kwargs(self.bootstrap))
         await self._admin.start()
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+        self._consumer = AIOKafkaConsumer(**client_kwargs(self.bootstrap), group_id=None)
         await self._consumer.start()
 
     async def stop(self) -> None:

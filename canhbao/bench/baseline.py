@@ -7,13 +7,14 @@ import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from topics.connection import Kafka, client_kwargs
 from topics.kafka import partitions
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+async def produce(bootstrap: Kafka, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
     """Send everything (batched by the client), wait for every ack; seconds taken."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024, acks=1
+        **client_kwargs(bootstrap), linger_ms=5, max_batch_size=256 * 1024, acks=1
     )
     await producer.start()
     try:
@@ -26,12 +27,12 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]
         await producer.stop()
 
 
-async def raw_consume(bootstrap: str, topic: str, expected: int) -> float:
+async def raw_consume(bootstrap: Kafka, topic: str, expected: int) -> float:
     """Read ``expected`` records from the start of ``topic`` and ``json.loads`` each one:
     the least any consumer of these readings must do. Seconds from the first record
     to the last, so connecting and the first fetch's wait are not counted."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **client_kwargs(bootstrap),
         group_id=None,
         enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,

@@ -11,16 +11,17 @@ from pathlib import Path
 
 from canhbao.broker import EmbeddedBroker
 from canhbao.kafka_local import apache_kafka
+from topics.connection import Kafka, KafkaConnection
 
 
 @dataclass(frozen=True)
 class BenchBroker:
     kind: str  # tansu | kafka | existing
-    bootstrap: str
+    bootstrap: Kafka
 
 
 @contextlib.contextmanager
-def bench_broker(kind: str, existing: str | None) -> Iterator[BenchBroker]:
+def bench_broker(kind: str, existing: KafkaConnection | None) -> Iterator[BenchBroker]:
     if existing:
         yield BenchBroker("existing", existing)
     elif kind == "tansu":

@@ -15,6 +15,7 @@ from alerting.messages import renderer
 from alerting.notify import citizen_notifications
 from canhbao.settings import REPO_ROOT, Settings
 from topics.catalogue import notifications_topic
+from topics.connection import Kafka, client_kwargs
 from topics.models import Channel, Warning
 
 LANGS = {"vi": 0.9, "en": 0.1}
@@ -28,7 +29,7 @@ class FanoutResult:
     seconds: float
 
 
-async def run_fanout(bootstrap: str, settings: Settings, subscribers: int) -> FanoutResult:
+async def run_fanout(bootstrap: Kafka, settings: Settings, subscribers: int) -> FanoutResult:
     directory = Directory.load(settings.geography_path, settings.directory_path)
     communes = [c.code for c in directory.geography.communes if c.province == "bac-ninh"]
     per = subscribers // len(communes)
@@ -46,7 +47,7 @@ async def run_fanout(bootstrap: str, settings: Settings, subscribers: int) -> Fa
         audiences.subscribers(c)
     warning = Warning.model_validate_json(WARNING_FILE.read_bytes())
     render = renderer(directory)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+    producer = AIOKafkaProducer(**client_kwargs(bootstrap), linger_ms=5, acks="all")
     await producer.start()
     try:
         t0 = time.perf_counter()

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 from canhbao.bench.load import PROBE_METRIC, PROBE_STATION, reading
 from canhbao.receiver import Delivery
 from topics.catalogue import INGEST_READINGS
+from topics.connection import Kafka, client_kwargs
 
 TICK = 0.01  # seconds between sends of calm readings
 PROBES_PER_SECOND = 5
@@ -73,9 +74,9 @@ class LoadResult:
 
 
 async def run_load(
-    bootstrap: str, stations: list[str], rate: int, seconds: float, probes: Probes
+    bootstrap: Kafka, stations: list[str], rate: int, seconds: float, probes: Probes
 ) -> LoadResult:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1, acks=1)
+    producer = AIOKafkaProducer(**client_kwargs(bootstrap), linger_ms=1, acks=1)
     await producer.start()
     first_probe = len(probes.sent_at)
     sent = 0

@@ -56,7 +56,9 @@ def machine() -> dict[str, Any]:
 async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(prefix="canhbao-bench-") as tmp,
-        bench_broker(cfg.broker, settings.kafka_bootstrap) as broker,
+        bench_broker(
+            cfg.broker, settings.kafka_connection() if settings.kafka_bootstrap else None
+        ) as broker,
     ):
         work = Path(tmp)
         say(f"broker: {broker.kind} at {broker.bootstrap}")
@@ -87,7 +89,7 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
         ).start()
         run_id = secrets.token_hex(3)
         env = {
-            "CANHBAO_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "CANHBAO_KAFKA_BOOTSTRAP": str(broker.bootstrap),
             "CANHBAO_APP_ID": f"canhbao-bench-{run_id}",
             "CANHBAO_RULES_PATH": str(bench_rules_path),
             "CANHBAO_GEOGRAPHY_PATH": str(geography),

@@ -16,6 +16,7 @@ from feeds.cap_ingest import (
     Outcome,
     rules_in_force,
 )
+from topics.connection import Kafka
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def cmd_cap(args: argparse.Namespace) -> int:
 
 
 async def _main(
-    args: argparse.Namespace, areas: Areas, config: CapConfig, state: Path | None, bootstrap: str
+    args: argparse.Namespace, areas: Areas, config: CapConfig, state: Path | None, bootstrap: Kafka
 ) -> int:
 
     import aiohttp

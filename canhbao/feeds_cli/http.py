@@ -14,6 +14,7 @@ from feeds.http_api import (
     REPORTS_PATH,
     IngestAPI,
 )
+from topics.connection import Kafka
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def cmd_http(args: argparse.Namespace) -> int:
         if s.sample:
             print(f"warning: source {s.id!r} is a SAMPLE with a published key", file=sys.stderr)
 
-    async def main(bootstrap: str, embedded: bool) -> None:
+    async def main(bootstrap: Kafka, embedded: bool) -> None:
         if embedded:  # nothing else would create them on a fresh embedded broker
             await create_topics(bootstrap, default_partitions=settings.partitions)
         metrics.serve(settings.metrics_port)

@@ -16,6 +16,7 @@ from feeds.mqtt_bridge import (
     ConfigError,
     load_config,
 )
+from topics.connection import Kafka
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def cmd_mqtt(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _main(config: BridgeConfig, bootstrap: str) -> None:
+async def _main(config: BridgeConfig, bootstrap: Kafka) -> None:
     from canhbao import metrics
     from canhbao.running import until_signalled
     from canhbao.settings import get_settings

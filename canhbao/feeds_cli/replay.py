@@ -38,7 +38,7 @@ def _rule_domains() -> dict[str, Domain]:
 
 
 async def _send(planned: list[Planned], speed: float) -> None:
-    from canhbao.broker import kafka_bootstrap
+    from canhbao.broker import kafka_cluster
     from canhbao.settings import get_settings
     from feeds.sink import KafkaSink
     from topics.admin import create_topics
@@ -54,7 +54,7 @@ async def _send(planned: list[Planned], speed: float) -> None:
                 file=sys.stderr,
             )
 
-    with kafka_bootstrap(settings.kafka_bootstrap) as bootstrap:
+    with kafka_cluster(settings) as bootstrap:
         if not settings.kafka_bootstrap:
             print(
                 f"embedded Tansu broker on {bootstrap}: memory only, gone when the replay "

@@ -24,6 +24,7 @@ from feeds.suricata import (
     unknown_stations,
 )
 from pipeline.validate import TimePolicy
+from topics.connection import Kafka
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ async def _main(
     state: Path,
     config: EveConfig,
     from_start: bool,
-    bootstrap: str,
+    bootstrap: Kafka,
     policy: TimePolicy,
 ) -> None:
     from canhbao import metrics

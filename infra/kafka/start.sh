@@ -13,6 +13,9 @@
 #   KAFKA_JVM_OPTS          more JVM flags, appended
 #   KAFKA_EXTRA_PROPERTIES  lines appended to server.properties (last wins)
 #   KAFKA_CLUSTER_ID        cluster id used when formatting  (random)
+#   KAFKA_FORMAT_ARGS       more arguments to the storage format, e.g.
+#                           --add-scram SCRAM-SHA-512=[name=u,password=p]
+#                           (SCRAM users of a SASL listener; split on spaces)
 #   KAFKA_START_TIMEOUT     seconds to wait for readiness    (90)
 #   MVN                     maven command                    (mvn)
 #   MVN_OPTS                extra maven args, e.g. "-s settings.xml"
@@ -30,6 +33,7 @@ KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
 KAFKA_EXTRA_PROPERTIES="${KAFKA_EXTRA_PROPERTIES:-}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+read -ra KAFKA_FORMAT_ARGS <<<"${KAFKA_FORMAT_ARGS:-}"  # no globbing of [name=…]
 MVN="${MVN:-mvn}"
 MVN_OPTS="${MVN_OPTS:-}"
 
@@ -146,7 +150,8 @@ if [[ ! -f "$DATA_DIR/meta.properties" ]]; then
   [[ -n "$cluster_id" ]] || die "could not generate a cluster id"
   log "formatting storage in $DATA_DIR (cluster id $cluster_id)"
   if ! fmt_out="$(java -Xmx256m -Dlog4j2.configurationFile="$LOG4J_CONF" -Dkafka.logs.dir="$LOG_DIR" \
-        -cp "$CP" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" 2>&1)"; then
+        -cp "$CP" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" \
+        "${KAFKA_FORMAT_ARGS[@]}" 2>&1)"; then
     echo "$fmt_out" >&2
     die "formatting storage failed"
   fi

@@ -18,7 +18,7 @@ from alerting.messages import flush_renderer, renderer
 from pipeline.engine import Engine
 from pipeline.rules.loader import RuleSet
 from pipeline.worker.config import WorkerConfig
-from pipeline.worker.faust_fixes import WorkerApp, check_versions
+from pipeline.worker.faust_fixes import WorkerApp, broker_credentials, check_versions
 from pipeline.worker.stages.approvals import ApprovalStage
 from pipeline.worker.stages.control import RulesControl
 from pipeline.worker.stages.evaluate import SOURCES, EngineHolder, EvaluateStage
@@ -47,6 +47,7 @@ from topics.catalogue import (
     notifications_topic,
     readings_topic,
 )
+from topics.connection import Kafka, client_kwargs
 from topics.metrics import Metrics
 from topics.models import Channel, Domain
 
@@ -117,12 +118,13 @@ class App(WorkerApp):
         self.agent(source, name=name)(agent)
 
 
-def build_app(config: WorkerConfig, bootstrap: str, rules: RuleSet, metrics: Metrics) -> App:
+def build_app(config: WorkerConfig, bootstrap: Kafka, rules: RuleSet, metrics: Metrics) -> App:
     check_versions()
     config.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = App(
         config.app_id,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=broker_credentials(bootstrap),
         store="memory://",
         # Faust's default is "<app id>-data" in the working directory: every bench
         # and demo run on Kafka (a fresh app id each) left one behind in the repo.
@@ -164,7 +166,7 @@ def build_app(config: WorkerConfig, bootstrap: str, rules: RuleSet, metrics: Met
     async def validate_readings() -> None:
         consumer = AIOKafkaConsumer(
             INGEST_READINGS,
-            bootstrap_servers=bootstrap,
+            **client_kwargs(bootstrap),
             group_id=f"{config.app_id}.validate",
             group_instance_id=(
                 f"{config.group_instance_id}.validate" if config.group_instance_id else None

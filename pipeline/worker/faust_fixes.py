@@ -89,6 +89,7 @@ from mode.utils.queues import FlowControlEvent
 from mode.utils.times import humanize_seconds, humanize_seconds_ago
 
 from topics.catalogue import BY_NAME, Cleanup
+from topics.connection import Kafka, connection
 from topics.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -396,6 +397,26 @@ class WorkerApp(faust.App):
     def _new_transport(self) -> Any:
         # Items 1, 2, 3 and 5 (Faust's hook for its transport; private in name only).
         return Transport(self.conf.broker_consumer, self)
+
+
+def broker_credentials(kafka: Kafka) -> faust.auth.Credentials | None:
+    """Faust's ``broker_credentials`` (a public setting) for ``kafka``: the same TLS
+    context and SASL login as every aiokafka client canhbao makes
+    (``topics.connection.client_kwargs``); None for a plaintext cluster. Proven by
+    test_faust_gets_the_same_credentials_as_every_client and the SASL_SSL test."""
+    conn = connection(kafka)
+    context = conn.ssl_context()
+    if conn.uses_sasl:
+        assert conn.password is not None  # checked when the connection was made
+        return faust.SASLCredentials(
+            username=conn.username,
+            password=conn.password.get_secret_value(),
+            ssl_context=context,
+            mechanism=conn.sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def no_sensor_state_warning(record: logging.LogRecord) -> bool:

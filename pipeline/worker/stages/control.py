@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from pipeline.rules.loader import RuleError, compile_rules
 from pipeline.worker.stages.evaluate import EngineHolder
 from topics.catalogue import CONTROL_RULES
+from topics.connection import Kafka
 from topics.kafka import TopicReader
 from topics.metrics import Metrics
 from topics.models import RuleSetDoc, ServiceStatus
@@ -73,7 +74,7 @@ class RulesControl:
             service="worker", instance=instance, rules_version=self.holder.engine.rules.version
         )
 
-    async def follow(self, bootstrap: str) -> None:
+    async def follow(self, bootstrap: Kafka) -> None:
         """Apply every record of the control topic, from its start, until cancelled.
         Every worker reads every record (no consumer group): each one needs the set."""
 

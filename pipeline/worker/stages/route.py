@@ -23,6 +23,7 @@ from alerting.routes import RoutingConfig, Silence
 from pipeline.worker.stages import Clock, wall_clock
 from pipeline.worker.writers import Writer
 from topics.catalogue import CONTROL_SILENCES, WARNINGS
+from topics.connection import Kafka
 from topics.kafka import DeadLetters, Record, TopicReader
 from topics.metrics import Metrics
 from topics.models import (
@@ -72,7 +73,7 @@ class Views:
         except ValidationError as exc:
             log.warning("skipping an unreadable %s record: %s", topic, exc)
 
-    async def follow(self, bootstrap: str) -> None:
+    async def follow(self, bootstrap: Kafka) -> None:
         """Read both topics to their end (then ``ready``), and follow them until
         cancelled."""
 
