@@ -186,6 +186,14 @@ class Settings(BaseSettings):
     )
     metrics_port: int = Field(default=0, ge=0, le=65535, description="0 disables /metrics")
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")
+    # Delivery pacing per receiver (issue 12): a token bucket per agency endpoint, so a
+    # burst of warnings does not overwhelm an agency's system.
+    dispatch_rate_per_receiver: float = Field(
+        default=20.0, gt=0, description="deliveries per second to one receiver, sustained"
+    )
+    dispatch_burst_per_receiver: float = Field(
+        default=40.0, ge=1, description="deliveries to one receiver at once before pacing"
+    )
     log_level: str = "info"
 
     @property
