@@ -90,6 +90,12 @@ SERVERS: dict[str, Server] = {
             binaries=("/usr/lib/postgresql/*/bin/initdb", "initdb"),
             used_for="the threat record's production database (canhbao record on PostgreSQL)",
         ),
+        Server(
+            name="alertmanager",
+            package="prometheus-alertmanager",
+            binaries=("prometheus-alertmanager",),
+            used_for="canhbao bench's side-by-side with Prometheus Alertmanager",
+        ),
     )
 }
 
