@@ -39,8 +39,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.quick:  # a small run that keeps every phase working (CI), not a measurement
         cfg.readings, cfg.stations, cfg.seconds_per_load = 2_000, 200, 2.0
         cfg.loads = cfg.loads or [100, 200]
-        cfg.subscribers, cfg.backtest_readings = 2_000, 2_000
-        cfg.peer_alerts, cfg.scale_stations = 200, 500
+        cfg.subscribers, cfg.backtest_readings = 2_000, 1_000
+        cfg.peer_alerts, cfg.scale_stations = 100, 300
 
     def say(text: str) -> None:
         print(f"  … {text}", file=sys.stderr, flush=True)

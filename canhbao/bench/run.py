@@ -52,8 +52,16 @@ def machine() -> dict[str, Any]:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             mem_kb = int(line.split()[1])
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
     return {
         "cpus": os.cpu_count(),
+        "cpu_model": model,
+        # others' work shares the cores: absolute figures move with it, ratios less
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),

@@ -50,19 +50,19 @@ def test_bench_measures_every_phase_against_the_same_broker(broker: Broker, tmp_
         # The same burst through both, every warning counted once at the one receiver.
         for side in ("canhbao", "alertmanager"):
             s = r["peer"][side]
-            assert s["alerts"] == s["delivered"] == 200 and s["alerts_per_second"] > 0, s
+            assert s["alerts"] == s["delivered"] == 100 and s["alerts_per_second"] > 0, s
     else:
         assert "skipped" in r["peer"]
     assert r["fanout"]["subscribers"] >= 2000 - 9 and r["fanout"]["notifications"] > 0
     assert r["worker_peak_rss_mb"] > 0
-    assert r["scale"]["stations"] == 500 and r["scale"]["worker_peak_rss_mb"] > 0
+    assert r["scale"]["stations"] == 300 and r["scale"]["worker_peak_rss_mb"] > 0
     # The engine alone, on the same readings, against the same baseline.
     assert r["engine_readings_per_second"] > 0
     engine_ratio = r["engine_readings_per_second"] / r["baseline_readings_per_second"]
     assert r["engine_ratio_to_baseline"] == pytest.approx(engine_ratio, abs=0.001)
     # `canhbao rules backtest` over the generated history, in its own process.
     b = r["backtest"]
-    assert b["readings"] == 2000 and b["stations"] == 100 and b["file_mb"] > 0
+    assert b["readings"] == 1000 and b["stations"] == 100 and b["file_mb"] > 0
     assert b["readings_per_second"] > 0 and b["peak_rss_mb"] > 0
     # Every goal of the issue is judged (met, missed, or not measured and why).
     assert {g["goal"] for g in r["goals"]} == {1, 2, 3, 4, 5, 6}
