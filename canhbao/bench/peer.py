@@ -323,7 +323,7 @@ class PeerResult:
 
 async def run_peer(
     bootstrap: str, arrivals: Arrivals, am_url: str, am_path: str, alerts: int,
-    wait_seconds: float = 120.0,
+    wait_seconds: float = 300.0,
 ) -> PeerResult:  # fmt: skip
     """Both bursts, canhbao first (its worker and dispatcher are already running)."""
     tag = os.urandom(3).hex()

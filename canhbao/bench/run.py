@@ -19,7 +19,7 @@ from canhbao.bench.brokers import bench_broker
 from canhbao.bench.engine import engine_rate
 from canhbao.bench.goals import RAMP_EXTRA_STEPS, RAMP_FACTOR, capacity, judge, load_plan
 from canhbao.bench.rules import bench_geography, bench_rules
-from canhbao.bench.worker import Worker, peak_rss_mb, rate_until, rate_until_all
+from canhbao.bench.worker import Worker, peak_rss_mb, rate_until, rate_until_all, settled
 from canhbao.broker import embedded_env
 from canhbao.processes import spawn, stop
 from canhbao.settings import Settings
@@ -125,9 +125,6 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
             rate = await rate_until(worker, EVALUATED, cfg.readings, limit_seconds=600)
             say(f"pipeline: {rate:,.0f} readings/s ({rate / raw_rate:.0%} of the baseline)")
 
-            # Goal 4, while no backlog is left: the same burst through Alertmanager.
-            peer_result = await _peer(cfg, broker.bootstrap, arrivals, receiver, work, say)
-
             # Goal 2: the latency curve, ramping the offered load past capacity.
             async def evaluated() -> float | None:
                 return await asyncio.to_thread(worker.counter, EVALUATED)
@@ -151,6 +148,11 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
                     plan.append(round(offered * RAMP_FACTOR / 10) * 10)
             cap, how = capacity(rate, loads)
             say(f"capacity: {cap:,.0f} readings/s ({how})")
+
+            # Goal 4, once the ramp's backlog is gone (the burst must not queue behind
+            # readings): the same burst through canhbao and through Alertmanager.
+            await settled(worker, EVALUATED, quiet_seconds=3.0, limit_seconds=600)
+            peer_result = await _peer(cfg, broker.bootstrap, arrivals, receiver, work, say)
 
             fan = await fanout.run_fanout(broker.bootstrap, settings, cfg.subscribers)
             say(

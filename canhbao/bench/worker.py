@@ -94,3 +94,21 @@ async def rate_until_all(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{name}: {count:.0f} of {target:.0f} in {limit_seconds:.0f} s")
         await asyncio.sleep(poll)
+
+
+async def settled(
+    worker: Worker, name: str, quiet_seconds: float, limit_seconds: float, poll: float = 0.5
+) -> float:
+    """Wait until ``name`` has not moved for ``quiet_seconds`` (the worker's backlog is
+    drained); its value then. Gives up quietly after ``limit_seconds``."""
+    deadline = time.monotonic() + limit_seconds
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        worker.check()
+        seen = await asyncio.to_thread(worker.counter, name)
+        if seen != last:
+            last, since = seen, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            break
+        await asyncio.sleep(poll)
+    return last or 0.0
