@@ -78,11 +78,11 @@ def latency_svg(r: dict[str, Any], goal_ms: float = 250.0) -> str:
     out.append(f'<text x="{LEFT + pw - 4}" y="{gy - 5:.1f}" text-anchor="end" fill="#2a2">'
                f"goal: p99 ≤ {goal_ms:g} ms</text>")  # fmt: skip
     if cap:
-        for value, label in ((cap, "capacity"), (0.8 * cap, "80 %")):
+        for value, label, dy in ((cap, "capacity", 12), (0.8 * cap, "80 %", 28)):
             x = px(value)
             out.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + ph}" '
                        'stroke="#888" stroke-dasharray="4 4"/>')  # fmt: skip
-            out.append(f'<text x="{x + 4:.1f}" y="{TOP + 12}" fill="#555">{label} '
+            out.append(f'<text x="{x + 4:.1f}" y="{TOP + dy}" fill="#555">{label} '
                        f"{value:,.0f}/s</text>")  # fmt: skip
     for key, colour, name in (("p50_ms", "#1f5fbf", "p50"), ("p99_ms", "#c0392b", "p99")):
         points = " ".join(f"{px(x['offered_per_second']):.1f},{py(x[key]):.1f}" for x in loads)
