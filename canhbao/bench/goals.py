@@ -121,7 +121,7 @@ def _scale_goals(r: dict[str, Any], base: float) -> list[Goal]:
                         s["worker_peak_rss_mb"] <= SCALE_RSS_GOAL_MB
                         if s["stations"] >= 100_000 else None))  # fmt: skip
     two = r.get("two_workers")
-    if two and not two.get("skipped"):
+    if two and "readings_per_second" in two:
         factor = two["readings_per_second"] / max(1.0, r["pipeline_readings_per_second"])
         out.append(Goal(5, "two workers against one (Apache Kafka)", "printed, no goal",
                         f"{_fmt(two['readings_per_second'])}/s against "
@@ -129,8 +129,8 @@ def _scale_goals(r: dict[str, Any], base: float) -> list[Goal]:
                         f"({factor:.2f}×)",
                         round(two["readings_per_second"] / base, 3), None))  # fmt: skip
     elif two:
-        out.append(Goal(5, "two workers against one", "printed, no goal",
-                        f"skipped: {two['skipped']}", None, None))  # fmt: skip
+        why = f"skipped: {two['skipped']}" if "skipped" in two else "failed (see its output)"
+        out.append(Goal(5, "two workers against one", "printed, no goal", why, None, None))
     return out
 
 

@@ -291,6 +291,10 @@ async def _two_workers(
         for w in workers:
             w.start()
         rate = await rate_until_all(workers, EVALUATED, cfg.readings, limit_seconds=600)
+    except (RuntimeError, TimeoutError) as exc:
+        # The other figures still count: this one says what went wrong.
+        say(f"two workers: failed: {str(exc).splitlines()[0]}")
+        return {"failed": str(exc)[-1500:]}
     finally:
         for w in workers:
             w.stop()
