@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -31,12 +32,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seconds_per_load=args.seconds,
         subscribers=args.subscribers,
         backtest_readings=args.backtest_readings,
+        peer=args.peer,
+        peer_alerts=args.peer_alerts,
+        scale_stations=args.scale_stations,
     )
+    if args.quick:  # a small run that keeps every phase working (CI), not a measurement
+        cfg.readings, cfg.stations, cfg.seconds_per_load = 2_000, 200, 2.0
+        cfg.loads = cfg.loads or [100, 200]
+        cfg.subscribers, cfg.backtest_readings = 2_000, 1_000
+        cfg.peer_alerts, cfg.scale_stations = 100, 300
 
     def say(text: str) -> None:
         print(f"  … {text}", file=sys.stderr, flush=True)
 
     result = run_sync(cfg, get_settings(), say)
+    if args.chart:
+        from canhbao.bench.chart import latency_svg
+
+        args.chart.parent.mkdir(parents=True, exist_ok=True)
+        args.chart.write_text(latency_svg(result), encoding="utf-8")
+        say(f"latency chart written to {args.chart}")
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else table(result))
     return 0
 
@@ -53,15 +68,37 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--readings", type=int, default=100_000, help="readings for throughput")
     p.add_argument("--stations", type=int, default=10_000, help="distinct stations")
     p.add_argument(
-        "--loads", type=_loads, default=[500, 1000, 2000, 4000], help="offered readings/s"
+        "--loads",
+        type=_loads,
+        default=None,
+        help="offered readings/s, e.g. 500,1000,2000 (default: a ramp from the measured "
+        "capacity, 25 %% to 130 %% of it and on while the worker keeps up)",
     )
     p.add_argument("--seconds", type=float, default=10.0, help="seconds at each offered load")
-    p.add_argument("--subscribers", type=int, default=100_000, help="citizens in the fan-out")
+    p.add_argument("--subscribers", type=int, default=1_000_000, help="citizens in the fan-out")
     p.add_argument(
         "--backtest-readings",
         type=int,
         default=100 * 365 * 24 * 4,
         help="readings in the backtest phase's history (100 stations, 15 min apart; "
         "default a year); 0 skips the phase",
+    )
+    p.add_argument(
+        "--peer",
+        choices=["alertmanager", "none"],
+        default="alertmanager",
+        help="the same burst of warnings through Debian's prometheus-alertmanager (installed "
+        "with apt-get when missing and root; skipped with the reason otherwise)",
+    )
+    p.add_argument("--peer-alerts", type=int, default=10_000, help="warnings in that burst")
+    p.add_argument(
+        "--scale-stations",
+        type=int,
+        default=100_000,
+        help="stations for the worker's memory at scale; 0 skips the phase",
+    )
+    p.add_argument("--chart", type=Path, help="write the latency-against-load chart (SVG) here")
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes, every phase (for CI; not figures)"
     )
     p.set_defaults(func=cmd_bench)

@@ -241,6 +241,14 @@ class Settings(BaseSettings):
         "Off: the name is anyone's to type, so approvals go through the console's accounts",
     )
     exercise: bool = Field(default=False, description="Mark every warning as an exercise")
+    # Delivery pacing per receiver (issue 12): a token bucket per agency endpoint, so a
+    # burst of warnings does not overwhelm an agency's system.
+    dispatch_rate_per_receiver: float = Field(
+        default=20.0, gt=0, description="deliveries per second to one receiver, sustained"
+    )
+    dispatch_burst_per_receiver: float = Field(
+        default=40.0, ge=1, description="deliveries to one receiver at once before pacing"
+    )
     log_level: str = "info"
 
     @field_validator("display_timezone")

@@ -97,6 +97,12 @@ SERVERS: dict[str, Server] = {
             binaries=("promtool",),
             used_for="checking infra/prometheus (promtool check config, check rules, test rules)",
         ),
+        Server(
+            name="alertmanager",
+            package="prometheus-alertmanager",
+            binaries=("prometheus-alertmanager",),
+            used_for="canhbao bench's side-by-side with Prometheus Alertmanager",
+        ),
     )
 }
 

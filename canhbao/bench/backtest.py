@@ -54,8 +54,16 @@ def run_backtest(
         env,
         work / "backtest.log",
     )  # fmt: skip
-    # wait4: this child's own peak RSS, not the largest of all children (the worker's).
-    _, status, usage = os.wait4(proc.pid, 0)
+    # The peak RSS is the child's own VmHWM, read while it runs: wait4's ru_maxrss
+    # also counts the memory of the bench process it was forked from (Linux carries
+    # the pre-exec image's high-water mark over), hundreds of MB after the fan-out.
+    hwm_kb = 0
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        hwm_kb = max(hwm_kb, _vm_hwm_kb(proc.pid))
+        time.sleep(0.1)
     seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     cpu = usage.ru_utime + usage.ru_stime
@@ -70,5 +78,15 @@ def run_backtest(
         readings_per_second=round(total / seconds),
         cpu_seconds=round(cpu, 1),
         readings_per_cpu_second=round(total / cpu) if cpu > 0 else 0,
-        peak_rss_mb=round(usage.ru_maxrss / 1024, 1),  # KiB on Linux
+        peak_rss_mb=round(hwm_kb / 1024, 1),
     )
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0

@@ -4,6 +4,7 @@ once two operators approve), timed until the broker acknowledged every batch."""
 
 from __future__ import annotations
 
+import resource
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ class FanoutResult:
     subscribers: int
     notifications: int
     seconds: float
+    peak_rss_mb: float  # the bench process's, which rendered and enqueued them
 
 
 async def run_fanout(bootstrap: Kafka, settings: Settings, subscribers: int) -> FanoutResult:
@@ -65,4 +67,5 @@ async def run_fanout(bootstrap: Kafka, settings: Settings, subscribers: int) -> 
         seconds = time.perf_counter() - t0
     finally:
         await producer.stop()
-    return FanoutResult(per * len(communes), len(notes), round(seconds, 3))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return FanoutResult(per * len(communes), len(notes), round(seconds, 3), round(rss, 1))

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,9 @@ from topics.connection import Kafka, client_kwargs
 TICK = 0.01  # seconds between sends of calm readings
 PROBES_PER_SECOND = 5
 DRAIN_SECONDS = 10.0
+# The worker kept up with an offered load when it evaluated at least this share of
+# it while it was offered: below, a backlog grows and latency with it.
+KEPT_UP = 0.95
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -71,13 +75,23 @@ class LoadResult:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    # readings the worker evaluated per second while the load was offered (its own
+    # counter), and whether that kept pace with what was sent
+    evaluated_per_second: float | None = None
+    kept_up: bool | None = None
 
 
 async def run_load(
-    bootstrap: Kafka, stations: list[str], rate: int, seconds: float, probes: Probes
+    bootstrap: Kafka,
+    stations: list[str],
+    rate: int,
+    seconds: float,
+    probes: Probes,
+    evaluated: Callable[[], Awaitable[float | None]] | None = None,
 ) -> LoadResult:
     producer = AIOKafkaProducer(**client_kwargs(bootstrap), linger_ms=1, acks=1)
     await producer.start()
+    before = await evaluated() if evaluated is not None else None
     first_probe = len(probes.sent_at)
     sent = 0
     cycle = itertools.cycle(stations)
@@ -116,9 +130,15 @@ async def run_load(
             await asyncio.sleep(TICK)
         for fut in pending:
             await fut
-        achieved = sent / (time.perf_counter() - t0)
+        window = time.perf_counter() - t0
+        achieved = sent / window
+        after = await evaluated() if evaluated is not None else None
     finally:
         await producer.stop()
+    evaluated_rate = kept_up = None
+    if before is not None and after is not None:
+        evaluated_rate = round((after - before) / window, 1)
+        kept_up = evaluated_rate >= KEPT_UP * achieved
     wanted = set(list(probes.sent_at)[first_probe:])
     # Late deliveries still count (they are the tail); lost ones show as undelivered.
     with contextlib.suppress(TimeoutError):
@@ -137,4 +157,6 @@ async def run_load(
         p95_ms=round(percentile(ms, 95), 1),
         p99_ms=round(percentile(ms, 99), 1),
         max_ms=round(max(ms, default=float("nan")), 1),
+        evaluated_per_second=evaluated_rate,
+        kept_up=kept_up,
     )

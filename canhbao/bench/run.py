@@ -7,23 +7,25 @@ import os
 import platform
 import secrets
 import tempfile
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from canhbao.bench import baseline, fanout, latency, load
+from canhbao.bench import baseline, fanout, latency, load, peer
 from canhbao.bench.backtest import YEAR_OF_15_MINUTES, run_backtest
 from canhbao.bench.brokers import bench_broker
 from canhbao.bench.engine import engine_rate
+from canhbao.bench.goals import RAMP_EXTRA_STEPS, RAMP_FACTOR, capacity, judge, load_plan
 from canhbao.bench.rules import bench_geography, bench_rules
-from canhbao.bench.worker import Worker, peak_rss_mb, rate_until
+from canhbao.bench.worker import Worker, peak_rss_mb, rate_until, rate_until_all, settled
 from canhbao.broker import embedded_env
 from canhbao.processes import spawn, stop
-from canhbao.receiver import WebhookReceiver
 from canhbao.settings import Settings
 from topics.admin import create_topics
 from topics.catalogue import INGEST_READINGS
+from topics.connection import Kafka
 
 EVALUATED = "canhbao_readings_evaluated_total"
 
@@ -33,11 +35,17 @@ class BenchConfig:
     broker: str = "tansu"
     readings: int = 100_000
     stations: int = 10_000
-    loads: list[int] = field(default_factory=lambda: [500, 1000, 2000, 4000])
+    # None: a ramp from the measured drain rate (goals.LOAD_SHARES), extended while the
+    # worker keeps up; a list: exactly these offered readings/s
+    loads: list[int] | None = None
     seconds_per_load: float = 10.0
-    subscribers: int = 100_000
+    subscribers: int = 1_000_000
     backtest_readings: int = YEAR_OF_15_MINUTES
     backtest_stations: int = 100
+    peer: str = "alertmanager"  # or "none"
+    peer_alerts: int = 10_000
+    scale_stations: int = 100_000  # 0 skips the phase
+    two_workers: bool = True  # on Apache Kafka only
 
 
 def machine() -> dict[str, Any]:
@@ -45,8 +53,16 @@ def machine() -> dict[str, Any]:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             mem_kb = int(line.split()[1])
+    model = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
     return {
         "cpus": os.cpu_count(),
+        "cpu_model": model,
+        # others' work shares the cores: absolute figures move with it, ratios less
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "memory_gib": round(mem_kb / 1024 / 1024, 1),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),
@@ -84,14 +100,16 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
 
         secret = secrets.token_hex(32)
         probes = latency.Probes()
-        receiver = await WebhookReceiver(
-            secret=secret.encode(), on_delivery=probes.on_delivery
-        ).start()
+        arrivals = peer.Arrivals()
+        # One receiver for everything: the probes' warnings, canhbao's burst, Alertmanager's.
+        receiver = peer.Receiver(arrivals, on_delivery=probes.on_delivery)
+        await receiver.start()
         run_id = secrets.token_hex(3)
         env = {
             "CANHBAO_KAFKA_BOOTSTRAP": str(broker.bootstrap),
             "CANHBAO_APP_ID": f"canhbao-bench-{run_id}",
             "CANHBAO_RULES_PATH": str(bench_rules_path),
+            "CANHBAO_ROUTES_PATH": str(peer.bench_routes(settings.routes_path, work)),
             "CANHBAO_GEOGRAPHY_PATH": str(geography),
             "CANHBAO_AGENCY_WEBHOOK_BASE": receiver.base_url,
             "CANHBAO_WEBHOOK_SECRET": secret,
@@ -99,32 +117,68 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
             "CANHBAO_DATA_DIR": str(work / "data"),
             **(embedded_env() if broker.kind == "tansu" else {}),
         }
-        dispatcher = spawn(["dispatch", "webhook"], env, work / "dispatch.log")
+        # Unpaced, as Alertmanager is: the default 20 deliveries/s per receiver would make
+        # the side-by-side burst measure the pacing, not the path (the README says so).
+        unpaced = {"CANHBAO_DISPATCH_RATE_PER_RECEIVER": "1e6",
+                   "CANHBAO_DISPATCH_BURST_PER_RECEIVER": "1e6"}  # fmt: skip
+        dispatcher = spawn(["dispatch", "webhook"], {**env, **unpaced}, work / "dispatch.log")
         worker = Worker(env, work / "worker.log")
         try:
             worker.start()
             rate = await rate_until(worker, EVALUATED, cfg.readings, limit_seconds=600)
             say(f"pipeline: {rate:,.0f} readings/s ({rate / raw_rate:.0%} of the baseline)")
 
-            loads = []
-            for offered in cfg.loads:
+            # Goal 2: the latency curve, ramping the offered load past capacity.
+            async def evaluated() -> float | None:
+                return await asyncio.to_thread(worker.counter, EVALUATED)
+
+            plan = cfg.loads or load_plan(rate)
+            loads: list[dict[str, Any]] = []
+            while plan:
+                offered = plan.pop(0)
                 r = await latency.run_load(
-                    broker.bootstrap, stations, offered, cfg.seconds_per_load, probes
+                    broker.bootstrap, stations, offered, cfg.seconds_per_load, probes, evaluated
                 )
                 say(
                     f"latency at {offered:,}/s: p50 {r.p50_ms} ms, p95 {r.p95_ms} ms, "
-                    f"p99 {r.p99_ms} ms ({r.delivered}/{r.probes} probes delivered)"
+                    f"p99 {r.p99_ms} ms ({r.delivered}/{r.probes} probes delivered; worker "
+                    f"evaluated {r.evaluated_per_second or 0:,.0f}/s, "
+                    f"{'kept up' if r.kept_up else 'fell behind'})"
                 )
                 loads.append(asdict(r))
+                extra = len(loads) - len(load_plan(rate))
+                if cfg.loads is None and not plan and r.kept_up and extra < RAMP_EXTRA_STEPS:
+                    plan.append(round(offered * RAMP_FACTOR / 10) * 10)
+            cap, how = capacity(rate, loads)
+            say(f"capacity: {cap:,.0f} readings/s ({how})")
+
+            # Goal 4, once the ramp's backlog is gone (the burst must not queue behind
+            # readings): the same burst through canhbao and through Alertmanager.
+            await settled(worker, EVALUATED, quiet_seconds=3.0, limit_seconds=600)
+            peer_result = await _peer(cfg, broker.bootstrap, arrivals, receiver, work, say)
 
             fan = await fanout.run_fanout(broker.bootstrap, settings, cfg.subscribers)
-            say(f"fan-out: {fan.subscribers:,} subscribers enqueued in {fan.seconds:.2f} s")
+            say(
+                f"fan-out: {fan.subscribers:,} subscribers enqueued in {fan.seconds:.2f} s, "
+                f"peak RSS {fan.peak_rss_mb:.0f} MB"
+            )
             assert worker.proc is not None
             rss = peak_rss_mb(worker.proc.pid)
         finally:
             worker.stop()
             stop(dispatcher)
             await receiver.stop()
+        # Goal 5: the same worker (same id: state restored from its changelog) with
+        # many more stations; then two workers against one, on Apache Kafka.
+        scale = None
+        if cfg.scale_stations > 0:
+            scale = await _scale(cfg, broker.bootstrap, env, settings, work, say)
+        two: dict[str, Any] | None = None
+        if cfg.two_workers:
+            if broker.kind == "tansu":
+                two = {"skipped": "two workers are measured on Apache Kafka (--broker kafka)"}
+            else:
+                two = await _two_workers(cfg, broker.bootstrap, stations, env, work, say)
         # Last, alone on the machine: `canhbao rules backtest` over a long history.
         backtest = None
         if cfg.backtest_readings > 0:
@@ -148,7 +202,7 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
                 f"CPU-second), peak RSS {backtest.peak_rss_mb:.0f} MB"
             )
     at_2000 = next((x for x in loads if x["offered_per_second"] == 2000), None)
-    return {
+    result = {
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "broker": broker.kind,
@@ -159,12 +213,96 @@ async def run(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:
         "ratio_to_baseline": round(rate / raw_rate, 3),
         "engine_readings_per_second": round(engine),
         "engine_ratio_to_baseline": round(engine / raw_rate, 3),
+        "capacity_readings_per_second": round(cap),
+        "capacity_found": how,
         "latency": loads,
         "p99_ms_at_2000": at_2000["p99_ms"] if at_2000 else None,
+        "peer": peer_result,
         "fanout": asdict(fan),
         "worker_peak_rss_mb": round(rss, 1),
+        "scale": scale,
+        "two_workers": two,
         "backtest": asdict(backtest) if backtest is not None else None,
     }
+    result["goals"] = judge(result)
+    return result
+
+
+async def _peer(
+    cfg: BenchConfig, bootstrap: Kafka, arrivals: peer.Arrivals, receiver: peer.Receiver,
+    work: Path, say: Any,
+) -> dict[str, Any]:  # fmt: skip
+    if cfg.peer == "none":
+        return {"skipped": "not asked for (--peer none)"}
+    path, why = await asyncio.to_thread(peer.find_alertmanager)
+    if path is None:
+        say(f"Alertmanager side by side skipped: {why}")
+        return {"skipped": why}
+    async with peer.alertmanager(path, work / "alertmanager", f"{receiver.base_url}/am") as url:
+        r = await peer.run_peer(bootstrap, arrivals, url, path, cfg.peer_alerts)
+    for name, side in (("canhbao", r.canhbao), ("Alertmanager", r.alertmanager)):
+        say(
+            f"{name}: {side.delivered:,}/{side.alerts:,} warnings in {side.seconds:.2f} s, "
+            f"{side.alerts_per_second:,.0f}/s, p50 {side.p50_ms} ms, p99 {side.p99_ms} ms"
+        )
+    return asdict(r)
+
+
+async def _scale(
+    cfg: BenchConfig, bootstrap: Kafka, env: dict[str, str], settings: Settings, work: Path,
+    say: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """One reading from each of ``scale_stations`` stations, through the same worker id
+    restarted (its state of the first phase restored), and that worker's peak RSS."""
+    stations = load.station_ids(cfg.scale_stations)
+    messages = load.calm_readings(stations, len(stations), datetime.now(UTC), timedelta(minutes=1))
+    await baseline.produce(bootstrap, INGEST_READINGS, messages)
+    # The directory knows every station (an unknown one is refused before the rules).
+    (work / "scale").mkdir()
+    geography = bench_geography(settings.geography_path, work / "scale", stations)
+    worker = Worker({**env, "CANHBAO_GEOGRAPHY_PATH": str(geography)}, work / "worker-scale.log")
+    try:
+        worker.start()
+        t0 = time.perf_counter()
+        await rate_until(worker, EVALUATED, len(messages), limit_seconds=900)
+        seconds = time.perf_counter() - t0
+        assert worker.proc is not None
+        rss = peak_rss_mb(worker.proc.pid)
+    finally:
+        worker.stop()
+    say(f"scale: {cfg.scale_stations:,} stations, worker peak RSS {rss:.0f} MB")
+    return {
+        "stations": cfg.scale_stations,
+        "readings": len(messages),
+        "seconds_with_restore": round(seconds, 1),
+        "worker_peak_rss_mb": round(rss, 1),
+    }
+
+
+async def _two_workers(
+    cfg: BenchConfig, bootstrap: Kafka, stations: list[str], env: dict[str, str], work: Path,
+    say: Any,
+) -> dict[str, Any]:  # fmt: skip
+    """The throughput phase again with two workers of one id sharing the partitions."""
+    # A second apart, ending now: after every earlier reading of these stations.
+    per_station = -(-cfg.readings // len(stations))
+    start_at = datetime.now(UTC) - timedelta(seconds=per_station)
+    messages = load.calm_readings(stations, cfg.readings, start_at, timedelta(seconds=1))
+    await baseline.produce(bootstrap, INGEST_READINGS, messages)
+    workers = [Worker(env, work / f"worker-two-{i}.log") for i in (1, 2)]
+    try:
+        for w in workers:
+            w.start()
+        rate = await rate_until_all(workers, EVALUATED, cfg.readings, limit_seconds=600)
+    except (RuntimeError, TimeoutError) as exc:
+        # The other figures still count: this one says what went wrong.
+        say(f"two workers: failed: {str(exc).splitlines()[0]}")
+        return {"failed": str(exc)[-1500:]}
+    finally:
+        for w in workers:
+            w.stop()
+    say(f"two workers: {rate:,.0f} readings/s")
+    return {"workers": 2, "readings": cfg.readings, "readings_per_second": round(rate)}
 
 
 def run_sync(cfg: BenchConfig, settings: Settings, say: Any) -> dict[str, Any]:

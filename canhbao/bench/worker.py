@@ -71,3 +71,44 @@ async def rate_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"{name}: {count:.0f} of {target:.0f} in {limit_seconds:.0f} s")
         await asyncio.sleep(poll)
+
+
+async def rate_until_all(
+    workers: list[Worker], name: str, target: float, limit_seconds: float, poll: float = 0.2
+) -> float:
+    """:func:`rate_until` over the sum of several workers' counters (each new process
+    counts from zero)."""
+    first = first_at = 0.0
+    deadline = time.monotonic() + limit_seconds
+    while True:
+        count = 0.0
+        for w in workers:
+            w.check()
+            seen = await asyncio.to_thread(w.counter, name)
+            count += seen or 0.0
+        now = time.perf_counter()
+        if count > 0 and not first:
+            first, first_at = count, now
+        if count >= target:
+            return (count - first) / (now - first_at) if now > first_at else float("nan")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: {count:.0f} of {target:.0f} in {limit_seconds:.0f} s")
+        await asyncio.sleep(poll)
+
+
+async def settled(
+    worker: Worker, name: str, quiet_seconds: float, limit_seconds: float, poll: float = 0.5
+) -> float:
+    """Wait until ``name`` has not moved for ``quiet_seconds`` (the worker's backlog is
+    drained); its value then. Gives up quietly after ``limit_seconds``."""
+    deadline = time.monotonic() + limit_seconds
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        worker.check()
+        seen = await asyncio.to_thread(worker.counter, name)
+        if seen != last:
+            last, since = seen, time.monotonic()
+        elif time.monotonic() - since >= quiet_seconds:
+            break
+        await asyncio.sleep(poll)
+    return last or 0.0
