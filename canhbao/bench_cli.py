@@ -23,6 +23,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from canhbao.bench.run import BenchConfig, run_sync
     from canhbao.settings import get_settings
 
+    if args.soak is not None:
+        return _soak(args, get_settings())
     cfg = BenchConfig(
         broker=args.broker,
         readings=args.readings,
@@ -39,6 +41,38 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_sync(cfg, get_settings(), say)
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else table(result))
     return 0
+
+
+def _duration(text: str) -> float:
+    from canhbao.bench.soak import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _soak(args: argparse.Namespace, settings: Any) -> int:
+    """``--soak 30m``: only the soak (RELIABILITY.md), not the benchmark's phases."""
+    import asyncio
+
+    from canhbao.bench import soak
+
+    cfg = soak.SoakConfig(
+        broker=args.broker,
+        seconds=args.soak,
+        rate=args.soak_rate,
+        stations=min(args.stations, 2000),
+        window=soak.window_for(args.soak),
+    )
+
+    def say(text: str) -> None:
+        print(f"  … {text}", file=sys.stderr, flush=True)
+
+    result = asyncio.run(soak.soak(cfg, settings, say))
+    print(json.dumps(soak.as_json(result), indent=2) if args.json else soak.table(result))
+    s = result.summary()
+    return 1 if result.exited or s["delivered"] < s["probes"] else 0
 
 
 def add_parsers(sub: Any) -> None:
@@ -64,4 +98,12 @@ def add_parsers(sub: Any) -> None:
         help="readings in the backtest phase's history (100 stations, 15 min apart; "
         "default a year); 0 skips the phase",
     )
+    p.add_argument(
+        "--soak",
+        type=_duration,
+        metavar="DURATION",
+        help="instead of the phases: a steady load for DURATION (60s, 30m, 1h), sampling "
+        "memory per process, consumer lag and latency each window (RELIABILITY.md)",
+    )
+    p.add_argument("--soak-rate", type=int, default=500, help="calm readings/s during --soak")
     p.set_defaults(func=cmd_bench)
