@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import Any
 
@@ -69,6 +70,10 @@ def _soak(args: argparse.Namespace, settings: Any) -> int:
     def say(text: str) -> None:
         print(f"  … {text}", file=sys.stderr, flush=True)
 
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # so the soak's processes and broker are stopped too
+
+    signal.signal(signal.SIGTERM, interrupted)
     result = asyncio.run(soak.soak(cfg, settings, say))
     print(json.dumps(soak.as_json(result), indent=2) if args.json else soak.table(result))
     s = result.summary()

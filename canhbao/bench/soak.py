@@ -153,9 +153,7 @@ async def soak(cfg: SoakConfig, settings: Settings, say: Any) -> SoakResult:
             "CANHBAO_KAFKA_BOOTSTRAP": broker.bootstrap,
             "CANHBAO_APP_ID": app_id,
             "CANHBAO_RULES_PATH": str(bench_rules(settings.rules_path, work)),
-            "CANHBAO_GEOGRAPHY_PATH": str(
-                bench_geography(settings.geography_path, work, stations)
-            ),
+            "CANHBAO_GEOGRAPHY_PATH": str(bench_geography(settings.geography_path, work, stations)),
             "CANHBAO_AGENCY_WEBHOOK_BASE": receiver.base_url,
             "CANHBAO_WEBHOOK_SECRET": secret,
             "CANHBAO_LOG_LEVEL": "warning",
@@ -172,7 +170,9 @@ async def soak(cfg: SoakConfig, settings: Settings, say: Any) -> SoakResult:
             procs["dispatch-webhook"] = spawn(["dispatch", "webhook"], env, work / "dispatch.log")
             upgrade = spawn(["db", "upgrade"], env, work / "db-upgrade.log")
             if upgrade.wait(120) != 0:
-                raise RuntimeError(f"canhbao db upgrade failed: {(work / 'db-upgrade.log').read_text()}")
+                raise RuntimeError(
+                    f"canhbao db upgrade failed: {(work / 'db-upgrade.log').read_text()}"
+                )
             procs["record"] = spawn(
                 ["record", "--group", f"{app_id}.record"],
                 {**env, "CANHBAO_METRICS_PORT": str(free_port())},
@@ -259,4 +259,3 @@ def as_json(r: SoakResult) -> dict[str, Any]:
 def window_for(seconds: float) -> float:
     """About 20 windows in a long soak, none shorter than 10 s or longer than 90 s."""
     return max(10.0, min(90.0, seconds / 20))
-
