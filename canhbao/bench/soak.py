@@ -51,15 +51,17 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def group_lags(bootstrap: str, prefix: str) -> dict[str, int]:
-    """Per consumer group whose id starts with ``prefix``: records on its topics not
-    yet committed (what it still has to do)."""
+async def group_lags(bootstrap: str, prefixes: tuple[str, ...]) -> dict[str, int]:
+    """Per consumer group whose id starts with one of ``prefixes``: records on its
+    topics not yet committed (what it still has to do)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
     await admin.start()
     await consumer.start()
     try:
-        groups = sorted(g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefix))
+        groups = sorted(
+            g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefixes)
+        )
         # Every partition of canhbao's topics, asked of each group by name: a group's
         # own list (partitions=None) is not answered by every Kafka-compatible broker.
         tps = [
@@ -198,7 +200,8 @@ async def soak(cfg: SoakConfig, settings: Settings, say: Any) -> SoakResult:
                     p99_ms=r.p99_ms,
                     max_ms=r.max_ms,
                     rss_mb={name: rss_mb(p.pid) for name, p in procs.items()},
-                    lag=await group_lags(broker.bootstrap, app_id),
+                    # The worker's and recorder's groups, and the webhook dispatcher's.
+                    lag=await group_lags(broker.bootstrap, (app_id, "canhbao.dispatch.")),
                 )
                 result.windows.append(w)
                 say(
