@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from canhbao.bench.run import BenchConfig, run_sync
     from canhbao.settings import get_settings
 
+    if args.soak is not None:
+        return _soak(args, get_settings())
     cfg = BenchConfig(
         broker=args.broker,
         readings=args.readings,
@@ -54,6 +57,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
         say(f"latency chart written to {args.chart}")
     print(json.dumps(result, ensure_ascii=False, indent=2) if args.json else table(result))
     return 0
+
+
+def _duration(text: str) -> float:
+    from canhbao.bench.soak import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _soak(args: argparse.Namespace, settings: Any) -> int:
+    """``--soak 30m``: only the soak (RELIABILITY.md), not the benchmark's phases."""
+    import asyncio
+
+    from canhbao.bench import soak
+
+    cfg = soak.SoakConfig(
+        broker=args.broker,
+        seconds=args.soak,
+        rate=args.soak_rate,
+        stations=min(args.stations, 2000),
+        window=soak.window_for(args.soak),
+    )
+
+    def say(text: str) -> None:
+        print(f"  … {text}", file=sys.stderr, flush=True)
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # so the soak's processes and broker are stopped too
+
+    signal.signal(signal.SIGTERM, interrupted)
+    result = asyncio.run(soak.soak(cfg, settings, say))
+    print(json.dumps(soak.as_json(result), indent=2) if args.json else soak.table(result))
+    s = result.summary()
+    return 1 if result.exited or s["delivered"] < s["probes"] else 0
 
 
 def add_parsers(sub: Any) -> None:
@@ -101,4 +140,12 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--quick", action="store_true", help="small sizes, every phase (for CI; not figures)"
     )
+    p.add_argument(
+        "--soak",
+        type=_duration,
+        metavar="DURATION",
+        help="instead of the phases: a steady load for DURATION (60s, 30m, 1h), sampling "
+        "memory per process, consumer lag and latency each window (RELIABILITY.md)",
+    )
+    p.add_argument("--soak-rate", type=int, default=500, help="calm readings/s during --soak")
     p.set_defaults(func=cmd_bench)

@@ -36,6 +36,7 @@ class WebhookReceiver:
     requests: int = 0
     rejected: int = 0
     duplicates: int = 0
+    repeated: list[str] = field(default_factory=list)  # the key of each duplicate dropped
     delay: float = 0.0  # seconds to answer each request (a slow receiver)
     _runner: web.AppRunner | None = None
 
@@ -71,6 +72,7 @@ class WebhookReceiver:
         key = request.headers.get("Idempotency-Key", "")
         if key and any(d.key == key for d in self.deliveries):
             self.duplicates += 1
+            self.repeated.append(key)
             return web.json_response({"status": "duplicate"})
         delivery = Delivery(path=request.path, key=key, body=data, xml=xml)
         self.deliveries.append(delivery)

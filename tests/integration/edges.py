@@ -70,6 +70,10 @@ class SmtpServer:
     username: str
     password: str
     messages: list[Message] = field(default_factory=list)
+    #: While set, every message is refused with a temporary error (451): a mail server
+    #: that is overloaded or restarting; its senders must try again later.
+    refusing: bool = False
+    refused: int = 0
 
     def client_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.cafile))
@@ -89,6 +93,9 @@ def smtp_server(
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            if box.refusing:
+                box.refused += 1
+                return "451 4.3.0 try again later"
             box.messages.append(message_from_bytes(envelope.content, policy=policy.default))
             return "250 OK"
 
@@ -115,10 +122,15 @@ def smtp_server(
 
 @dataclass
 class Gateway:
-    """An HTTP SMS gateway: records every request body."""
+    """An HTTP SMS gateway: records every request body it accepts. ``failures`` is
+    what it does instead of accepting, one per request, until it runs out: "500" (an
+    internal error) or "hang" (no answer for ``hang_seconds``: a client times out)."""
 
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    failed: int = 0
+    hang_seconds: float = 8.0
     _runner: web.AppRunner | None = None
 
     @property
@@ -133,7 +145,13 @@ class Gateway:
 
     async def start(self) -> Gateway:
         async def sms(request: web.Request) -> web.Response:
-            self.requests.append(await request.json())
+            body = await request.json()
+            if self.failures:
+                self.failed += 1
+                if self.failures.pop(0) == "hang":
+                    await asyncio.sleep(self.hang_seconds)
+                return web.json_response({"error": "gateway error"}, status=500)
+            self.requests.append(body)
             return web.json_response({"status": "queued"})
 
         app = web.Application()

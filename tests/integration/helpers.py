@@ -80,6 +80,18 @@ def running_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[
                     proc.wait()
 
 
+def dispatcher_process(
+    bootstrap: str, log: Path, channel: str = "webhook", **extra: str
+) -> subprocess.Popen[bytes]:
+    """``canhbao dispatch CHANNEL`` as a real subprocess (to be killed or stopped)."""
+    env = {**os.environ, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
+           "CANHBAO_REBALANCE_TIMEOUT": "2", "CANHBAO_LOG_LEVEL": "info", **extra}  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "canhbao", "dispatch", channel], env=env, cwd=REPO,
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
 async def ensure_topics(bootstrap: str) -> None:
     await create_topics(bootstrap, default_partitions=3)
 

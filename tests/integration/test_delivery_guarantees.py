@@ -7,10 +7,8 @@ notifications when it comes back."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,13 @@ from canhbao.broker import free_port
 from canhbao.receiver import Delivery, WebhookReceiver
 from consumers.webhook import WebhookConfig, WebhookDispatcher
 from tests.conftest import Broker
-from tests.integration.helpers import REPO, collect, ensure_topics, producer, wait_for
+from tests.integration.helpers import (
+    collect,
+    dispatcher_process,
+    ensure_topics,
+    producer,
+    wait_for,
+)
 from topics.catalogue import RECEIPTS, notifications_topic
 from topics.models import Audience, Channel, DeliveryOutcome, DeliveryReceipt, Notification
 
@@ -31,15 +35,6 @@ def note(i: int, address: str) -> Notification:
         notification_id=f"w.test:s:v{i}:snnmt-webhook:webhook", warning_id="w.test:s",
         warning_version=i, receiver_id="snnmt-webhook", channel=Channel.WEBHOOK,
         audience=Audience.AGENCY, address=address or "http://127.0.0.1:9/", body=f"thông báo {i}",
-    )  # fmt: skip
-
-
-def dispatcher_process(bootstrap: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CANHBAO_KAFKA_BOOTSTRAP": bootstrap,
-           "CANHBAO_REBALANCE_TIMEOUT": "2", "CANHBAO_LOG_LEVEL": "info"}  # fmt: skip
-    return subprocess.Popen(
-        [sys.executable, "-m", "canhbao", "dispatch", "webhook"], env=env, cwd=REPO,
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
 
 
