@@ -136,20 +136,20 @@ def test_the_map_colours_a_commune_and_the_other_pages_show_real_data(
             expect(label).to_have_class("leaflet-tooltip area-label lvl-3 leaflet-zoom-animated"
                                         " leaflet-tooltip-center")  # fmt: skip
             row = page.locator("#area-rows tr[data-code='bn-vu-ninh']")
-            expect(row).to_contain_text("cấp 3 · báo động 3")
+            expect(row).to_contain_text("cấp 3 · báo động III")
             page.screenshot(path=ARTIFACTS / "console-map.png")
 
             vu_ninh.click()
             detail = page.locator("#area-detail")
             expect(detail).to_be_visible()
             expect(detail.locator("h2")).to_have_text("Phường Vũ Ninh")
-            expect(detail.locator("li").first).to_contain_text("cấp 3 · báo động 3")
+            expect(detail.locator("li").first).to_contain_text("cấp 3 · báo động III")
             expect(detail.locator("li").first).to_contain_text("river_flood – dap-cau")
             page.screenshot(path=ARTIFACTS / "console-map-commune.png")
             detail.get_by_role("link", name="Xem trên luồng cảnh báo").click()
             page.wait_for_url("**/?status=active&area=bn-vu-ninh")
             expect(page.locator("#rows tr")).to_have_count(1)  # the other warnings are elsewhere
-            expect(page.locator("#rows tr").first).to_contain_text("cấp 3 · báo động 3")
+            expect(page.locator("#rows tr").first).to_contain_text("cấp 3 · báo động III")
 
             page.goto(console + "/rules")
             expect(page.locator("dl.facts")).to_contain_text("ky-su-lan")

@@ -122,7 +122,7 @@ def test_the_operator_sees_the_scenarios_warnings_arrive_live_and_acts_on_one(
             before = rows.count()
             # The scenario plays after the console is up: its warnings come to this
             # page by server-sent events, without a reload.
-            flood = page.locator("#rows tr", has_text="dap-cau").filter(has_text="river_flood")
+            flood = page.locator("#rows tr", has_text="Đáp Cầu").filter(has_text="Lũ sông")
             expect(flood).to_be_visible(timeout=120_000)
             assert rows.count() > before, "no warning arrived while the page was open"
             page.screenshot(path=ARTIFACTS / "demo-console-live.png", full_page=True)
@@ -130,9 +130,9 @@ def test_the_operator_sees_the_scenarios_warnings_arrive_live_and_acts_on_one(
             # Act in a second tab, watch the first: the worker's new state comes back live.
             other = browser.new_page(viewport={"width": 1366, "height": 768})
             log_in(other, demo.url, operator, demo.accounts[operator][0])
-            other.locator("#rows tr", has_text="dap-cau").filter(
-                has_text="river_flood"
-            ).get_by_role("link", name="river_flood").click()
+            other.locator("#rows tr", has_text="Đáp Cầu").filter(
+                has_text="Lũ sông"
+            ).get_by_role("link", name="Lũ sông").click()
             other.get_by_role("button", name="Xác minh", exact=True).click()
             expect(other.locator("p.ok")).to_contain_text("Đã gửi lệnh")
             expect(flood).to_contain_text("đã xác minh", timeout=60_000)
