@@ -35,7 +35,9 @@ def test_a_real_signature_outside_the_xml_dsig_schema_is_a_reason_not_a_crash() 
 
 
 async def test_the_signed_alert_of_a_configured_sender_is_dead_lettered_with_its_reason() -> None:
-    directory = Directory.load(REPO / "config" / "geography.yaml", REPO / "config" / "directory.yaml")
+    directory = Directory.load(
+        REPO / "config" / "geography.yaml", REPO / "config" / "directory.yaml"
+    )
     sink = MemorySink()
     ingest = CapIngest(
         sink,
