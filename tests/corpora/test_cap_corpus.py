@@ -13,6 +13,7 @@ old: at today's date they would all be history)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
@@ -262,6 +263,10 @@ def test_a_list_of_alerts_from_a_national_service_is_read_alert_by_alert() -> No
 # --- Through CapIngest: counts add up ---------------------------------------------------------
 
 
+def _at(at: datetime) -> datetime:
+    return at
+
+
 def _clock(name: str) -> datetime:
     sent = [cap_datetime(a.sent, "sent") for a in _alerts(name)]
     return max(sent) + timedelta(minutes=1)
@@ -275,8 +280,10 @@ async def test_ingest_sends_skips_or_dead_letters_every_alert_and_the_counts_add
     # national feed holds alerts sent over two days, so history here starts at 3 days.
     policy = TimePolicy(max_lateness=timedelta(days=3))
     for name in ALERT_DOCS:
-        clock = _clock(name) if name not in UNREADABLE else datetime.now().astimezone()
-        ingest = CapIngest(sink, OURS, config=CONFIG, policy=policy, clock=lambda c=clock: c)
+        at = _clock(name) if name not in UNREADABLE else datetime.now().astimezone()
+        ingest = CapIngest(
+            sink, OURS, config=CONFIG, policy=policy, clock=functools.partial(_at, at)
+        )
         got = await ingest.ingest(DOCS[name], name)
         assert all(detail for _, detail in got)
         outcomes += got
