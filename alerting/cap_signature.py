@@ -209,6 +209,11 @@ def verify(
         except (InvalidSignature, InvalidInput) as exc:
             reasons.append(str(exc) or type(exc).__name__)
             continue
+        except etree.DocumentInvalid as exc:
+            # signxml checks the <Signature> against the XML-DSig schema and lets lxml's
+            # error out: a real signer (Canada's NAAD) writes Id="NAADS Signature".
+            reasons.append(f"the signature is not valid XML-DSig: {exc}")
+            continue
         assert not isinstance(result, list)  # expect_references=1
         signed = result.signed_xml
         # URI="" must be the whole alert, not some part of it chosen by an attacker.

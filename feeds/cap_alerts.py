@@ -232,9 +232,18 @@ def is_edxl(el: ET.Element) -> bool:
 
 
 def alerts_in(root: ET.Element) -> list[ET.Element]:
-    """The CAP alerts a document carries: itself, or those an EDXL-DE wraps."""
+    """The CAP alerts a document carries: itself, those an EDXL-DE wraps, or those of
+    an ``<alerts>`` list."""
     if is_alert(root):
         return [root]
+    ns, local = _split(root.tag)
+    if local == "alerts" and ns in CAP_VERSIONS:
+        # Not CAP's, but a national service's list: Sweden's SMHI serves its current
+        # alerts as CAP <alert> elements in one <alerts> of the CAP namespace.
+        found = [child for child in root if is_alert(child)]
+        if not found:
+            raise CapError("an <alerts> list that holds no CAP alert", "not_cap")
+        return found
     if is_edxl(root):
         found = [
             child
@@ -246,7 +255,6 @@ def alerts_in(root: ET.Element) -> list[ET.Element]:
         if not found:
             raise CapError("an EDXL-DE distribution that carries no CAP alert", "not_cap")
         return found
-    ns, local = _split(root.tag)
     if ns == CAP10_NS:
         raise CapError("CAP 1.0 is not supported (CAP 1.2 and 1.1 are)", "not_cap")
     if local == "alert":
@@ -667,7 +675,9 @@ def _is_cap_type(media_type: str | None) -> bool:
 def _cap_link(links: list[ET.Element]) -> str | None:
     """The CAP document an index entry links to: the link typed application/cap+xml,
     else the alternate link (Atom's default rel) if its type is XML or unsaid, as in
-    national indexes that link each entry to a script (``...get.php?x=...``)."""
+    national indexes that link each entry to a script (``...get.php?x=...``). Any XML
+    type will do: Sweden's national feed (Krisinformation) types its links to CAP
+    messages ``application/atom+xml``; what is fetched is read as CAP or refused."""
     for link in links:
         if _is_cap_type(link.get("type")) and link.get("href"):
             return link.get("href")
@@ -676,7 +686,9 @@ def _cap_link(links: list[ET.Element]) -> str | None:
         href, media = link.get("href"), (link.get("type") or "").split(";")[0].strip().lower()
         if not href or link.get("rel", "alternate") != "alternate":
             continue
-        if media in ("application/xml", "text/xml"):
+        if media in ("application/xml", "text/xml") or (
+            media.endswith("+xml") and media != "application/xhtml+xml"  # a web page
+        ):
             return href
         if not media and untyped is None:
             untyped = href

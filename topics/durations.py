@@ -39,7 +39,10 @@ def parse_duration(value: Any) -> timedelta:
         raise ValueError("a duration is a number of seconds or a string like '10m', '24h', '7d'")
     if seconds <= 0:
         raise ValueError(f"duration must be positive, got {value!r}")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # beyond timedelta's 999,999,999 days (or infinite)
+        raise ValueError(f"duration {value!r} is too long") from None
 
 
 def format_duration(value: timedelta) -> str:

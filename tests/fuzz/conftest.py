@@ -78,31 +78,38 @@ def _paths(doc: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
-@st.composite
-def mutated(draw: st.DrawFn, valid: Any, max_mutations: int = 3) -> Any:
+def mutated(valid: Any, max_mutations: int = 3) -> st.SearchStrategy[Any]:
     """A valid document with a few mutations: a value replaced (by any JSON value or a
     value from elsewhere in the document), a key removed, an unknown key added."""
-    doc = copy.deepcopy(valid)
-    for _ in range(draw(st.integers(1, max_mutations))):
-        paths = _paths(doc)
-        if not paths:
-            return draw(json_values)
-        path = draw(st.sampled_from(paths))
-        parent = doc
-        for p in path[:-1]:
-            parent = parent[p]
-        last = path[-1]
-        op = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
-        if op == "replace":
-            others = [v for v in _leaves(valid)]
-            parent[last] = draw(json_values | st.sampled_from(others or [None]))
-        elif op == "delete":
-            del parent[last]
-        elif isinstance(parent, dict):
-            parent[draw(st.text(min_size=1, max_size=10))] = draw(json_values)
-        else:
-            parent.insert(last, draw(json_values))
-    return doc
+    # Walked once, not at every example: its paths (those of each fresh copy, until it
+    # is first changed) and its values.
+    valid_paths = _paths(valid)
+    others = st.sampled_from(list(_leaves(valid)) or [None])
+
+    @st.composite
+    def one(draw: st.DrawFn) -> Any:
+        doc = copy.deepcopy(valid)
+        for n in range(draw(st.integers(1, max_mutations))):
+            paths = valid_paths if n == 0 else _paths(doc)
+            if not paths:
+                return draw(json_values)
+            path = draw(st.sampled_from(paths))
+            parent = doc
+            for p in path[:-1]:
+                parent = parent[p]
+            last = path[-1]
+            op = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
+            if op == "replace":
+                parent[last] = draw(json_values | others)
+            elif op == "delete":
+                del parent[last]
+            elif isinstance(parent, dict):
+                parent[draw(st.text(min_size=1, max_size=10))] = draw(json_values)
+            else:
+                parent.insert(last, draw(json_values))
+        return doc
+
+    return one()
 
 
 def _leaves(doc: Any) -> Iterable[Any]:

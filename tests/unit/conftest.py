@@ -13,6 +13,7 @@ from alerting.directory import Directory
 from pipeline.lifecycle import Context
 from pipeline.rules.loader import RuleSet, load_rules
 from pipeline.rules.model import Rule
+from tests.unit.stage_kit import Outputs
 from topics.models import Reading
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,3 +167,17 @@ class MemoryTable(dict[str, Any]):
     @property
     def data(self) -> dict[str, Any]:
         return self
+
+
+# The stages' tests (test_stage_*.py): what a stage sends, and its table.
+
+
+@pytest.fixture
+def out() -> Outputs:
+    """What the stage under test sent, by topic (tests/unit/stage_kit.py)."""
+    return Outputs()
+
+
+@pytest.fixture
+def table() -> MemoryTable:
+    return MemoryTable()

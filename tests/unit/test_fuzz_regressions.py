@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import pytest
+import yaml
+
+from alerting.routes import RoutingError, load_routing
 from pipeline.validate import Code, Refused, check_reading
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_an_unknown_field_with_an_empty_or_blank_name_is_named_quoted() -> None:
@@ -73,3 +80,15 @@ def test_an_eve_alert_without_a_flow_id_is_reported() -> None:
     odd = _eve_alert("2024897").replace(b'"host"', b'"flow_id": "Flow+7/A", "host"')
     (report,) = EveConverter(config).convert(odd).reports
     assert report.report_id == "suricata:ids-dc1:2024897:flow-7-a"
+
+
+def test_a_route_duration_too_long_for_a_date_is_refused_naming_it(tmp_path: Path) -> None:
+    """Found by the routes fuzzer at 2,000 examples: ``repeat_interval: 86400000000000``
+    (seconds) overflowed timedelta and the OverflowError escaped the routes loader."""
+    routes = yaml.safe_load((REPO / "config" / "routes.yaml").read_text(encoding="utf-8"))
+    routes["route"]["repeat_interval"] = 86_400_000_000_000
+    path = tmp_path / "routes.yaml"
+    path.write_text(yaml.safe_dump(routes), encoding="utf-8")
+    with pytest.raises(RoutingError) as refused:
+        load_routing(path)
+    assert "repeat_interval" in str(refused.value) and "too long" in str(refused.value)

@@ -50,16 +50,6 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def out() -> Outputs:
-    return Outputs()
-
-
-@pytest.fixture
-def table() -> MemoryTable:
-    return MemoryTable()
-
-
-@pytest.fixture
 def stage(out: Outputs, table: MemoryTable, directory: Directory, clock: Clock) -> ApprovalStage:
     return ApprovalStage(
         audiences=Audiences.load(REPO / "config/audiences.yaml"),

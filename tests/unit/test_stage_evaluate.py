@@ -31,16 +31,6 @@ WATER = readings_topic(Domain.WATER)
 
 
 @pytest.fixture
-def out() -> Outputs:
-    return Outputs()
-
-
-@pytest.fixture
-def table() -> MemoryTable:
-    return MemoryTable()
-
-
-@pytest.fixture
 def stage(
     out: Outputs, table: MemoryTable, ruleset: RuleSet, directory: Directory
 ) -> EvaluateStage:

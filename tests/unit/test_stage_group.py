@@ -49,11 +49,6 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def out() -> Outputs:
-    return Outputs()
-
-
-@pytest.fixture
 def stages(out: Outputs, directory: Directory, clock: Clock) -> tuple[RouteStage, GroupStage]:
     routing = load_routing(REPO / "config/routes.yaml")
     views = Views(clock=clock)

@@ -41,11 +41,6 @@ NOW = datetime(2025, 10, 7, 5, 0, tzinfo=UTC)  # 12:00 in Vietnam: no quiet hour
 
 
 @pytest.fixture
-def out() -> Outputs:
-    return Outputs()
-
-
-@pytest.fixture
 def views() -> Views:
     return Views(clock=lambda: NOW)
 

@@ -19,11 +19,6 @@ NOW = datetime(2025, 10, 7, 5, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def out() -> Outputs:
-    return Outputs()
-
-
-@pytest.fixture
 def stage(out: Outputs, directory: Directory) -> ValidateStage:
     return ValidateStage(
         policy=TimePolicy(),
