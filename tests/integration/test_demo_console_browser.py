@@ -130,9 +130,9 @@ def test_the_operator_sees_the_scenarios_warnings_arrive_live_and_acts_on_one(
             # Act in a second tab, watch the first: the worker's new state comes back live.
             other = browser.new_page(viewport={"width": 1366, "height": 768})
             log_in(other, demo.url, operator, demo.accounts[operator][0])
-            other.locator("#rows tr", has_text="Đáp Cầu").filter(
-                has_text="Lũ sông"
-            ).get_by_role("link", name="Lũ sông").click()
+            other.locator("#rows tr", has_text="Đáp Cầu").filter(has_text="Lũ sông").get_by_role(
+                "link", name="Lũ sông"
+            ).click()
             other.get_by_role("button", name="Xác minh", exact=True).click()
             expect(other.locator("p.ok")).to_contain_text("Đã gửi lệnh")
             expect(flood).to_contain_text("đã xác minh", timeout=60_000)
