@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from canhbao.running import on_signal
 from canhbao.settings import Settings, get_settings
 from topics.connection import Kafka
-from topics.durations import parse_duration
+from topics.durations import parse_duration, span_text
 
 if TYPE_CHECKING:
     from recorder.readings import ReadingSelection
@@ -415,16 +415,6 @@ def cmd_history(args: argparse.Namespace) -> int:
 # --- canhbao indicators ---------------------------------------------------------------
 
 
-def _span_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 LEVEL_NAMES = {"0": "cleared", "1": "I", "2": "II", "3": "III", "4": "IV", "5": "V"}
 DELAYS = (
     ("first_reading_to_warning", "first reading over threshold → warning"),
@@ -448,8 +438,8 @@ def indicators_text(found: dict[str, Any]) -> str:
         for key, label in DELAYS:
             d = m[key]
             if d["n"]:
-                lines.append(f"    {label}: median {_span_text(d['median_s'])}, "
-                             f"p90 {_span_text(d['p90_s'])} (n={d['n']})")  # fmt: skip
+                lines.append(f"    {label}: median {span_text(d['median_s'])}, "
+                             f"p90 {span_text(d['p90_s'])} (n={d['n']})")  # fmt: skip
             else:
                 lines.append(f"    {label}: —")
         success = (

@@ -64,7 +64,6 @@ from urllib.parse import urljoin
 from pydantic import ValidationError
 
 from alerting.cap_signature import SignatureError, Trust, alert_parts
-from feeds.atomic import replace_file
 from feeds.cap_alerts import (
     MAX_DOCUMENT,
     Areas,
@@ -83,6 +82,7 @@ from feeds.cap_alerts import (
     to_report,
 )
 from pipeline.validate import TimePolicy
+from topics.atomic import replace_file
 from topics.catalogue import DEADLETTER, INGEST_REPORTS
 from topics.connection import Kafka
 from topics.metrics import Metrics

@@ -51,8 +51,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pydantic import ValidationError
 
-from feeds.atomic import replace_file
 from pipeline.validate import Timeliness, TimePolicy, Untimely, check_time, span
+from topics.atomic import replace_file
 from topics.catalogue import DEADLETTER, INGEST_READINGS, INGEST_REPORTS
 from topics.errors import field_errors
 from topics.metrics import Metrics

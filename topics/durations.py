@@ -58,3 +58,15 @@ def format_duration(value: timedelta) -> str:
 Duration = Annotated[
     timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
+
+
+def span_text(seconds: float | None) -> str:
+    """A delay as people read it in a table: "4.2 s", "38 s", "12.5 min", "2.0 h";
+    "—" when there is none (the indicators of ``canhbao indicators`` and the console)."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from topics.atomic import replace_file
 from topics.errors import field_errors
 
 F = TypeVar("F", bound=BaseModel)
@@ -71,20 +70,7 @@ def write(
                 for e in entries]
     }  # fmt: skip
     text = header + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kept = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    mode = 0o600 if private else kept
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_file(path, text, 0o600 if private else None)
 
 
 def find(entries: Iterable[E], digest: Callable[[E], str], secret: str) -> E | None:

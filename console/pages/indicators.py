@@ -14,6 +14,7 @@ from alerting import palette
 from console.charts import bar_chart, buckets
 from console.i18n import t
 from console.pages import RecordUnavailable, Site, Sources
+from topics.durations import span_text
 from topics.models import Domain
 
 VN = timezone(timedelta(hours=7))
@@ -24,16 +25,6 @@ DELAYS = ("first_reading_to_warning", "warning_to_verified", "warning_to_lead_ag
 def default_period(now: datetime) -> str:
     """This month, in Vietnam time."""
     return now.astimezone(VN).strftime("%Y-%m")
-
-
-def span_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    if seconds < 60:
-        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def register(app: web.Application, site: Site, sources: Sources) -> None:

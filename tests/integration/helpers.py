@@ -178,3 +178,29 @@ async def wait_caught_up(
     finally:
         await consumer.stop()
         await admin.close()
+
+
+@contextlib.contextmanager
+def console_process(env: dict[str, str], log: Path) -> Iterator[str]:
+    """``canhbao console`` on a free port with ``env``, its output in ``log`` (CI keeps
+    it with the screenshots); yields its address once it answers, stops it at the end."""
+    from canhbao.broker import free_port
+    from tests.servers import wait_for_port
+
+    port = free_port()
+    log.parent.mkdir(exist_ok=True)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "canhbao", "console", "--port", str(port)],
+            env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for_port(port, proc, "canhbao console", timeout=60)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

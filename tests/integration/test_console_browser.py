@@ -20,18 +20,18 @@ from urllib.parse import quote
 import pytest
 
 from alerting.routes import Silence
-from canhbao.broker import free_port
 from tests.conftest import Broker
 from tests.integration.helpers import (
     REPO,
     collect,
+    console_process,
     ensure_topics,
     producer,
     run_canhbao,
     running_worker,
     worker_env,
 )
-from tests.servers import require, wait_for_port
+from tests.servers import require
 from topics.catalogue import (
     APPROVALS,
     COMMANDS,
@@ -180,24 +180,8 @@ def console(broker: Broker, tmp_path: Path, request: pytest.FixtureRequest) -> I
         assert added.returncode == 0, added.stderr
     listed = run_canhbao("users", "list", env=env)
     assert "truc-ban-a" in listed.stdout and "operator" in listed.stdout
-    port = free_port()
-    ARTIFACTS.mkdir(exist_ok=True)  # the logs too: CI keeps them with the screenshots
-    log = open(ARTIFACTS / f"console-{request.node.name}.log", "wb")  # noqa: SIM115 -- closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "canhbao", "console", "--port", str(port)],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_for_port(port, proc, "canhbao console", timeout=60)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with console_process(env, ARTIFACTS / f"console-{request.node.name}.log") as url:
+        yield url
 
 
 @pytest.mark.server("chromium")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +16,6 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from canhbao.broker import free_port
 from canhbao.control import publish
 from console.accounts import Accounts, Role
 from pipeline.rules.loader import load_rules
@@ -26,11 +23,11 @@ from recorder import migrate
 from recorder.decode import decode
 from recorder.store import Store
 from tests.conftest import Broker
-from tests.integration.helpers import REPO, ensure_topics
+from tests.integration.helpers import REPO, console_process, ensure_topics
 from tests.integration.test_console_browser import ARTIFACTS, flood, in_thread, produce
 from tests.record_db import incoming
 from tests.record_stream import stream
-from tests.servers import REQUIRED_ENV, require, wait_for_port
+from tests.servers import REQUIRED_ENV, require
 from topics.catalogue import DEADLETTER, WARNINGS
 from topics.models import Area, DeadLetter
 
@@ -90,24 +87,8 @@ def console(broker: Broker, tmp_path: Path, request: pytest.FixtureRequest) -> I
     # In this process, not by two more commands: the same files, seconds less of CI.
     in_thread(prepare(broker.bootstrap, f"sqlite+aiosqlite:///{tmp_path / 'record.db'}"))
     Accounts(tmp_path / "console.db", b"s" * 32).add("xem-a", Role.VIEWER, PASSWORD)
-    port = free_port()
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / f"console-{request.node.name}.log", "wb")  # noqa: SIM115 -- closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "canhbao", "console", "--port", str(port)],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        wait_for_port(port, proc, "canhbao console", timeout=60)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with console_process(env, ARTIFACTS / f"console-{request.node.name}.log") as url:
+        yield url
 
 
 @pytest.mark.server("chromium")
