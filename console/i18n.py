@@ -340,6 +340,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Tin này đã hết hạn, đã bị hủy hoặc đã được thay: không còn gì để hủy.",
         "This broadcast expired, was cancelled or superseded: there is nothing to cancel.",
     ),
+    # -- the live stream's groups --
+    "group_expand": ("Mở rộng", "Expand"),
+    "group_collapse": ("Thu gọn", "Collapse"),
+    "group_warnings": ("cảnh báo", "warnings"),
     "no_citizen_receiver": (
         "Cấu hình định tuyến không có nơi nhận là người dân cần phê duyệt: "
         "không thể yêu cầu phát tin.",

@@ -61,6 +61,7 @@ from console.pages import indicators as indicators_page
 from console.pages import map as map_page
 from console.pages import rules as rules_page
 from console.silences import SilenceError, listing, make, matchers_of, preview, silenced_by
+from console.streamgroups import group_id, group_key, group_stream
 from pipeline.lifecycle import STATUS_ORDER, is_active
 from topics import ids
 from topics.errors import field_errors
@@ -327,7 +328,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     board = request.app[APP_BOARD]
     shown = board.select(f)
     return render(
-        request, "stream.html", warnings=shown, f=f, domains=list(Domain),
+        request, "stream.html", warnings=shown, groups=group_stream(shown), f=f,
+        domains=list(Domain),
         statuses=list(LifecycleStatus), events_url="/events?" + urlencode(f.query()),
         silenced_ids=_silenced_ids(board, shown),
     )  # fmt: skip
@@ -780,6 +782,7 @@ def jinja(directory: Directory | None = None) -> Environment:
     names = Names.of(directory)
     env.filters["station"] = names.station
     env.filters["commune"] = lambda code: names.communes.get(code, code)
+    env.filters["group_id"] = lambda w: group_id(group_key(w))
     env.filters["subject"] = names.subject
     env.filters["seconds"] = seconds_text
     env.filters["num"] = lambda v, lang: number(float(v), lang)
