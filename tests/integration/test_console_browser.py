@@ -377,6 +377,10 @@ def test_an_account_requests_a_broadcast_it_cannot_approve_two_others_send_it_an
     broadcasts only level III by itself); the page shows the SMS citizens would get,
     but no Approve for its requester (nor does the server take one); two other
     approvers approve it, the worker sends exactly that SMS, and one cancels it."""
+    if broker.kind != "tansu":
+        # Browsers on the embedded broker (issue 10); approvals on Apache Kafka are
+        # test_alerting_live's and test_console_live's. Saves CI a minute of browser.
+        pytest.skip("the broadcast browser test runs on the embedded broker only")
     from playwright.sync_api import expect, sync_playwright
 
     from alerting.directory import Directory
