@@ -368,19 +368,24 @@ def reload_until(page: Any, text: str, seconds: float = 60) -> None:
         page.reload()
 
 
+@pytest.fixture
+def tansu_only(request: pytest.FixtureRequest) -> None:
+    """Skip on Apache Kafka before any broker starts: browsers run on the embedded
+    broker (issue 10); approvals on Apache Kafka are test_alerting_live's and
+    test_console_live's."""
+    if request.node.callspec.params.get("broker") != "tansu":
+        pytest.skip("this browser test runs on the embedded broker only")
+
+
 @pytest.mark.server("chromium")
 def test_an_account_requests_a_broadcast_it_cannot_approve_two_others_send_it_and_cancel_it(
-    broker: Broker, console: str, request: pytest.FixtureRequest
+    tansu_only: None, broker: Broker, console: str, request: pytest.FixtureRequest
 ) -> None:
     """The two-person rule by account, end to end through the real worker: an approver
     asks from the warning's page to warn the citizens of a level-II flood (the routing
     broadcasts only level III by itself); the page shows the SMS citizens would get,
     but no Approve for its requester (nor does the server take one); two other
     approvers approve it, the worker sends exactly that SMS, and one cancels it."""
-    if broker.kind != "tansu":
-        # Browsers on the embedded broker (issue 10); approvals on Apache Kafka are
-        # test_alerting_live's and test_console_live's. Saves CI a minute of browser.
-        pytest.skip("the broadcast browser test runs on the embedded broker only")
     from playwright.sync_api import expect, sync_playwright
 
     from alerting.directory import Directory
