@@ -324,6 +324,10 @@ TEXTS: dict[str, tuple[str, str]] = {
         "Không hiển thị được nội dung: bảng điều khiển không có danh bạ của tỉnh.",
         "The texts cannot be shown: this console has no directory of the province.",
     ),
+    "texts_unrenderable": (
+        "Không tạo được nội dung tin (bộ phát tin cũng sẽ không gửi được)",
+        "The texts cannot be rendered (the pipeline could not send them either)",
+    ),
     "delivery_counts": ("Kết quả gửi (theo hồ sơ sự kiện)", "Deliveries (from the record)"),
     "messages": ("Số tin", "Messages"),
     "recipients": ("Người nhận đã nhận / tổng", "Recipients reached / all"),

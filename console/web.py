@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, TemplateError, select_autoescape
 from markupsafe import Markup
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -546,8 +546,15 @@ async def broadcasts_page(request: web.Request) -> web.StreamResponse:
     render_msg = request.app[APP_RENDER]
     now = datetime.now(UTC)
 
-    def texts(b: Broadcast) -> list[Any]:
-        return citizen_texts(b, render_msg) if render_msg is not None else []
+    def texts(b: Broadcast) -> list[Any] | str:
+        """The texts, or why they cannot be rendered (the worker would fail alike:
+        the approvers must still see the broadcast and can reject it)."""
+        if render_msg is None:
+            return []
+        try:
+            return citizen_texts(b, render_msg)
+        except (ValueError, KeyError, TemplateError) as exc:
+            return f"{type(exc).__name__}: {exc}"
 
     pending = [
         {"b": b, "requester": board.requesters.get(b.broadcast_id),

@@ -22,6 +22,7 @@ from alerting.audiences import Audiences, AudiencesFile
 from alerting.directory import Directory
 from alerting.messages import renderer
 from alerting.notify import citizen_notifications
+from alerting.render import RenderError
 from alerting.routes import load_routing
 from canhbao.settings import REPO_ROOT
 from console.accounts import Accounts, Role
@@ -309,3 +310,38 @@ async def test_requesting_a_broadcast_without_the_csrf_token_is_refused(console:
     r = await console.client.post(f"/warnings/{WID}/broadcast", data={"reason": "x"})
     assert r.status == 403
     assert console.writer.approvals == []
+
+
+async def test_a_broadcast_whose_texts_cannot_be_rendered_can_still_be_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A template the worker could not render either (an edited one that drops a
+    drill's mark, say): the page says why, and its Reject still works."""
+    import console.web
+
+    def refusing(directory: Directory) -> Any:
+        def render(*args: Any) -> Any:
+            raise RenderError("sms/citizen/vi: an exercise must be marked at the start")
+
+        return render
+
+    monkeypatch.setattr(console.web, "renderer", refusing)
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    accounts = Accounts(tmp_path / "console.db", b"k" * 32, hasher=fast)
+    accounts.add("approver", Role.APPROVER, PASSWORD)
+    board = Board()
+    board.broadcasts[BID] = pending_broadcast()
+    writer = MemoryWriter()
+    app = make_app(accounts, board, writer, ConsoleConfig(directory=DIRECTORY),
+                   metrics=Metrics(CollectorRegistry()))  # fmt: skip
+    c = Console(TestClient(TestServer(app)), board, writer, Metrics(CollectorRegistry()))
+    await c.client.start_server()
+    try:
+        await login(c.client, "approver")
+        r = await c.client.get("/broadcasts")
+        assert r.status == 200
+        assert "must be marked" in html.unescape(await r.text())
+        r = await post(c, f"/broadcasts/{BID}/decide", decision="cancel", reason="sai mẫu")
+        assert r.status == 303 and writer.approvals[0].action is ApprovalAction.CANCEL
+    finally:
+        await c.client.close()
