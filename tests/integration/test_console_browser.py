@@ -93,6 +93,16 @@ def flood(level: int, version: int | None = None) -> Warning:
     )  # fmt: skip
 
 
+def outbreak(n: int) -> Warning:
+    """Dengue at site ``n`` of Kinh Bắc: many of them make a group on the stream."""
+    return Warning.model_validate({**flood(level=1).model_dump(), **{
+        "warning_id": f"health.dengue:site-{n}", "rule_id": "health.dengue",
+        "domain": "health", "hazard": "dengue", "subject": f"site-{n}", "level_name": "",
+        "areas": [Area(code="bn-kinh-bac", name="Kinh Bắc", province="bn")],
+        "labels": {}, "annotations": {},
+    }})  # fmt: skip
+
+
 def recorded() -> list[tuple[str, bytes | None, bytes | None]]:
     """What the recorder would have written of the flood: its three states, a notification
     to the lead agency and one to the commune per state, and their delivery receipts
@@ -225,6 +235,21 @@ def test_an_operator_sees_a_warning_arrive_opens_its_record_verifies_and_silence
             expect(row).to_contain_text("Đáp Cầu")  # the station by name, not its id
             expect(page.locator("#empty")).to_be_hidden()
             page.screenshot(path=ARTIFACTS / "console-stream-live.png", full_page=True)
+
+            # Many of one kind at once fold into a group (on the next load); one more
+            # joins it live, folded; Expand shows them all.
+            for n in range(1, 5):
+                if n == 4:
+                    page.reload()
+                    head = page.locator("tr.group-head")
+                    expect(head).to_contain_text("3 cảnh báo")
+                    expect(page.locator("tr.member").first).to_be_hidden()
+                in_thread(produce(broker.bootstrap, outbreak(n)))
+                expect(page.locator(f"tr[id='w-health.dengue:site-{n}']")).to_have_count(1)
+            expect(head).to_contain_text("4 cảnh báo")
+            head.get_by_role("button", name="Mở rộng").click()
+            expect(page.locator("tr.member:visible")).to_have_count(4)
+            page.screenshot(path=ARTIFACTS / "console-stream-group.png", full_page=True)
 
             # The warning's page: the evidence, its chart from the record with the
             # rule's levels, the timeline, each delivery, the CAP message.
