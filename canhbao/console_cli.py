@@ -44,9 +44,16 @@ def cmd_console(args: argparse.Namespace) -> int:
             # Also here for symmetry with the other services; the console's own port
             # serves /metrics too (console/web.py), with every group's lag.
             metrics.serve(settings.metrics_port)
+            from alerting.routes import load_routing
+            from console.broadcasts import citizen_receiver
+
+            # The routing's citizen receiver: what a broadcast asked for in the console
+            # goes out on, and when it expires, as the pipeline's own requests.
             config = ConsoleConfig(behind_https=settings.console_behind_https,
                                    directory=Directory.load(settings.geography_path,
-                                                            settings.directory_path))  # fmt: skip
+                                                            settings.directory_path),
+                                   citizens=citizen_receiver(
+                                       load_routing(settings.routes_path)))  # fmt: skip
             # A warning's history comes from the threat record (canhbao record); so do
             # the map, rules, health and indicators pages and the record's API.
             history = RecordHistory(settings.record_url(), settings.rules_path)

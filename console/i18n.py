@@ -299,6 +299,61 @@ TEXTS: dict[str, tuple[str, str]] = {
     "silence_sent": ("Đã gửi lệnh tạm ngừng", "Silence sent"),
     "lift_sent": ("Đã gửi lệnh dỡ bỏ tạm ngừng", "Lifting sent"),
     "someone": ("(không rõ)", "(not known)"),
+    # -- citizen broadcasts: texts, time left, delivery counts, request and cancel --
+    "citizen_broadcast": ("Tin phát cho người dân", "Citizen broadcast"),
+    "request_broadcast": ("Yêu cầu phát tin cho người dân", "Request a citizen broadcast"),
+    "request_broadcast_note": (
+        "Gửi tin nhắn và loa truyền thanh cho người dân các xã/phường của cảnh báo này. "
+        "Tin chỉ được phát khi hai người phê duyệt khác (không phải bạn) đồng ý.",
+        "Send SMS and loudspeaker messages to the citizens of this warning's communes. "
+        "It goes out only when two other approvers (not you) approve it.",
+    ),
+    "time_left": ("Còn lại", "Time left"),
+    "minutes": ("phút", "min"),
+    "texts_citizens_get": ("Nội dung người dân sẽ nhận", "What citizens will receive"),
+    "ch_sms": ("Tin nhắn SMS", "SMS"),
+    "ch_loudspeaker": ("Loa truyền thanh", "Loudspeaker"),
+    "ch_webhook": ("Webhook", "Webhook"),
+    "ch_email": ("Thư điện tử", "E-mail"),
+    "ch_cap": ("CAP", "CAP"),
+    "lang_vi": ("tiếng Việt", "Vietnamese"),
+    "lang_en": ("tiếng Anh", "English"),
+    "lang_km": ("tiếng Khmer", "Khmer"),
+    "sms_segments": ("đoạn", "segments"),
+    "no_texts": (
+        "Không hiển thị được nội dung: bảng điều khiển không có danh bạ của tỉnh.",
+        "The texts cannot be shown: this console has no directory of the province.",
+    ),
+    "texts_unrenderable": (
+        "Không tạo được nội dung tin (bộ phát tin cũng sẽ không gửi được)",
+        "The texts cannot be rendered (the pipeline could not send them either)",
+    ),
+    "delivery_counts": ("Kết quả gửi (theo hồ sơ sự kiện)", "Deliveries (from the record)"),
+    "messages": ("Số tin", "Messages"),
+    "recipients": ("Người nhận đã nhận / tổng", "Recipients reached / all"),
+    "waiting": ("đang chờ / thử lại", "waiting / retrying"),
+    "bc_message": ("tin cảnh báo", "warning"),
+    "bc_cancel": ("tin hủy", "cancel"),
+    "record_has_none": (
+        "Hồ sơ sự kiện chưa ghi nhận tin nào của lần phát này.",
+        "The record holds no message of this broadcast yet.",
+    ),
+    "cancel_sent": ("Hủy tin đã phát", "Cancel this broadcast"),
+    "cancelled_by": ("Hủy bởi", "Cancelled by"),
+    "not_cancellable": (
+        "Tin này đã hết hạn, đã bị hủy hoặc đã được thay: không còn gì để hủy.",
+        "This broadcast expired, was cancelled or superseded: there is nothing to cancel.",
+    ),
+    # -- the live stream's groups --
+    "group_expand": ("Mở rộng", "Expand"),
+    "group_collapse": ("Thu gọn", "Collapse"),
+    "group_warnings": ("cảnh báo", "warnings"),
+    "no_citizen_receiver": (
+        "Cấu hình định tuyến không có nơi nhận là người dân cần phê duyệt: "
+        "không thể yêu cầu phát tin.",
+        "The routing has no citizen receiver that waits for approval: "
+        "no broadcast can be requested.",
+    ),
 }
 
 

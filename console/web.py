@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, TemplateError, select_autoescape
 from markupsafe import Markup
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
@@ -28,10 +28,20 @@ from alerting import palette
 from alerting.cap import cap_xml, event, level_label
 from alerting.chart import number, readings_charts
 from alerting.directory import Directory
-from alerting.routes import Silence
+from alerting.messages import renderer
+from alerting.notify import Renderer
+from alerting.routes import ReceiverConfig, Silence
 from alerting.templates import VIETNAM as _VN
 from console.accounts import Accounts, LoginResult, Permission, Session
 from console.board import Board, Filter, approval_refusal
+from console.broadcasts import (
+    RequestError,
+    cancellable,
+    citizen_texts,
+    delivery_counts,
+    minutes_left,
+    request_event,
+)
 from console.history import (
     Delivery,
     Event,
@@ -51,13 +61,17 @@ from console.pages import indicators as indicators_page
 from console.pages import map as map_page
 from console.pages import rules as rules_page
 from console.silences import SilenceError, listing, make, matchers_of, preview, silenced_by
+from console.streamgroups import group_id, group_key, group_stream
 from pipeline.lifecycle import STATUS_ORDER, is_active
+from topics import ids
 from topics.errors import field_errors
 from topics.metrics import Metrics
 from topics.models import (
     Action,
     ApprovalAction,
     ApprovalEvent,
+    Broadcast,
+    BroadcastStatus,
     Command,
     Domain,
     LifecycleStatus,
@@ -98,6 +112,9 @@ class ConsoleConfig:
     # The province's stations, communes and agencies: names people read instead of
     # ids, and the CAP message of a warning. None: ids are shown, and no CAP.
     directory: Directory | None = None
+    # The routing's receiver of citizen messages that waits for approval: the channels
+    # and expiry of a broadcast an operator asks for. None: the console asks for none.
+    citizens: ReceiverConfig | None = None
 
 
 # The console's buttons and the Command each becomes: the same actions the CLI's
@@ -117,6 +134,7 @@ AUDIT_WORDS = {
     **{f"command/{a.value}": name for name, a in ACTIONS.items() if name != "false_alarm"},
     "approval/approve": "approve",
     "approval/cancel": "reject",
+    "approval/request": "request_broadcast",
 }
 _STEPS = {"verify": Action.VERIFY, "acknowledge": Action.RESPOND, "recover": Action.RECOVER,
           "resolve": Action.CLOSE}  # fmt: skip
@@ -145,9 +163,11 @@ APP_CONFIG: web.AppKey[ConsoleConfig] = web.AppKey("config", ConsoleConfig)
 APP_STOP: web.AppKey[asyncio.Event] = web.AppKey("stop", asyncio.Event)
 APP_METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 APP_HISTORY: web.AppKey[History | None] = web.AppKey("history", History)
+# The worker's own renderer of citizen messages (None without the province's directory).
+APP_RENDER: web.AppKey[Renderer | None] = web.AppKey("render", object)  # type: ignore[arg-type]
 
 
-_COUNTED = {*ACTIONS, "approve", "cancel", "silence", "unsilence"}
+_COUNTED = {*ACTIONS, "approve", "cancel", "silence", "unsilence", "request_broadcast"}
 
 
 def _count(request: web.Request, action: str, outcome: str) -> None:
@@ -308,7 +328,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     board = request.app[APP_BOARD]
     shown = board.select(f)
     return render(
-        request, "stream.html", warnings=shown, f=f, domains=list(Domain),
+        request, "stream.html", warnings=shown, groups=group_stream(shown), f=f,
+        domains=list(Domain),
         statuses=list(LifecycleStatus), events_url="/events?" + urlencode(f.query()),
         silenced_ids=_silenced_ids(board, shown),
     )  # fmt: skip
@@ -422,7 +443,18 @@ async def _warning_view(request: web.Request, w: Warning) -> dict[str, Any]:
         "sent_notes": sent, "cap": cap,
         "silenced": silenced_by(board.silences.values(), w, now),
         "may_silence": _session(request).account.may(Permission.ACT),
+        **_broadcast_offer(request, w),
     }  # fmt: skip
+
+
+def _broadcast_offer(request: web.Request, w: Warning) -> dict[str, Any]:
+    """A warning page's citizen broadcast: the one of its current state if asked for
+    already, else whether this account may ask for one."""
+    known = request.app[APP_BOARD].broadcasts.get(ids.broadcast_id(w.warning_id, w.version))
+    may = (_session(request).account.may(Permission.ACT) and known is None
+           and request.app[APP_CONFIG].citizens is not None and w.active and w.level > 0
+           and bool(w.areas))  # fmt: skip
+    return {"state_broadcast": known, "may_request_broadcast": may}
 
 
 async def warning_page(request: web.Request) -> web.StreamResponse:
@@ -488,20 +520,66 @@ async def warning_action(request: web.Request) -> web.StreamResponse:
 # -- broadcasts -------------------------------------------------------------------
 
 
+# How many broadcasts below the waiting ones show their texts and delivery counts (each
+# reads the record); the rest are listed in a table.
+DETAILED_OTHERS = 10
+
+
+async def _counts(request: web.Request, b: Broadcast) -> tuple[Any, str | None]:
+    """The delivery counts of a sent (or cancelled) broadcast from the threat record, or
+    None with the reason when the record cannot say."""
+    history = request.app[APP_HISTORY]
+    if history is None:
+        return None, t("no_record_configured", _lang(request))
+    try:
+        record = await history.warning(b.warning.warning_id, b.warning.rule_id)
+    except HistoryUnavailable as exc:
+        return None, str(exc)
+    if record is None:
+        return None, t("record_has_none", _lang(request))
+    return delivery_counts(b, record.notifications, record.deliveries), None
+
+
 async def broadcasts_page(request: web.Request) -> web.StreamResponse:
     board = request.app[APP_BOARD]
     me = _session(request).account
+    render_msg = request.app[APP_RENDER]
+    now = datetime.now(UTC)
+
+    def texts(b: Broadcast) -> list[Any] | str:
+        """The texts, or why they cannot be rendered (the worker would fail alike:
+        the approvers must still see the broadcast and can reject it)."""
+        if render_msg is None:
+            return []
+        try:
+            return citizen_texts(b, render_msg)
+        except (ValueError, KeyError, TemplateError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+
     pending = [
-        (b, board.requesters.get(b.broadcast_id),
-         approval_refusal(me.name, b, board.requesters.get(b.broadcast_id)))
+        {"b": b, "requester": board.requesters.get(b.broadcast_id),
+         "refusal": approval_refusal(me.name, b, board.requesters.get(b.broadcast_id)),
+         "minutes_left": minutes_left(b, now), "texts": texts(b)}
         for b in board.pending()
     ]  # fmt: skip
-    return render(request, "broadcasts.html", pending=pending, others=board.others()[:50],
-                  may_approve=me.may(Permission.APPROVE), error=None,
-                  sent=request.query.get("sent"))  # fmt: skip
+    others = board.others()[:50]
+    detailed = []
+    for b in others[:DETAILED_OTHERS]:
+        counts, counts_error = (None, None)
+        if b.status in (BroadcastStatus.SENT, BroadcastStatus.CANCELLED) and b.sent_at:
+            counts, counts_error = await _counts(request, b)
+        detailed.append({"b": b, "requester": board.requesters.get(b.broadcast_id),
+                         "counts": counts, "counts_error": counts_error, "texts": texts(b),
+                         "cancellable": cancellable(b)})  # fmt: skip
+    return render(request, "broadcasts.html", pending=pending, detailed=detailed,
+                  others=others[DETAILED_OTHERS:], may_approve=me.may(Permission.APPROVE),
+                  error=None, sent=request.query.get("sent"),
+                  no_texts=render_msg is None)  # fmt: skip
 
 
 async def broadcast_decide(request: web.Request) -> web.StreamResponse:
+    """Approve, reject (a waiting one) or cancel (a sent one): the event ``canhbao alerts
+    approve`` / ``cancel`` writes, with the account as actor."""
     form = await request.post()
     decision = str(form.get("decision", ""))
     if (no := allowed(request, Permission.APPROVE, decision)) is not None:
@@ -519,6 +597,9 @@ async def broadcast_decide(request: web.Request) -> web.StreamResponse:
             return refuse(request, 403, t(why, _lang(request)))
         action = ApprovalAction.APPROVE
     elif decision == "cancel":
+        if not cancellable(b):  # the pipeline would refuse it: say so now
+            _count(request, decision, "invalid")
+            return refuse(request, 409, t("not_cancellable", _lang(request)))
         action = ApprovalAction.CANCEL
     else:
         return refuse(request, 400, f"no decision {decision!r}")
@@ -531,6 +612,32 @@ async def broadcast_decide(request: web.Request) -> web.StreamResponse:
     await request.app[APP_WRITER].approval(event)
     _count(request, decision, "sent")
     raise web.HTTPSeeOther(f"/broadcasts?sent={quote(decision)}")
+
+
+async def broadcast_request(request: web.Request) -> web.StreamResponse:
+    """Ask two approvers to send a warning to its communes' citizens: the REQUEST event
+    the route stage sends for the states its routing picks, with the account as the
+    requester (who then cannot approve it)."""
+    if (no := allowed(request, Permission.ACT, "request_broadcast")) is not None:
+        return no
+    form = await request.post()
+    wid = request.match_info["warning_id"]
+    w = request.app[APP_BOARD].warnings.get(wid)
+    if w is None:
+        return refuse(request, 404, t("not_found", _lang(request)))
+    receiver = request.app[APP_CONFIG].citizens
+    if receiver is None:
+        return refuse(request, 409, t("no_citizen_receiver", _lang(request)))
+    try:
+        event = request_event(w, receiver, request.app[APP_BOARD].broadcasts,
+                              _session(request).account.name, str(form.get("reason", "")),
+                              datetime.now(UTC))  # fmt: skip
+    except (RequestError, ValidationError) as exc:
+        _count(request, "request_broadcast", "invalid")
+        return refuse(request, 400, str(exc))
+    await request.app[APP_WRITER].approval(event)
+    _count(request, "request_broadcast", "sent")
+    raise web.HTTPSeeOther(f"/broadcasts?sent=request_broadcast#{quote(event.broadcast_id)}")
 
 
 # -- silences ---------------------------------------------------------------------
@@ -681,6 +788,8 @@ def jinja(directory: Directory | None = None) -> Environment:
     )
     names = Names.of(directory)
     env.filters["station"] = names.station
+    env.filters["commune"] = lambda code: names.communes.get(code, code)
+    env.filters["group_id"] = lambda w: group_id(group_key(w))
     env.filters["subject"] = names.subject
     env.filters["seconds"] = seconds_text
     env.filters["num"] = lambda v, lang: number(float(v), lang)
@@ -705,6 +814,8 @@ def make_app(
     app[APP_STOP] = asyncio.Event()
     app[APP_METRICS] = metrics or Metrics.default()
     app[APP_HISTORY] = history
+    directory = (config or ConsoleConfig()).directory
+    app[APP_RENDER] = renderer(directory) if directory is not None else None
 
     async def stop_streams(app: web.Application) -> None:
         app[APP_STOP].set()
@@ -720,6 +831,7 @@ def make_app(
     app.router.add_post("/warnings/{warning_id}/action", warning_action)
     app.router.add_get("/broadcasts", broadcasts_page)
     app.router.add_post("/broadcasts/{broadcast_id}/decide", broadcast_decide)
+    app.router.add_post("/warnings/{warning_id}/broadcast", broadcast_request)
     app.router.add_get("/silences", silences_page)
     app.router.add_post("/silences", silences_post)
     app.router.add_post("/silences/{silence_id}/lift", silence_lift)

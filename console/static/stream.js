@@ -23,10 +23,38 @@
     osc.stop(audio.currentTime + 0.4);
   }
   function refresh() { empty.hidden = rows.children.length > 0; }
+  // Groups (many warnings of one domain, hazard and commune): a head line with the
+  // count, its rows folded under it until opened.
+  function members(head) {
+    return rows.querySelectorAll('tr.member[data-group="' + head.id + '"]');
+  }
+  function recount(head) {
+    if (!head) return;
+    const n = members(head).length;
+    head.querySelector(".group-count").textContent = n;
+    if (n === 0) head.remove();
+  }
+  rows.addEventListener("click", (ev) => {
+    const button = ev.target.closest("button.group-toggle");
+    if (!button) return;
+    const open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+    button.textContent = open ? button.dataset.open : button.dataset.closed;
+    for (const tr of members(button.closest("tr"))) tr.hidden = !open;
+  });
   function place(tr) {
-    // Highest level first, as the server orders the page.
+    const head = document.getElementById(tr.dataset.group);
+    if (head) {  // a new warning of a group shown: under its head, folded as it is
+      tr.classList.add("member");
+      tr.hidden = head.querySelector("button").getAttribute("aria-expanded") !== "true";
+      head.after(tr);
+      recount(head);
+      return;
+    }
+    // Highest level first, as the server orders the page (a group by its head).
     const level = Number(tr.dataset.level);
     for (const other of rows.children) {
+      if (other.classList.contains("member")) continue;
       if (Number(other.dataset.level) < level) { rows.insertBefore(tr, other); return; }
     }
     rows.appendChild(tr);
@@ -42,13 +70,20 @@
     const old = document.getElementById("w-" + data.id);
     if (old) old.remove();
     place(tr);
+    if (old && old.dataset.group !== tr.dataset.group) recount(document.getElementById(old.dataset.group));
     tr.classList.add(data.escalated ? "escalated" : "changed");
+    // A folded row's change shows on its group's head, so it is not missed.
+    const head = tr.classList.contains("member") && document.getElementById(tr.dataset.group);
+    if (head) head.classList.add(data.escalated ? "escalated" : "changed");
     if (data.escalated && data.level >= 2 && sound.checked) beep();
     refresh();
   });
   source.addEventListener("remove", (ev) => {
     const old = document.getElementById("w-" + JSON.parse(ev.data).id);
-    if (old) old.remove();
+    if (old) {
+      old.remove();
+      recount(document.getElementById(old.dataset.group));
+    }
     refresh();
   });
 })();

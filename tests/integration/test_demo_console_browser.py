@@ -156,7 +156,7 @@ def test_the_operator_sees_the_scenarios_warnings_arrive_live_and_acts_on_one(
                 approver.screenshot(path=ARTIFACTS / f"demo-console-approved-{name}.png",
                                     full_page=True)  # fmt: skip
                 approver.close()
-            sent = other.locator("table tr", has_text=bid)
+            sent = other.locator("section.broadcast.done", has_text=bid)
             for _ in range(60):  # the approvals stage decides; the page shows its state
                 other.goto(demo.url + "/broadcasts")
                 if sent.count() and "đã phát" in sent.first.inner_text():
