@@ -38,7 +38,8 @@ def apply(
             for b in pending_same_warning
             if b.status is BroadcastStatus.PENDING and b.broadcast_id != event.broadcast_id
         ]
-        return Step(event.broadcast, superseded=older)
+        requested = event.broadcast.model_copy(update={"requested_by": event.actor})
+        return Step(requested, superseded=older)
     if current is None:
         raise Refused(f"no broadcast {event.broadcast_id}")
     if event.action is ApprovalAction.CANCEL:
@@ -58,6 +59,13 @@ def apply(
         raise Refused(f"{event.broadcast_id} is {current.status.value}, not waiting for approval")
     if event.at >= current.expires_at:
         raise Refused(f"{event.broadcast_id} expired at {current.expires_at.isoformat()}")
+    if current.requested_by is not None and event.actor == current.requested_by:
+        # Two people besides the one who asked: the rule holds in the pipeline, not
+        # only in the console that hides the button.
+        raise Refused(
+            f"{event.actor} requested {event.broadcast_id} and cannot approve it: two "
+            "other operators must"
+        )
     if event.actor in current.approvals:
         raise Refused(
             f"{event.actor} already approved {event.broadcast_id}: a second, different "

@@ -536,6 +536,9 @@ class Broadcast(Message):
     sent_at: AwareDatetime | None = None
     cancelled_by: str | None = None
     reason: str = ""
+    #: Who asked for it (the request event's actor: an account in the console, or
+    #: ``canhbao`` when the route stage asks): that person may not approve it.
+    requested_by: str | None = None
 
 
 class ApprovalAction(StrEnum):

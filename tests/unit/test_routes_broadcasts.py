@@ -131,6 +131,18 @@ def test_two_different_operators_must_approve(flood) -> None:
     assert two.send and two.broadcast.status is BroadcastStatus.SENT
 
 
+def test_the_operator_who_requested_a_broadcast_cannot_approve_it(flood) -> None:
+    b, request = _request(flood)
+    asked = request.model_copy(update={"actor": "truc-ban-a"})
+    pending = bc.apply(None, asked, []).broadcast
+    assert pending.requested_by == "truc-ban-a"
+    with pytest.raises(bc.Refused, match="requested .* cannot approve"):
+        bc.apply(pending, _approve(b, "truc-ban-a"), [])
+    one = bc.apply(pending, _approve(b, "pho-ban-a"), [])
+    two = bc.apply(one.broadcast, _approve(b, "pho-ban-b"), [])
+    assert two.send and two.broadcast.approvals == ["pho-ban-a", "pho-ban-b"]
+
+
 def test_an_unapproved_broadcast_expires_and_cannot_be_approved_late(flood) -> None:
     b, request = _request(flood)
     pending = bc.apply(None, request, []).broadcast
