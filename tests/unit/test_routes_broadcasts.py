@@ -136,7 +136,7 @@ def test_the_operator_who_requested_a_broadcast_cannot_approve_it(flood) -> None
     asked = request.model_copy(update={"actor": "truc-ban-a"})
     pending = bc.apply(None, asked, []).broadcast
     assert pending.requested_by == "truc-ban-a"
-    with pytest.raises(bc.Refused, match="requested .* cannot approve"):
+    with pytest.raises(bc.Refused, match=r"requested .* cannot approve"):
         bc.apply(pending, _approve(b, "truc-ban-a"), [])
     one = bc.apply(pending, _approve(b, "pho-ban-a"), [])
     two = bc.apply(one.broadcast, _approve(b, "pho-ban-b"), [])
