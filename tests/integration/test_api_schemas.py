@@ -6,8 +6,11 @@ and invalid. No answer may be a 5xx; every answer must be one the document decla
 accepted and one it excludes refused (the document says what the server accepts).
 
 No broker: the ingest API writes to a memory sink, the record's API reads a SQLite
-record filled with a recorded stream. So it runs once, on the embedded-broker run
-(``--broker tansu``). An API more is one entry in ``APIS`` and one fixture.
+record filled with a recorded stream, the console reads a board of warnings held in
+memory and that record (its ``/openapi.json`` describes the record's API it mounts,
+with a department's token, and its own JSON, with a login's session cookie). So it
+runs once, on the embedded-broker run (``--broker tansu``). An API more is one fixture
+and one test.
 
 Examples per operation and kind: ``CANHBAO_SCHEMA_EXAMPLES`` (default 30)."""
 
@@ -15,32 +18,44 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import schemathesis
 from aiohttp import web
+from argon2 import PasswordHasher
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
+from prometheus_client import CollectorRegistry
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
 
 from alerting.directory import Directory
+from canhbao.console_record import RecordReader
+from console.accounts import Accounts, Role
+from console.board import Board
+from console.pages import Sources
+from console.web import SESSION_COOKIE, make_app
 from feeds.apikeys import KeyStore, Source, hash_key
 from feeds.http_api import IngestAPI
 from feeds.sink import MemorySink
 from recorder import migrate
-from recorder.api import RecordAPI
+from recorder.api import RecordAPI, openapi
 from recorder.decode import decode
 from recorder.store import Store
 from recorder.tokens import Tokens, add_department
 from tests.record_db import incoming
 from tests.record_stream import stream
+from tests.unit.test_console_web import PASSWORD, MemoryWriter, make_warning
+from topics.metrics import Metrics
+from topics.models import Area
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +69,7 @@ class Served:
     base_url: str
     openapi_url: str
     headers: dict[str, str]  # a client's credentials
+    cookies: dict[str, str] = field(default_factory=dict)  # a browser's session
     #: Checks that do not apply, each with the reason (none by default).
     excluded: tuple[Any, ...] = ()
 
@@ -136,6 +152,68 @@ def record_api(
         yield Served(base, f"{base}/api/v1/openapi.json", {"Authorization": f"Bearer {token}"})
 
 
+@pytest.fixture(scope="module")
+def console_api(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """The operator console as ``canhbao console`` serves it: the record's API mounted
+    under /api/v1 and the console's own JSON, behind a viewer's login."""
+    _only_on_the_embedded_run(request)
+    folder = tmp_path_factory.mktemp("console-api")
+    token = add_department(folder / "tokens.yaml", "national", [], [])
+    directory = Directory.load(REPO / "config/geography.yaml", REPO / "config/directory.yaml")
+    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    accounts = Accounts(folder / "console.db", b"k" * 32, hasher=fast)
+    accounts.add("viewer", Role.VIEWER, PASSWORD)
+    vu_ninh = Area(code="bn-vu-ninh", name="Vũ Ninh", province="bac-ninh")
+    kinh_bac = Area(code="bn-kinh-bac", name="Kinh Bắc", province="bac-ninh")
+    board = Board()
+    for w in (
+        make_warning(level=2),
+        make_warning(level=3, warning_id="b", areas=[vu_ninh, kinh_bac]),
+        make_warning(level=0, warning_id="cleared", areas=[kinh_bac], transition="cleared"),
+    ):
+        board.apply_warning(w)
+    store: dict[str, Store] = {}
+
+    async def make() -> web.Application:
+        s = store["s"] = Store.open(f"sqlite+aiosqlite:///{folder / 'record.db'}")
+        await migrate.upgrade(s.engine)
+        await s.apply("g", decode(incoming(stream())), {})
+        sources = Sources(
+            geography=directory.geography,
+            record=RecordReader(s.engine, {}),
+            record_api=RecordAPI(s.engine, Tokens(folder / "tokens.yaml")).subapp(),
+            record_openapi=openapi(),
+        )
+        return make_app(accounts, board, MemoryWriter(), metrics=Metrics(CollectorRegistry()),
+                        sources=sources)  # fmt: skip
+
+    with Server(make) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        # A viewer logs in as a browser does (the login page's nonce, then the form).
+        with requests.Session() as browser:
+            page = browser.get(f"{base}/login").text
+            nonce = re.search(r'name="nonce" value="([^"]+)"', page)
+            assert nonce is not None
+            r = browser.post(f"{base}/login", allow_redirects=False, data={
+                "name": "viewer", "password": PASSWORD, "nonce": nonce.group(1)})  # fmt: skip
+            assert r.status_code == 303, r.text
+            session = r.cookies[SESSION_COOKIE]
+            # The session is one (an answer of 401 is in the document: a lost login would
+            # pass unnoticed), and the board's warnings are in the answers checked.
+            levels = browser.get(f"{base}/api/console/levels").json()["areas"]
+            assert levels["bn-kinh-bac"]["level"] == 3 and levels["bn-vu-ninh"]["level"] == 3
+        yield Served(
+            base,
+            f"{base}/openapi.json",
+            # Both credentials on every request: the record's paths ask for the token,
+            # the console's for the session (each refuses a missing one on its own).
+            {"Authorization": f"Bearer {token}"},
+            {SESSION_COOKIE: session},
+        )
+
+
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -161,7 +239,11 @@ def fuzz(served: Served) -> list[str]:
         for mode in GenerationMode:
             # The credentials are fixed in every case: a "negative" case must get its
             # data wrong, not just lose the login (that 401 is tested on its own).
-            @given(case=operation.as_strategy(generation_mode=mode, headers=served.headers))
+            @given(
+                case=operation.as_strategy(
+                    generation_mode=mode, headers=served.headers, cookies=served.cookies
+                )
+            )
             @FUZZ
             def check(case: Any) -> None:
                 case.call_and_validate(
@@ -176,7 +258,9 @@ def fuzz(served: Served) -> list[str]:
                 check()
             except Unsatisfiable:
                 pass  # nothing to get wrong (GET /healthz takes no input): no negative case
-            except Exception as exc:  # hypothesis raises the smallest failing case's error
+            # Schemathesis raises the smallest failing case's failures as a group: a
+            # BaseExceptionGroup, not an Exception (it stopped the test at the first API).
+            except (Exception, BaseExceptionGroup) as exc:
                 failures.append(f"{operation.label} ({mode.value} data): {exc}")
     return failures
 
@@ -187,3 +271,7 @@ def test_the_ingest_api_keeps_to_its_openapi_document(ingest_api: Served) -> Non
 
 def test_the_record_api_keeps_to_its_openapi_document(record_api: Served) -> None:
     assert fuzz(record_api) == []
+
+
+def test_the_console_api_keeps_to_its_openapi_document(console_api: Served) -> None:
+    assert fuzz(console_api) == []
