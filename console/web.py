@@ -87,6 +87,7 @@ PUBLIC = ("/login", "/static/", "/healthz", "/favicon.ico", "/metrics")
 # The record's API checks its own (bearer) tokens; the console's OpenAPI document is public.
 PUBLIC_API = ("/api/v1/", "/openapi.json")
 HEARTBEAT_SECONDS = 15.0
+KHMER_FONT = "@fontsource/noto-sans-khmer/files"
 FALSE_ALARM = "báo động giả / false alarm"
 
 
@@ -844,6 +845,12 @@ def make_app(
     # OpenAPI document (console/pages/), each registered with one call.
     site = Site(render=render, refuse=refuse, lang=_lang, board=APP_BOARD)
     sources = sources or Sources()
+    # The Khmer SMS texts on the broadcasts page need a Khmer font, which few operator
+    # machines have; the console serves one itself (npm, no CDN). Without it the
+    # browser falls back to whatever it has.
+    khmer = sources.node_modules / KHMER_FONT
+    if khmer.is_dir():
+        app.router.add_static("/vendor/fonts/", khmer)
     map_page.register(app, site, sources)
     rules_page.register(app, site, sources)
     health_page.register(app, site, sources)

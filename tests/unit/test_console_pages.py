@@ -267,6 +267,17 @@ async def test_the_map_colours_a_commune_with_its_level_written(pages: Pages) ->
     assert js.status == 200 and "Leaflet" in (await js.text())[:2000]
 
 
+async def test_khmer_texts_get_a_khmer_font_the_console_serves_itself(pages: Pages) -> None:
+    """The broadcasts page shows the SMS in Khmer: without a Khmer font on the
+    operator's machine it would be a row of boxes. The console serves one (npm)."""
+    await _login(pages.client)
+    css = await (await pages.client.get("/static/console.css")).text()
+    assert "/vendor/fonts/noto-sans-khmer-khmer-400-normal.woff2" in css
+    assert "U+1780-17FF" in css  # only Khmer code points use it
+    font = await pages.client.get("/vendor/fonts/noto-sans-khmer-khmer-400-normal.woff2")
+    assert font.status == 200 and (await font.read())[:4] == b"wOF2"
+
+
 async def test_without_the_map_library_the_map_page_says_so(
     tmp_path: Path, directory: Directory
 ) -> None:
