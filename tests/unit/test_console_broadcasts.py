@@ -9,7 +9,7 @@ import html
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,13 @@ SENT_BID = f"{WID}:v3:citizens"
 
 
 def pending_broadcast() -> Broadcast:
+    # Times from the moment the test runs, not the module's import: the page counts
+    # the minutes left by the wall clock, and a whole suite can take longer than 25.
+    now = datetime.now(UTC)
     return Broadcast(
         broadcast_id=BID, warning=make_warning(version=4, level=3), communes=["bn-vu-ninh"],
-        channels=[Channel.SMS, Channel.LOUDSPEAKER], requested_at=NOW - timedelta(minutes=5),
-        expires_at=NOW + timedelta(minutes=25),
+        channels=[Channel.SMS, Channel.LOUDSPEAKER], requested_at=now - timedelta(minutes=5),
+        expires_at=now + timedelta(minutes=25),
     )  # fmt: skip
 
 

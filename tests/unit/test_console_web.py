@@ -106,8 +106,9 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
     board.apply_warning(make_warning())
     board.broadcasts[BID] = Broadcast(
         broadcast_id=BID, warning=make_warning(level=3), communes=["bn-vu-ninh"],
-        channels=[Channel.SMS, Channel.LOUDSPEAKER], requested_at=NOW,
-        expires_at=NOW + timedelta(minutes=30),
+        channels=[Channel.SMS, Channel.LOUDSPEAKER], requested_at=datetime.now(UTC),
+        # By the wall clock when the test runs (approvals expire by it), not at import.
+        expires_at=datetime.now(UTC) + timedelta(minutes=30),
     )  # fmt: skip
     board.requesters[BID] = "canhbao"
     writer = MemoryWriter()
