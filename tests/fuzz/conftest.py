@@ -25,7 +25,9 @@ FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # Health checks judge the strategies, not canhbao: one tripping on a loaded machine
+    # (a CI run failed once with no falsifying example kept) is not a defect found.
+    suppress_health_check=list(HealthCheck),
 )
 
 # --- Values --------------------------------------------------------------------------------
