@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from alerting.directory import ConfigError, _expand_values
+from topics import yamlio
 from topics.errors import field_errors
 
 
@@ -87,7 +88,7 @@ class Audiences:
     @classmethod
     def load(cls, path: Path) -> Audiences:
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            raw = yamlio.safe_load(path.read_text(encoding="utf-8")) or {}
             data = AudiencesFile.model_validate(_expand_values(raw))
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: {exc}") from exc

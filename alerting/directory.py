@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from topics import yamlio
 from topics.durations import Duration
 from topics.errors import field_errors
 from topics.models import Area, Channel, Domain
@@ -164,7 +165,7 @@ def _load_yaml(path: Path, expand: bool = False) -> Any:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text) or {}
+        data = yamlio.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if expand:

@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerting.palette import DECISION, PALETTE
+from topics import yamlio
 from topics.errors import field_errors
 
 DATA = Path(__file__).parent / "risk_levels.yaml"
@@ -133,7 +134,7 @@ class RiskTable:
     @classmethod
     def load(cls, path: Path = DATA) -> RiskTable:
         try:
-            raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw: Any = yamlio.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, yaml.YAMLError) as exc:
             raise RiskDataError(f"{path}: {exc}") from exc
         try:

@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from topics import yamlio
 from topics.durations import Duration, format_duration, parse_duration
 from topics.errors import field_errors
 from topics.models import Channel, Severity, Warning
@@ -474,7 +475,7 @@ class RoutingError(ValueError):
 
 def load_routing(path: Path) -> RoutingConfig:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yamlio.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise RoutingError(f"{path}: {exc}") from exc
     try:

@@ -32,6 +32,7 @@ from alerting.directory import Directory
 from pipeline.engine import Engine
 from pipeline.replay import Replay
 from pipeline.rules.loader import RuleError, RuleSet, compile_rules, read_sources
+from topics import yamlio
 from topics.durations import Duration
 from topics.errors import field_errors
 from topics.models import Action, Command, Domain, Phase, Reading, Report, Severity, Transition
@@ -250,7 +251,7 @@ class FileResult:
 def run_file(path: Path, directory: Directory) -> FileResult:
     """Run one test file; a file that cannot be read or compiled fails as a whole."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yamlio.safe_load(path.read_text(encoding="utf-8")) or {}
         spec = RuleTestFile.model_validate(data)
     except (OSError, yaml.YAMLError) as exc:
         return FileResult(0, 0, [f"{path}: {exc}"])

@@ -12,6 +12,8 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from topics import yamlio
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -43,7 +45,7 @@ def load_yaml_model(path: Path, model: type[M], error: type[Exception]) -> M:
     """The YAML file at ``path`` as a ``model``, or ``error`` with one line per problem
     (unreadable, not YAML, or each invalid field, named)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yamlio.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from topics import yamlio
 from topics.atomic import replace_file
 from topics.errors import field_errors
 
@@ -46,7 +47,7 @@ def read(path: Path, model: type[F], error: type[ValueError]) -> F:
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        return model.model_validate(yaml.safe_load(text) or {})
+        return model.model_validate(yamlio.safe_load(text) or {})
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {exc}") from None
     except ValidationError as exc:

@@ -45,6 +45,7 @@ from canhbao.broker import free_port
 from canhbao.processes import spawn, stop
 from canhbao.receiver import Delivery
 from canhbao.settings import REPO_ROOT
+from topics import yamlio
 from topics.catalogue import WARNINGS
 from topics.connection import Kafka, client_kwargs
 from topics.models import Warning
@@ -76,7 +77,7 @@ def bench_routes(shipped: Path, into: Path) -> Path:
     """The shipped routes, with one first route sending the burst's warnings (rule
     ``bench.peer``) to the agency's webhook alone, ungrouped, and nowhere else: the
     other warnings of the run (the latency probes) keep the shipped routing."""
-    config = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    config = yamlio.safe_load(shipped.read_text(encoding="utf-8"))
     config["route"].setdefault("routes", []).insert(
         0, {"matchers": [f'rule="{PEER_RULE}"'], "receivers": ["bench-peer"]}
     )

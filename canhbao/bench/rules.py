@@ -7,12 +7,12 @@ calm load."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
-import yaml
-
 from canhbao.bench.load import PROBE_METRIC, PROBE_STATION
+from topics import yamlio
 
 PROBE_RULE = f"""\
 rules:
@@ -33,7 +33,7 @@ def bench_geography(shipped: Path, into: Path, stations: list[str]) -> Path:
     """The shipped geography plus the benchmark's stations (calm river gauges) and its
     probe metric at the probe station: the validate stage refuses readings from
     stations or of metrics the geography does not know."""
-    geography = yaml.safe_load(shipped.read_text(encoding="utf-8"))
+    geography = yamlio.safe_load(shipped.read_text(encoding="utf-8"))
     for station in geography["stations"]:
         if station["id"] == PROBE_STATION:
             station["metrics"] = [*station["metrics"], PROBE_METRIC]
@@ -50,8 +50,11 @@ def bench_geography(shipped: Path, into: Path, stations: list[str]) -> Path:
         }
         for s in stations
     ]
-    target = into / "geography.yaml"
-    target.write_text(yaml.safe_dump(geography, allow_unicode=True), encoding="utf-8")
+    # Written as JSON, as another system would export thousands of stations: read as
+    # YAML, a geography of 100,000 stations costs the worker 800 MB before its first
+    # reading (topics/yamlio.py).
+    target = into / "geography.json"
+    target.write_text(json.dumps(geography, ensure_ascii=False), encoding="utf-8")
     return target
 
 

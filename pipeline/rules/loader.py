@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pipeline.quality import QualityConfig
 from pipeline.rules.kinds import Baseline
 from pipeline.rules.model import CompoundCondition, EndemicCondition, Rule
+from topics import yamlio
 from topics.models import Reading
 
 RULE_SUFFIXES = (".yaml", ".yml")
@@ -67,7 +68,7 @@ def _describe(name: str, data: Any, exc: ValidationError) -> list[str]:
 
 def parse_file(name: str, text: str) -> RuleFile:
     try:
-        data = yaml.safe_load(text) or {}
+        data = yamlio.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise RuleError([f"{name}: not valid YAML: {exc}"]) from exc
     if not isinstance(data, dict):
