@@ -9,7 +9,7 @@ from aiohttp import web
 
 from console.accounts import Accounts
 from console.board import Board
-from console.health import KafkaLag, KafkaRules
+from console.health import KafkaRules, MonitoredLag
 from console.history import History
 from console.kafka import Feeds, KafkaWriter
 from console.pages import Sources
@@ -32,14 +32,18 @@ async def serve(
 ) -> None:
     """Serve the console on ``host:port`` until ``stop`` is set. ``sources``: what the
     read-only pages read besides Kafka (geography, the record and its API)."""
-    sources = replace(sources or Sources(), kafka=KafkaLag(bootstrap), rules=KafkaRules(bootstrap))
     board = Board()
     feeds = Feeds(bootstrap, board)
     writer = KafkaWriter(bootstrap)
     metrics = metrics or Metrics.default()
-    # The console shows the whole pipeline's health: every consumer group's lag.
+    # The console shows the whole pipeline's health: every consumer group's lag, measured
+    # once for the gauge and the health page alike.
+    monitor = LagMonitor(bootstrap, metrics)
+    sources = replace(
+        sources or Sources(), kafka=MonitoredLag(monitor), rules=KafkaRules(bootstrap)
+    )
     lag_stop = asyncio.Event()
-    lag = asyncio.create_task(LagMonitor(bootstrap, metrics).run(lag_stop))
+    lag = asyncio.create_task(monitor.run(lag_stop))
     await writer.start()
     await feeds.start()
     app = make_app(accounts, board, writer, config, metrics, history, sources=sources)

@@ -15,6 +15,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -31,12 +32,39 @@ def lag_by_topic(
     """Records left to read per topic. A partition with no commit yet (offset < 0) has
     not been read by the group at all: its lag is unknown to Kafka, and counting its
     whole log would page someone for a group that simply starts at the end."""
-    lag: dict[str, int] = defaultdict(int)
-    for tp, offset in committed.items():
-        if offset < 0 or tp not in ends:
-            continue
-        lag[tp.topic] += max(0, ends[tp] - offset)
-    return dict(lag)
+    return {row.topic: row.lag for row in summarise({"": committed}, ends)}
+
+
+@dataclass(frozen=True)
+class LagRow:
+    """One group's position on one topic, summed over the partitions it committed."""
+
+    group: str
+    topic: str
+    lag: int  # records written and not yet committed by the group
+    committed: int
+    end: int
+    partitions: int
+
+
+def summarise(
+    committed: Mapping[str, Mapping[TopicPartition, int]], ends: Mapping[TopicPartition, int]
+) -> list[LagRow]:
+    """Per group and topic, largest lag first. Partitions without a commit (offset < 0)
+    or without a known end are left out (see :func:`lag_by_topic`)."""
+    sums: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for group, offsets in committed.items():
+        for tp, offset in offsets.items():
+            end = ends.get(tp)
+            if end is None or offset < 0:
+                continue
+            row = sums[(group, tp.topic)]
+            row[0] += max(0, end - offset)
+            row[1] += offset
+            row[2] += end
+            row[3] += 1
+    rows = [LagRow(g, t, *v) for (g, t), v in sums.items()]
+    return sorted(rows, key=lambda r: (-r.lag, r.group, r.topic))
 
 
 class LagMonitor:
@@ -57,6 +85,11 @@ class LagMonitor:
         self._shown: set[tuple[str, str]] = set()
         self._admin: AIOKafkaAdminClient | None = None
         self._consumer: AIOKafkaConsumer | None = None
+        #: The last measurement (every reader of lag shares it: the gauge, the
+        #: console's health page, the soak), when it was taken, and whether it was.
+        self.rows: list[LagRow] = []
+        self.measured_at: float | None = None
+        self.measured = asyncio.Event()
 
     async def start(self) -> None:
         self._admin = AIOKafkaAdminClient(**client_kwargs(self.bootstrap))
@@ -78,9 +111,9 @@ class LagMonitor:
         return sorted(str(g[0]) for g in listed)
 
     async def measure(self) -> dict[tuple[str, str], int]:
-        """One measurement, set on the gauge; (group, topic) → records left."""
+        """One measurement, set on the gauge and kept in :attr:`rows`;
+        (group, topic) → records left."""
         assert self._admin is not None and self._consumer is not None
-        found: dict[tuple[str, str], int] = {}
         # Asked for every partition by name: Tansu cannot answer "all of the group's"
         # (a null list), and a partition the group never committed comes back as -1.
         described = await self._admin.describe_topics()
@@ -90,16 +123,16 @@ class LagMonitor:
             if not t["error_code"] and not t["topic"].startswith("__")
             for p in t["partitions"]
         ]
-        if not every:
-            return found
-        for group in await self._groups():
+        committed: dict[str, dict[TopicPartition, int]] = {}
+        for group in await self._groups() if every else []:
             offsets = await self._admin.list_consumer_group_offsets(group, partitions=every)
-            committed = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
-            if not committed:
-                continue
-            ends = await self._consumer.end_offsets(list(committed))
-            for topic, lag in lag_by_topic(committed, ends).items():
-                found[(group, topic)] = lag
+            mine = {tp: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+            if mine:
+                committed[group] = mine
+        wanted = sorted({tp for offsets in committed.values() for tp in offsets})
+        ends = await self._consumer.end_offsets(wanted) if wanted else {}
+        self.rows = summarise(committed, ends)
+        found = {(r.group, r.topic): r.lag for r in self.rows}
         gauge = self.metrics.consumer_lag
         for key, lag in found.items():
             gauge.labels(*key).set(lag)
@@ -107,7 +140,18 @@ class LagMonitor:
             gauge.remove(*gone)
         self._shown = set(found)
         self.metrics.consumer_lag_updated.set(time.time())
+        self.measured_at = time.time()
+        self.measured.set()
         return found
+
+    def by_group(self, prefixes: tuple[str, ...] = ("",)) -> dict[str, int]:
+        """Records left per group whose id starts with one of ``prefixes``, as last
+        measured."""
+        out: dict[str, int] = defaultdict(int)
+        for row in self.rows:
+            if row.group.startswith(prefixes):
+                out[row.group] += row.lag
+        return dict(out)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Measure until ``stop`` is set (or cancelled); a failed measurement is logged

@@ -18,8 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import CollectorRegistry
 
 from canhbao.bench import latency, load
 from canhbao.bench.brokers import bench_broker
@@ -30,7 +29,8 @@ from canhbao.processes import spawn, stop
 from canhbao.receiver import WebhookReceiver
 from canhbao.settings import Settings
 from topics.admin import create_topics
-from topics.connection import Kafka, client_kwargs
+from topics.lag import LagMonitor
+from topics.metrics import Metrics
 
 
 def parse_duration(text: str) -> float:
@@ -52,38 +52,11 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def group_lags(bootstrap: Kafka, prefixes: tuple[str, ...]) -> dict[str, int]:
+async def group_lags(monitor: LagMonitor, prefixes: tuple[str, ...]) -> dict[str, int]:
     """Per consumer group whose id starts with one of ``prefixes``: records on its
     topics not yet committed (what it still has to do)."""
-    admin = AIOKafkaAdminClient(**client_kwargs(bootstrap))
-    consumer = AIOKafkaConsumer(**client_kwargs(bootstrap), group_id=None)
-    await admin.start()
-    await consumer.start()
-    try:
-        groups = sorted(
-            g[0] for g in await admin.list_consumer_groups() if g[0].startswith(prefixes)
-        )
-        # Every partition of canhbao's topics, asked of each group by name: a group's
-        # own list (partitions=None) is not answered by every Kafka-compatible broker.
-        tps = [
-            TopicPartition(t, p)
-            for t in sorted(await consumer.topics())
-            if t.startswith("canhbao.")
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        ends = await consumer.end_offsets(tps)
-        out: dict[str, int] = {}
-        for group in groups:
-            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
-            out[group] = sum(
-                max(0, ends[tp] - meta.offset)
-                for tp, meta in committed.items()
-                if meta is not None and meta.offset >= 0
-            )
-        return out
-    finally:
-        await consumer.stop()
-        await admin.close()
+    await monitor.measure()
+    return monitor.by_group(prefixes)
 
 
 @dataclass
@@ -168,7 +141,9 @@ async def soak(cfg: SoakConfig, settings: Settings, say: Any) -> SoakResult:
         (work / "data").mkdir()
         worker = Worker(env, work / "worker.log")
         procs: dict[str, subprocess.Popen[bytes]] = {}
+        lags = LagMonitor(broker.bootstrap, Metrics(CollectorRegistry()))
         try:
+            await lags.start()
             worker.start()
             assert worker.proc is not None
             procs["worker"] = worker.proc
@@ -204,7 +179,7 @@ async def soak(cfg: SoakConfig, settings: Settings, say: Any) -> SoakResult:
                     max_ms=r.max_ms,
                     rss_mb={name: rss_mb(p.pid) for name, p in procs.items()},
                     # The worker's and recorder's groups, and the webhook dispatcher's.
-                    lag=await group_lags(broker.bootstrap, (app_id, "canhbao.dispatch.")),
+                    lag=await group_lags(lags, (app_id, "canhbao.dispatch.")),
                 )
                 result.windows.append(w)
                 say(
@@ -217,6 +192,7 @@ async def soak(cfg: SoakConfig, settings: Settings, say: Any) -> SoakResult:
         finally:
             for proc in procs.values():
                 stop(proc)
+            await lags.stop()
             await receiver.stop()
     return result
 

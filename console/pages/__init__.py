@@ -54,7 +54,7 @@ class Record(Protocol):
 
 
 class KafkaHealth(Protocol):
-    """The consumer groups' lag (``console.health.KafkaLag`` on a real cluster)."""
+    """The consumer groups' lag (``console.health.MonitoredLag`` on a real cluster)."""
 
     async def lag(self) -> list[dict[str, Any]]:
         """One entry per consumer group and topic: group, topic, lag, committed, end."""

@@ -25,7 +25,7 @@ from console.accounts import Accounts, Role
 from console.board import Board
 from console.charts import bar_chart, buckets
 from console.geo import area_levels, geojson
-from console.health import summarise_lag
+from console.health import MonitoredLag
 from console.pages import Sources
 from console.pages.health import reason_kind, summarise_dead_letters
 from console.web import make_app
@@ -40,6 +40,7 @@ from tests.record_db import incoming
 from tests.record_stream import T0, stream
 from tests.unit.test_console_web import PASSWORD, make_warning
 from topics.catalogue import DEADLETTER
+from topics.lag import LagMonitor, LagRow, summarise
 from topics.metrics import Metrics
 from topics.models import (
     Area,
@@ -121,15 +122,29 @@ def test_a_commune_takes_the_highest_level_of_its_active_warnings() -> None:
 def test_lag_is_summed_per_group_and_topic_largest_first() -> None:
     a0, a1, b0 = (TopicPartition("canhbao.warnings", 0), TopicPartition("canhbao.warnings", 1),
                   TopicPartition("canhbao.receipts", 0))  # fmt: skip
-    rows = summarise_lag(
+    rows = summarise(
         {"canhbao.record": {a0: 10, a1: 5, b0: 7}, "canhbao": {a0: 12, a1: -1}},
         {a0: 12, a1: 9, b0: 7},
     )
-    assert rows[0] == {"group": "canhbao.record", "topic": "canhbao.warnings", "lag": 6,
-                       "committed": 15, "end": 21, "partitions": 2}  # fmt: skip
+    assert rows[0] == LagRow(group="canhbao.record", topic="canhbao.warnings", lag=6,
+                             committed=15, end=21, partitions=2)  # fmt: skip
     # -1: nothing committed on that partition yet, not a lag of end + 1.
-    assert {(r["group"], r["topic"], r["lag"]) for r in rows[1:]} == {
+    assert {(r.group, r.topic, r.lag) for r in rows[1:]} == {
         ("canhbao.record", "canhbao.receipts", 0), ("canhbao", "canhbao.warnings", 0)}  # fmt: skip
+
+
+async def test_the_health_page_shows_the_lag_the_console_measured_last() -> None:
+    """The page reads the console's lag monitor (also the gauge) instead of asking
+    Kafka again; before a first measurement it says so rather than showing no lag."""
+    monitor = LagMonitor("127.0.0.1:1", Metrics(CollectorRegistry()))
+    with pytest.raises(RuntimeError, match="not measured yet"):
+        await MonitoredLag(monitor, wait=0.01).lag()
+    monitor.rows = [LagRow("canhbao", "canhbao.readings.water", 42, 958, 1000, 3)]
+    monitor.measured_at = 1.0
+    monitor.measured.set()
+    assert await MonitoredLag(monitor).lag() == [
+        {"group": "canhbao", "topic": "canhbao.readings.water", "lag": 42,
+         "committed": 958, "end": 1000, "partitions": 3}]  # fmt: skip
 
 
 def test_dead_letters_group_by_stage_and_kind_of_reason() -> None:
