@@ -5,8 +5,6 @@ console's lag monitor last measured them) and the rule set in force on
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import asdict
 from typing import Any
@@ -20,20 +18,16 @@ log = logging.getLogger(__name__)
 
 
 class MonitoredLag:
-    """The lag the console's own :class:`~topics.lag.LagMonitor` measured last (every
-    few seconds, for its gauge too): the page does not ask Kafka again on each view."""
+    """The lag the console's own :class:`~topics.lag.LagMonitor` measures for its gauge,
+    measured again only when older than ``max_age`` seconds: the page shows what was
+    just written, and many viewers do not multiply the questions put to Kafka."""
 
-    def __init__(self, monitor: LagMonitor, wait: float = 10.0) -> None:
+    def __init__(self, monitor: LagMonitor, max_age: float = 2.0) -> None:
         self.monitor = monitor
-        self.wait = wait
+        self.max_age = max_age
 
     async def lag(self) -> list[dict[str, Any]]:
-        if not self.monitor.measured.is_set():  # the console just started: one moment
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.monitor.measured.wait(), self.wait)
-        if self.monitor.measured_at is None:
-            raise RuntimeError("consumer lag not measured yet: is the broker reachable?")
-        return [asdict(row) for row in self.monitor.rows]
+        return [asdict(row) for row in await self.monitor.latest(self.max_age)]
 
 
 class KafkaRules:

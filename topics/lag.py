@@ -90,6 +90,7 @@ class LagMonitor:
         self.rows: list[LagRow] = []
         self.measured_at: float | None = None
         self.measured = asyncio.Event()
+        self._lock = asyncio.Lock()  # one measurement at a time: the loop's or a reader's
 
     async def start(self) -> None:
         self._admin = AIOKafkaAdminClient(**client_kwargs(self.bootstrap))
@@ -110,9 +111,24 @@ class LagMonitor:
         listed = await self._admin.list_consumer_groups()
         return sorted(str(g[0]) for g in listed)
 
+    async def latest(self, max_age: float) -> list[LagRow]:
+        """The last measurement, measured again first when it is older than ``max_age``
+        seconds (a page viewed just after something was written shows it, and any
+        number of viewers cost at most one measurement per ``max_age``)."""
+        async with self._lock:
+            if self._admin is None:
+                await self.start()
+            if self.measured_at is None or time.time() - self.measured_at > max_age:
+                await self._measure()
+        return self.rows
+
     async def measure(self) -> dict[tuple[str, str], int]:
         """One measurement, set on the gauge and kept in :attr:`rows`;
         (group, topic) → records left."""
+        async with self._lock:
+            return await self._measure()
+
+    async def _measure(self) -> dict[tuple[str, str], int]:
         assert self._admin is not None and self._consumer is not None
         # Asked for every partition by name: Tansu cannot answer "all of the group's"
         # (a null list), and a partition the group never committed comes back as -1.
@@ -159,9 +175,10 @@ class LagMonitor:
         stop = stop or asyncio.Event()
         while not stop.is_set():
             try:
-                if self._admin is None:
-                    await self.start()
-                await self.measure()
+                async with self._lock:
+                    if self._admin is None:
+                        await self.start()
+                    await self._measure()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker away for a while: measure again later

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -133,18 +134,32 @@ def test_lag_is_summed_per_group_and_topic_largest_first() -> None:
         ("canhbao.record", "canhbao.receipts", 0), ("canhbao", "canhbao.warnings", 0)}  # fmt: skip
 
 
-async def test_the_health_page_shows_the_lag_the_console_measured_last() -> None:
-    """The page reads the console's lag monitor (also the gauge) instead of asking
-    Kafka again; before a first measurement it says so rather than showing no lag."""
-    monitor = LagMonitor("127.0.0.1:1", Metrics(CollectorRegistry()))
-    with pytest.raises(RuntimeError, match="not measured yet"):
-        await MonitoredLag(monitor, wait=0.01).lag()
-    monitor.rows = [LagRow("canhbao", "canhbao.readings.water", 42, 958, 1000, 3)]
-    monitor.measured_at = 1.0
-    monitor.measured.set()
-    assert await MonitoredLag(monitor).lag() == [
-        {"group": "canhbao", "topic": "canhbao.readings.water", "lag": 42,
+async def test_the_health_page_reuses_a_fresh_lag_measurement() -> None:
+    """The page reads the console's lag monitor (also the gauge's): a measurement
+    younger than ``max_age`` is shown as it is, without asking Kafka again."""
+
+    class Counting(LagMonitor):
+        asked = 0
+
+        async def start(self) -> None:
+            self._admin = self._consumer = object()  # type: ignore[assignment]
+
+        async def _measure(self) -> dict[tuple[str, str], int]:
+            self.asked += 1
+            self.rows = [LagRow("canhbao", "canhbao.readings.water", 40 + self.asked, 958,
+                                1000, 3)]  # fmt: skip
+            self.measured_at = time.time()
+            return {}
+
+    monitor = Counting("127.0.0.1:1", Metrics(CollectorRegistry()))
+    page = MonitoredLag(monitor, max_age=60)
+    first = await page.lag()
+    assert await page.lag() == first == [
+        {"group": "canhbao", "topic": "canhbao.readings.water", "lag": 41,
          "committed": 958, "end": 1000, "partitions": 3}]  # fmt: skip
+    assert monitor.asked == 1
+    monitor.measured_at = time.time() - 61  # older than max_age: measured again
+    assert (await page.lag())[0]["lag"] == 42
 
 
 def test_dead_letters_group_by_stage_and_kind_of_reason() -> None:
