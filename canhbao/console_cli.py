@@ -46,28 +46,26 @@ def cmd_console(args: argparse.Namespace) -> int:
             metrics.serve(settings.metrics_port)
             from alerting.routes import load_routing
             from console.broadcasts import citizen_receiver
+            from recorder.store import connect
 
+            # Read once, for the broadcast form and the pages alike.
+            directory = Directory.load(settings.geography_path, settings.directory_path)
             # The routing's citizen receiver: what a broadcast asked for in the console
             # goes out on, and when it expires, as the pipeline's own requests.
             config = ConsoleConfig(behind_https=settings.console_behind_https,
-                                   directory=Directory.load(settings.geography_path,
-                                                            settings.directory_path),
+                                   directory=directory,
                                    citizens=citizen_receiver(
                                        load_routing(settings.routes_path)))  # fmt: skip
             # A warning's history comes from the threat record (canhbao record); so do
-            # the map, rules, health and indicators pages and the record's API.
-            history = RecordHistory(settings.record_url(), settings.rules_path)
-            pages, engine = sources(
-                settings.geography_path,
-                settings.directory_path,
-                settings.record_url(),
-                settings.record_api_tokens_path,
-            )
+            # the map, rules, health and indicators pages and the record's API: one
+            # engine (one connection pool) for them all.
+            engine = connect(settings.record_url())
+            history = RecordHistory(engine, settings.rules_path)
+            pages = sources(directory, engine, settings.record_api_tokens_path)
             try:
                 await serve(bootstrap, accounts, args.host, args.port, stop_event(), config,
                             history=history, sources=pages)  # fmt: skip
             finally:
-                await history.close()
                 await engine.dispose()
 
         asyncio.run(main())

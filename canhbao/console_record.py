@@ -26,27 +26,18 @@ from pipeline.rules.loader import RuleError, compile_rules, read_sources
 from recorder.indicators import indicators, parse_period
 from recorder.report import gather
 from recorder.schema import DeadLetterRow, DeliveryAttempt, RuleSetRow
-from recorder.store import connect
 
 LOCAL = timezone(timedelta(hours=7), "ICT")
 T = TypeVar("T")
 
 
 class RecordHistory:
-    def __init__(self, url: str, rules_path: Path | None = None) -> None:
-        self.url = url
+    """``console.history.History`` on the record's engine (shared with the pages' reads:
+    one connection pool per console)."""
+
+    def __init__(self, engine: AsyncEngine, rules_path: Path | None = None) -> None:
+        self.engine = engine
         self.rules_path = rules_path
-        self._engine: AsyncEngine | None = None
-
-    @property
-    def engine(self) -> AsyncEngine:
-        if self._engine is None:
-            self._engine = connect(self.url)
-        return self._engine
-
-    async def close(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
 
     async def warning(self, warning_id: str, rule_id: str) -> WarningRecord | None:
         try:
@@ -153,23 +144,18 @@ class RecordReader:
         )
 
 
-def sources(
-    geography_path: Path, directory_path: Path, record_url: str, tokens_path: Path
-) -> tuple[Sources, AsyncEngine]:
+def sources(directory: Directory, engine: AsyncEngine, tokens_path: Path) -> Sources:
     """What ``canhbao console`` gives its pages: the geography and directory (the map,
     the lead agencies' receivers), the record and its API with the departments'
-    tokens. The engine is returned for the caller to dispose of."""
+    tokens, all on ``engine`` (the caller's, which it disposes of)."""
     from recorder.api import RecordAPI, openapi
     from recorder.tokens import Tokens
 
-    directory = Directory.load(geography_path, directory_path)
     leads = {code: {r.id for r in a.receivers} for code, a in directory.agencies.items()}
-    engine = connect(record_url)
     api = RecordAPI(engine, Tokens(tokens_path), leads)
-    found = Sources(
+    return Sources(
         geography=directory.geography,
         record=RecordReader(engine, leads),
         record_api=api.subapp(),
         record_openapi=openapi(),
     )
-    return found, engine

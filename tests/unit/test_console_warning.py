@@ -28,7 +28,7 @@ from console.board import Board
 from console.history import HistoryUnavailable, Level, WarningRecord, deliveries, timeline
 from console.web import ConsoleConfig, make_app
 from recorder.decode import decode
-from recorder.store import Store
+from recorder.store import Store, connect
 from tests.record_db import incoming
 from tests.record_stream import stream
 from tests.unit.test_console_web import PASSWORD, WID, MemoryWriter, login, make_warning
@@ -214,7 +214,7 @@ def record_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 async def test_the_console_reads_a_warnings_history_from_the_record(record_db: str) -> None:
-    history = RecordHistory(record_db, REPO_ROOT / "rules")
+    history = RecordHistory(connect(record_db), REPO_ROOT / "rules")
     try:
         found = await history.warning("water.flood.3:st-3", "water.flood.dap-cau")
         assert found is not None
@@ -226,11 +226,11 @@ async def test_the_console_reads_a_warnings_history_from_the_record(record_db: s
         assert found.levels == []
         assert await history.warning("water.nothing:here", "x") is None
     finally:
-        await history.close()
+        await history.engine.dispose()
     # No rule set on record at all: the levels of the rule in the rule files.
     with sqlite3.connect(record_db.split(":///", 1)[1]) as db:
         db.execute("delete from rule_sets")
-    history = RecordHistory(record_db, REPO_ROOT / "rules")
+    history = RecordHistory(connect(record_db), REPO_ROOT / "rules")
     try:
         found = await history.warning("water.flood.3:st-3", "water.flood.dap-cau")
         assert found is not None
@@ -238,13 +238,13 @@ async def test_the_console_reads_a_warnings_history_from_the_record(record_db: s
             ("I", 4.3), ("II", 5.3), ("III", 6.3)
         ]  # fmt: skip
     finally:
-        await history.close()
+        await history.engine.dispose()
 
 
 async def test_a_record_not_made_yet_is_said_not_crashed_on(tmp_path: Path) -> None:
-    history = RecordHistory(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
+    history = RecordHistory(connect(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"))
     try:
         with pytest.raises(HistoryUnavailable, match="no such table"):
             await history.warning(WID, "water.flood.dap-cau")
     finally:
-        await history.close()
+        await history.engine.dispose()
