@@ -41,7 +41,8 @@ class RecordHistory:
 
     async def warning(self, warning_id: str, rule_id: str) -> WarningRecord | None:
         try:
-            event = await gather(self.engine, warning_id)
+            # The page shows the timeline, states and readings, not the indicators.
+            event = await gather(self.engine, warning_id, with_indicators=False)
             if event is None:
                 return None
             raised = min(s.raised_at for s in event.states)

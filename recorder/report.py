@@ -59,9 +59,14 @@ class EventRecord:
 
 
 async def gather(
-    engine: AsyncEngine, warning_id: str, lead_receivers: Mapping[str, set[str]] | None = None
+    engine: AsyncEngine,
+    warning_id: str,
+    lead_receivers: Mapping[str, set[str]] | None = None,
+    with_indicators: bool = True,
 ) -> EventRecord | None:
-    """Everything the report shows, from the record; None when it holds nothing."""
+    """Everything the report shows, from the record; None when it holds nothing.
+    ``with_indicators=False`` leaves out the event's indicators (a query over its
+    deliveries and actions) for a view that does not show them."""
     timeline = await queries.timeline(engine, warning_id)
     if timeline is None or not timeline["states"]:
         return None
@@ -83,7 +88,7 @@ async def gather(
         ],
         [Reading(r.station_id, r.metric, r.observed_at, r.value, None) for r in around.selected],
     )
-    found = await event_indicators(engine, warning_id, lead_receivers)
+    found = await event_indicators(engine, warning_id, lead_receivers) if with_indicators else {}
     return EventRecord(warning_id, timeline, states, readings, found or {})
 
 
