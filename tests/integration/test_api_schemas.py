@@ -29,7 +29,6 @@ import pytest
 import requests
 import schemathesis
 from aiohttp import web
-from argon2 import PasswordHasher
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from prometheus_client import CollectorRegistry
@@ -39,7 +38,7 @@ from schemathesis.specs.openapi.checks import ignored_auth, positive_data_accept
 
 from alerting.directory import Directory
 from canhbao.console_record import RecordReader
-from console.accounts import Accounts, Role
+from console.accounts import Role
 from console.board import Board
 from console.pages import Sources
 from console.web import SESSION_COOKIE, make_app
@@ -51,9 +50,9 @@ from recorder.api import RecordAPI, openapi
 from recorder.decode import decode
 from recorder.store import Store
 from recorder.tokens import Tokens, add_department
+from tests.console_kit import PASSWORD, MemoryWriter, accounts, make_warning
 from tests.record_db import incoming
 from tests.record_stream import stream
-from tests.unit.test_console_web import PASSWORD, MemoryWriter, make_warning
 from topics.metrics import Metrics
 from topics.models import Area
 
@@ -162,9 +161,7 @@ def console_api(
     folder = tmp_path_factory.mktemp("console-api")
     token = add_department(folder / "tokens.yaml", "national", [], [])
     directory = Directory.load(REPO / "config/geography.yaml", REPO / "config/directory.yaml")
-    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts = Accounts(folder / "console.db", b"k" * 32, hasher=fast)
-    accounts.add("viewer", Role.VIEWER, PASSWORD)
+    people = accounts(folder / "console.db", ("viewer", Role.VIEWER))
     vu_ninh = Area(code="bn-vu-ninh", name="Vũ Ninh", province="bac-ninh")
     kinh_bac = Area(code="bn-kinh-bac", name="Kinh Bắc", province="bac-ninh")
     board = Board()
@@ -186,7 +183,7 @@ def console_api(
             record_api=RecordAPI(s.engine, Tokens(folder / "tokens.yaml")).subapp(),
             record_openapi=openapi(),
         )
-        return make_app(accounts, board, MemoryWriter(), metrics=Metrics(CollectorRegistry()),
+        return make_app(people, board, MemoryWriter(), metrics=Metrics(CollectorRegistry()),
                         sources=sources)  # fmt: skip
 
     with Server(make) as server:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
 
 from alerting.directory import Directory
+from console.board import Board
+from console.web import make_app
 from pipeline.lifecycle import Context
 from pipeline.rules.loader import RuleSet, load_rules
 from pipeline.rules.model import Rule
+from tests.console_kit import BID, Console, MemoryWriter, accounts, make_warning
 from tests.unit.stage_kit import Outputs
-from topics.models import Reading
+from topics.metrics import Metrics
+from topics.models import Broadcast, Channel, Reading
 
 REPO = Path(__file__).resolve().parents[2]
 ICT = timezone(timedelta(hours=7))
@@ -181,3 +187,28 @@ def out() -> Outputs:
 @pytest.fixture
 def table() -> MemoryTable:
     return MemoryTable()
+
+
+# -- the console's web application on an in-memory board and writer ---------------------
+
+
+@pytest.fixture
+async def console(tmp_path: Path) -> AsyncIterator[Console]:
+    people = accounts(tmp_path / "console.db")
+    board = Board()
+    board.apply_warning(make_warning())
+    board.broadcasts[BID] = Broadcast(
+        broadcast_id=BID, warning=make_warning(level=3), communes=["bn-vu-ninh"],
+        channels=[Channel.SMS, Channel.LOUDSPEAKER], requested_at=datetime.now(UTC),
+        # By the wall clock when the test runs (approvals expire by it), not at import.
+        expires_at=datetime.now(UTC) + timedelta(minutes=30),
+    )  # fmt: skip
+    board.requesters[BID] = "canhbao"
+    writer = MemoryWriter()
+    metrics = Metrics(CollectorRegistry())
+    client = TestClient(TestServer(make_app(people, board, writer, metrics=metrics)))
+    await client.start_server()
+    try:
+        yield Console(client, board, writer, people, metrics)
+    finally:
+        await client.close()

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from argon2 import PasswordHasher
 from prometheus_client import CollectorRegistry
 
 from alerting.audiences import Audiences, AudiencesFile
@@ -25,17 +24,18 @@ from alerting.notify import citizen_notifications
 from alerting.render import RenderError
 from alerting.routes import load_routing
 from canhbao.settings import REPO_ROOT
-from console.accounts import Accounts, Role
+from console.accounts import Role
 from console.board import Board
 from console.broadcasts import citizen_receiver, citizen_texts, delivery_counts, minutes_left
 from console.history import WarningRecord
 from console.web import ConsoleConfig, make_app
-from tests.unit.test_console_web import (
+from tests.console_kit import (
     BID,
     NOW,
-    PASSWORD,
     WID,
+    Console,
     MemoryWriter,
+    accounts,
     csrf_of,
     login,
     make_warning,
@@ -109,24 +109,9 @@ class FakeHistory:
         return self.record
 
 
-@dataclass
-class Console:
-    client: TestClient[Any, Any]
-    board: Board
-    writer: MemoryWriter
-    metrics: Metrics
-
-    def count(self, name: str, **labels: str) -> float:
-        return self.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
 @pytest.fixture
 async def console(tmp_path: Path) -> AsyncIterator[Console]:
-    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts = Accounts(tmp_path / "console.db", b"k" * 32, hasher=fast)
-    for role in Role:
-        accounts.add(role.value, role, PASSWORD)
-    accounts.add("approver-2", Role.APPROVER, PASSWORD)
+    people = accounts(tmp_path / "console.db")
     board = Board()
     board.apply_warning(make_warning(version=4, level=3))
     for b in (pending_broadcast(), sent_broadcast()):
@@ -135,12 +120,12 @@ async def console(tmp_path: Path) -> AsyncIterator[Console]:
     writer = MemoryWriter()
     metrics = Metrics(CollectorRegistry())
     config = ConsoleConfig(directory=DIRECTORY, citizens=CITIZENS)
-    app = make_app(accounts, board, writer, config, metrics=metrics,
+    app = make_app(people, board, writer, config, metrics=metrics,
                    history=FakeHistory(sent_record()))  # fmt: skip
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        yield Console(client, board, writer, metrics)
+        yield Console(client, board, writer, people, metrics)
     finally:
         await client.close()
 
@@ -329,15 +314,13 @@ async def test_a_broadcast_whose_texts_cannot_be_rendered_can_still_be_rejected(
         return render
 
     monkeypatch.setattr(console.web, "renderer", refusing)
-    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts = Accounts(tmp_path / "console.db", b"k" * 32, hasher=fast)
-    accounts.add("approver", Role.APPROVER, PASSWORD)
+    people = accounts(tmp_path / "console.db", ("approver", Role.APPROVER))
     board = Board()
     board.broadcasts[BID] = pending_broadcast()
     writer = MemoryWriter()
-    app = make_app(accounts, board, writer, ConsoleConfig(directory=DIRECTORY),
-                   metrics=Metrics(CollectorRegistry()))  # fmt: skip
-    c = Console(TestClient(TestServer(app)), board, writer, Metrics(CollectorRegistry()))
+    metrics = Metrics(CollectorRegistry())
+    app = make_app(people, board, writer, ConsoleConfig(directory=DIRECTORY), metrics=metrics)
+    c = Console(TestClient(TestServer(app)), board, writer, people, metrics)
     await c.client.start_server()
     try:
         await login(c.client, "approver")

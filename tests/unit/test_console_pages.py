@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import TopicPartition
-from argon2 import PasswordHasher
 from prometheus_client import CollectorRegistry
 
 from alerting.directory import Directory
 from canhbao.console_record import RecordReader
-from console.accounts import Accounts, Role
+from console.accounts import Role
 from console.board import Board
 from console.charts import bar_chart, buckets
 from console.geo import area_levels, geojson
@@ -37,9 +36,9 @@ from recorder.decode import decode
 from recorder.indicators import indicators, parse_period
 from recorder.store import Store
 from recorder.tokens import Tokens, add_department
+from tests.console_kit import PASSWORD, accounts, make_warning
 from tests.record_db import incoming
 from tests.record_stream import T0, stream
-from tests.unit.test_console_web import PASSWORD, make_warning
 from topics.catalogue import DEADLETTER
 from topics.lag import LagMonitor, LagRow, summarise
 from topics.metrics import Metrics
@@ -236,12 +235,10 @@ async def _console(tmp_path: Path, directory: Directory, **over: Any) -> AsyncIt
     )
     for k, v in over.items():
         object.__setattr__(sources, k, v)
-    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts = Accounts(tmp_path / "console.db", b"k" * 32, hasher=fast)
-    accounts.add("viewer", Role.VIEWER, PASSWORD)
+    people = accounts(tmp_path / "console.db", ("viewer", Role.VIEWER))
     board = Board()
     board.apply_warning(make_warning(level=2))
-    app = make_app(accounts, board, _Writer(), metrics=Metrics(CollectorRegistry()),
+    app = make_app(people, board, _Writer(), metrics=Metrics(CollectorRegistry()),
                    sources=sources)  # fmt: skip
     client: Client = TestClient(TestServer(app))
     await client.start_server()

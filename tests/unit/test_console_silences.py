@@ -15,10 +15,8 @@ import pytest
 
 from alerting.routes import Silence
 from console.silences import Entry, SilenceError, listing, make, matchers_of, preview, silenced_by
-from tests.unit.test_console_web import WID, Console, console, csrf_of, login, make_warning
+from tests.console_kit import WID, Console, csrf_of, login, make_warning
 from topics.models import Warning
-
-__all__ = ["console"]  # the fixture, shared with the other console tests
 
 NOW = datetime.now(UTC)
 

@@ -9,10 +9,8 @@ from typing import Any
 
 from console.board import Filter
 from console.streamgroups import group_id, group_key, group_stream
-from tests.unit.test_console_web import Console, console, login, make_warning
+from tests.console_kit import Console, login, make_warning
 from topics.models import Area, Warning
-
-__all__ = ["console"]  # the fixture, used by name
 
 VU_NINH = Area(code="bn-vu-ninh", name="Vũ Ninh", province="bn")
 KINH_BAC = Area(code="bn-kinh-bac", name="Kinh Bắc", province="bn")

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from argon2 import PasswordHasher
 from prometheus_client import CollectorRegistry
 
 from alerting.chart import Period, Point, Threshold, readings_chart, readings_charts
@@ -23,15 +22,15 @@ from alerting.directory import Directory
 from canhbao.cli import main
 from canhbao.console_record import RecordHistory
 from canhbao.settings import REPO_ROOT
-from console.accounts import Accounts, Role
+from console.accounts import Role
 from console.board import Board
 from console.history import HistoryUnavailable, Level, WarningRecord, deliveries, timeline
 from console.web import ConsoleConfig, make_app
 from recorder.decode import decode
 from recorder.store import Store, connect
+from tests.console_kit import WID, MemoryWriter, accounts, login, make_warning
 from tests.record_db import incoming
 from tests.record_stream import stream
-from tests.unit.test_console_web import PASSWORD, WID, MemoryWriter, login, make_warning
 from topics.metrics import Metrics
 
 T0 = datetime(2026, 10, 14, 3, 0, tzinfo=UTC)
@@ -127,14 +126,12 @@ class FakeHistory:
 
 
 async def page_of(tmp_path: Path, history: Any, lang: str = "vi") -> str:
-    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts = Accounts(tmp_path / "console.db", b"k" * 32, hasher=fast)
-    accounts.add("viewer", Role.VIEWER, PASSWORD)
+    people = accounts(tmp_path / "console.db", ("viewer", Role.VIEWER))
     board = Board()
     board.apply_warning(make_warning(version=2, level=2, transition="escalated"))
     directory = Directory.load(REPO_ROOT / "config" / "geography.yaml",
                                REPO_ROOT / "config" / "directory.yaml")  # fmt: skip
-    app = make_app(accounts, board, MemoryWriter(), ConsoleConfig(directory=directory),
+    app = make_app(people, board, MemoryWriter(), ConsoleConfig(directory=directory),
                    Metrics(CollectorRegistry()), history)  # fmt: skip
     client = TestClient(TestServer(app))
     await client.start_server()

@@ -6,137 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from argon2 import PasswordHasher
 from prometheus_client import CollectorRegistry
 
-from alerting.routes import Silence
-from console.accounts import MAX_FAILURES, Accounts, Role
+from console.accounts import MAX_FAILURES, Role
 from console.board import Board
 from console.web import ConsoleConfig, make_app
+from tests.console_kit import (
+    BID,
+    PASSWORD,
+    WID,
+    Console,
+    MemoryWriter,
+    accounts,
+    csrf_of,
+    login,
+    make_warning,
+)
 from topics.metrics import Metrics
 from topics.models import (
     Action,
-    Agency,
     ApprovalAction,
-    ApprovalEvent,
-    Area,
-    Broadcast,
-    Channel,
-    Command,
-    Evidence,
     Phase,
-    Warning,
 )
-
-PASSWORD = "correct horse battery"
-NOW = datetime.now(UTC)
-WID = "water.flood.dap-cau:dap-cau"
-BID = f"{WID}:v4:citizens"
-ROMAN = {0: "", 1: "I", 2: "II", 3: "III"}
-LEVEL_AT = {0: 4.3, 1: 4.3, 2: 5.3, 3: 6.3}
-
-
-def make_warning(version: int = 1, level: int = 2, **over: Any) -> Warning:
-    fields: dict[str, Any] = {
-        "warning_id": WID, "version": version, "rule_id": "water.flood.dap-cau",
-        "domain": "water", "hazard": "river_flood", "subject": "dap-cau",
-        "transition": "raised", "level": level, "level_name": ROMAN[level],
-        "severity": "Severe", "scope_tier": "province",
-        "areas": [Area(code="bn-vu-ninh", name="Vũ Ninh", province="bn")],
-        "lead_agency": Agency(code="snnmt", name_vi="Sở Nông nghiệp và Môi trường",
-                              name_en="Department of Agriculture and Environment"),
-        # The shipped rule's levels: I from 4.30 m, II from 5.30 m, III from 6.30 m.
-        "evidence": [Evidence(station_id="dap-cau", metric="water_level_m",
-                              value=LEVEL_AT[level] + 0.11, observed_at=NOW,
-                              threshold=LEVEL_AT[level])],
-        "raised_at": NOW, "updated_at": NOW + timedelta(seconds=version),
-    }  # fmt: skip
-    fields.update(over)
-    return Warning(**fields)
-
-
-@dataclass
-class MemoryWriter:
-    commands: list[Command] = field(default_factory=list)
-    approvals: list[ApprovalEvent] = field(default_factory=list)
-    silences: list[Silence] = field(default_factory=list)
-    lifted: list[tuple[str, str]] = field(default_factory=list)
-
-    async def command(self, command: Command) -> None:
-        self.commands.append(command)
-
-    async def approval(self, event: ApprovalEvent) -> None:
-        self.approvals.append(event)
-
-    async def silence(self, silence: Silence) -> None:
-        self.silences.append(silence)
-
-    async def unsilence(self, silence_id: str, actor: str) -> None:
-        self.lifted.append((silence_id, actor))
-
-
-@dataclass
-class Console:
-    client: TestClient[Any, Any]
-    board: Board
-    writer: MemoryWriter
-    accounts: Accounts
-    metrics: Metrics
-
-    def count(self, name: str, **labels: str) -> float:
-        return self.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture
-async def console(tmp_path: Path) -> AsyncIterator[Console]:
-    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts = Accounts(tmp_path / "console.db", b"k" * 32, hasher=fast)
-    for role in Role:
-        accounts.add(role.value, role, PASSWORD)
-    accounts.add("approver-2", Role.APPROVER, PASSWORD)
-    board = Board()
-    board.apply_warning(make_warning())
-    board.broadcasts[BID] = Broadcast(
-        broadcast_id=BID, warning=make_warning(level=3), communes=["bn-vu-ninh"],
-        channels=[Channel.SMS, Channel.LOUDSPEAKER], requested_at=datetime.now(UTC),
-        # By the wall clock when the test runs (approvals expire by it), not at import.
-        expires_at=datetime.now(UTC) + timedelta(minutes=30),
-    )  # fmt: skip
-    board.requesters[BID] = "canhbao"
-    writer = MemoryWriter()
-    metrics = Metrics(CollectorRegistry())
-    client = TestClient(TestServer(make_app(accounts, board, writer, metrics=metrics)))
-    await client.start_server()
-    try:
-        yield Console(client, board, writer, accounts, metrics)
-    finally:
-        await client.close()
-
-
-async def login(client: TestClient[Any, Any], name: str, password: str = PASSWORD) -> Any:
-    page = await (await client.get("/login")).text()
-    nonce = re.search(r'name="nonce" value="([^"]+)"', page)
-    assert nonce is not None
-    return await client.post(
-        "/login",
-        data={"name": name, "password": password, "nonce": nonce.group(1), "next": "/"},
-        allow_redirects=False,
-    )
-
-
-async def csrf_of(client: TestClient[Any, Any]) -> str:
-    page = await (await client.get("/")).text()
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None
-    return found.group(1)
 
 
 async def act(c: Console, data: dict[str, str], csrf: bool = True) -> Any:
@@ -388,10 +284,8 @@ async def test_a_live_stream_ends_when_its_account_is_disabled(
 
 
 async def test_behind_an_https_proxy_the_cookies_are_secure(tmp_path: Path) -> None:
-    fast = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    accounts = Accounts(tmp_path / "console.db", b"k" * 32, hasher=fast)
-    accounts.add("operator", Role.OPERATOR, PASSWORD)
-    app = make_app(accounts, Board(), MemoryWriter(), ConsoleConfig(behind_https=True),
+    people = accounts(tmp_path / "console.db", ("operator", Role.OPERATOR))
+    app = make_app(people, Board(), MemoryWriter(), ConsoleConfig(behind_https=True),
                    Metrics(CollectorRegistry()))  # fmt: skip
     async with TestClient(TestServer(app)) as client:
         first = await client.get("/login")

@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from alerting.notify import observed_at
 from consumers.dispatcher import Dispatcher, Ledger
-from tests.unit.test_console_web import Console, console, login  # noqa: F401 -- the fixture
+from tests.console_kit import Console, login
 from tests.unit.test_dispatcher import (
     TOPIC,
     Producer,
@@ -87,7 +87,7 @@ def test_lag_is_end_offsets_minus_commits_summed_per_topic() -> None:
 
 
 async def test_the_console_serves_its_metrics_on_its_own_port_to_a_scraper(
-    console: Console,  # noqa: F811 -- the fixture of test_console_web
+    console: Console,
 ) -> None:
     console.metrics.consumer_lag.labels("canhbao", "canhbao.readings.water").set(7)
     await login(console.client, "operator", "wrong password here")
