@@ -60,14 +60,19 @@ def worker_env(bootstrap: str, kind: str, **extra: str) -> dict[str, str]:
 @contextlib.contextmanager
 def running_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``canhbao worker`` as a real subprocess; stopped with SIGTERM at the end."""
+    with running(["worker"], env, log) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def running(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``canhbao ARGS`` as a real subprocess; stopped with SIGTERM at the end (killed
+    if it has not stopped 20 s later)."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "canhbao", "worker"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
+            [sys.executable, "-m", "canhbao", *args],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+        )  # fmt: skip
         try:
             yield proc
         finally:

@@ -9,12 +9,8 @@ Apache Kafka only (``--broker kafka``): Tansu has no TLS or SASL listener."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +25,7 @@ from canhbao.broker import free_port
 from canhbao.kafka_local import KafkaStartError, apache_kafka
 from canhbao.receiver import WebhookReceiver
 from feeds.sink import KafkaSink
-from tests.integration.helpers import REPO, run_canhbao, running_worker, wait_for
+from tests.integration.helpers import run_canhbao, running, running_worker, wait_for
 from tests.kafka_tls import make_tls
 from topics.catalogue import INGEST_READINGS, RECEIPTS
 from topics.connection import KafkaConnection, client_kwargs
@@ -104,26 +100,6 @@ def secured_kafka(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Se
             )
     except KafkaStartError as exc:
         pytest.fail(str(exc))
-
-
-@contextlib.contextmanager
-def running(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``canhbao ARGS`` in the background, stopped with SIGTERM at the end."""
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "canhbao", *args],
-            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-        )  # fmt: skip
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 async def refused(conn: KafkaConnection) -> bool:
