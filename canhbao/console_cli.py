@@ -61,7 +61,9 @@ def cmd_console(args: argparse.Namespace) -> int:
             # engine (one connection pool) for them all.
             engine = connect(settings.record_url())
             history = RecordHistory(engine, settings.rules_path)
-            pages = sources(directory, engine, settings.record_api_tokens_path)
+            pages = sources(
+                directory, engine, settings.record_api_tokens_path, settings.display_tz()
+            )
             try:
                 await serve(bootstrap, accounts, args.host, args.port, stop_event(), config,
                             history=history, sources=pages)  # fmt: skip

@@ -10,7 +10,7 @@ and the recorder are services of the same layer and do not import each other:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -145,7 +145,7 @@ class RecordReader:
         )
 
 
-def sources(directory: Directory, engine: AsyncEngine, tokens_path: Path) -> Sources:
+def sources(directory: Directory, engine: AsyncEngine, tokens_path: Path, tz: tzinfo) -> Sources:
     """What ``canhbao console`` gives its pages: the geography and directory (the map,
     the lead agencies' receivers), the record and its API with the departments'
     tokens, all on ``engine`` (the caller's, which it disposes of)."""
@@ -153,7 +153,7 @@ def sources(directory: Directory, engine: AsyncEngine, tokens_path: Path) -> Sou
     from recorder.tokens import Tokens
 
     leads = {code: {r.id for r in a.receivers} for code, a in directory.agencies.items()}
-    api = RecordAPI(engine, Tokens(tokens_path), leads)
+    api = RecordAPI(engine, Tokens(tokens_path), leads, tz)
     return Sources(
         geography=directory.geography,
         record=RecordReader(engine, leads),

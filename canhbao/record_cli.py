@@ -200,7 +200,7 @@ async def _serve_api(args: argparse.Namespace, settings: Settings, store: Any) -
     if not read_tokens(path).departments:
         print(f"canhbao record: no department has an API token yet ({path}); add one with "
               "canhbao record-tokens add DEPARTMENT", file=sys.stderr)  # fmt: skip
-    api = RecordAPI(store.engine, Tokens(path), _lead_receivers(settings))
+    api = RecordAPI(store.engine, Tokens(path), _lead_receivers(settings), settings.display_tz())
     runner = web.AppRunner(api.app(), access_log=None)
     await runner.setup()
     port = args.api_port or settings.record_api_port

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from aiohttp import web
@@ -33,7 +33,7 @@ def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
-def _when(request: web.Request, name: str) -> datetime | None:
+def _when(request: web.Request, name: str, tz: tzinfo) -> datetime | None:
     text = request.query.get(name)
     if text is None:
         return None
@@ -44,7 +44,7 @@ def _when(request: web.Request, name: str) -> datetime | None:
         raise web.HTTPBadRequest(
             text=f'{{"error": "{name}: not an ISO 8601 time"}}', content_type="application/json"
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=LOCAL)
+    return when if when.tzinfo else when.replace(tzinfo=tz)
 
 
 #: A quarter, month or year from 1900 to 2199 (``2025-Q4``, ``2025-10``, ``2025``).
@@ -69,10 +69,14 @@ class RecordAPI:
         engine: AsyncEngine,
         tokens: Tokens,
         lead_receivers: Mapping[str, set[str]] | None = None,
+        tz: tzinfo = LOCAL,
     ) -> None:
         self.engine = engine
         self.tokens = tokens
         self.lead_receivers = lead_receivers or {}
+        # The zone of a time or period given without an offset: the record's display
+        # zone (CANHBAO_DISPLAY_TIMEZONE), as on the command line.
+        self.tz = tz
 
     def app(self) -> web.Application:
         """The API on its own, under /api/v1 (``canhbao record --api``)."""
@@ -136,8 +140,8 @@ class RecordAPI:
         if level is not None and not 0 <= level <= 5:  # no warning has another level
             return _error(400, "level: a whole number from 0 to 5")
         f = queries.WarningFilter(
-            since=_when(request, "since"),
-            until=_when(request, "until"),
+            since=_when(request, "since", self.tz),
+            until=_when(request, "until", self.tz),
             domain=q.get("domain"),
             hazard=q.get("hazard"),
             level=level,
@@ -171,7 +175,7 @@ class RecordAPI:
         if "period" not in q:
             return _error(400, "period: required (2025-Q4, 2025-10, 2025 or a..b)")
         try:
-            period = parse_period(q["period"], LOCAL)
+            period = parse_period(q["period"], self.tz)
         except ValueError as exc:
             return _error(400, f"period: {exc}")
         refused = self._refused(d, q.get("domain"), q.get("area"))
@@ -253,7 +257,9 @@ def openapi() -> dict[str, Any]:
             "version": "1",
             "description": "Warnings, their timelines and the indicators, for departments' "
             "portals and the national level. Each department's token reads the domains and "
-            "communes it is scoped to. Times are ISO 8601 (without an offset: Vietnam time).",
+            "communes it is scoped to. Times are ISO 8601; one without an offset, and a "
+            "period, is read in the record's display time zone (CANHBAO_DISPLAY_TIMEZONE, "
+            "Asia/Ho_Chi_Minh unless set).",
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -272,7 +278,10 @@ def openapi() -> dict[str, Any]:
                 "get": {
                     "summary": "Warning states, oldest first, within the token's scope",
                     "parameters": _params(
-                        ("since", "from this time (ISO 8601; without an offset: Vietnam time)"),
+                        (
+                            "since",
+                            "from this time (ISO 8601; without an offset: the display time zone)",
+                        ),
                         ("until", "before this time (ISO 8601, as since)"),
                         ("domain", "one domain"),
                         ("hazard", "one hazard"),

@@ -4,8 +4,10 @@ and commune; 401 without a known token, 403 outside the scope."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -126,3 +128,23 @@ async def test_the_openapi_document_needs_no_token_and_lists_the_paths(client: C
         "/api/v1/indicators",
     }
     assert set(doc["paths"]["/api/v1/warnings"]["get"]["responses"]) == {"200", "400", "401", "403"}
+
+
+async def test_a_time_without_an_offset_is_read_in_the_display_time_zone(
+    tmp_path: Path, tokens: dict[str, Any]
+) -> None:
+    """09:00 without an offset is 02:00 UTC in Vietnam (every warning, 03:00 UTC on, is
+    after it) and 09:00 UTC where the record is shown in UTC (none is)."""
+    store = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'r.db'}")
+    await migrate.upgrade(store.engine)
+    await store.apply("g", decode(incoming(stream())), {})
+    found = {}
+    for zone in (ZoneInfo("Asia/Ho_Chi_Minh"), UTC):
+        api = RecordAPI(store.engine, Tokens(tokens["path"]), tz=zone)
+        async with TestClient(TestServer(api.app())) as c:
+            r = await c.get(
+                "/api/v1/warnings?since=2025-10-14T09:00", headers=bearer(tokens["all"])
+            )
+            found[str(zone)] = len(await r.json())
+    await store.close()
+    assert found == {"Asia/Ho_Chi_Minh": 36, "UTC": 0}
