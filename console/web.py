@@ -61,7 +61,7 @@ from console.pages import indicators as indicators_page
 from console.pages import map as map_page
 from console.pages import rules as rules_page
 from console.silences import SilenceError, listing, make, matchers_of, preview, silenced_by
-from console.streamgroups import group_id, group_key, group_stream
+from console.streamgroups import MIN_GROUP, StreamGroup, group_id, group_key, group_stream
 from pipeline.lifecycle import STATUS_ORDER, is_active
 from topics import ids
 from topics.errors import field_errors
@@ -342,6 +342,22 @@ def _silenced_ids(board: Board, warnings: list[Warning]) -> set[str]:
     return {w.warning_id for w in warnings if silenced_by(board.silences.values(), w, now)}
 
 
+def group_head_html(request: web.Request, f: Filter, w: Warning) -> str | None:
+    """The head line of ``w``'s group on a stream filtered by ``f``, when the group is
+    (now) large enough to fold: sent with each row, so a group that forms while the
+    page is open folds at once, not on the next reload."""
+    board = request.app[APP_BOARD]
+    key = group_key(w)
+    members = [x for x in board.select(f) if group_key(x) == key]
+    if len(members) < MIN_GROUP:
+        return None
+    env = request.app[APP_JINJA]
+    lang = _lang(request)
+    return env.get_template("_group_head.html").render(
+        lang=lang, t=lambda k: t(k, lang), g=StreamGroup(key, members)
+    )
+
+
 def row_html(request: web.Request, w: Warning) -> str:
     env = request.app[APP_JINJA]
     lang = _lang(request)
@@ -389,6 +405,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                     break
                 if f.matches(w):
                     data = {"id": w.warning_id, "level": w.level, "html": row_html(request, w),
+                            "group_html": group_head_html(request, f, w),
                             "escalated": w.level > w.previous_level}  # fmt: skip
                     await resp.write(_event("warning", data))
                 else:

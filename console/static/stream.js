@@ -59,6 +59,30 @@
     }
     rows.appendChild(tr);
   }
+  // The server sends a group's head with each of its rows once the group is large
+  // enough to fold: a group formed while the page is open folds at once.
+  function groupHead(html) {
+    const tpl = document.createElement("template");
+    tpl.innerHTML = html.trim();  // rendered by the server, autoescaped
+    const fresh = tpl.content.firstElementChild;
+    const old = document.getElementById(fresh.id);
+    if (old) {  // its level or labels may have changed; what the operator opened stays
+      const was = old.querySelector("button.group-toggle");
+      const now = fresh.querySelector("button.group-toggle");
+      now.setAttribute("aria-expanded", was.getAttribute("aria-expanded"));
+      now.textContent = was.textContent;
+      fresh.className = old.className;
+      old.replaceWith(fresh);
+      return;
+    }
+    const mine = Array.from(rows.querySelectorAll('tr[data-group="' + fresh.id + '"]'));
+    place(fresh);  // where its highest row stood: heads sort by level like rows
+    for (const tr of mine.reverse()) {
+      tr.classList.add("member");
+      tr.hidden = true;
+      fresh.after(tr);
+    }
+  }
   const source = new EventSource(rows.dataset.events);
   source.onopen = () => { live.textContent = live.dataset.on; live.className = "live on"; };
   source.onerror = () => { live.textContent = live.dataset.off; live.className = "live off"; };
@@ -69,6 +93,7 @@
     const tr = tpl.content.firstElementChild;
     const old = document.getElementById("w-" + data.id);
     if (old) old.remove();
+    if (data.group_html) groupHead(data.group_html);
     place(tr);
     if (old && old.dataset.group !== tr.dataset.group) recount(document.getElementById(old.dataset.group));
     tr.classList.add(data.escalated ? "escalated" : "changed");

@@ -220,16 +220,23 @@ def test_an_operator_sees_a_warning_arrive_opens_its_record_verifies_and_silence
             expect(page.locator("#empty")).to_be_hidden()
             page.screenshot(path=ARTIFACTS / "console-stream-live.png", full_page=True)
 
-            # Many of one kind at once fold into a group (on the next load); one more
-            # joins it live, folded; Expand shows them all.
+            # Many of one kind at once fold into a group as they arrive, without a
+            # reload: two stay rows, the third makes the group and folds all three
+            # under its head; a fourth joins it, folded; Expand shows them all.
+            head = page.locator("tr.group-head")
             for n in range(1, 5):
-                if n == 4:
-                    page.reload()
-                    head = page.locator("tr.group-head")
-                    expect(head).to_contain_text("3 cảnh báo")
-                    expect(page.locator("tr.member").first).to_be_hidden()
                 in_thread(produce(broker.bootstrap, outbreak(n)))
                 expect(page.locator(f"tr[id='w-health.dengue:site-{n}']")).to_have_count(1)
+                if n == 2:
+                    expect(head).to_have_count(0)
+                    expect(page.locator("tr.member")).to_have_count(0)
+                if n == 3:
+                    expect(head).to_contain_text("3 cảnh báo")
+                    expect(page.locator("tr.member")).to_have_count(3)
+                    expect(page.locator("tr.member").first).to_be_hidden()
+            expect(head).to_contain_text("4 cảnh báo")
+            expect(page.locator("tr.member:visible")).to_have_count(0)
+            page.reload()  # the page as served shows the same group
             expect(head).to_contain_text("4 cảnh báo")
             head.get_by_role("button", name="Mở rộng").click()
             expect(page.locator("tr.member:visible")).to_have_count(4)

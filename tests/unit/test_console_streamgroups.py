@@ -4,6 +4,8 @@ highest level still comes first."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from typing import Any
 
@@ -69,3 +71,29 @@ async def test_the_stream_page_folds_a_group_under_a_head_with_its_count(
     assert len(console.board.select(Filter())) == 5
     alone = r'id="w-water\.flood\.dap-cau:dap-cau" data-level="2" data-group="g-[0-9a-f]+">'
     assert re.search(alone, page)
+
+
+async def test_a_group_formed_while_the_page_is_open_is_sent_with_its_head(
+    console: Console,
+) -> None:
+    """The third warning of a kind arrives with its group's head (count 3), so the open
+    page folds the group at once; the second alone does not."""
+    await login(console.client, "viewer")
+    r = await console.client.get("/events")
+
+    async def next_event() -> dict[str, Any]:
+        while True:
+            line = (await asyncio.wait_for(r.content.readline(), 5)).decode()
+            if line.startswith("data: "):
+                found: dict[str, Any] = json.loads(line[6:])
+                return found
+
+    console.board.apply_warning(dengue(1))
+    console.board.apply_warning(dengue(2))
+    assert [(await next_event())["group_html"] for _ in range(2)] == [None, None]
+    console.board.apply_warning(dengue(3, level=2))
+    third = await next_event()
+    gid = group_id(("health", "dengue", "bn-vu-ninh"))
+    assert f'<tr class="group-head" id="{gid}" data-level="2">' in third["group_html"]
+    assert '<span class="group-count">3</span>' in third["group_html"]
+    r.close()
