@@ -89,6 +89,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_dispatch(args: argparse.Namespace) -> int:
     from canhbao.broker import kafka_cluster
     from canhbao.channels import dispatcher_for
+    from pipeline.worker.faust_fixes import install_catch_up_fetch
+
+    install_catch_up_fetch()  # a dispatcher far behind on Tansu still catches up
 
     settings = get_settings()
     if not settings.kafka_bootstrap:

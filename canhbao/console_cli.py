@@ -26,7 +26,9 @@ def cmd_console(args: argparse.Namespace) -> int:
     from canhbao.running import stop_event
     from console.serve import serve
     from console.web import ConsoleConfig
+    from pipeline.worker.faust_fixes import install_catch_up_fetch
 
+    install_catch_up_fetch()  # the live stream's readers catch up on Tansu too
     settings = get_settings()
     accounts = _accounts(settings)
     if not settings.console_session_secret:

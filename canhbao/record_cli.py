@@ -104,9 +104,12 @@ def cmd_record(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import DBAPIError
 
     from canhbao.broker import kafka_cluster
+    from pipeline.worker.faust_fixes import install_catch_up_fetch
     from recorder.migrate import SchemaError, safe_url
     from recorder.service import Recorder, RecorderConfig
     from recorder.store import Store
+
+    install_catch_up_fetch()  # a recorder restarted far behind on Tansu still catches up
 
     settings = get_settings()
     url = settings.record_url()

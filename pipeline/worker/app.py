@@ -18,7 +18,12 @@ from alerting.messages import flush_renderer, renderer
 from pipeline.engine import Engine
 from pipeline.rules.loader import RuleSet
 from pipeline.worker.config import WorkerConfig
-from pipeline.worker.faust_fixes import WorkerApp, broker_credentials, check_versions
+from pipeline.worker.faust_fixes import (
+    WorkerApp,
+    broker_credentials,
+    check_versions,
+    install_catch_up_fetch,
+)
 from pipeline.worker.stages.approvals import ApprovalStage
 from pipeline.worker.stages.control import RulesControl
 from pipeline.worker.stages.evaluate import SOURCES, EngineHolder, EvaluateStage
@@ -120,6 +125,7 @@ class App(WorkerApp):
 
 def build_app(config: WorkerConfig, bootstrap: Kafka, rules: RuleSet, metrics: Metrics) -> App:
     check_versions()
+    install_catch_up_fetch()
     config.data_dir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = App(
         config.app_id,

@@ -478,3 +478,67 @@ class QuietWorker(faust.Worker):
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
+
+
+# -- fetching behind the end of a log on a broker that answers by its deadline -------
+# Kafka answers a fetch as soon as it has records at the position; ``fetch_max_wait_ms``
+# only bounds the wait for records that do not exist yet. Tansu (the embedded broker,
+# memory storage) also stops *reading* at that deadline: reading from a position far
+# behind the end of a large log takes it longer than the embedded 10 ms, so it answers
+# with no records, the consumer asks again from the same position, and it never catches
+# up (a soak saw the validate stage stop for good 8 minutes in, 13,000 readings behind,
+# while a fresh consumer read the same offsets at once). A fetch that brings nothing
+# while the broker reports records beyond the position now doubles the next wait (up
+# to CATCH_UP_WAIT_MS); the first fetch with records brings it back to the configured
+# value, so a consumer that keeps up keeps its short wait. On Kafka the wait never
+# grows (a position behind the end always gets records). aiokafka's Fetcher is the
+# same for every consumer of a process (the worker's Faust consumer and its plain
+# ones, the dispatchers, the recorder): ``install_catch_up_fetch`` patches it once.
+# Proven by test_a_fetch_that_brings_nothing_while_behind_waits_longer_next_time
+# (tests/unit/test_faust_fixes.py); on Tansu, by `canhbao bench --soak 30m` (RELIABILITY.md:
+# the validate stage stopped for good without it, a fresh consumer with it read the
+# 20,000 readings it was behind in 3.4 s).
+
+#: The longest a fetch waits while catching up (ms): long enough for Tansu to read from
+#: anywhere in a log of millions of records, short enough to notice a stop quickly.
+CATCH_UP_WAIT_MS = 2_000
+
+
+def _behind(assignment: Any, request: Any) -> bool:
+    """True when a partition of ``request`` has records on the broker beyond the
+    position it was fetched from (the high watermark of the last answer)."""
+    for topic, partitions in request.topics:
+        for partition, offset, *_ in partitions:
+            state = assignment.state_value(TopicPartition(topic, partition))
+            if state is not None and state.highwater is not None and state.highwater > offset:
+                return True
+    return False
+
+
+def catch_up_fetch(original: Any) -> Any:
+    """``Fetcher._proc_fetch_request`` that lengthens the next fetch's wait while a
+    fetch comes back empty behind the end of the log (see above)."""
+
+    async def proc_fetch_request(self: Any, assignment: Any, node_id: int, request: Any) -> Any:
+        floor = self.__dict__.setdefault("_canhbao_floor_wait_ms", self._fetch_max_wait_ms)
+        got = await original(self, assignment, node_id, request)
+        if got:
+            self._fetch_max_wait_ms = floor
+        elif assignment.active and _behind(assignment, request):
+            longer = min(CATCH_UP_WAIT_MS, max(floor, self._fetch_max_wait_ms) * 2)
+            if longer != self._fetch_max_wait_ms:
+                log.info("fetch: behind the end of the log with nothing back; wait %d ms", longer)
+            self._fetch_max_wait_ms = longer
+        return got
+
+    proc_fetch_request.canhbao_catch_up = True  # type: ignore[attr-defined]
+    return proc_fetch_request
+
+
+def install_catch_up_fetch() -> None:
+    """Patch aiokafka's Fetcher once per process (idempotent)."""
+    from aiokafka.consumer.fetcher import Fetcher
+
+    current = Fetcher._proc_fetch_request
+    if not getattr(current, "canhbao_catch_up", False):
+        Fetcher._proc_fetch_request = catch_up_fetch(current)

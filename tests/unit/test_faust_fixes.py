@@ -22,6 +22,7 @@ from mode.utils.queues import FlowControlQueue
 from prometheus_client import CollectorRegistry
 
 from canhbao.settings import Settings
+from pipeline.worker import faust_fixes
 from pipeline.worker.faust_fixes import (
     VERIFIED,
     Consumer,
@@ -539,3 +540,61 @@ async def test_a_revoked_partitions_state_leaves_the_workers_table() -> None:
     assert "w|kept" not in table.data
     last = changelog.records[-1]
     assert (last.key, last.value, last.partition) == (b'"w|kept"', None, 0)
+
+
+class _State:
+    def __init__(self, highwater: int | None) -> None:
+        self.highwater = highwater
+
+
+class _Assignment:
+    active = True
+
+    def __init__(self, highwater: int | None) -> None:
+        self.state = _State(highwater)
+
+    def state_value(self, tp: object) -> _State:
+        return self.state
+
+
+class _Request:
+    def __init__(self, offset: int) -> None:
+        self.topics = [("canhbao.ingest.readings", [(0, offset, 4 * 1024 * 1024)])]
+
+
+async def test_a_fetch_that_brings_nothing_while_behind_waits_longer_next_time() -> None:
+    """Tansu stops reading at the fetch's deadline: far behind the end of a big log,
+    10 ms brings nothing, every time. The wait doubles while that goes on (up to the
+    ceiling), and comes back to the configured one with the first records."""
+    answers: list[bool] = []
+
+    async def original(self: object, assignment: object, node: int, request: object) -> bool:
+        return answers.pop(0)
+
+    class Fetcher:
+        _fetch_max_wait_ms = 10
+        proc = faust_fixes.catch_up_fetch(original)
+
+    fetcher = Fetcher()
+    behind, caught_up = _Assignment(highwater=30_000), _Assignment(highwater=17_000)
+    waits = []
+    answers += [False] * 10 + [True]
+    for _ in range(11):
+        await fetcher.proc(behind, 1, _Request(17_000))
+        waits.append(fetcher._fetch_max_wait_ms)
+    assert waits == [20, 40, 80, 160, 320, 640, 1280, 2000, 2000, 2000, 10]
+    # Nothing new at the end of the log is the normal quiet case: the wait stays short.
+    answers += [False, False]
+    for _ in range(2):
+        await fetcher.proc(caught_up, 1, _Request(17_000))
+    assert fetcher._fetch_max_wait_ms == 10
+
+
+def test_the_catch_up_fetch_is_installed_once() -> None:
+    from aiokafka.consumer.fetcher import Fetcher
+
+    faust_fixes.install_catch_up_fetch()
+    first = Fetcher._proc_fetch_request
+    faust_fixes.install_catch_up_fetch()
+    assert Fetcher._proc_fetch_request is first
+    assert getattr(first, "canhbao_catch_up", False)
