@@ -394,6 +394,7 @@ class Recovery(FaustRecovery):
         # test_a_rebalance_as_recovery_ends_restarts_it_instead_of_crashing_the_worker.
         if self.signal_recovery_start.is_set():
             # The sets changed under this round: the next one builds their offsets.
+            log.info("%s changelog partitions changed by a rebalance: recovery restarts", title)
             raise RebalanceAgain()
         await super()._seek_offsets(consumer, tps, offsets, title)
 
