@@ -63,6 +63,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
                 bootstrap,
                 default_partitions=settings.partitions,
                 replication_factor=settings.replication_factor,
+                min_insync_replicas=settings.min_insync_replicas,
             )
         )
     for name in report.created:

@@ -37,6 +37,14 @@ class Settings(BaseSettings):
     )
     partitions: int = Field(default=3, ge=1, description="Default partitions per topic")
     replication_factor: int = Field(default=1, ge=1)
+    # A cluster of three or more brokers (issue 11): how many copies must hold a write
+    # before it counts as written, so that losing one broker loses no write.
+    min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="min.insync.replicas of the topics canhbao creates (unset: the "
+        "broker's default); with CANHBAO_REPLICATION_FACTOR=3, 2 survives one broker lost",
+    )
     app_id: str = Field(default="canhbao", description="Faust app id (= consumer group)")
     group_instance_id: str | None = Field(
         default=None,

@@ -78,6 +78,7 @@ def run_worker(settings: Settings, bootstrap: Kafka) -> None:
             bootstrap,
             default_partitions=settings.partitions,
             replication_factor=settings.replication_factor,
+            min_insync_replicas=settings.min_insync_replicas,
         )
         return await initial_rules(settings, bootstrap)
 

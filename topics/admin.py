@@ -27,13 +27,27 @@ async def create_topics(
     *,
     default_partitions: int,
     replication_factor: int = 1,
+    min_insync_replicas: int | None = None,
     specs: tuple[TopicSpec, ...] = CATALOGUE,
     settle: float = 30.0,
 ) -> CreateReport:
     """Create every missing topic; topics that exist are left as they are. Returns once
     the cluster describes every topic it created with all its partitions (up to
     ``settle`` seconds): Kafka answers a creation before its metadata has spread, and
-    a client started at once could find a topic without partitions."""
+    a client started at once could find a topic without partitions.
+
+    ``min_insync_replicas`` (None: the broker's default) is how many replicas must
+    hold a write before a producer with ``acks=all`` is told it is written: with
+    replication factor 3 and 2, one broker may be lost without losing or refusing a
+    write. It cannot exceed the replication factor (every write would be refused)."""
+    if min_insync_replicas is not None and not 1 <= min_insync_replicas <= replication_factor:
+        raise ValueError(
+            f"min.insync.replicas {min_insync_replicas} must be between 1 and the "
+            f"replication factor {replication_factor}: every write would be refused"
+        )
+    replicas = (
+        {} if min_insync_replicas is None else {"min.insync.replicas": str(min_insync_replicas)}
+    )
     admin = AIOKafkaAdminClient(**client_kwargs(bootstrap), client_id="canhbao-admin")
     await admin.start()
     report = CreateReport()
@@ -49,7 +63,7 @@ async def create_topics(
                     name=s.name,
                     num_partitions=s.partitions or default_partitions,
                     replication_factor=replication_factor,
-                    topic_configs=s.config(),
+                    topic_configs={**s.config(), **replicas},
                 )
             )
         for topic in missing:

@@ -289,7 +289,13 @@ async def _two_workers(
     start_at = datetime.now(UTC) - timedelta(seconds=per_station)
     messages = load.calm_readings(stations, cfg.readings, start_at, timedelta(seconds=1))
     await baseline.produce(bootstrap, INGEST_READINGS, messages)
-    workers = [Worker(env, work / f"worker-two-{i}.log") for i in (1, 2)]
+    # Each its own data folder, as two machines would have.
+    workers = [
+        Worker(
+            {**env, "CANHBAO_DATA_DIR": str(work / f"data-two-{i}")}, work / f"worker-two-{i}.log"
+        )
+        for i in (1, 2)
+    ]
     try:
         for w in workers:
             w.start()

@@ -13,10 +13,15 @@
 #   KAFKA_JVM_OPTS          more JVM flags, appended
 #   KAFKA_EXTRA_PROPERTIES  lines appended to server.properties (last wins)
 #   KAFKA_CLUSTER_ID        cluster id used when formatting  (random)
+#   KAFKA_NODE_ID           this node's id                   (1)
+#   KAFKA_QUORUM_VOTERS     the KRaft controller quorum, id@host:port,...
+#                           (1@127.0.0.1:<controller port>: this node alone);
+#                           infra/kafka/cluster.sh starts three nodes with it
 #   KAFKA_FORMAT_ARGS       more arguments to the storage format, e.g.
 #                           --add-scram SCRAM-SHA-512=[name=u,password=p]
 #                           (SCRAM users of a SASL listener; split on spaces)
 #   KAFKA_START_TIMEOUT     seconds to wait for readiness    (90)
+#   KAFKA_FETCH_ONLY        1: fetch the jars and stop there (0)
 #   MVN                     maven command                    (mvn)
 #   MVN_OPTS                extra maven args, e.g. "-s settings.xml"
 #                           or "-Dmaven.repo.local=/path"; MAVEN_OPTS is
@@ -33,6 +38,8 @@ KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g}"
 KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"
 KAFKA_EXTRA_PROPERTIES="${KAFKA_EXTRA_PROPERTIES:-}"
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"
+KAFKA_NODE_ID="${KAFKA_NODE_ID:-1}"
+KAFKA_QUORUM_VOTERS="${KAFKA_QUORUM_VOTERS:-$KAFKA_NODE_ID@127.0.0.1:$KAFKA_CONTROLLER_PORT}"
 read -ra KAFKA_FORMAT_ARGS <<<"${KAFKA_FORMAT_ARGS:-}"  # no globbing of [name=…]
 MVN="${MVN:-mvn}"
 MVN_OPTS="${MVN_OPTS:-}"
@@ -46,6 +53,9 @@ die() { echo "kafka: ERROR: $*" >&2; exit 1; }
 for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
   [[ "$p" =~ ^[0-9]+$ ]] || die "port must be a number, got '$p'"
 done
+[[ "$KAFKA_NODE_ID" =~ ^[0-9]+$ ]] || die "KAFKA_NODE_ID must be a number, got '$KAFKA_NODE_ID'"
+[[ "$KAFKA_QUORUM_VOTERS" =~ ^[0-9]+@[^,]+:[0-9]+(,[0-9]+@[^,]+:[0-9]+)*$ ]] ||
+  die "KAFKA_QUORUM_VOTERS must read id@host:port[,id@host:port...], got '$KAFKA_QUORUM_VOTERS'"
 [[ "$KAFKA_PORT" != "$KAFKA_CONTROLLER_PORT" ]] || die "KAFKA_PORT and KAFKA_CONTROLLER_PORT must differ"
 command -v java >/dev/null || die "java not found (Kafka 4.x needs Java 17+)"
 
@@ -113,6 +123,10 @@ if [[ ! -f "$marker" ]]; then
   touch "$LIB_DIR/.fetched-$pom_hash"
   log "fetched $(ls "$LIB_DIR"/*.jar | wc -l) jars in $(since "$t0")"
 fi
+if [[ "${KAFKA_FETCH_ONLY:-0}" == 1 ]]; then
+  log "jars in $LIB_DIR"  # cluster.sh: fetched once, before its nodes start together
+  exit 0
+fi
 kafka_jar="$(compgen -G "$LIB_DIR/kafka_2.13-*.jar" | head -n1)"
 KAFKA_VERSION="${kafka_jar##*/kafka_2.13-}"
 KAFKA_VERSION="${KAFKA_VERSION%.jar}"
@@ -125,6 +139,8 @@ mkdir -p "$DATA_DIR" "$LOG_DIR"
   sed -e "s|@KAFKA_PORT@|$KAFKA_PORT|g" \
       -e "s|@KAFKA_CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
       -e "s|@KAFKA_DATA_DIR@|$(sed_escape "$DATA_DIR")|g" \
+      -e "s|@KAFKA_NODE_ID@|$KAFKA_NODE_ID|g" \
+      -e "s|@KAFKA_QUORUM_VOTERS@|$(sed_escape "$KAFKA_QUORUM_VOTERS")|g" \
       "$SCRIPT_DIR/server.properties.template"
   if [[ -n "$KAFKA_EXTRA_PROPERTIES" ]]; then
     printf '\n# from KAFKA_EXTRA_PROPERTIES\n%s\n' "$KAFKA_EXTRA_PROPERTIES"

@@ -8,7 +8,8 @@ start a worker on any other, naming both. Upgrading one of the three means readi
 each correction below against the new code, running the tests each one names, then
 moving :data:`VERIFIED` (and ``constraints.txt``).
 
-The transport: Faust's aiokafka driver with five corrections, and a loud report of
+The transport: Faust's aiokafka driver with five corrections (and table recovery
+with a sixth), and a loud report of
 the loss they exist to prevent. Subclasses, not patches: only a canhbao app uses them
 (:meth:`WorkerApp._new_transport`).
 
@@ -65,6 +66,17 @@ the loss they exist to prevent. Subclasses, not patches: only a canhbao app uses
    read nor its committed offset has moved for ``stream_processing_timeout``. A
    hanging agent is still reported, at ERROR (``tests/unit/test_faust_fixes.py``).
 
+6. **A recovery round that gives way.** When a worker joins as another ends its
+   table recovery, Faust's rebalance handler replaces the sets of active and standby
+   changelog partitions (a partition new to a set gets no start offset: None, built
+   by the next round) and signals a new round; the current one, if its wait for the
+   end of recovery returned in the same turn of the event loop, goes on and seeks
+   the new standby partitions to None. aiokafka refuses (``ValueError: Offset must
+   be a positive integer``) and, when that answer came back before the signal, the
+   recovery service, and so the worker, crashed: the bench's two workers on Apache
+   Kafka lost one that way. A seek of offsets built before a pending rebalance now
+   gives way to the next round, as every other step of recovery does.
+
 Without 2 and 3 a worker that joined a group could silently skip the readings a
 partition had received before its first commit; without 4 a worker that took over
 a partition could skip the readings that arrived during its recovery. The
@@ -82,8 +94,12 @@ from typing import Any, ClassVar, cast
 import aiokafka
 import faust
 from aiokafka import TopicPartition
+from faust.tables.manager import TableManager as FaustTableManager
+from faust.tables.recovery import RebalanceAgain
+from faust.tables.recovery import Recovery as FaustRecovery
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
+from faust.types.transports import ConsumerT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 from mode.utils.times import humanize_seconds, humanize_seconds_ago
@@ -365,6 +381,34 @@ class Transport(driver.Transport):
     Consumer: ClassVar[Any] = Consumer
 
 
+# -- table recovery ---------------------------------------------------------------
+
+
+class Recovery(FaustRecovery):
+    """Faust's table recovery with item 6 above."""
+
+    async def _seek_offsets(
+        self, consumer: ConsumerT, tps: set[TP], offsets: Any, title: str
+    ) -> None:
+        # Item 6. Proven by
+        # test_a_rebalance_as_recovery_ends_restarts_it_instead_of_crashing_the_worker.
+        if self.signal_recovery_start.is_set():
+            # The sets changed under this round: the next one builds their offsets.
+            log.info("%s changelog partitions changed by a rebalance: recovery restarts", title)
+            raise RebalanceAgain()
+        await super()._seek_offsets(consumer, tps, offsets, title)
+
+
+class TableManager(FaustTableManager):
+    """Faust's table manager, recovering with :class:`Recovery`."""
+
+    @property
+    def recovery(self) -> FaustRecovery:
+        if self._recovery is None:
+            self._recovery = Recovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery
+
+
 # -- the app: its transport, flow control and sensors ------------------------------
 
 
@@ -388,6 +432,11 @@ class WorkerApp(faust.App):
         # state for it: true, and not a problem.
         self.log.logger.addFilter(no_sensor_state_warning)
         return deps
+
+    @cached_property
+    def tables(self) -> Any:
+        # Item 6 (Faust's own builds its manager from conf.TableManager, the same way).
+        return TableManager(app=self, beacon=self.beacon)
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:

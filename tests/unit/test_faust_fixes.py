@@ -598,3 +598,63 @@ def test_the_catch_up_fetch_is_installed_once() -> None:
     faust_fixes.install_catch_up_fetch()
     assert Fetcher._proc_fetch_request is first
     assert getattr(first, "canhbao_catch_up", False)
+
+
+# -- a rebalance at the end of table recovery ------------------------------------------
+
+
+class Seeker:
+    """A Faust consumer whose seek checks each offset as aiokafka's does (a consumer
+    that was never started still checks before it seeks), and answers at once, as
+    its thread may when the machine is quiet."""
+
+    def __init__(self) -> None:
+        import aiokafka
+
+        self.aiokafka = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
+        self.sought: dict[TP, int] = {}
+
+    async def seek_wait(self, partitions: dict[TP, int]) -> None:
+        from aiokafka import TopicPartition
+        from aiokafka.errors import IllegalStateError
+
+        for tp, offset in partitions.items():
+            # Never started (no fetcher, nothing assigned): past the offset's check.
+            with contextlib.suppress(IllegalStateError, AttributeError):
+                self.aiokafka.seek(TopicPartition(tp.topic, tp.partition), offset)
+            self.sought[tp] = offset
+
+
+async def test_a_rebalance_as_recovery_ends_restarts_it_instead_of_crashing_the_worker() -> None:
+    """Two workers of one id draining a backlog on Apache Kafka: the second joined as
+    the first finished restoring its table. Faust's rebalance handler gave the first
+    worker new standby changelog partitions, whose start offsets are built only by the
+    next recovery round (until then: None), and signalled that round; the current one,
+    past its last check, sought them, and when aiokafka's refusal (ValueError: Offset
+    must be a positive integer) came back before the signal, the worker crashed. The
+    round now gives way to the next one, which seeks them once it has built them."""
+    from faust.tables.recovery import RebalanceAgain
+
+    app = worker_app(Settings())
+    recovery = app.tables.recovery
+    table = app.tables["state"]
+    tp = TP("canhbao.state.evaluate", 0)
+    # What Faust's on_rebalance does for a changelog partition moved to standby.
+    recovery.revoke(tp)
+    recovery.add_standby(table, tp)
+    recovery.signal_recovery_start.set()
+    seeker = Seeker()
+    try:
+        seek = recovery._seek_offsets(seeker, recovery.standby_tps, recovery.standby_offsets, "s")
+        with pytest.raises(RebalanceAgain):
+            await recovery._wait(seek)
+        assert tp not in seeker.sought
+        # The next round, offsets built: sought from the start (nothing read yet).
+        recovery.signal_recovery_start.clear()
+        recovery.standby_offsets[tp] = -1
+        await recovery._wait(
+            recovery._seek_offsets(seeker, recovery.standby_tps, recovery.standby_offsets, "s")
+        )
+        assert seeker.sought == {tp: 0}
+    finally:
+        await seeker.aiokafka.stop()

@@ -66,3 +66,34 @@ async def test_a_topic_the_broker_refuses_stops_with_its_name_and_reason(
     fake_admin.codes = {name: 38}  # INVALID_REPLICATION_FACTOR
     with pytest.raises(admin.TopicCreationError, match=f"topic {name}: InvalidReplicationFactor"):
         await admin.create_topics("127.0.0.1:9", default_partitions=3, replication_factor=3)
+
+
+async def test_topics_for_a_three_broker_cluster_keep_a_write_on_two_of_them(
+    fake_admin: type[FakeAdmin], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[Any] = []
+
+    class Recording(FakeAdmin):
+        async def create_topics(self, topics: list[Any]) -> Response:
+            sent.extend(topics)
+            return await super().create_topics(topics)
+
+    monkeypatch.setattr(admin, "AIOKafkaAdminClient", Recording)
+    await admin.create_topics(
+        "127.0.0.1:9", default_partitions=3, replication_factor=3, min_insync_replicas=2
+    )
+    assert len(sent) == len(CATALOGUE)
+    for t in sent:
+        assert t.replication_factor == 3
+        assert t.topic_configs["min.insync.replicas"] == "2"
+        # The catalogue's own settings (compaction, retention) are kept.
+        assert t.topic_configs["cleanup.policy"] in ("compact", "delete")
+
+
+async def test_more_in_sync_replicas_than_copies_is_refused_before_any_topic_is_made(
+    fake_admin: type[FakeAdmin],
+) -> None:
+    with pytest.raises(ValueError, match=r"min\.insync\.replicas 3 must be between 1 and"):
+        await admin.create_topics(
+            "127.0.0.1:9", default_partitions=3, replication_factor=2, min_insync_replicas=3
+        )
