@@ -325,9 +325,7 @@ class Dispatcher:
             raise failed[0]
         await self._commit(consumer, producer, offsets)
 
-    async def _commit(
-        self, consumer: AIOKafkaConsumer, producer: Writer, offsets: Offsets
-    ) -> None:
+    async def _commit(self, consumer: AIOKafkaConsumer, producer: Writer, offsets: Offsets) -> None:
         ready = offsets.committable()
         if not ready:
             return
