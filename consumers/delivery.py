@@ -118,10 +118,19 @@ class Offsets:
         self._next[partition] = max(self._next.get(partition, 0), offset + 1)
 
     def finish(self, partition: Any, offset: int) -> None:
-        open_ = self._open[partition]
+        open_ = self._open.get(partition)
+        if open_ is None or offset not in open_:
+            return  # its partition was given up (forgotten) while it was under way
         open_[offset] -= 1
         if not open_[offset]:
             del open_[offset]
+
+    def forget(self, partition: Any) -> None:
+        """The partition went to another member: its next owner reads from the last
+        commit, and what is still under way here must not move that commit."""
+        self._open.pop(partition, None)
+        self._next.pop(partition, None)
+        self._committed.pop(partition, None)
 
     @property
     def unfinished(self) -> int:

@@ -42,7 +42,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
 from consumers.delivery import CircuitBreaker, Offsets, RetryPolicy, TokenBucket
@@ -126,7 +133,7 @@ class DispatchConfig:
     window_per_receiver: int = 32
     # Records read and not yet finished, over all receivers: past it the dispatcher
     # reads no more until some finish (a receiver retrying holds its records).
-    max_unfinished: int = 2000
+    max_unfinished: int = 500
 
 
 class Ledger:
@@ -190,6 +197,28 @@ class Ledger:
         self.unsent.pop(key, None)
 
 
+class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions given up in a rebalance: commit what is finished on them first (so
+    their next owner does not send it again), then stop tracking them."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, producer: Writer, offsets: Offsets) -> None:
+        self.consumer, self.producer, self.offsets = consumer, producer, offsets
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        ready = {tp: o for tp, o in self.offsets.committable().items() if tp in revoked}
+        try:
+            if ready:
+                await self.producer.flush()
+                await self.consumer.commit(ready)
+        except KafkaError as exc:
+            log.info("offsets of the partitions given up not committed: %s", exc)
+        for tp in revoked:
+            self.offsets.forget(tp)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
 @dataclass
 class Dispatcher:
     sender: Sender
@@ -244,7 +273,6 @@ class Dispatcher:
             report_status(cfg.bootstrap, lambda: self.status(instance), self._stopping)
         )
         consumer = AIOKafkaConsumer(
-            topic,
             **client_kwargs(cfg.bootstrap),
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -254,10 +282,11 @@ class Dispatcher:
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
         )
         producer = AIOKafkaProducer(**client_kwargs(cfg.bootstrap), linger_ms=1, acks="all")
+        offsets = Offsets()
+        consumer.subscribe([topic], listener=_Handover(consumer, producer, offsets))
         await producer.start()
         await consumer.start()
         await self.sender.start()
-        offsets = Offsets()
         try:
             await self._dispatch(consumer, producer, topic, offsets)
         finally:

@@ -107,6 +107,14 @@ def test_commits_go_up_to_the_lowest_record_not_finished() -> None:
     assert offsets.committable() == {}  # one reading of 2 is still unfinished
     offsets.finish(TP, 2)
     assert offsets.committable() == {TP: 5} and offsets.unfinished == 0
+    # Given up in a rebalance while 5 is under way: 5 finishing later moves nothing,
+    # and the partition, back later, is tracked afresh from where it is read.
+    offsets.take(TP, 5)
+    offsets.forget(TP)
+    offsets.finish(TP, 5)
+    assert offsets.committable() == {} and offsets.unfinished == 0
+    offsets.take(TP, 9)
+    assert offsets.committable() == {TP: 9}
 
 
 async def test_distinct_warnings_go_together_and_versions_of_one_in_order() -> None:
