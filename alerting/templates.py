@@ -261,6 +261,10 @@ def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
         ),
         undefined=StrictUndefined,
         keep_trailing_newline=False,
+        # Templates ship with the code and change only with it (a restart): without
+        # this, jinja2 stats each template file at every render (the route stage's
+        # largest cost under a burst of warnings).
+        auto_reload=False,
     )
     env.filters.update(
         num_vi=_num_vi,

@@ -68,6 +68,7 @@ def dispatcher_for(channel: str, settings: Settings, bootstrap: Kafka) -> Dispat
             ),
             rate_per_receiver=settings.dispatch_rate_per_receiver,
             burst_per_receiver=settings.dispatch_burst_per_receiver,
+            window_per_receiver=settings.dispatch_window_per_receiver,
             rebalance_timeout_ms=int(settings.rebalance_timeout * 1000),
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
         ),

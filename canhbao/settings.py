@@ -257,6 +257,12 @@ class Settings(BaseSettings):
     dispatch_burst_per_receiver: float = Field(
         default=40.0, ge=1, description="deliveries to one receiver at once before pacing"
     )
+    # Deliveries in flight at once per receiver (issue 12, goal 4): one at a time leaves
+    # a dispatcher waiting on round trips; versions of one warning still go in order.
+    dispatch_window_per_receiver: int = Field(
+        default=32, ge=1, le=1000,
+        description="notifications a dispatcher has in flight at once to one receiver",
+    )  # fmt: skip
     log_level: str = "info"
 
     @field_validator("display_timezone")

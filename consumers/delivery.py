@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -46,15 +47,26 @@ class TokenBucket:
         self.tokens = self.burst
         self.stamp = self.clock()
 
-    def wait_time(self) -> float:
-        """Seconds to wait before the next send (0: go now, and a token is taken)."""
+    def _refill(self) -> None:
         now = self.clock()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
+
+    def wait_time(self) -> float:
+        """Seconds to wait before the next send (0: go now, and a token is taken)."""
+        self._refill()
         if self.tokens >= 1:
             self.tokens -= 1
             return 0.0
         return (1 - self.tokens) / self.rate
+
+    def reserve(self) -> float:
+        """Take the next token now, in debt if need be, and return how long to wait
+        until it is due. Senders running at once each get their own slot: with
+        ``wait_time`` they would all wait the same time and then all go together."""
+        self._refill()
+        self.tokens -= 1
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
 @dataclass
@@ -87,3 +99,52 @@ class CircuitBreaker:
         self.failures += 1
         if self.failures >= self.threshold:
             self.opened_at = self.clock()
+
+
+class Offsets:
+    """Which records of each partition are finished, for a dispatcher that handles
+    several at once: the offset it may commit is that of the lowest record not yet
+    finished (everything before it is), or one past the last record taken when all
+    are. A record read twice (the group gave its partition back) counts twice."""
+
+    def __init__(self) -> None:
+        self._open: dict[Any, dict[int, int]] = {}  # partition -> offset -> unfinished
+        self._next: dict[Any, int] = {}  # partition -> one past the highest offset taken
+        self._committed: dict[Any, int] = {}
+
+    def take(self, partition: Any, offset: int) -> None:
+        open_ = self._open.setdefault(partition, {})
+        open_[offset] = open_.get(offset, 0) + 1
+        self._next[partition] = max(self._next.get(partition, 0), offset + 1)
+
+    def finish(self, partition: Any, offset: int) -> None:
+        open_ = self._open.get(partition)
+        if open_ is None or offset not in open_:
+            return  # its partition was given up (forgotten) while it was under way
+        open_[offset] -= 1
+        if not open_[offset]:
+            del open_[offset]
+
+    def forget(self, partition: Any) -> None:
+        """The partition went to another member: its next owner reads from the last
+        commit, and what is still under way here must not move that commit."""
+        self._open.pop(partition, None)
+        self._next.pop(partition, None)
+        self._committed.pop(partition, None)
+
+    @property
+    def unfinished(self) -> int:
+        return sum(sum(o.values()) for o in self._open.values())
+
+    def committable(self) -> dict[Any, int]:
+        """The offsets to commit now: per partition, only where they moved on."""
+        out = {}
+        for partition, upto in self._next.items():
+            open_ = self._open.get(partition)
+            offset = min(open_) if open_ else upto
+            if offset > self._committed.get(partition, -1):
+                out[partition] = offset
+        return out
+
+    def committed(self, offsets: dict[Any, int]) -> None:
+        self._committed.update(offsets)

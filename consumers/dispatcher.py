@@ -19,11 +19,22 @@ dispatcher killed in between reads the notification again (its offset was not
 committed), finds it delivered with its receipt unsent, and publishes the receipt
 from the ledger. Should the kill fall between the receipt and its mark, the receipt
 goes out twice, identical (same notification, attempt and time).
+
+Several at once: up to ``window_per_receiver`` notifications per receiver are in
+flight together (their sends, and their ledger and receipt writes, which the
+producer then batches), because one at a time leaves the dispatcher waiting on
+round trips. Versions of one warning to one receiver still go one after the other:
+a version is sent only once the one before it is finished (delivered and recorded,
+or dead-lettered), so a later version never overtakes an earlier one. Offsets are
+committed only up to the lowest record not yet finished. A kill therefore leaves at
+most the window's requests with an unknown outcome, each sent again with its
+``Idempotency-Key``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -31,10 +42,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from consumers.delivery import CircuitBreaker, RetryPolicy, TokenBucket
+from consumers.delivery import CircuitBreaker, Offsets, RetryPolicy, TokenBucket
 from topics.catalogue import DEADLETTER, RECEIPTS, STATE_DELIVERIES, notifications_topic
 from topics.connection import Kafka, client_kwargs
 from topics.errors import field_errors
@@ -71,6 +89,10 @@ class DeliveryError(Exception):
 
 
 class Sender(Protocol):
+    """A channel's way of delivering. A sender may set ``max_in_flight`` (an int) to
+    cap how many of its sends to one receiver run at once, below the dispatcher's
+    window (e-mail: one SMTP connection each)."""
+
     channel: Channel
 
     async def start(self) -> None: ...
@@ -93,6 +115,8 @@ class Writer(Protocol):
         self, topic: str, value: bytes | None = None, key: bytes | None = None
     ) -> Any: ...
 
+    async def flush(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class DispatchConfig:
@@ -105,6 +129,11 @@ class DispatchConfig:
     breaker_cooldown: float = 15.0
     rebalance_timeout_ms: int = 10_000
     fetch_max_wait_ms: int = 500
+    # Notifications in flight at once to one receiver; 1 delivers one at a time.
+    window_per_receiver: int = 32
+    # Records read and not yet finished, over all receivers: past it the dispatcher
+    # reads no more until some finish (a receiver retrying holds its records).
+    max_unfinished: int = 500
 
 
 class Ledger:
@@ -168,6 +197,28 @@ class Ledger:
         self.unsent.pop(key, None)
 
 
+class _Handover(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions given up in a rebalance: commit what is finished on them first (so
+    their next owner does not send it again), then stop tracking them."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, producer: Writer, offsets: Offsets) -> None:
+        self.consumer, self.producer, self.offsets = consumer, producer, offsets
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        ready = {tp: o for tp, o in self.offsets.committable().items() if tp in revoked}
+        try:
+            if ready:
+                await self.producer.flush()
+                await self.consumer.commit(ready)
+        except KafkaError as exc:
+            log.info("offsets of the partitions given up not committed: %s", exc)
+        for tp in revoked:
+            self.offsets.forget(tp)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        return None
+
+
 @dataclass
 class Dispatcher:
     sender: Sender
@@ -177,6 +228,8 @@ class Dispatcher:
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
     _buckets: dict[str, TokenBucket] = field(default_factory=dict)
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    _windows: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _trials: set[str] = field(default_factory=set)  # receivers with a half-open trial out
 
     @property
     def channel(self) -> Channel:
@@ -220,7 +273,6 @@ class Dispatcher:
             report_status(cfg.bootstrap, lambda: self.status(instance), self._stopping)
         )
         consumer = AIOKafkaConsumer(
-            topic,
             **client_kwargs(cfg.bootstrap),
             group_id=self.group_id,
             enable_auto_commit=False,
@@ -230,24 +282,13 @@ class Dispatcher:
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
         )
         producer = AIOKafkaProducer(**client_kwargs(cfg.bootstrap), linger_ms=1, acks="all")
+        offsets = Offsets()
+        consumer.subscribe([topic], listener=_Handover(consumer, producer, offsets))
         await producer.start()
         await consumer.start()
         await self.sender.start()
         try:
-            while not self._stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=200, max_records=100)
-                done: dict[TopicPartition, int] = {}
-                for tp, records in batches.items():
-                    for record in records:
-                        if self._stopping.is_set():
-                            break
-                        finished = await self._handle(producer, topic, record)
-                        if not finished:
-                            break
-                        done[tp] = record.offset + 1
-                if done:
-                    await producer.flush()
-                    await commit_owned(consumer, done)
+            await self._dispatch(consumer, producer, topic, offsets)
         finally:
             reporting.cancel()
             await asyncio.gather(reporting, return_exceptions=True)
@@ -255,20 +296,103 @@ class Dispatcher:
             await consumer.stop()
             await producer.stop()
 
-    async def _handle(self, producer: Writer, topic: str, record: Any) -> bool:
-        """True when the record reached a final outcome (and its offset may be committed)."""
-        raw: bytes = record.value or b""
+    async def _dispatch(
+        self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, topic: str, offsets: Offsets
+    ) -> None:
+        """Read, start each record's handling at once (in its receiver's window, after
+        the versions before it), commit what is finished; on stop, let what is under
+        way end, then commit."""
+        cfg = self.config
+        tasks: set[asyncio.Task[bool]] = set()
+        chains: dict[tuple[str, str], asyncio.Task[bool]] = {}
+        failed: list[BaseException] = []
+
+        def ended(
+            task: asyncio.Task[bool], *, tp: TopicPartition, offset: int,
+            chain: tuple[str, str] | None,
+        ) -> None:  # fmt: skip
+            tasks.discard(task)
+            if chain is not None and chains.get(chain) is task:
+                del chains[chain]
+            if task.cancelled():
+                return
+            exc = task.exception()
+            if exc is not None:
+                failed.append(exc)
+                self._stopping.set()
+            elif task.result():
+                offsets.finish(tp, offset)
+
         try:
-            note = Notification.model_validate_json(raw)
+            while not self._stopping.is_set():
+                if offsets.unfinished >= cfg.max_unfinished:
+                    await asyncio.wait(tasks, timeout=0.2, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    batches = await consumer.getmany(timeout_ms=200, max_records=500)
+                    for tp, records in batches.items():
+                        for record in records:
+                            offsets.take(tp, record.offset)
+                            note, chain = self._parse(record)
+                            task = asyncio.create_task(
+                                self._process(producer, record, note, chains.get(chain)
+                                              if chain is not None else None)
+                            )  # fmt: skip
+                            if chain is not None:
+                                chains[chain] = task
+                            tasks.add(task)
+                            task.add_done_callback(
+                                functools.partial(ended, tp=tp, offset=record.offset, chain=chain)
+                            )
+                if not failed:
+                    await self._commit(consumer, producer, offsets)
+        finally:
+            # A stop (or a failure) cuts the waits short; sends under way end.
+            self._stopping.set()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        if failed:
+            raise failed[0]
+        await self._commit(consumer, producer, offsets)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, producer: Writer, offsets: Offsets) -> None:
+        ready = offsets.committable()
+        if not ready:
+            return
+        await producer.flush()  # the finished ones' "receipt sent" marks
+        if await commit_owned(consumer, ready):
+            owned = consumer.assignment()
+            offsets.committed({tp: o for tp, o in ready.items() if tp in owned})
+
+    def _parse(self, record: Any) -> tuple[Notification | ValidationError, tuple[str, str] | None]:
+        """The notification, and the chain it joins (its receiver and warning)."""
+        try:
+            note = Notification.model_validate_json(record.value or b"")
         except ValidationError as exc:
+            return exc, None
+        return note, (note.receiver_id, note.warning_id)
+
+    async def _process(
+        self,
+        producer: Writer,
+        record: Any,
+        note: Notification | ValidationError,
+        after: asyncio.Task[bool] | None = None,
+    ) -> bool:
+        """True when the record reached a final outcome (and its offset may be committed)."""
+        if isinstance(note, ValidationError):
+            raw: bytes = record.value or b""
             await DeadLetters(to_producer(producer, DEADLETTER), self.metrics).reject(
                 record,
                 raw,
                 "dispatch",
-                f"not a valid notification: {exc.error_count()} error(s)",
-                field_errors(exc),
+                f"not a valid notification: {note.error_count()} error(s)",
+                field_errors(note),
             )
             return True
+        if after is not None and not await asyncio.shield(after):
+            # The version before it is not finished (a stop): neither is this one, so
+            # it cannot go first.
+            return False
         if note.notification_id in self.ledger:
             self.metrics.deliveries.labels(
                 self.channel.value, DeliveryOutcome.DUPLICATE.value
@@ -285,8 +409,22 @@ class Dispatcher:
             )
             await self._publish(producer, unsent)
             return True
-        receipt = await self.deliver(producer, note)
+        async with self._window(note.receiver_id):
+            receipt = await self.deliver(producer, note)
         return receipt is not None
+
+    def _window(self, receiver: str) -> asyncio.Semaphore:
+        window = self._windows.get(receiver)
+        if window is None:
+            size = max(1, self.config.window_per_receiver)
+            size = min(size, getattr(self.sender, "max_in_flight", size))
+            window = self._windows[receiver] = asyncio.Semaphore(size)
+        return window
+
+    async def _handle(self, producer: Writer, topic: str, record: Any) -> bool:
+        """One record alone, start to end: True when it reached a final outcome."""
+        note, _ = self._parse(record)
+        return await self._process(producer, record, note)
 
     async def _publish(self, producer: Writer, receipt: DeliveryReceipt) -> None:
         """The receipt, acknowledged before anything else happens to its notification;
@@ -321,50 +459,23 @@ class Dispatcher:
             CircuitBreaker(self.config.breaker_threshold, self.config.breaker_cooldown),
         )
         receipt: DeliveryReceipt | None = None
-        for attempt in range(1, policy.max_attempts + 1):
-            if await self._pause(breaker.wait_time()) or await self._pause(bucket.wait_time()):
-                return None
-            started = time.perf_counter()
-            status: int | None = None
-            error: str | None = None
-            retryable = True
-            try:
-                status = await asyncio.wait_for(self.sender.send(note), policy.timeout)
-            except DeliveryError as exc:
-                status, error, retryable = exc.status, str(exc), exc.retryable
-            except TimeoutError:
-                error = f"no answer within {policy.timeout:g} s"
-            elapsed = time.perf_counter() - started
-            self.metrics.delivery_seconds.labels(self.channel.value).observe(elapsed)
-            if error is None:
-                breaker.success()
-                outcome = DeliveryOutcome.DELIVERED
-                self._observe_end_to_end(note)
-            else:
-                breaker.failure()
-                last = attempt == policy.max_attempts or not retryable
-                outcome = DeliveryOutcome.FAILED if last else DeliveryOutcome.RETRYING
-            self.metrics.deliveries.labels(self.channel.value, outcome.value).inc()
-            receipt = DeliveryReceipt(
-                notification_id=note.notification_id,
-                warning_id=note.warning_id,
-                receiver_id=note.receiver_id,
-                channel=self.channel,
-                attempt=attempt,
-                outcome=outcome,
-                status_code=status,
-                error=error,
-                latency_seconds=elapsed,
-            )
-            if outcome is DeliveryOutcome.DELIVERED:
-                # The ledger first, with the receipt: once it is acknowledged, a
-                # restart never resends, and publishes the receipt if it must.
-                await self.ledger.record(producer, receipt)
-            await self._publish(producer, receipt)
-            if outcome is not DeliveryOutcome.RETRYING:
-                break
-            if await self._pause(policy.backoff(attempt)):
-                return None
+        trial = False
+        try:
+            for attempt in range(1, policy.max_attempts + 1):
+                stopping, trial = await self._turn(note.receiver_id, breaker, bucket)
+                if stopping:
+                    return None
+                receipt = await self._attempt(producer, note, attempt, breaker)
+                if trial:
+                    self._trials.discard(note.receiver_id)
+                    trial = False
+                if receipt.outcome is not DeliveryOutcome.RETRYING:
+                    break
+                if await self._pause(policy.backoff(attempt)):
+                    return None
+        finally:
+            if trial:
+                self._trials.discard(note.receiver_id)
         assert receipt is not None
         if receipt.outcome is DeliveryOutcome.FAILED:
             log.warning("%s to %s failed: %s", self.channel.value, note.receiver_id, receipt.error)
@@ -375,4 +486,76 @@ class Dispatcher:
                 reason=f"gave up after {receipt.attempt} attempts: {receipt.error}",
             )
             await (await DeadLetters(to_producer(producer, DEADLETTER), self.metrics).send(dead))
+        return receipt
+
+    async def _turn(
+        self, receiver: str, breaker: CircuitBreaker, bucket: TokenBucket
+    ) -> tuple[bool, bool]:
+        """Wait for this attempt's turn: the receiver's breaker, then its pace.
+        Returns (stopping, trial): a half-open breaker lets one trial out at a time,
+        and its outcome decides for the others waiting."""
+        while True:
+            wait = breaker.wait_time()
+            if wait > 0:
+                if await self._pause(wait):
+                    return True, False
+                continue
+            if breaker.opened_at is None:
+                trial = False
+                break
+            if receiver not in self._trials:
+                self._trials.add(receiver)
+                trial = True
+                break
+            if await self._pause(0.05):  # another trial is out: its outcome decides
+                return True, False
+        if await self._pause(bucket.reserve()):
+            if trial:
+                self._trials.discard(receiver)
+            return True, False
+        return False, trial
+
+    async def _attempt(
+        self, producer: Writer, note: Notification, attempt: int, breaker: CircuitBreaker
+    ) -> DeliveryReceipt:
+        """One send, its outcome recorded: the ledger entry when delivered, then the
+        receipt (both acknowledged)."""
+        policy = self.config.policy
+        started = time.perf_counter()
+        status: int | None = None
+        error: str | None = None
+        retryable = True
+        try:
+            status = await asyncio.wait_for(self.sender.send(note), policy.timeout)
+        except DeliveryError as exc:
+            status, error, retryable = exc.status, str(exc), exc.retryable
+        except TimeoutError:
+            error = f"no answer within {policy.timeout:g} s"
+        elapsed = time.perf_counter() - started
+        self.metrics.delivery_seconds.labels(self.channel.value).observe(elapsed)
+        if error is None:
+            breaker.success()
+            outcome = DeliveryOutcome.DELIVERED
+            self._observe_end_to_end(note)
+        else:
+            breaker.failure()
+            last = attempt == policy.max_attempts or not retryable
+            outcome = DeliveryOutcome.FAILED if last else DeliveryOutcome.RETRYING
+        self.metrics.deliveries.labels(self.channel.value, outcome.value).inc()
+        receipt = DeliveryReceipt(
+            notification_id=note.notification_id,
+            warning_id=note.warning_id,
+            receiver_id=note.receiver_id,
+            channel=self.channel,
+            attempt=attempt,
+            outcome=outcome,
+            status_code=status,
+            error=error,
+            latency_seconds=elapsed,
+        )
+        if outcome is DeliveryOutcome.DELIVERED:
+            # The ledger first, with the receipt: once it is acknowledged, a
+            # restart never resends, and publishes the receipt if it must.
+            await self.ledger.record(producer, receipt)
+        await self._publish(producer, receipt)
         return receipt

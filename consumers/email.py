@@ -26,6 +26,9 @@ class SmtpConfig:
 
 class EmailSender:
     channel = Channel.EMAIL
+    # Each message opens its own SMTP session: a few at once, since mail servers limit
+    # (and may refuse with 421) the connections one client has open.
+    max_in_flight = 4
 
     def __init__(self, config: SmtpConfig) -> None:
         self.config = config

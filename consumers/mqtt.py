@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiomqtt
@@ -23,6 +24,8 @@ class MqttSender:
         self.host, self.port = host, port
         self.username, self.password = username, password
         self._client: aiomqtt.Client | None = None
+        # Several sends at once share one connection: only the first may open it.
+        self._connecting = asyncio.Lock()
 
     async def start(self) -> None:
         return None
@@ -33,14 +36,15 @@ class MqttSender:
             self._client = None
 
     async def _connected(self) -> aiomqtt.Client:
-        if self._client is None:
-            client = aiomqtt.Client(
-                self.host, self.port, username=self.username, password=self.password,
-                identifier=None,
-            )  # fmt: skip
-            await client.__aenter__()
-            self._client = client
-        return self._client
+        async with self._connecting:
+            if self._client is None:
+                client = aiomqtt.Client(
+                    self.host, self.port, username=self.username, password=self.password,
+                    identifier=None,
+                )  # fmt: skip
+                await client.__aenter__()
+                self._client = client
+            return self._client
 
     def payload(self, note: Notification) -> bytes:
         return json.dumps(

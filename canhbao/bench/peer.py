@@ -38,7 +38,7 @@ from typing import Any
 import aiohttp
 import yaml
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from canhbao.bench.latency import percentile
 from canhbao.broker import free_port
@@ -46,9 +46,9 @@ from canhbao.processes import spawn, stop
 from canhbao.receiver import Delivery
 from canhbao.settings import REPO_ROOT
 from topics import yamlio
-from topics.catalogue import WARNINGS
+from topics.catalogue import WARNINGS, notifications_topic
 from topics.connection import Kafka, client_kwargs
-from topics.models import Warning
+from topics.models import Channel, Warning
 
 BINARY = "prometheus-alertmanager"
 APT = ["apt-get", "install", "-y", "-q", "prometheus-alertmanager"]
@@ -174,6 +174,11 @@ class SideResult:
     max_ms: float
     requests: int  # HTTP requests the receiver got during the burst
     repeats: int  # arrivals of an alert already seen
+    # canhbao only: first send → the route stage's last notification of the burst on
+    # canhbao.notifications.webhook (its record time), and that rate; the rest of
+    # ``seconds`` is the dispatcher's. Says which of the two stages limits the path.
+    routed_seconds: float | None = None
+    routed_per_second: float | None = None
 
 
 def _side(
@@ -296,6 +301,38 @@ def _warnings(ids: list[str]) -> list[bytes]:
     return out
 
 
+async def routed_at(bootstrap: Kafka, ids: set[str]) -> dict[str, float]:
+    """When the route stage wrote each burst warning's webhook notification (the
+    record's time, in seconds), read back from ``canhbao.notifications.webhook``."""
+    topic = notifications_topic(Channel.WEBHOOK)
+    consumer = AIOKafkaConsumer(**client_kwargs(bootstrap), group_id=None,
+                                enable_auto_commit=False)  # fmt: skip
+    await consumer.start()
+    out: dict[str, float] = {}
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not parts:
+            return out
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        left = {tp for tp in parts if end[tp] > 0}
+        while left:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.offset + 1 >= end[tp]:
+                        left.discard(tp)
+                    wid = json.loads(record.value or b"{}").get("warning_id")
+                    if wid in ids:
+                        out.setdefault(wid, record.timestamp / 1000)
+            if not batches:
+                break
+    finally:
+        await consumer.stop()
+    return out
+
+
 async def _cb_burst(bootstrap: Kafka, ids: list[str]) -> dict[str, float]:
     values = _warnings(ids)  # encoded before the clock starts, as the AM bodies are cheap
     sent_at: dict[str, float] = {}
@@ -349,6 +386,12 @@ async def run_peer(
         result[side] = _side(alerts, sent_at, arrivals.first[side],
                              arrivals.requests[side] - requests,
                              arrivals.repeats[side] - repeats)  # fmt: skip
+        if side == "cb":
+            routed = await routed_at(bootstrap, set(ids))
+            if routed:
+                took = max(routed.values()) - min(sent_at.values())
+                result[side].routed_seconds = round(took, 3)
+                result[side].routed_per_second = round(len(routed) / took, 1) if took > 0 else None
     return PeerResult(
         alertmanager_version=alertmanager_version(am_path),
         alerts=alerts,

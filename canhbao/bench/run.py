@@ -245,6 +245,13 @@ async def _peer(
             f"{name}: {side.delivered:,}/{side.alerts:,} warnings in {side.seconds:.2f} s, "
             f"{side.alerts_per_second:,.0f}/s, p50 {side.p50_ms} ms, p99 {side.p99_ms} ms"
         )
+    routed = r.canhbao
+    if routed.routed_seconds is not None:
+        say(
+            f"canhbao's route stage wrote the burst's notifications in "
+            f"{routed.routed_seconds:.2f} s ({routed.routed_per_second or 0:,.0f}/s); "
+            "the rest was the dispatcher's"
+        )
     return asdict(r)
 
 
