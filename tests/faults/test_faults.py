@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from canhbao.metrics import scrape
 from canhbao.receiver import Delivery, WebhookReceiver
 from tests import servers
 from tests.faults import pipeline as pl
@@ -261,10 +262,19 @@ async def run_faults(suite: Suite, tmp: Path) -> None:
         await pl.send(pipe.bootstrap, topic, [(b"poison", v) for _, v in items])
     await poison_check(suite, poison, t)
 
+    # A worker restarted after the poison, whose last record on canhbao.control.rules
+    # is refused, starts with the rule set in force (it used to stop at its start).
+    worker = pipe.procs["worker-b"]
+    worker.stop()
+    worker.start()
+    port = int(worker.env["CANHBAO_METRICS_PORT"])
+    await pl.wait(lambda: not worker.alive() or scrape(port) is not None, 120, "worker-b")
+
     # After all of it, a fresh reading still raises its warning, delivered and recorded.
     t = time.monotonic()
     await suite.trigger("fresh")
-    await suite.check("fresh", "after every fault: a fresh reading", t)
+    await suite.check("fresh", "after every fault and a worker restarted after the poison: "
+                      "a fresh reading", t)  # fmt: skip
 
 
 MQTT_FAULT = "MQTT broker (mosquitto) stopped mid-dispatch, restarted 10 s later"
@@ -374,7 +384,8 @@ def poison_messages() -> dict[str, list[tuple[str, bytes]]]:
         version="faults-broken", sources={"faults.yaml": "rules:\n  - id: faults.broken\n"},
         applied_by="fault suite", comment="a rule set that does not compile",
     )  # fmt: skip
-    out[CONTROL_RULES].append(("rule set that does not compile", broken.to_bytes()))
+    # First: the last record on the rules topic stays one that is not a rule set at all.
+    out[CONTROL_RULES].insert(0, ("rule set that does not compile", broken.to_bytes()))
     return out
 
 

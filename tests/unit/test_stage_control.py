@@ -21,6 +21,7 @@ from pipeline.worker.stages.control import (
     ControlCheckStage,
     RulesControl,
     check_control,
+    last_in_force,
     read_silence,
 )
 from pipeline.worker.stages.evaluate import EngineHolder
@@ -176,3 +177,20 @@ async def test_the_check_stage_dead_letters_what_the_followers_refuse_once_count
     for topic in (CONTROL_RULES, CONTROL_SILENCES):
         labels = {"source_topic": topic, "stage": "control"}
         assert out.sample("canhbao_messages_rejected_total", **labels) == 1
+
+
+def test_a_starting_worker_takes_the_last_set_that_compiles(
+    compile_yaml: Callable[..., RuleSet],
+) -> None:
+    # A refused record last on the topic (poison, a set that does not compile) must
+    # neither stop a worker from starting nor send it back to the rule files.
+    old, new = compile_yaml(FLOOD_RULE_YAML), compile_yaml(LOWER)
+    broken = RuleSetDoc(
+        version="broken", sources={"rules.yaml": "rules:\n  - id: x\n"}, applied_by="Trực ban A"
+    ).to_bytes()
+    values = [doc(old), doc(new), broken, *POISON.values(), None]
+    found = last_in_force(values)
+    assert found is not None
+    assert (found[0].version, found[1].version) == (new.version, new.version)
+    assert last_in_force([broken, POISON["bad bytes"]]) is None
+    assert last_in_force([]) is None

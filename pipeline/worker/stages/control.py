@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
@@ -95,6 +96,31 @@ def read_silence(key: bytes | None, raw: bytes | None) -> Silence | Refused | No
             [f"id: not the record's key {shown!r}"],
         )
     return silence
+
+
+def last_in_force(values: Sequence[bytes | None]) -> tuple[RuleSetDoc, RuleSet] | None:
+    """The rule set in force after the control topic's ``values`` (in order): the last
+    one that reads and compiles, the one the followers end up applying. A refused
+    record last on the topic (poison, a set that does not compile) changes nothing."""
+    for raw in reversed(values):
+        doc = read_rule_set(raw)
+        if isinstance(doc, Refused):
+            continue
+        rules = compile_rule_set(doc)
+        if not isinstance(rules, Refused):
+            return doc, rules
+    return None
+
+
+async def rules_on_topic(bootstrap: Kafka) -> tuple[RuleSetDoc, RuleSet] | None:
+    """:func:`last_in_force` of ``canhbao.control.rules`` as it is now (None when no
+    set there compiles): a starting worker's rules. Only the last record would be
+    read by :func:`topics.kafka.rules_in_force`, and a refused one there would keep
+    every worker from starting."""
+    values: list[bytes | None] = []
+    async with TopicReader(bootstrap, CONTROL_RULES, lambda r: values.append(r.value)) as reader:
+        await reader.catch_up()
+    return last_in_force(values)
 
 
 def check_control(topic: str, key: bytes | None, raw: bytes | None) -> Refused | None:
