@@ -97,13 +97,13 @@ class MqttSender:
             try:
                 # A broker that goes away before its PUBACK would leave the publish
                 # waiting out its whole timeout: stop waiting as soon as it is gone.
-                await asyncio.wait(
+                done, _ = await asyncio.wait(
                     {publish, client._disconnected}, return_when=asyncio.FIRST_COMPLETED
                 )
             finally:
                 if not publish.done():
                     publish.cancel()
-            if publish.cancelled():
+            if publish not in done:
                 raise DeliveryError(
                     "MQTT: the broker closed the connection before acknowledging the message"
                 )

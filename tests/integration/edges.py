@@ -246,13 +246,15 @@ class MqttSubscriber:
     received: Counter[str] = field(default_factory=Counter)
     on_message: Callable[[str], None] | None = None
     subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: int = 0  # times it connected and subscribed
     _task: asyncio.Task[None] | None = None
     _got: asyncio.Event = field(default_factory=asyncio.Event)
 
-    async def wait_for(self, n: int, timeout: float = 30) -> None:
-        """Until ``n`` different messages arrived (AssertionError after ``timeout``)."""
+    async def wait_for(self, n: int, timeout: float = 30, connections: int = 1) -> None:
+        """Until ``n`` different messages arrived and it subscribed ``connections``
+        times (TimeoutError after ``timeout``)."""
         async with asyncio.timeout(timeout):
-            while len(self.received) < n:
+            while len(self.received) < n or self.connections < connections:
                 self._got.clear()
                 await self._got.wait()
 
@@ -263,7 +265,9 @@ class MqttSubscriber:
                     "127.0.0.1", self.port, identifier=self.identifier, clean_session=False
                 ) as client:
                     await client.subscribe(self.topic, qos=1)
+                    self.connections += 1
                     self.subscribed.set()
+                    self._got.set()
                     async for message in client.messages:
                         key = str(json.loads(bytes(message.payload))["id"])
                         self.received[key] += 1
