@@ -9,11 +9,12 @@ from datetime import timedelta
 from alerting.audiences import Audiences
 from alerting.directory import Directory
 from alerting.routes import load_routing
-from canhbao import control, metrics
+from canhbao import metrics
 from canhbao.settings import Settings
-from pipeline.rules.loader import RuleError, RuleSet, compile_rules, load_rules
+from pipeline.rules.loader import RuleSet, load_rules
 from pipeline.validate import TimePolicy
 from pipeline.worker.config import WorkerConfig
+from pipeline.worker.stages.control import rules_on_topic
 from topics.admin import create_topics
 from topics.connection import Kafka
 from topics.metrics import Metrics
@@ -52,14 +53,12 @@ def worker_config(settings: Settings) -> WorkerConfig:
 
 async def initial_rules(settings: Settings, bootstrap: Kafka) -> RuleSet:
     """The set last applied to the cluster; the rule files when none was applied yet."""
-    doc = await control.latest(bootstrap)
-    if doc is not None:
-        try:
-            rules = compile_rules(doc.sources)
-            log.warning("rules: active version %s from %s", rules.version, "the control topic")
-            return rules
-        except RuleError as exc:
-            log.error("rules: the applied set %s does not compile here: %s", doc.version, exc)
+    # The last set there that compiles: a refused record last on the topic (poison, a
+    # set that does not compile) is skipped, as the running workers skipped it.
+    applied = await rules_on_topic(bootstrap)
+    if applied is not None:
+        log.warning("rules: active version %s from %s", applied[1].version, "the control topic")
+        return applied[1]
     rules = load_rules(settings.rules_path)
     log.warning("rules: version %s from %s", rules.version, settings.rules_path)
     return rules

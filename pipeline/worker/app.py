@@ -25,7 +25,7 @@ from pipeline.worker.faust_fixes import (
     install_catch_up_fetch,
 )
 from pipeline.worker.stages.approvals import ApprovalStage
-from pipeline.worker.stages.control import RulesControl
+from pipeline.worker.stages.control import ControlCheckStage, RulesControl
 from pipeline.worker.stages.evaluate import SOURCES, EngineHolder, EvaluateStage
 from pipeline.worker.stages.group import GroupStage
 from pipeline.worker.stages.route import RouteStage, Views
@@ -37,6 +37,8 @@ from topics.catalogue import (
     APPROVALS,
     CLOCK,
     COMMANDS,
+    CONTROL_RULES,
+    CONTROL_SILENCES,
     CORRELATE_REPORTS,
     CORRELATE_WARNINGS,
     DEADLETTER,
@@ -270,6 +272,13 @@ def build_app(config: WorkerConfig, bootstrap: Kafka, rules: RuleSet, metrics: M
         await control.follow(bootstrap)
 
     app.edge_task(follow_rules)
+
+    # Refused control records: dead-lettered once, by the one worker of the app's group
+    # that owns the control topics' single partition (the followers only skip them).
+    check = ControlCheckStage(dead)
+    app.stage_agent(
+        raw_topic(app, CONTROL_RULES, CONTROL_SILENCES), "canhbao.control-check", check.handle
+    )
 
     # Each worker says which rule set it follows (canhbao.state.services, the console's health).
     instance = wire.instance_name(config.group_instance_id)

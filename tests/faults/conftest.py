@@ -18,6 +18,7 @@ class Row:
     dead_lettered: str = "0"
     recovery_s: float | None = None  # from the fault until all was delivered and recorded
     problems: list[str] = field(default_factory=list)
+    skipped: str = ""  # why the fault was not injected (a server not installed)
 
 
 RESULTS: list[Row] = []
@@ -32,6 +33,8 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         rec = "" if r.recovery_s is None else f"{r.recovery_s:.1f}"
         verdict = "ok" if not r.problems else "FAIL: " + "; ".join(r.problems)[:300]
+        if r.skipped and not r.problems:
+            verdict = f"skipped: {r.skipped}"
         lines.append(
             f"| {r.fault} | {r.expected} | {r.delivered} | {r.duplicates} ({r.dropped}) | "
             f"{r.dead_lettered} | {rec} | {verdict} |"

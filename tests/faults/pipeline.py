@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -226,7 +226,7 @@ def kafka_on_disk(state: Path) -> Iterator[LocalKafka]:
         kafka.stop()
 
 
-async def send(bootstrap: str, topic: str, messages: list[tuple[bytes | None, bytes]]) -> None:
+async def send(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes]]) -> None:
     p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all",
                          max_request_size=2_000_000)  # fmt: skip
     await p.start()

@@ -8,8 +8,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import ipaddress
+import json
+import os
 import ssl
-from collections.abc import AsyncIterator, Iterator
+import subprocess
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import Message
@@ -188,3 +192,98 @@ async def mqtt_listener(port: int, topic: str) -> AsyncIterator[list[tuple[str, 
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+@dataclass
+class MqttBroker:
+    """Debian's mosquitto on a port of its own that a test can stop and start again (a
+    broker restarted under a running dispatcher). It keeps persistent sessions on disk
+    across a clean stop, as a production broker does: a subscriber's QoS 1 messages
+    published while it was reconnecting wait for it."""
+
+    state: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> MqttBroker:
+        from tests.servers import require, wait_for_port
+
+        self.state.mkdir(parents=True, exist_ok=True)
+        conf = self.state / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {self.state}/\n"
+            # As root (CI), mosquitto would drop to its own user, which may not write
+            # the test's directory: its sessions would not survive the restart.
+            + ("user root\n" if os.geteuid() == 0 else "")
+        )
+        self.starts += 1
+        log = (self.state / "mosquitto.log").open("ab")
+        self.proc = subprocess.Popen(
+            [require("mosquitto"), "-c", str(conf), "-v"], stdout=log, stderr=log
+        )
+        wait_for_port(self.port, self.proc, "mosquitto")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: mosquitto saves its sessions and exits
+            self.proc.wait(10)
+
+
+@dataclass
+class MqttSubscriber:
+    """A loudspeaker controller's view of the MQTT broker: subscribed to ``topic`` at
+    QoS 1 in a persistent session (``clean_session`` off, a fixed client id), so it
+    gets every message published while it was reconnecting after a broker restart.
+    ``received`` counts each message by its payload's ``id``; ``on_message`` is called
+    after each one."""
+
+    port: int
+    topic: str
+    identifier: str = "canhbao-test-speakers"
+    received: Counter[str] = field(default_factory=Counter)
+    on_message: Callable[[str], None] | None = None
+    subscribed: asyncio.Event = field(default_factory=asyncio.Event)
+    connections: int = 0  # times it connected and subscribed
+    _task: asyncio.Task[None] | None = None
+    _got: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_for(self, n: int, timeout: float = 30, connections: int = 1) -> None:
+        """Until ``n`` different messages arrived and it subscribed ``connections``
+        times (TimeoutError after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            while len(self.received) < n or self.connections < connections:
+                self._got.clear()
+                await self._got.wait()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    "127.0.0.1", self.port, identifier=self.identifier, clean_session=False
+                ) as client:
+                    await client.subscribe(self.topic, qos=1)
+                    self.connections += 1
+                    self.subscribed.set()
+                    self._got.set()
+                    async for message in client.messages:
+                        key = str(json.loads(bytes(message.payload))["id"])
+                        self.received[key] += 1
+                        self._got.set()
+                        if self.on_message is not None:
+                            self.on_message(key)
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.2)  # the broker is restarting: connect again
+
+    async def start(self) -> MqttSubscriber:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self.subscribed.wait(), 30)
+        return self
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

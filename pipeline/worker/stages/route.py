@@ -20,7 +20,9 @@ from alerting.audiences import Audiences
 from alerting.directory import Directory
 from alerting.notify import Renderer, plan
 from alerting.routes import RoutingConfig, Silence
+from pipeline.validate import Refused
 from pipeline.worker.stages import Clock, wall_clock
+from pipeline.worker.stages.control import read_silence
 from pipeline.worker.writers import Writer
 from topics.catalogue import CONTROL_SILENCES, WARNINGS
 from topics.connection import Kafka
@@ -62,14 +64,19 @@ class Views:
             self.latest[w.warning_id] = (w.version, self.clock())
 
     def apply(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        try:
-            if topic == WARNINGS:
-                self.apply_warning(Warning.model_validate_json(value or b""))
-            elif value is None:
+        if topic != WARNINGS:
+            # A refused silence is skipped here, in every worker, and the silences in
+            # force are kept; the control check stage dead-letters it, once.
+            silence = read_silence(key, value)
+            if isinstance(silence, Refused):
+                log.warning("skipping a refused %s record: %s", topic, silence.reason[:500])
+            elif silence is None:
                 self.silences.pop((key or b"").decode(), None)
             else:
-                s = Silence.model_validate_json(value)
-                self.silences[s.id] = s
+                self.silences[silence.id] = silence
+            return
+        try:
+            self.apply_warning(Warning.model_validate_json(value or b""))
         except ValidationError as exc:
             log.warning("skipping an unreadable %s record: %s", topic, exc)
 
