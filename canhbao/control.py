@@ -6,10 +6,11 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
+from pipeline.rules.control import last_in_force
 from pipeline.rules.loader import RuleSet
 from topics.catalogue import CONTROL_RULES
 from topics.connection import Kafka, client_kwargs
-from topics.kafka import rules_in_force
+from topics.kafka import values
 from topics.models import RuleSetDoc
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ async def publish(bootstrap: Kafka, rules: RuleSet, actor: str, comment: str = "
     return doc
 
 
-async def latest(bootstrap: Kafka, timeout_ms: int = 3000) -> RuleSetDoc | None:
-    """The last rule set published, or None when the topic is empty."""
-    return await rules_in_force(bootstrap, timeout_ms)
+async def latest(bootstrap: Kafka) -> RuleSetDoc | None:
+    """The rule set in force: the last one published that reads and compiles (as the
+    workers apply it), or None when there is none."""
+    found = last_in_force(await values(bootstrap, CONTROL_RULES))
+    return found[0] if found else None

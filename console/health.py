@@ -9,8 +9,10 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
+from pipeline.rules.control import last_in_force
+from topics.catalogue import CONTROL_RULES
 from topics.connection import Kafka
-from topics.kafka import rules_in_force
+from topics.kafka import values
 from topics.lag import LagMonitor
 from topics.models import RuleSetDoc
 
@@ -35,4 +37,7 @@ class KafkaRules:
         self.bootstrap = bootstrap
 
     async def in_force(self) -> RuleSetDoc | None:
-        return await rules_in_force(self.bootstrap)
+        # The last set that compiles, as the workers apply it: a refused record last
+        # on the topic (poison, a set that does not compile) is not in force.
+        found = last_in_force(await values(self.bootstrap, CONTROL_RULES))
+        return found[0] if found else None

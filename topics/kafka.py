@@ -156,8 +156,19 @@ async def last_value(
         await consumer.stop()
 
 
+async def values(bootstrap: Kafka, topic: str) -> list[bytes | None]:
+    """Every value of ``topic`` as it is now, in order (a compacted control topic's
+    history: the reader decides which record is in force)."""
+    found: list[bytes | None] = []
+    async with TopicReader(bootstrap, topic, lambda r: found.append(r.value)) as reader:
+        await reader.catch_up()
+    return found
+
+
 async def rules_in_force(bootstrap: Kafka, timeout_ms: int = 3000) -> RuleSetDoc | None:
-    """The last rule set published on ``canhbao.control.rules``, or None."""
+    """The last record of ``canhbao.control.rules``, or None. Whether it compiles is
+    not checked here: readers that show the set in force use
+    ``pipeline.rules.control.last_in_force`` over :func:`values`."""
     value = await last_value(bootstrap, CONTROL_RULES, timeout_ms=timeout_ms)
     return None if value is None else RuleSetDoc.model_validate_json(value)
 

@@ -26,7 +26,7 @@ from tests.integration.helpers import (
     running_worker,
     worker_env,
 )
-from topics.catalogue import CLOCK, INGEST_READINGS, WARNINGS, readings_topic
+from topics.catalogue import CLOCK, CONTROL_RULES, INGEST_READINGS, WARNINGS, readings_topic
 from topics.models import Domain, DrillClock, Reading, Tick, Transition, Warning
 
 pytestmark = pytest.mark.integration
@@ -114,6 +114,11 @@ async def test_thresholds_change_live_and_an_invalid_set_is_refused(
                 refused.stderr
             )
             active = canhbao(broker.bootstrap, "rules", "active")
+            assert version in active.stdout and "kỹ sư A" in active.stdout
+            # Poison last on the topic is not "in force": the set the workers apply is.
+            await p.send_and_wait(CONTROL_RULES, b"{not a rule set", key=b"active")
+            active = canhbao(broker.bootstrap, "rules", "active")
+            assert active.returncode == 0, active.stderr
             assert version in active.stdout and "kỹ sư A" in active.stdout
 
             # 5.1 m is level I under the old thresholds and level II under v2.

@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
 from alerting.routes import Silence
-from pipeline.rules.loader import RuleError, RuleSet, compile_rules
+from pipeline.rules.control import compile_rule_set, last_in_force, not_a, read_rule_set
+from pipeline.rules.loader import RuleSet
 from pipeline.validate import Code, Refused
 from pipeline.worker.stages.evaluate import EngineHolder
 from topics.catalogue import CONTROL_RULES, CONTROL_SILENCES
 from topics.connection import Kafka
-from topics.errors import field_errors
-from topics.kafka import DeadLetters, Record, TopicReader
+from topics.kafka import DeadLetters, Record, TopicReader, values
 from topics.metrics import Metrics
 from topics.models import RuleSetDoc, ServiceStatus
 
@@ -38,43 +37,6 @@ log = logging.getLogger(__name__)
 
 #: The dead letters' ``stage`` for refused control records.
 STAGE = "control"
-
-
-def _not_a(what: str, exc: ValidationError) -> Refused:
-    if any(e["type"] == "json_invalid" for e in exc.errors(include_url=False)):
-        return Refused(Code.MALFORMED, f"not {what}: not valid JSON", ["(message): not JSON"])
-    errors = field_errors(exc)
-    return Refused(Code.INVALID, f"not {what}: " + "; ".join(errors[:5]), errors)
-
-
-# --- the judgement of one control record (pure) -----------------------------------------
-
-
-def read_rule_set(raw: bytes | None) -> RuleSetDoc | Refused:
-    """The rule set document a ``canhbao.control.rules`` record carries, or why not."""
-    if raw is None:
-        return Refused(
-            Code.INVALID,
-            "a tombstone on canhbao.control.rules: the rule set in force is replaced "
-            "(canhbao rules apply), never deleted",
-        )
-    try:
-        return RuleSetDoc.model_validate_json(raw)
-    except ValidationError as exc:
-        return _not_a("a rule set", exc)
-
-
-def compile_rule_set(doc: RuleSetDoc) -> RuleSet | Refused:
-    """``doc``'s rules compiled, or every problem that keeps them from compiling."""
-    try:
-        return compile_rules(doc.sources)
-    except RuleError as exc:
-        return Refused(
-            Code.INVALID,
-            f"rule set {doc.version} (applied by {doc.applied_by}) does not compile: "
-            + "; ".join(exc.problems[:5]),
-            list(exc.problems),
-        )
 
 
 def read_silence(key: bytes | None, raw: bytes | None) -> Silence | Refused | None:
@@ -86,7 +48,7 @@ def read_silence(key: bytes | None, raw: bytes | None) -> Silence | Refused | No
     try:
         silence = Silence.model_validate_json(raw)
     except ValidationError as exc:
-        return _not_a("a silence", exc)
+        return not_a("a silence", exc)
     if key is not None and key != silence.id.encode():
         shown = key.decode(errors="replace")[:80]
         return Refused(
@@ -98,29 +60,12 @@ def read_silence(key: bytes | None, raw: bytes | None) -> Silence | Refused | No
     return silence
 
 
-def last_in_force(values: Sequence[bytes | None]) -> tuple[RuleSetDoc, RuleSet] | None:
-    """The rule set in force after the control topic's ``values`` (in order): the last
-    one that reads and compiles, the one the followers end up applying. A refused
-    record last on the topic (poison, a set that does not compile) changes nothing."""
-    for raw in reversed(values):
-        doc = read_rule_set(raw)
-        if isinstance(doc, Refused):
-            continue
-        rules = compile_rule_set(doc)
-        if not isinstance(rules, Refused):
-            return doc, rules
-    return None
-
-
 async def rules_on_topic(bootstrap: Kafka) -> tuple[RuleSetDoc, RuleSet] | None:
     """:func:`last_in_force` of ``canhbao.control.rules`` as it is now (None when no
     set there compiles): a starting worker's rules. Only the last record would be
     read by :func:`topics.kafka.rules_in_force`, and a refused one there would keep
     every worker from starting."""
-    values: list[bytes | None] = []
-    async with TopicReader(bootstrap, CONTROL_RULES, lambda r: values.append(r.value)) as reader:
-        await reader.catch_up()
-    return last_in_force(values)
+    return last_in_force(await values(bootstrap, CONTROL_RULES))
 
 
 def check_control(topic: str, key: bytes | None, raw: bytes | None) -> Refused | None:
