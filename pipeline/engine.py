@@ -31,7 +31,7 @@ from pipeline.lifecycle import (
     settle_version,
     station_areas,
 )
-from pipeline.quality import Check, Verdict, inspect
+from pipeline.quality import ACCEPTED, Check, Verdict, inspect
 from pipeline.rules.kinds import measure, window_at
 from pipeline.rules.loader import RuleSet
 from pipeline.rules.model import (
@@ -75,7 +75,7 @@ FAULT_NAMES = {
 }
 
 
-@dataclass
+@dataclass(slots=True)  # one per reading: slots make it cheaper to build
 class Outputs:
     warnings: list[Warning] = field(default_factory=list)
     # Readings to re-key for rules that group by commune, province or source.
@@ -116,6 +116,24 @@ GAPS_TO_LEARN = 1
 class _Watched:
     quiet_since: float | None = None  # wall clock: first tick after its last reading
     since: float | None = None  # tick time (epoch s) this process began to watch it
+
+
+@dataclass(frozen=True, slots=True)
+class _Series:
+    """What the engine needs to know of one series (domain, metric, station, area,
+    source) before it reads one of its readings, worked out at its first reading: the
+    state keys, the gate's limits, the data-gap rules with their warnings' keys, and
+    the matching rules with the subject each judges, in the order they were written.
+    A station sends the same few series again and again, so this is a lookup."""
+
+    series: str  # the quality gate's timeline (and its name in logs)
+    qkey: str
+    lkey: str
+    stale: tuple[tuple[Rule, str], ...]  # (staleness rule, its warning key on this station)
+    rules: tuple[tuple[Rule, str, bool], ...]  # (rule, subject, grouped): subject known
+
+
+MAX_SERIES_PLANNED = 200_000  # series kept by ``Engine._plan`` (bounded, as rule selection)
 
 
 @dataclass
@@ -191,6 +209,8 @@ class Engine:
         # Handed on to the next engine at a hot reload: what was watched stays watched.
         self.watch = watch or SilenceWatch()
         self._prefixes: dict[str, str] = {}
+        self._plans: dict[tuple[Any, ...], _Series] = {}
+        self._planned_for = rules  # plans hold rules: made again if ``rules`` is replaced
 
     def with_rules(self, rules: RuleSet) -> Engine:
         """The same engine with another rule set (hot reload): what was watched stays
@@ -263,27 +283,34 @@ class Engine:
         time comes from the readings alone). A drill's reading is judged against its
         drill's clock instead."""
         out = Outputs()
-        rules = self.rules
-        at = present(now, reading.drill) if now is not None else None
-        # Anything dated after this is from a timeline that cannot be the present one.
-        beyond = at + self.max_clock_skew if at is not None else None
+        plan = self._plan(reading)
         if mode != "grouped":
             # Once: converting a parsed time (its offset) costs about a microsecond.
             ts = reading.observed_at.timestamp()
-            verdict = self._gate(reading, store, at, out, ts)
+            if now is not None:
+                at = present(now, reading.drill) if reading.drill is not None else now
+                # Anything dated after this is from a timeline that cannot be the
+                # present one.
+                beyond = at + self.max_clock_skew
+                verdict = self._gate(reading, store, at, out, ts, plan, beyond.timestamp())
+            else:
+                beyond = None
+                verdict = self._gate(reading, store, None, out, ts, plan)
             # Any reading proves the station transmits, even one the gate sets
             # aside: a stuck sensor is a sensor fault, not a data gap.
-            self._heard(reading, store, out, ts)
+            if plan.stale:
+                self._heard(reading, store, out, ts, plan)
             if not verdict.ok:
                 return out
-        for rule in rules.matching(reading):
-            subject = self.subject(rule, reading)
-            if subject is None:
-                continue
-            grouped = rule.group_by is not GroupBy.STATION
+        elif now is not None:
+            beyond = present(now, reading.drill) + self.max_clock_skew
+        else:
+            beyond = None
+        forwards = out.forwards
+        for rule, subject, grouped in plan.rules:
             if mode == "station" and grouped:
-                if (subject, reading) not in out.forwards:
-                    out.forwards.append((subject, reading))
+                if (subject, reading) not in forwards:
+                    forwards.append((subject, reading))
                 continue
             if mode == "grouped" and (not grouped or subject != key):
                 continue
@@ -291,18 +318,63 @@ class Engine:
                 self._levelled(rule, subject, reading, store, out, beyond)
         return out
 
+    def _plan(self, reading: Reading) -> _Series:
+        """The series' :class:`_Series`, made at its first reading."""
+        rules = self.rules
+        if rules is not self._planned_for:
+            self._plans.clear()
+            self._planned_for = rules
+        series_id = (reading.domain, reading.metric, reading.station_id, reading.area,
+                     reading.source)  # fmt: skip
+        plan = self._plans.get(series_id)
+        if plan is not None:
+            return plan
+        if len(self._plans) >= MAX_SERIES_PLANNED:
+            self._plans.clear()  # bounded: a flood of new series only costs speed
+        station_id = reading.station_id
+        series = sk.quality_series(station_id, reading.metric, reading.area)
+        chosen: list[tuple[Rule, str, bool]] = []
+        for rule in rules.matching(reading):
+            subject = self.subject(rule, reading)
+            if subject is not None:
+                chosen.append((rule, subject, rule.group_by is not GroupBy.STATION))
+        plan = self._plans[series_id] = _Series(
+            series=series,
+            qkey=sk.quality_key(series, reading.source),
+            lkey=sk.heard_key(station_id),
+            stale=tuple(
+                (rule, self._warning_prefix(rule.id) + station_id)
+                for rule in rules.kind("staleness")
+            ),
+            rules=tuple(chosen),
+        )
+        return plan
+
     def _gate(
-        self, reading: Reading, store: Store, at: datetime | None, out: Outputs, ts: float
+        self,
+        reading: Reading,
+        store: Store,
+        at: datetime | None,
+        out: Outputs,
+        ts: float,
+        plan: _Series,
+        beyond: float | None = None,
     ) -> Verdict:
         """``at``: the present the reading is judged against (its drill's clock for a
-        drill), None in backtests and rule tests."""
+        drill), None in backtests and rule tests; ``beyond``: ``at`` plus the clock-skew
+        bound, in seconds."""
         # One series per station, metric, commune and source: a unit reporting
         # several communes' counts keeps a timeline for each.
-        series = sk.quality_series(reading.station_id, reading.metric, reading.area)
-        qkey = sk.quality_key(series, reading.source)
-        state = dict(store.get(qkey) or {})
-        verdict = inspect(self.rules.quality, state, reading, at, self.max_clock_skew, ts=ts)
+        qkey = plan.qkey
+        state = store.get(qkey)
+        state = dict(state) if state else {}
+        verdict = inspect(
+            self.rules.quality, state, reading, at, self.max_clock_skew, ts=ts, beyond=beyond
+        )
         store[qkey] = state
+        if verdict is ACCEPTED:
+            return verdict  # the common case: nothing to report
+        series = plan.series
         if verdict.reanchored:
             log.warning("quality gate: %s: %s", series, verdict.reanchored)
             out.reanchored.append((series, verdict.reanchored))
@@ -360,19 +432,30 @@ class Engine:
         if w is not None:
             self._save(store, w, out)
 
-    def _heard(self, reading: Reading, store: Store, out: Outputs, ts: float) -> None:
-        stale_rules = self.rules.kind("staleness")
-        if not stale_rules:
-            return
+    def _heard(
+        self, reading: Reading, store: Store, out: Outputs, ts: float, plan: _Series
+    ) -> None:
         station_id = reading.station_id
-        self.watch.heard(station_id)
-        lkey = sk.heard_key(station_id)
-        seen = dict(store.get(lkey) or {})
-        last = seen.get("ts")
-        if last is not None and ts < last:
-            return
-        if last is not None and ts > last:
-            seen["gaps"] = [*seen.get("gaps", []), ts - last][-GAPS_KEPT:]
+        watched = self.watch.stations.get(station_id)  # SilenceWatch.heard, inlined
+        if watched is not None:
+            watched.quiet_since = None
+        lkey = plan.lkey
+        before = store.get(lkey)
+        if before:
+            last = before.get("ts")
+            if last is not None and ts < last:
+                return
+            seen = dict(before)
+            if last is not None and ts > last:
+                gaps = seen.get("gaps")
+                if gaps:
+                    gaps = gaps[1 - GAPS_KEPT :] if len(gaps) >= GAPS_KEPT else list(gaps)
+                    gaps.append(ts - last)
+                else:
+                    gaps = [ts - last]
+                seen["gaps"] = gaps
+        else:
+            seen = {}
         metric = reading.metric
         metrics = seen.get("metrics")
         if metrics is None or metric not in metrics:
@@ -384,8 +467,8 @@ class Engine:
         if reading.area:
             seen["area"] = reading.area
         store[lkey] = seen
-        for rule in stale_rules:
-            raw = store.get(self._warning_prefix(rule.id) + station_id)
+        for rule, wkey in plan.stale:
+            raw = store.get(wkey)
             if not raw:
                 continue  # no notice on this station: nothing to clear (most readings)
             w = Warning.model_validate(raw)
