@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import heapq
 import io
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -217,6 +218,27 @@ def _jsonl(
             yield n, BadLine(path, n, "; ".join(field_errors(exc)))
 
 
+# An ISO-8601 time with an offset in the one spelling both Python and pydantic read
+# alike: such a time is parsed here (see ``_observed_at``); any other goes to pydantic.
+_PLAIN_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})"
+)
+
+
+def _observed_at(text: str) -> datetime | str:
+    """A CSV row's time as a datetime whose offset is Python's own ``timezone``, when
+    it is plainly spelled and valid; otherwise the text, for pydantic to judge (and
+    refuse with its own words). The same instant either way, but pydantic's offset
+    object makes each later conversion to seconds or comparison cost about a
+    microsecond, and a backtest does several per reading."""
+    if _PLAIN_TIME.fullmatch(text):
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            pass
+    return text
+
+
 def _csv(
     path: Path,
     lines: Iterable[str],
@@ -226,31 +248,48 @@ def _csv(
     total: int,
     progress: Progress | None,
 ) -> Iterator[tuple[int, Reading | BadLine]]:
-    reader = csv.DictReader(lines)
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    # csv.reader and column positions, not DictReader: a dict per row cost more
+    # than the rest of the parsing. A row shorter than the header has None for the
+    # columns it lacks, and a repeated column name means its last column, as in
+    # DictReader.
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    missing = [c for c in CSV_COLUMNS if c not in (header or [])]
     if missing:
         raise MissingColumns(path, missing)
+    assert header is not None
+    at = {name: i for i, name in enumerate(header)}
+    i_time, i_station, i_metric, i_value = (at[c] for c in CSV_COLUMNS)
+    i_domain, i_unit, i_area, i_source = (at.get(c) for c in ("domain", "unit", "area", "source"))
+
+    def cell(row: list[str], i: int | None) -> str | None:
+        return row[i] if i is not None and i < len(row) else None
+
     for row in reader:
+        if not row:
+            continue  # a blank line (DictReader skipped them too)
         line = reader.line_num  # the physical line, right even after a quoted newline
         if progress and line % PROGRESS_EVERY == 0:
             progress(line, total)
-        metric = row["metric"]
-        domain = row.get("domain") or default or domains.get(metric)
+        n = len(row)
+        metric = row[i_metric] if i_metric < n else None
+        domain = cell(row, i_domain) or default or domains.get(metric)  # type: ignore[arg-type]
         if domain is None:
             yield line, BadLine(path, line, f"no domain for metric {metric!r}: {no_domain_hint}")
             continue
+        observed = row[i_time] if i_time < n else None
         try:
             yield (
                 line,
                 Reading(
-                    station_id=row["station_id"],
+                    station_id=row[i_station] if i_station < n else None,
                     domain=domain,
                     metric=metric,
-                    value=row["value"],
-                    observed_at=row["observed_at"],
-                    unit=row.get("unit") or None,
-                    area=row.get("area") or None,
-                    source=row.get("source") or None,
+                    value=row[i_value] if i_value < n else None,
+                    observed_at=_observed_at(observed) if observed is not None else None,
+                    unit=cell(row, i_unit) or None,
+                    area=cell(row, i_area) or None,
+                    source=cell(row, i_source) or None,
                 ),
             )
         except ValidationError as exc:

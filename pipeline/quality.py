@@ -85,7 +85,8 @@ class Verdict:
 
 
 _NO_LIMITS = MetricLimits()  # a metric the quality section does not name
-_OK = Verdict(True)  # the verdict on most readings: one object, not one per reading
+# The verdict on most readings: one object, not one per reading (the engine tests for it).
+ACCEPTED = Verdict(True)
 
 
 def _fmt(v: float) -> str:
@@ -123,6 +124,7 @@ def inspect(
     horizon: timedelta = timedelta(0),
     *,
     ts: float | None = None,
+    beyond: float | None = None,
 ) -> Verdict:
     """Judge ``reading`` given the station/metric ``state`` (updated in place).
 
@@ -130,11 +132,13 @@ def inspect(
     rule tests leave it None and time comes from the readings alone), ``horizon`` how
     far ahead of it a reading may be dated (the clock-skew bound). ``ts``: the
     reading's ``observed_at`` in seconds, when the caller has it already (a parsed
-    time's offset makes each conversion or comparison cost a microsecond)."""
+    time's offset makes each conversion or comparison cost a microsecond); ``beyond``:
+    ``now + horizon`` in seconds, likewise."""
     at = reading.observed_at.timestamp() if ts is None else ts
     if now is None:
         return _judge(config, state, reading, now, at)
-    beyond = (now + horizon).timestamp()
+    if beyond is None:
+        beyond = (now + horizon).timestamp()
     if at > beyond:
         ahead = reading.observed_at - now
         return Verdict(False, Check.FUTURE, f"dated {ahead} ahead of the present")
@@ -156,7 +160,7 @@ def _judge(
             limits.max is not None and value > limits.max
         ):
             return _fault(state, Check.OUT_OF_RANGE, f"{_fmt(value)} is outside the limits")
-        return _OK
+        return ACCEPTED
     if last_ts is not None and at == last_ts:
         return Verdict(False, Check.DUPLICATE, "a reading for this time was already accepted")
     if last_ts is not None and at < last_ts:
@@ -213,7 +217,7 @@ def _judge(
     state["ts"] = at
     state["value"] = value
     if not active:
-        return _OK
+        return ACCEPTED
     cleared = tuple(Check(c) for c in active)
     active.clear()
     return Verdict(True, cleared=cleared)

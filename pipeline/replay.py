@@ -23,6 +23,7 @@ from topics.models import Command, Reading, Report, Warning
 
 EPSILON = timedelta(seconds=1)
 _WARNINGS = sk.Kind.WARNING.prefix
+_HEARD = sk.Kind.HEARD.prefix
 
 
 class TrackedStore(dict[str, Any]):
@@ -80,10 +81,12 @@ class Replay:
     clock: datetime | None = None
 
     def reading(self, reading: Reading) -> None:
-        self._advance(reading.observed_at)
+        at = reading.observed_at
+        self._advance(at)
         out = self.engine.on_reading(reading, self.store)
-        self.set_aside += [(reading, check) for check, _ in out.rejected]
-        self._drain(out, reading.observed_at)
+        if out.rejected:
+            self.set_aside += [(reading, check) for check, _ in out.rejected]
+        self._drain(out, at)
 
     def report(self, report: Report) -> None:
         self._advance(report.observed_at)
@@ -133,15 +136,16 @@ class Replay:
         return None
 
     def _touched(self, written: set[str]) -> set[str]:
-        """The written keys and the keys whose moment depends on them: a window's
-        evaluator is due only while its warning is active."""
-        out = set(written)
+        """The written keys (the set itself, added to) and the keys whose moment
+        depends on them: a window's evaluator is due only while its warning is active."""
+        extra = []
         for key in written:
             if key.startswith(_WARNINGS):
                 v = self.store.get(key)
                 if v and "rule_id" in v and "subject" in v:
-                    out.add(sk.evaluator_key(v["rule_id"], v["subject"]))
-        return out
+                    extra.append(sk.evaluator_key(v["rule_id"], v["subject"]))
+        written.update(extra)
+        return written
 
     def _due_of(self, key: str) -> float | None:
         """The earliest moment ``key`` makes a tick due, as the full scan computes it."""
@@ -150,14 +154,19 @@ class Replay:
         v = self.store.get(key)
         if not v:
             return None
-        due: list[float] = []
         rules = self.engine.rules
-        if sk.is_heard_key(key):
-            if "ts" in v:
-                station = sk.heard_station(key)
-                for rule in rules.kind("staleness"):
-                    due.append(v["ts"] + self._silence_limit(rule, station, v))
-            return min(due, default=None)
+        if key.startswith(_HEARD):  # written for every reading too: no lists here
+            ts = v.get("ts")
+            if ts is None:
+                return None
+            station = key[len(_HEARD) :]
+            first: float | None = None
+            for rule in rules.kind("staleness"):
+                when = ts + self._silence_limit(rule, station, v)
+                if first is None or when < first:
+                    first = when
+            return first
+        due: list[float] = []
         kind = sk.kind_of(key)
         if kind is sk.Kind.WARNING:
             for rule in rules.kind("report"):
@@ -238,6 +247,9 @@ class Replay:
             self.clock = until
 
     def _drain(self, first: Outputs, at: datetime) -> None:
+        if not (first.forwards or first.warnings or first.commands or first.rejected
+                or first.errors):  # fmt: skip
+            return  # most readings: nothing follows from them
         queue: deque[Outputs] = deque([first])
         while queue:
             out = queue.popleft()

@@ -182,10 +182,12 @@ class RuleSet:
         if chosen is None:
             if len(self._chosen) >= MAX_SERIES_CACHED:
                 self._chosen.clear()  # bounded: a flood of new series only costs speed
-            chosen = self._chosen[series] = self._select(reading)
+            chosen = self._chosen[series] = self.select(reading)
         return list(chosen)
 
-    def _select(self, reading: Reading) -> list[Rule]:
+    def select(self, reading: Reading) -> list[Rule]:
+        """``matching`` without its cache, for a caller that keeps its own (the engine's
+        series plans): one cache fewer to fill at each new series."""
         candidates = self._by_metric.get(reading.metric, ()) + self._by_metric.get(None, ())
         found = [r for r in candidates if _matches(r, reading)]
         if self._by_metric.get(None) and len(found) > 1:
