@@ -539,3 +539,39 @@ async def test_a_revoked_partitions_state_leaves_the_workers_table() -> None:
     assert "w|kept" not in table.data
     last = changelog.records[-1]
     assert (last.key, last.value, last.partition) == (b'"w|kept"', None, 0)
+
+
+def handing(queue_size: int, maxsize: int = 4) -> tuple[Consumer, Any, FlowControlQueue[Any]]:
+    """A consumer whose one stream buffer (of ``WATER``'s topic) holds ``queue_size``
+    of ``maxsize`` records."""
+    from mode.utils.locks import Event
+
+    flow = FlowControl()
+    flow.resume()  # the streams run (the flow starts suspended)
+    queue: FlowControlQueue[Any] = FlowControlQueue(maxsize=maxsize, flow_control=flow)
+    for i in range(queue_size):
+        queue.put_nowait(i)
+    conductor = SimpleNamespace(
+        _tp_to_callback_lock=asyncio.Lock(),
+        _topic_name_index={WATER.topic: [SimpleNamespace(queue=queue)]},
+    )
+    consumer = object.__new__(Consumer)  # only what delivers_at_once reads
+    consumer.app = SimpleNamespace(flow_control=flow, topics=conductor)  # type: ignore[assignment]
+    consumer.suspend_flow = Event()
+    return consumer, flow, queue
+
+
+async def test_a_record_is_handed_over_in_place_only_when_it_cannot_block() -> None:
+    consumer, flow, _ = handing(queue_size=3)
+    assert consumer.delivers_at_once(WATER.topic)  # room in the buffer, the flow runs
+    full, _, _ = handing(queue_size=4)
+    assert not full.delivers_at_once(WATER.topic)  # would wait for the stream
+    flow.suspend()
+    assert not consumer.delivers_at_once(WATER.topic)  # would wait for the resume
+    flow.resume()
+    consumer.suspend_flow.set()
+    assert not consumer.delivers_at_once(WATER.topic)  # a rebalance asks the loop to give way
+    consumer.suspend_flow.clear()
+    async with consumer.app.topics._tp_to_callback_lock:
+        assert not consumer.delivers_at_once(WATER.topic)  # subscriptions are changing
+    assert consumer.delivers_at_once(WATER.topic)
