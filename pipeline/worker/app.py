@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer
 
 from alerting.messages import flush_renderer, renderer
 from pipeline.engine import Engine
@@ -46,7 +47,7 @@ from topics.catalogue import (
     notifications_topic,
     readings_topic,
 )
-from topics.connection import Kafka
+from topics.connection import Kafka, client_kwargs
 from topics.metrics import Metrics
 from topics.models import Channel, Domain
 
@@ -152,9 +153,7 @@ def build_app(config: WorkerConfig, bootstrap: Kafka, rules: RuleSet, metrics: M
     directory = config.directory
     render = renderer(directory)
 
-    # Stage 1: validate. Readings are validated by the evaluate agent, which reads the
-    # ingest topic itself (producers key it by station, as the readings' topics); reports
-    # by an agent of their own.
+    # Stage 1: validate (a plain consumer group for readings, an agent for reports).
     validate = ValidateStage(
         policy=config.time_policy,
         directory=directory,
@@ -164,6 +163,23 @@ def build_app(config: WorkerConfig, bootstrap: Kafka, rules: RuleSet, metrics: M
         metrics=metrics,
     )
 
+    async def validate_readings() -> None:
+        consumer = AIOKafkaConsumer(
+            INGEST_READINGS,
+            **client_kwargs(bootstrap),
+            group_id=f"{config.app_id}.validate",
+            group_instance_id=(
+                f"{config.group_instance_id}.validate" if config.group_instance_id else None
+            ),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            **wire.membership(int(config.rebalance_timeout * 1000)),
+        )
+        await validate.run(consumer, config.batch_size, lambda: app.should_stop)
+
+    app.edge_task(validate_readings, graceful=True)
     app.stage_agent(
         raw_topic(app, INGEST_REPORTS), "canhbao.validate-reports", validate.handle_report
     )
@@ -185,8 +201,6 @@ def build_app(config: WorkerConfig, bootstrap: Kafka, rules: RuleSet, metrics: M
         dead=dead,
         metrics=metrics,
         partitions=n,
-        validate=validate,
-        ingest=Out(app, INGEST_READINGS),
     )
 
     async def evaluate_agent(stream: faust.StreamT[Any]) -> None:

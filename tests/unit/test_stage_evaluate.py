@@ -12,17 +12,13 @@ import pytest
 from alerting.directory import Directory
 from pipeline.engine import Engine
 from pipeline.rules.loader import RuleSet
-from pipeline.validate import TimePolicy
-from pipeline.worker.stages.evaluate import EngineHolder, EvaluateStage, home_partition
-from pipeline.worker.stages.validate import ValidateStage
+from pipeline.worker.stages.evaluate import EngineHolder, EvaluateStage
 from tests.unit.conftest import MemoryTable
 from tests.unit.stage_kit import Msg, Outputs
 from topics.catalogue import (
     CLOCK,
     COMMANDS,
-    CORRELATE_REPORTS,
     CORRELATE_WARNINGS,
-    INGEST_READINGS,
     REGROUP_READINGS,
     STATE_EVALUATE,
     WARNINGS,
@@ -51,16 +47,6 @@ def stage(
         metrics=out.metrics,
         partitions=3,
         clock=lambda: NOW,
-        validate=ValidateStage(
-            policy=TimePolicy(),
-            directory=directory,
-            readings={d: out.to(readings_topic(d)) for d in Domain},
-            reports=out.to(CORRELATE_REPORTS),
-            dead=out.dead,
-            metrics=out.metrics,
-            clock=lambda: NOW,
-        ),
-        ingest=out.to(INGEST_READINGS),
     )
 
 
@@ -97,52 +83,6 @@ async def test_a_level_two_reading_raises_a_warning_for_its_communes(
     marks = [i for i, k in enumerate(keys) if k.startswith("q|")]
     assert marks and marks == list(range(len(keys) - len(marks), len(keys)))
     assert set(keys) <= set(table)
-
-
-def raw(value: float, offset: int, key: bytes | None, partition: int) -> tuple[Msg, bytes]:
-    """A reading as an adapter sends it to the ingest topic."""
-    _, body = level(value, 10, offset)
-    return Msg(INGEST_READINGS, partition, offset, key), body
-
-
-async def test_a_raw_reading_is_validated_published_and_evaluated_in_one_pass(
-    stage: EvaluateStage, out: Outputs
-) -> None:
-    # Keyed by its station, on that key's partition (Kafka's default partitioner).
-    home = home_partition(b"dap-cau", 3)
-    bad = (Msg(INGEST_READINGS, home, 6, b"dap-cau"), b"{not json")
-    await stage.handle_batch([bad, raw(5.38, 7, b"dap-cau", home)])
-    [w] = [Warning.model_validate_json(v) for v in out.values(WARNINGS)]
-    assert (w.level, w.transition) == (2, Transition.RAISED)
-    # The validated reading is still on its domain's topic for the threat record.
-    [copy] = out.to(readings_topic(Domain.WATER)).records
-    assert copy.key == b"dap-cau" and copy.value is not None
-    assert Reading.model_validate_json(copy.value).value == 5.38
-    [letter] = out.letters()
-    assert (letter.source_topic, letter.offset) == (INGEST_READINGS, 6)
-    assert out.sample("canhbao_readings_accepted_total", domain="water") == 1
-    assert out.sample("canhbao_readings_evaluated_total", domain="water") == 1
-    assert out.values(INGEST_READINGS) == []
-
-
-async def test_a_raw_reading_off_its_stations_partition_is_evaluated_once_it_is_there(
-    stage: EvaluateStage, out: Outputs
-) -> None:
-    # Sent without a key, or placed by another partitioner: where it was read, the
-    # station's state is not. It goes back to the ingest topic, on its partition.
-    home = home_partition(b"dap-cau", 3)
-    elsewhere = (home + 1) % 3
-    await stage.handle_batch([raw(5.38, 7, None, elsewhere), raw(5.38, 8, b"dap-cau", elsewhere)])
-    assert out.values(WARNINGS) == [] and out.values(readings_topic(Domain.WATER)) == []
-    again = out.to(INGEST_READINGS).records
-    assert [(r.key, r.partition) for r in again] == [(b"dap-cau", home)] * 2
-    await stage.handle_batch(
-        [(Msg(INGEST_READINGS, home, 100 + i, r.key), r.value or b"") for i, r in enumerate(again)]
-    )
-    # Evaluated there, once: the copy is a duplicate to the quality gate.
-    [w] = [Warning.model_validate_json(v) for v in out.values(WARNINGS)]
-    assert (w.level, w.transition) == (2, Transition.RAISED)
-    assert len(out.to(INGEST_READINGS).records) == 2
 
 
 async def test_the_same_reading_twice_raises_nothing_twice(

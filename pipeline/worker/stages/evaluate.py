@@ -22,13 +22,11 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from aiokafka.partitioner import murmur2
 from pydantic import ValidationError
 
 from pipeline.engine import Engine, Outputs, areas_of
 from pipeline.state import PUBLISHED
 from pipeline.worker.stages import Clock, wall_clock
-from pipeline.worker.stages.validate import ValidateStage
 from pipeline.worker.store import TableStore
 from pipeline.worker.writers import Writer
 from topics.catalogue import (
@@ -36,7 +34,6 @@ from topics.catalogue import (
     COMMANDS,
     CORRELATE_REPORTS,
     CORRELATE_WARNINGS,
-    INGEST_READINGS,
     REGROUP_READINGS,
     readings_topic,
 )
@@ -46,10 +43,8 @@ from topics.models import Command, Domain, Reading, Report, Tick, Warning
 
 log = logging.getLogger(__name__)
 
-#: The topics the stage reads: the raw readings (validated here, see
-#: :meth:`EvaluateStage.handle_batch`), then what comes back to it.
-SOURCES = [
-    INGEST_READINGS,
+#: The topics the stage reads: every domain's readings, then what comes back to it.
+SOURCES = [readings_topic(d) for d in Domain] + [
     REGROUP_READINGS,
     CORRELATE_WARNINGS,
     CORRELATE_REPORTS,
@@ -57,12 +52,6 @@ SOURCES = [
     CLOCK,
 ]
 READINGS = frozenset(readings_topic(d) for d in Domain)
-
-
-def home_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner (Java's, aiokafka's) gives ``key``."""
-    hashed: int = murmur2(key)
-    return (hashed & 0x7FFFFFFF) % partitions
 
 
 class EngineHolder:
@@ -105,8 +94,6 @@ class EvaluateStage:
         metrics: Metrics,
         clock: Clock = wall_clock,
         partitions: int,
-        validate: ValidateStage | None = None,
-        ingest: Writer | None = None,
     ) -> None:
         self.holder = holder
         self.table = table
@@ -120,9 +107,6 @@ class EvaluateStage:
         self.clock = clock
         self.metrics = metrics
         self.partitions = partitions
-        self.validate = validate
-        self.ingest = ingest
-        self.homes: dict[bytes, int] = {}  # station key -> its partition (murmur2 is slow)
         self.evaluated = {d: metrics.readings_evaluated.labels(d.value) for d in Domain}
 
     async def handle_batch(self, events: Sequence[tuple[Record, bytes | None]]) -> None:
@@ -135,70 +119,21 @@ class EvaluateStage:
         in memory as it goes)."""
         stores: dict[int, TableStore] = {}
         outputs: list[tuple[Outputs, Record, bytes | None]] = []
-        accepted: list[Any] = []  # acks of the validated readings, dead letters, re-keys
         for msg, raw in events:
             store = stores.get(msg.partition)
             if store is None:
                 store = stores[msg.partition] = TableStore(
                     self.table, msg.partition, self.changelog
                 )
-            if msg.topic == INGEST_READINGS:
-                reading = await self.admit(msg, raw, accepted)
-                if reading is not None:
-                    self.evaluate_reading(reading, msg, raw, store, outputs)
-            else:
-                await self.handle(msg, raw, store, outputs)
+            await self.handle(msg, raw, store, outputs)
         await TableStore.flush_together(list(stores.values()), prefix=PUBLISHED)
-        sent: list[Any] = accepted
+        sent: list[Any] = []
         for out, msg, raw in outputs:
             await self.publish(out, msg, raw, sent)
         for fut in sent:
             await fut
         # Every partition's quality marks (q|) go last, after all other state.
         await TableStore.flush_together(list(stores.values()))
-
-    async def admit(self, msg: Record, raw: bytes | None, sent: list[Any]) -> Reading | None:
-        """A raw reading from the ingest topic, validated here rather than by a stage
-        of its own (which cost a Kafka record more per reading, written and read
-        again). Refused: dead-lettered. Accepted: published on its domain's topic for
-        the threat record and evaluated here, when it is on its station's partition.
-        A reading sent without a key, or placed by a producer whose partitioner is not
-        Kafka's default (murmur2 of the key), is not: it goes back to the ingest
-        topic keyed by its station, on that key's partition, and is evaluated when
-        it arrives there, where its station's state is. Every acknowledgement goes to ``sent``."""
-        if self.validate is None or self.ingest is None:
-            raise RuntimeError("the evaluate stage reads the ingest topic only with validate")
-        reading = await self.validate.judge(msg, raw, sent)
-        if reading is None:
-            return None
-        key = reading.station_id.encode()
-        home = self.homes.get(key)
-        if home is None:
-            home = self.homes[key] = home_partition(key, self.partitions)
-        if msg.key != key or home != msg.partition:
-            # To the partition named, not the producer's choice: it cannot come back
-            # elsewhere again, whatever the topic's partition count.
-            sent.append(await self.ingest.send(key, raw, home))
-            return None
-        await self.validate.forward(reading, sent)
-        return reading
-
-    def evaluate_reading(
-        self,
-        reading: Reading,
-        msg: Record,
-        raw: bytes | None,
-        store: TableStore,
-        outputs: list[tuple[Outputs, Record, bytes | None]],
-    ) -> None:
-        engine = self.holder.engine
-        self.evaluated[reading.domain].inc()
-        if msg.topic == REGROUP_READINGS:
-            key = msg.key.decode("utf-8", "replace") if msg.key else ""
-            out = engine.on_reading(reading, store, now=self.clock(), mode="grouped", key=key)
-        else:
-            out = engine.on_reading(reading, store, now=self.clock(), mode="station")
-        outputs.append((out, msg, raw))
 
     async def handle(
         self,
@@ -219,9 +154,12 @@ class EvaluateStage:
             )
             return
         if isinstance(parsed, Reading):
-            self.evaluate_reading(parsed, msg, raw, store, outputs)
-            return
-        if isinstance(parsed, Warning):
+            self.evaluated[parsed.domain].inc()
+            if msg.topic == REGROUP_READINGS:
+                out = engine.on_reading(parsed, store, now=self.clock(), mode="grouped", key=key)
+            else:
+                out = engine.on_reading(parsed, store, now=self.clock(), mode="station")
+        elif isinstance(parsed, Warning):
             out = engine.on_warning(parsed, key, store, parsed.updated_at)
         elif isinstance(parsed, Report):
             out = engine.on_report(parsed, key, store)

@@ -12,16 +12,18 @@ reason and counted in ``canhbao_validation_refused_total{kind,reason}``."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
+
+from aiokafka import AIOKafkaConsumer
 
 from alerting.directory import Directory
 from pipeline.validate import Refused, TimePolicy, check_reading, check_report
 from pipeline.worker.stages import Clock, wall_clock
 from pipeline.worker.writers import Writer
-from topics.kafka import DeadLetters, Record
+from topics.kafka import DeadLetters, Record, commit_owned
 from topics.metrics import Metrics
-from topics.models import Domain, Reading
+from topics.models import Domain
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +35,8 @@ class Incoming(Record, Protocol):
 
 
 class ValidateStage:
-    """Readings from ``canhbao.ingest.readings`` and reports from
-    ``canhbao.ingest.reports`` (:meth:`handle_report`). In the worker the evaluate
-    stage calls :meth:`judge` and :meth:`forward` on the readings it consumes from the
-    ingest topic itself (one Kafka hop less per reading); :meth:`handle_batch` does
-    both for a batch on its own."""
+    """Readings from ``canhbao.ingest.readings`` (in batches, through a plain consumer
+    group: :meth:`run`) and reports from ``canhbao.ingest.reports`` (:meth:`handle_report`)."""
 
     def __init__(
         self,
@@ -67,42 +66,30 @@ class ValidateStage:
         """Validate a batch and send every output at once; returns when the broker has
         acknowledged them all (one round trip per batch, not per reading)."""
         sent: list[Any] = []
+        now = self.clock()
         for record in records:
-            result = await self.judge(record, record.value, sent)
-            if result is not None:
-                await self.forward(result, sent)
+            result = check_reading(
+                record.value, key=record.key, now=now, policy=self.policy, directory=self.directory
+            )
+            if isinstance(result, Refused):
+                self.refused("reading", result, record.offset)
+                letter = result.letter(
+                    record.value,
+                    source_topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                )
+                sent.append(await self.dead.send(letter))
+                continue
+            self.accepted[result.domain].inc()
+            sent.append(
+                await self.readings[result.domain].send(
+                    result.station_id.encode(), result.to_bytes()
+                )
+            )
         for fut in sent:
             await fut
-
-    async def judge(self, record: Record, raw: bytes | None, sent: list[Any]) -> Reading | None:
-        """The reading in ``record``, or None when it is refused: its dead letter is
-        then sent (its acknowledgement goes to ``sent``, for the caller to await
-        before it commits the record's offset)."""
-        result = check_reading(
-            raw, key=record.key, now=self.clock(), policy=self.policy, directory=self.directory
-        )
-        if isinstance(result, Refused):
-            self.refused("reading", result, record.offset)
-            letter = result.letter(
-                raw,
-                source_topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                key=record.key,
-            )
-            sent.append(await self.dead.send(letter))
-            return None
-        return result
-
-    async def forward(self, reading: Reading, sent: list[Any]) -> None:
-        """Publish an accepted reading on its domain's topic, keyed by station (for
-        the threat record and other readers), and count it."""
-        self.accepted[reading.domain].inc()
-        sent.append(
-            await self.readings[reading.domain].send(
-                reading.station_id.encode(), reading.to_bytes()
-            )
-        )
 
     async def handle_report(self, record: Record, raw: bytes | None) -> None:
         """One report: to every commune it names, or to the dead letters with why."""
@@ -117,3 +104,26 @@ class ValidateStage:
         body = result.to_bytes()
         for area in result.areas:
             await (await self.reports.send(area.encode(), body))
+
+    async def run(
+        self, consumer: AIOKafkaConsumer, batch_size: int, stopping: Callable[[], bool]
+    ) -> None:
+        """Read ``consumer``'s readings until ``stopping()``. A plain consumer group, not
+        a Faust agent: the stage keeps no state, and Faust's per-message machinery cost
+        more than the validation itself (the benchmark's profile). Kafka still splits
+        the partitions among workers. Offsets are committed only after a batch's
+        outputs are acknowledged: a crash replays the batch (the quality gate sets the
+        copies aside as duplicates), never loses a reading."""
+        await consumer.start()
+        try:
+            while not stopping():
+                batch = await consumer.getmany(timeout_ms=500, max_records=batch_size)
+                if not batch:
+                    continue
+                await self.handle_batch([r for records in batch.values() for r in records])
+                await commit_owned(
+                    consumer,
+                    {tp: records[-1].offset + 1 for tp, records in batch.items() if records},
+                )
+        finally:
+            await consumer.stop()
