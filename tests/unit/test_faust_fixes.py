@@ -575,3 +575,28 @@ async def test_a_record_is_handed_over_in_place_only_when_it_cannot_block() -> N
     async with consumer.app.topics._tp_to_callback_lock:
         assert not consumer.delivers_at_once(WATER.topic)  # subscriptions are changing
     assert consumer.delivers_at_once(WATER.topic)
+
+
+async def test_state_keys_keep_their_bytes_on_the_changelog_and_read_back() -> None:
+    from faust.serializers.codecs import get_codec
+
+    from pipeline.worker.store import TableStore
+    from pipeline.worker.writers import MemoryWriter
+
+    app = worker_app(Settings())
+    changelog = MemoryWriter("canhbao.state.evaluate")
+    store = TableStore(app.tables["state"], 1, changelog)
+    key = "e|water.flood|Đáp Cầu"
+    store[key] = {"since": 1796412768.723459, "note": "mưa lớn", "gaps": [60.0]}
+    await store.flush()
+    [record] = changelog.records
+    # Compaction keeps the last record per key's *bytes*: the key is written as every
+    # earlier worker wrote it (ASCII, escaped), or a changed state would sit beside
+    # its old version and a deletion would leave the old one in place.
+    assert record.key == b'"e|water.flood|\\u0110\\u00e1p C\\u1ea7u"'
+    # A restarted worker's table decodes both with Faust's codec.
+    codec = get_codec("json")
+    assert codec.loads(record.key) == key
+    assert codec.loads(record.value or b"") == {
+        "since": 1796412768.723459, "note": "mưa lớn", "gaps": [60.0], "_p": 1,
+    }  # fmt: skip
