@@ -24,6 +24,13 @@ def _mark(key: str, value: float | None) -> str:
     return ("meets" if ok else "misses") + f" goal {'≥' if better == 'higher' else '≤'} {shown}"
 
 
+PER_CPU = "pipeline_readings_per_cpu_second"
+
+
+def _count(value: float | None) -> str:
+    return f"{value:>10,}" if value is not None else f"{'—':>10}"
+
+
 def table(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [
@@ -32,6 +39,7 @@ def table(r: dict[str, Any]) -> str:
         "",
         f"  baseline (raw aiokafka + json.loads)  {r['baseline_readings_per_second']:>10,} /s",
         f"  pipeline (validate, quality, rules)   {r['pipeline_readings_per_second']:>10,} /s",
+        f"  per second of the worker's CPU time   {_count(r.get(PER_CPU))} /s",
         f"  ratio to baseline                     {r['ratio_to_baseline']:>10.1%}   "
         + _mark("ratio_to_baseline", r["ratio_to_baseline"]),
         f"  engine alone (Engine.on_reading)      {r['engine_readings_per_second']:>10,} /s   "

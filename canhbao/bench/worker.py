@@ -4,6 +4,7 @@ webhook`` in their own processes, watched through the worker's /metrics endpoint
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,12 @@ from pathlib import Path
 from canhbao.broker import free_port
 from canhbao.metrics import scrape_counter
 from canhbao.processes import spawn, stop
+
+
+def cpu_seconds(pid: int) -> float:
+    """The user + system CPU time process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -45,9 +52,39 @@ class Worker:
     def counter(self, name: str) -> float | None:
         return scrape_counter(self.port, name)
 
+    def cpu_seconds(self) -> float:
+        assert self.proc is not None
+        return cpu_seconds(self.proc.pid)
+
+
+@dataclass
+class Drain:
+    """How fast a worker drained a backlog: per second of the wall clock, and per
+    second of its own CPU time (which other jobs on the machine move far less)."""
+
+    per_second: float
+    per_cpu_second: float
+
+
+async def drain_rate(
+    worker: Worker, name: str, target: float, limit_seconds: float, poll: float = 0.2
+) -> Drain:
+    """:func:`rate_until`, and the readings per CPU-second of the worker over the same
+    window (from the poll that saw the counter move)."""
+    marks: list[tuple[float, float]] = []  # (count, worker CPU seconds)
+    rate = await rate_until(worker, name, target, limit_seconds, poll, marks)
+    (first, cpu0), (last, cpu1) = marks[0], marks[-1]
+    per_cpu = (last - first) / (cpu1 - cpu0) if last > first and cpu1 > cpu0 else float("nan")
+    return Drain(rate, per_cpu)
+
 
 async def rate_until(
-    worker: Worker, name: str, target: float, limit_seconds: float, poll: float = 0.2
+    worker: Worker,
+    name: str,
+    target: float,
+    limit_seconds: float,
+    poll: float = 0.2,
+    marks: list[tuple[float, float]] | None = None,
 ) -> float:
     """Poll until ``name`` reaches ``target``; the counter's rate per second between the
     first poll that saw it move and the one that saw it done. When one poll saw it all
@@ -64,7 +101,11 @@ async def rate_until(
             up_at = now
         if count > 0 and not first:
             first, first_at = count, now
+            if marks is not None:
+                marks.append((count, worker.cpu_seconds()))
         if count >= target:
+            if marks is not None:
+                marks.append((count, worker.cpu_seconds()))
             if now > first_at and count > first:
                 return (count - first) / (now - first_at)
             return count / (now - up_at)

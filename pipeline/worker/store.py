@@ -6,17 +6,32 @@ dict with a ``data`` attribute and a memory writer stand for both."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from faust.serializers.codecs import get_codec
+import orjson
 
 from pipeline.state import is_quality_key
 from pipeline.worker.faust_fixes import table_items, table_pop, table_put
 from pipeline.worker.writers import Writer
 
 PARTITION = "_p"
-_JSON = get_codec("json")
+
+
+def encode_key(key: str) -> bytes:
+    """A state key as the changelog has always carried it (Faust's JSON codec before
+    orjson: ASCII, non-ASCII escaped). Compaction keeps the last record per key's
+    bytes, so they must not change from one version of the worker to the next."""
+    return json.dumps(key).encode()
+
+
+def encode_value(value: Any) -> bytes:
+    """A state value for the changelog: orjson, as Faust's JSON codec decodes it on
+    recovery. The standard library's encoder was the worker's largest single cost
+    after the engine in the profile of a worker draining a backlog (two values per
+    reading, about 15 µs each)."""
+    return orjson.dumps(value)
 
 
 def without_bookkeeping(value: dict[str, Any]) -> dict[str, Any]:
@@ -81,8 +96,8 @@ class TableStore(MutableMapping[str, Any]):
                 for fut in pending:
                     await fut
                 pending = []
-            value = None if v is None else _JSON.dumps(v)
-            pending.append(await store.out.send(_JSON.dumps(k), value, store.partition))
+            value = None if v is None else encode_value(v)
+            pending.append(await store.out.send(encode_key(k), value, store.partition))
         for fut in pending:
             await fut
 

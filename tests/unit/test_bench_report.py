@@ -41,3 +41,11 @@ def test_the_table_shows_the_engine_and_the_backtest_against_their_goals() -> No
 
 def test_a_run_without_the_backtest_phase_leaves_it_out() -> None:
     assert "backtest (" not in table(_result(backtest=None))
+
+
+def test_the_table_shows_the_workers_rate_per_cpu_second_when_measured() -> None:
+    # The figure to compare two versions of the worker by on a shared machine.
+    text = table(_result(pipeline_readings_per_cpu_second=6_175))
+    assert "per second of the worker's CPU time        6,175 /s" in text
+    # A run too short to measure it (or an older result file) shows a dash.
+    assert "per second of the worker's CPU time            — /s" in table(_result())

@@ -658,3 +658,64 @@ async def test_a_rebalance_as_recovery_ends_restarts_it_instead_of_crashing_the_
         assert seeker.sought == {tp: 0}
     finally:
         await seeker.aiokafka.stop()
+
+
+def handing(queue_size: int, maxsize: int = 4) -> tuple[Consumer, Any, FlowControlQueue[Any]]:
+    """A consumer whose one stream buffer (of ``WATER``'s topic) holds ``queue_size``
+    of ``maxsize`` records."""
+    from mode.utils.locks import Event
+
+    flow = FlowControl()
+    flow.resume()  # the streams run (the flow starts suspended)
+    queue: FlowControlQueue[Any] = FlowControlQueue(maxsize=maxsize, flow_control=flow)
+    for i in range(queue_size):
+        queue.put_nowait(i)
+    conductor = SimpleNamespace(
+        _tp_to_callback_lock=asyncio.Lock(),
+        _topic_name_index={WATER.topic: [SimpleNamespace(queue=queue)]},
+    )
+    consumer = object.__new__(Consumer)  # only what delivers_at_once reads
+    consumer.app = SimpleNamespace(flow_control=flow, topics=conductor)  # type: ignore[assignment]
+    consumer.suspend_flow = Event()
+    return consumer, flow, queue
+
+
+async def test_a_record_is_handed_over_in_place_only_when_it_cannot_block() -> None:
+    consumer, flow, _ = handing(queue_size=3)
+    assert consumer.delivers_at_once(WATER.topic)  # room in the buffer, the flow runs
+    full, _, _ = handing(queue_size=4)
+    assert not full.delivers_at_once(WATER.topic)  # would wait for the stream
+    flow.suspend()
+    assert not consumer.delivers_at_once(WATER.topic)  # would wait for the resume
+    flow.resume()
+    consumer.suspend_flow.set()
+    assert not consumer.delivers_at_once(WATER.topic)  # a rebalance asks the loop to give way
+    consumer.suspend_flow.clear()
+    async with consumer.app.topics._tp_to_callback_lock:
+        assert not consumer.delivers_at_once(WATER.topic)  # subscriptions are changing
+    assert consumer.delivers_at_once(WATER.topic)
+
+
+async def test_state_keys_keep_their_bytes_on_the_changelog_and_read_back() -> None:
+    from faust.serializers.codecs import get_codec
+
+    from pipeline.worker.store import TableStore
+    from pipeline.worker.writers import MemoryWriter
+
+    app = worker_app(Settings())
+    changelog = MemoryWriter("canhbao.state.evaluate")
+    store = TableStore(app.tables["state"], 1, changelog)
+    key = "e|water.flood|Đáp Cầu"
+    store[key] = {"since": 1796412768.723459, "note": "mưa lớn", "gaps": [60.0]}
+    await store.flush()
+    [record] = changelog.records
+    # Compaction keeps the last record per key's *bytes*: the key is written as every
+    # earlier worker wrote it (ASCII, escaped), or a changed state would sit beside
+    # its old version and a deletion would leave the old one in place.
+    assert record.key == b'"e|water.flood|\\u0110\\u00e1p C\\u1ea7u"'
+    # A restarted worker's table decodes both with Faust's codec.
+    codec = get_codec("json")
+    assert codec.loads(record.key) == key
+    assert codec.loads(record.value or b"") == {
+        "since": 1796412768.723459, "note": "mưa lớn", "gaps": [60.0], "_p": 1,
+    }  # fmt: skip
