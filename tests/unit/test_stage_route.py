@@ -143,15 +143,9 @@ async def test_a_batch_routes_each_warning_in_order_and_dead_letters_only_the_ba
     """The worker routes warnings in batches: each state of the batch reaches its
     agencies in the order it came, and a record that is not a warning costs only itself."""
     first = flood(ruleset, directory, 5.38)  # level II
-    second = first.model_copy(
-        update={
-            "version": 2,
-            "level": 3,
-            "level_name": "III",
-            "previous_level": 2,
-            "transition": "escalated",
-        }
-    )
+    second = Warning.model_validate({**first.model_dump(), "version": 2, "level": 3,
+                                     "level_name": "III", "previous_level": 2,
+                                     "transition": "escalated"})  # fmt: skip
     await stage.handle_batch([
         (Msg(WARNINGS, 0, 10, first.warning_id.encode()), first.to_bytes()),
         (Msg(WARNINGS, 0, 11, b"x"), b"{}"),
