@@ -233,7 +233,13 @@ def build_app(config: WorkerConfig, bootstrap: Kafka, rules: RuleSet, metrics: M
         dead=dead,
         metrics=metrics,
     )
-    app.stage_agent(raw_topic(app, WARNINGS), "canhbao.route", route.handle)
+
+    async def route_agent(stream: faust.StreamT[Any]) -> None:
+        # In batches, as evaluate: one acknowledgement wait per batch of warnings.
+        async for events in batches(stream, config.batch_size, config.batch_wait):
+            await route.handle_batch([(e.message, e.value) for e in events])
+
+    app.agent(raw_topic(app, WARNINGS), name="canhbao.route")(route_agent)
 
     async def follow_views() -> None:
         await views.follow(bootstrap)

@@ -135,3 +135,23 @@ async def test_a_message_that_is_not_a_warning_lands_in_the_dead_letters(
     assert (letter.stage, letter.partition, letter.offset) == ("route", 1, 42)
     assert letter.reason.startswith("not a valid warning")
     assert out.sent() == {"canhbao.deadletter": 1}
+
+
+async def test_a_batch_routes_each_warning_in_order_and_dead_letters_only_the_bad_one(
+    stage: RouteStage, out: Outputs, ruleset: RuleSet, directory: Directory
+) -> None:
+    """The worker routes warnings in batches: each state of the batch reaches its
+    agencies in the order it came, and a record that is not a warning costs only itself."""
+    first = flood(ruleset, directory, 5.38)  # level II
+    second = Warning.model_validate({**first.model_dump(), "version": 2, "level": 3,
+                                     "level_name": "III", "previous_level": 2,
+                                     "transition": "escalated"})  # fmt: skip
+    await stage.handle_batch([
+        (Msg(WARNINGS, 0, 10, first.warning_id.encode()), first.to_bytes()),
+        (Msg(WARNINGS, 0, 11, b"x"), b"{}"),
+        (Msg(WARNINGS, 0, 12, second.warning_id.encode()), second.to_bytes()),
+    ])  # fmt: skip
+    snnmt = [n for n in notes(out, Channel.WEBHOOK) if n.receiver_id == "snnmt-webhook"]
+    assert [n.warning_version for n in snnmt] == [first.version, second.version] == [1, 2]
+    assert [letter.offset for letter in out.letters()] == [11]
+    assert len(out.values(APPROVALS)) == 1  # the level-III state asks for a broadcast

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -128,7 +128,21 @@ class RouteStage:
 
     async def handle(self, msg: Record, raw: bytes | None) -> None:
         """Route one warning state; returns once the broker has every output."""
-        raw = raw or b""
+        await self.handle_batch([(msg, raw)])
+
+    async def handle_batch(self, events: Sequence[tuple[Record, bytes | None]]) -> None:
+        """Route a batch of warning states in order; returns once the broker has every
+        output of the batch (one round trip per batch, not per warning: awaiting each
+        warning's outputs before the next left the stage idle half the time in a burst).
+        The offsets are committed after this returns, so a crash replays the batch; the
+        dispatchers' ledger and the notifications' ids make the replay harmless."""
+        sent: list[Any] = []
+        for msg, raw in events:
+            await self._route(msg, raw or b"", sent)
+        for fut in sent:
+            await fut
+
+    async def _route(self, msg: Record, raw: bytes, sent: list[Any]) -> None:
         try:
             warning = Warning.model_validate_json(raw)
         except ValidationError as exc:
@@ -143,7 +157,6 @@ class RouteStage:
             now=now,
         )  # fmt: skip
         m = self.metrics
-        sent: list[Any] = []
         for note in p.notifications:
             m.notifications_routed.labels(note.channel.value).inc()
             sent.append(
@@ -170,5 +183,3 @@ class RouteStage:
             )  # fmt: skip
             log.warning("broadcast %s waits for two operators", b.broadcast_id)
             sent.append(await self.approvals.send(warning.warning_id.encode(), request.to_bytes()))
-        for fut in sent:
-            await fut
