@@ -64,6 +64,7 @@ from topics.kafka import (
     membership,
     report_status,
     to_producer,
+    until_acked,
 )
 from topics.metrics import Metrics
 from topics.models import (
@@ -186,7 +187,11 @@ class Ledger:
         """The delivery, with its receipt, acknowledged: from here on it is never sent
         again, and its receipt can always be published from here."""
         key = receipt.notification_id
-        await producer.send_and_wait(STATE_DELIVERIES, self.entry(receipt, False), key=key.encode())
+        entry = self.entry(receipt, False)
+        await until_acked(
+            lambda: producer.send_and_wait(STATE_DELIVERIES, entry, key=key.encode()),
+            f"ledger entry of {key}",
+        )
         self.delivered.add(key)
         self.unsent[key] = receipt
 
@@ -430,7 +435,11 @@ class Dispatcher:
         """The receipt, acknowledged before anything else happens to its notification;
         a delivery's ledger entry is then marked "receipt sent"."""
         key = receipt.notification_id.encode()
-        await producer.send_and_wait(RECEIPTS, receipt.to_bytes(), key=key)
+        body = receipt.to_bytes()
+        await until_acked(
+            lambda: producer.send_and_wait(RECEIPTS, body, key=key),
+            f"receipt of {receipt.notification_id}",
+        )
         if receipt.outcome is DeliveryOutcome.DELIVERED:
             await self.ledger.receipt_sent(producer, receipt)
 

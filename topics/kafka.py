@@ -10,11 +10,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 
 from topics.catalogue import CONTROL_RULES, STATUS
 from topics.connection import Kafka, client_kwargs
@@ -72,7 +78,42 @@ async def commit_owned(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartiti
     except (CommitFailedError, IllegalStateError) as exc:
         log.info("offsets not committed, the group is rebalancing: %s", exc)
         return False
+    except KafkaError as exc:
+        if not retriable(exc):
+            raise
+        # The broker restarting, its coordinator moving: the next batch commits these.
+        log.warning("offsets not committed now, the broker did not answer: %s", exc)
+        return False
     return True
+
+
+T = TypeVar("T")
+
+
+def retriable(exc: BaseException) -> bool:
+    """Whether a Kafka error passes by itself: a broker restarting, a leader being
+    elected, a connection dropped; not a refusal (authorization, a record too large)."""
+    return bool(getattr(exc, "retriable", False)) or isinstance(
+        exc, KafkaConnectionError | KafkaTimeoutError
+    )
+
+
+async def until_acked(send: Callable[[], Awaitable[T]], what: str, give_up: float = 600.0) -> T:
+    """``send()``, sent again while the broker cannot take it (a restart, a leader
+    election: longer than the client's own retries when the machine is loaded), for up
+    to ``give_up`` seconds. A write that must follow an action already taken (a
+    delivery's ledger entry, its receipt) must not end its service over a broker
+    restart: the action would be taken again after the restart."""
+    delay, start = 0.5, time.monotonic()
+    while True:
+        try:
+            return await send()
+        except KafkaError as exc:
+            if not retriable(exc) or time.monotonic() - start > give_up:
+                raise
+            log.warning("%s: the broker did not take it (%s); again in %.1f s", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 #: Sends ``(key, value)`` to the dead-letter topic; returns the broker

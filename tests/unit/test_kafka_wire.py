@@ -5,10 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import (
+    CommitFailedError,
+    CoordinatorNotAvailableError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    LeaderNotAvailableError,
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+)
 
-from topics.kafka import commit_owned
+from topics.kafka import commit_owned, until_acked
 
 P0, P1 = TopicPartition("canhbao.ingest.readings", 0), TopicPartition("canhbao.ingest.readings", 1)
 
@@ -47,3 +56,54 @@ async def test_nothing_owned_commits_nothing() -> None:
     consumer: Any = FakeConsumer(set())
     assert await commit_owned(consumer, {P0: 10}) is False
     assert consumer.committed == []
+
+
+async def test_a_commit_while_the_broker_restarts_is_left_for_the_next_batch() -> None:
+    consumer: Any = FakeConsumer({P0}, CoordinatorNotAvailableError("restarting"))
+    assert await commit_owned(consumer, {P0: 10}) is False
+
+
+async def test_a_commit_the_broker_refuses_for_good_still_raises() -> None:
+    consumer: Any = FakeConsumer({P0}, TopicAuthorizationFailedError("no"))
+    with pytest.raises(TopicAuthorizationFailedError):
+        await commit_owned(consumer, {P0: 10})
+
+
+async def test_a_write_that_must_follow_a_delivery_waits_out_a_broker_restart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dispatcher's ledger entry or receipt, refused while the broker restarts, is sent
+    again until it is taken: the dispatcher no longer ends (and delivers again)."""
+    monkeypatch.setattr("topics.kafka.asyncio.sleep", _no_sleep)
+    answers: list[Exception | None] = [
+        LeaderNotAvailableError(),
+        KafkaConnectionError("down"),
+        KafkaTimeoutError(),
+        None,
+    ]
+
+    async def send() -> str:
+        error = answers.pop(0)
+        if error is not None:
+            raise error
+        return "acked"
+
+    assert await until_acked(send, "ledger entry") == "acked"
+    assert answers == []
+
+
+async def test_a_refusal_is_not_sent_again() -> None:
+    calls = 0
+
+    async def send() -> None:
+        nonlocal calls
+        calls += 1
+        raise MessageSizeTooLargeError()
+
+    with pytest.raises(MessageSizeTooLargeError):
+        await until_acked(send, "receipt")
+    assert calls == 1
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
