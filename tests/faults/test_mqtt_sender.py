@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,57 +32,64 @@ def note(n: int) -> Notification:
     )  # fmt: skip
 
 
-async def test_after_a_broker_restart_the_next_message_goes_out_at_once(
+@dataclass
+class Loudspeakers:
+    broker: MqttBroker
+    speakers: MqttSubscriber
+    sender: MqttSender
+
+
+@pytest.fixture
+async def loudspeakers(
     request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+) -> AsyncIterator[Loudspeakers]:
+    """A mosquitto, the loudspeakers subscribed to it, and canhbao's sender."""
     if "kafka" not in str(request.config.getoption("broker")).split(","):
         pytest.skip("with the fault suite, on its --broker kafka run (it uses no Kafka)")
     broker = MqttBroker(tmp_path / "mqtt").start()
     speakers = await MqttSubscriber(broker.port, "canhbao/loa/#").start()
     sender = MqttSender("127.0.0.1", broker.port)
     try:
-        await sender.send(note(1))
-        await speakers.wait_for(1)
-        broker.stop()  # while the sender is idle, its connection open
-        broker.start()
-        await asyncio.sleep(0.5)  # the sender's event loop sees the connection closed
-        # Before: "MQTT: The client is not currently connected", a retry after a backoff.
-        await sender.send(note(2))
-        await speakers.wait_for(2)
-        # (The first may come twice: QoS 1 is at least once, and the MQTT broker sends
-        # again what it was not sure was acknowledged; the speakers drop a repeated id.)
-        assert set(speakers.received) == {note(1).notification_id, note(2).notification_id}
+        yield Loudspeakers(broker, speakers, sender)
     finally:
         await sender.stop()
         await speakers.stop()
         broker.stop()
+
+
+async def test_after_a_broker_restart_the_next_message_goes_out_at_once(
+    loudspeakers: Loudspeakers,
+) -> None:
+    broker, speakers, sender = loudspeakers.broker, loudspeakers.speakers, loudspeakers.sender
+    await sender.send(note(1))
+    await speakers.wait_for(1)
+    broker.stop()  # while the sender is idle, its connection open
+    broker.start()
+    await asyncio.sleep(0.5)  # the sender's event loop sees the connection closed
+    # Before: "MQTT: The client is not currently connected", a retry after a backoff.
+    await sender.send(note(2))
+    await speakers.wait_for(2)
+    # (The first may come twice: QoS 1 is at least once, and the MQTT broker sends
+    # again what it was not sure was acknowledged; the speakers drop a repeated id.)
+    assert set(speakers.received) == {note(1).notification_id, note(2).notification_id}
 
 
 async def test_a_broker_gone_before_its_acknowledgement_fails_the_attempt_with_why(
-    request: pytest.FixtureRequest, tmp_path: Path
+    loudspeakers: Loudspeakers,
 ) -> None:
-    if "kafka" not in str(request.config.getoption("broker")).split(","):
-        pytest.skip("with the fault suite, on its --broker kafka run (it uses no Kafka)")
-    broker = MqttBroker(tmp_path / "mqtt").start()
-    speakers = await MqttSubscriber(broker.port, "canhbao/loa/#").start()
-    sender = MqttSender("127.0.0.1", broker.port)
-    try:
-        await sender.send(note(1))
-        assert broker.proc is not None
-        broker.proc.send_signal(signal.SIGSTOP)  # it takes the message, never answers
-        sending = asyncio.create_task(sender.send(note(2)))
-        await asyncio.sleep(0.5)
-        broker.proc.kill()  # then dies (SIGKILL): its connections close
-        broker.proc.wait(10)
-        # Before: "Operation timed out" after the client's timeout, or "not currently
-        # connected", and the next attempt on the same, dead client.
-        with pytest.raises(DeliveryError, match="closed the connection before acknowledging"):
-            await asyncio.wait_for(sending, 30)
-        broker.start()  # its sessions were lost with the SIGKILL: the speakers subscribe anew
-        await speakers.wait_for(1, connections=2)
-        await sender.send(note(2))  # the dispatcher's next attempt: on a new connection
-        await speakers.wait_for(2)
-    finally:
-        await sender.stop()
-        await speakers.stop()
-        broker.stop()
+    broker, speakers, sender = loudspeakers.broker, loudspeakers.speakers, loudspeakers.sender
+    await sender.send(note(1))
+    assert broker.proc is not None
+    broker.proc.send_signal(signal.SIGSTOP)  # it takes the message, never answers
+    sending = asyncio.create_task(sender.send(note(2)))
+    await asyncio.sleep(0.5)
+    broker.proc.kill()  # then dies (SIGKILL): its connections close
+    broker.proc.wait(10)
+    # Before: "Operation timed out" after the client's timeout, or "not currently
+    # connected", and the next attempt on the same, dead client.
+    with pytest.raises(DeliveryError, match="closed the connection before acknowledging"):
+        await asyncio.wait_for(sending, 30)
+    broker.start()  # its sessions were lost with the SIGKILL: the speakers subscribe anew
+    await speakers.wait_for(1, connections=2)
+    await sender.send(note(2))  # the dispatcher's next attempt: on a new connection
+    await speakers.wait_for(2)
