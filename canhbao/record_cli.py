@@ -161,19 +161,18 @@ async def reading_selection(settings: Settings, bootstrap: Kafka) -> ReadingSele
     the sets applied on canhbao.control.rules."""
     from aiokafka.errors import KafkaError
 
+    from canhbao.control import latest
     from pipeline.rules.loader import RuleError, load_rules
     from recorder.readings import ReadingSelection
     from topics.catalogue import CONTROL_RULES
-    from topics.kafka import partitions, rules_in_force
+    from topics.kafka import partitions
 
     selection = ReadingSelection()
     try:
         # Described first, not read: naming a topic that does not exist yet (a recorder
         # started beside a worker that is creating them) could make the broker create
         # it with its defaults.
-        doc = (
-            await rules_in_force(bootstrap) if await partitions(bootstrap, CONTROL_RULES) else None
-        )
+        doc = await latest(bootstrap) if await partitions(bootstrap, CONTROL_RULES) else None
     except (KafkaError, ValueError) as exc:
         print(f"canhbao record: the rule set in force could not be read ({exc}); readings "
               "are selected by the rule files until one is read", file=sys.stderr)  # fmt: skip

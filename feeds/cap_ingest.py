@@ -425,18 +425,21 @@ async def _fetch(session: aiohttp.ClientSession, url: str, limit: int = MAX_DOCU
 async def rules_in_force(
     bootstrap: Kafka, rules_path: Path, current: ReportRules | None
 ) -> ReportRules | None:
-    """The report rules the workers use: the set last applied on ``canhbao.control.rules``,
-    else the rule files (as a worker that starts). On failure the current one stays."""
+    """The report rules the workers use: the last set on ``canhbao.control.rules`` that
+    compiles (``pipeline.rules.control.last_in_force``, as the workers judge it), else the
+    rule files (as a worker that starts). On failure the current one stays."""
     from aiokafka.errors import KafkaError
 
-    from pipeline.rules.loader import RuleError, compile_rules, load_rules
-    from topics.kafka import rules_in_force as published
+    from pipeline.rules.control import last_in_force
+    from pipeline.rules.loader import RuleError, load_rules
+    from topics.catalogue import CONTROL_RULES
+    from topics.kafka import values
 
     try:
-        doc = await published(bootstrap)
-        if doc is not None and current is not None and doc.version == current.version:
+        in_force = last_in_force(await values(bootstrap, CONTROL_RULES))
+        if in_force is not None and current is not None and in_force[0].version == current.version:
             return current
-        rules = load_rules(rules_path) if doc is None else compile_rules(doc.sources)
+        rules = load_rules(rules_path) if in_force is None else in_force[1]
     except (KafkaError, OSError, RuleError, ValidationError) as exc:
         log.warning(
             "cap: cannot read the rules in force (%s); %s",

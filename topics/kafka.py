@@ -22,10 +22,10 @@ from aiokafka.errors import (
     KafkaTimeoutError,
 )
 
-from topics.catalogue import CONTROL_RULES, STATUS
+from topics.catalogue import STATUS
 from topics.connection import Kafka, client_kwargs
 from topics.metrics import Metrics
-from topics.models import DeadLetter, RuleSetDoc, ServiceStatus
+from topics.models import DeadLetter, ServiceStatus
 
 log = logging.getLogger(__name__)
 
@@ -176,27 +176,6 @@ def to_producer(producer: Any, topic: str) -> Send:
     return send
 
 
-async def last_value(
-    bootstrap: Kafka, topic: str, partition: int = 0, timeout_ms: int = 3000
-) -> bytes | None:
-    """The value of the last record of ``topic``'s ``partition`` (a compacted topic's
-    current state, such as the rule set in force), or None while it is empty."""
-    consumer = AIOKafkaConsumer(**client_kwargs(bootstrap), group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tp = TopicPartition(topic, partition)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        if end == 0:
-            return None
-        consumer.seek(tp, end - 1)
-        batch = await consumer.getmany(tp, timeout_ms=timeout_ms)
-        records = batch.get(tp, [])
-        return (records[-1].value or b"") if records else None
-    finally:
-        await consumer.stop()
-
-
 async def values(bootstrap: Kafka, topic: str) -> list[bytes | None]:
     """Every value of ``topic`` as it is now, in order (a compacted control topic's
     history: the reader decides which record is in force)."""
@@ -204,14 +183,6 @@ async def values(bootstrap: Kafka, topic: str) -> list[bytes | None]:
     async with TopicReader(bootstrap, topic, lambda r: found.append(r.value)) as reader:
         await reader.catch_up()
     return found
-
-
-async def rules_in_force(bootstrap: Kafka, timeout_ms: int = 3000) -> RuleSetDoc | None:
-    """The last record of ``canhbao.control.rules``, or None. Whether it compiles is
-    not checked here: readers that show the set in force use
-    ``pipeline.rules.control.last_in_force`` over :func:`values`."""
-    value = await last_value(bootstrap, CONTROL_RULES, timeout_ms=timeout_ms)
-    return None if value is None else RuleSetDoc.model_validate_json(value)
 
 
 def instance_name(group_instance_id: str | None = None) -> str:

@@ -62,9 +62,8 @@ def read_silence(key: bytes | None, raw: bytes | None) -> Silence | Refused | No
 
 async def rules_on_topic(bootstrap: Kafka) -> tuple[RuleSetDoc, RuleSet] | None:
     """:func:`last_in_force` of ``canhbao.control.rules`` as it is now (None when no
-    set there compiles): a starting worker's rules. Only the last record would be
-    read by :func:`topics.kafka.rules_in_force`, and a refused one there would keep
-    every worker from starting."""
+    set there compiles): a starting worker's rules. A refused record last on the topic
+    must not keep every worker from starting."""
     return last_in_force(await values(bootstrap, CONTROL_RULES))
 
 
