@@ -17,12 +17,14 @@ from topics import yamlio
 M = TypeVar("M", bound=BaseModel)
 
 
-_PLAIN_KEY = re.compile(r"[^\s.:\"]+")
+# Not starting with "(": an error of the whole document is named "(message)" or "(file)".
+_PLAIN_KEY = re.compile(r"[^\s.:\"(][^\s.:\"]*")
 
 
 def _segment(part: str | int) -> str:
-    # A key sent as "", " " or "a.b" would otherwise read as no field, or as another
-    # path: such a key is quoted, so the sender sees which one is meant.
+    # A key sent as "", " ", "a.b" or "(message)" would otherwise read as no field, as
+    # another path or as the whole message: such a key is quoted, so the sender sees
+    # which one is meant.
     text = str(part)
     return text if isinstance(part, int) or _PLAIN_KEY.fullmatch(text) else json.dumps(text)
 
