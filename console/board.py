@@ -5,6 +5,7 @@ warning, each broadcast's state and who requested it. Pure: the Kafka readers
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,7 +93,14 @@ class Board:
     silences: dict[str, Entry] = field(default_factory=dict)
     # "service:instance" -> what a running worker or dispatcher last said of itself
     statuses: dict[str, ServiceStatus] = field(default_factory=dict)
-    _listeners: set[Callable[[Warning], None]] = field(default_factory=set)
+    # Each state kept is numbered: a page says up to which number it showed, and its
+    # live stream starts with what came after (a state that arrives between the page
+    # and its stream would otherwise show only on the next reload). The epoch tells a
+    # number of this process from one of a console since restarted.
+    seq: int = 0
+    epoch: str = field(default_factory=lambda: secrets.token_hex(4))
+    _seqs: dict[str, int] = field(default_factory=dict)
+    _listeners: set[Callable[[int, Warning], None]] = field(default_factory=set)
 
     def apply_warning(self, w: Warning) -> bool:
         """Keep ``w`` if it is newer than what is known of its warning; tell the
@@ -100,10 +108,26 @@ class Board:
         known = self.warnings.get(w.warning_id)
         if known is not None and known.version >= w.version:
             return False
+        self.seq += 1
         self.warnings[w.warning_id] = w
+        self._seqs[w.warning_id] = self.seq
         for listener in list(self._listeners):
-            listener(w)
+            listener(self.seq, w)
         return True
+
+    def cursor(self) -> str:
+        """Where the board stands now, for a page to hand to its live stream."""
+        return f"{self.epoch}-{self.seq}"
+
+    def changed_since(self, cursor: str | None) -> list[tuple[int, Warning]]:
+        """The states kept after ``cursor`` (numbered, oldest first): every state
+        when the cursor is of another process or unreadable, none without one."""
+        if not cursor:
+            return []
+        epoch, _, number = cursor.rpartition("-")
+        after = int(number) if epoch == self.epoch and number.isdigit() else 0
+        changed = [(n, self.warnings[wid]) for wid, n in self._seqs.items() if n > after]
+        return sorted(changed, key=lambda item: item[0])
 
     def apply_silence(
         self, sid: str, silence: Silence | None, at: datetime, actor: str | None = None
@@ -131,11 +155,12 @@ class Board:
 
 
 class Listener:
-    """The warnings that change from now on, for one server-sent-event stream."""
+    """The warnings that change from now on (each with its number on the board), for
+    one server-sent-event stream."""
 
     def __init__(self, board: Board) -> None:
         self.board = board
-        self.queue: asyncio.Queue[Warning | None] = asyncio.Queue(maxsize=10_000)
+        self.queue: asyncio.Queue[tuple[int, Warning] | None] = asyncio.Queue(maxsize=10_000)
 
     def __enter__(self) -> Listener:
         self.board._listeners.add(self._put)
@@ -144,12 +169,12 @@ class Listener:
     def __exit__(self, *exc: object) -> None:
         self.board._listeners.discard(self._put)
 
-    def _put(self, w: Warning) -> None:
+    def _put(self, seq: int, w: Warning) -> None:
         # A browser that does not read is dropped rather than let it hold memory.
         if self.queue.full():
             self.close()
         else:
-            self.queue.put_nowait(w)
+            self.queue.put_nowait((seq, w))
 
     def close(self) -> None:
         self.board._listeners.discard(self._put)

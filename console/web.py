@@ -328,10 +328,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
     f = Filter.parse(dict(request.query))
     board = request.app[APP_BOARD]
     shown = board.select(f)
+    events_url = "/events?" + urlencode({**f.query(), "since": board.cursor()})
     return render(
         request, "stream.html", warnings=shown, groups=group_stream(shown), f=f,
         domains=list(Domain),
-        statuses=list(LifecycleStatus), events_url="/events?" + urlencode(f.query()),
+        statuses=list(LifecycleStatus), events_url=events_url,
         silenced_ids=_silenced_ids(board, shown),
     )  # fmt: skip
 
@@ -380,10 +381,17 @@ async def events(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     streams = request.app[APP_METRICS].console_streams
     streams.inc()
+    # Where the page stood (or, reconnecting, the last event the browser had).
+    cursor = request.headers.get("Last-Event-ID") or request.query.get("since")
     with board.listen() as listener:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             await resp.write(b": connected\n\n")
+            # Listening first, then the states kept since the page: none falls between.
+            sent = 0
+            for seq, w in board.changed_since(cursor):
+                await resp.write(_warning_event(request, f, w, seq, board.epoch))
+                sent = seq
             while not stop.is_set():
                 getter = asyncio.ensure_future(listener.queue.get())
                 done, _ = await asyncio.wait(
@@ -400,16 +408,12 @@ async def events(request: web.Request) -> web.StreamResponse:
                         break
                     await resp.write(b": heartbeat\n\n")
                     continue
-                w = getter.result()
-                if w is None:  # dropped: the browser reconnects and reloads
+                item = getter.result()
+                if item is None:  # dropped: the browser reconnects and reloads
                     break
-                if f.matches(w):
-                    data = {"id": w.warning_id, "level": w.level, "html": row_html(request, w),
-                            "group_html": group_head_html(request, f, w),
-                            "escalated": w.level > w.previous_level}  # fmt: skip
-                    await resp.write(_event("warning", data))
-                else:
-                    await resp.write(_event("remove", {"id": w.warning_id}))
+                seq, w = item
+                if seq > sent:  # else already sent as changed since the page
+                    await resp.write(_warning_event(request, f, w, seq, board.epoch))
         except ConnectionResetError:  # the browser went away
             pass
         finally:
@@ -418,8 +422,20 @@ async def events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _event(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+def _warning_event(request: web.Request, f: Filter, w: Warning, seq: int, epoch: str) -> bytes:
+    """The row to show, or to take away when ``w`` no longer matches the stream's
+    filter; its id is the board's cursor, which a reconnecting browser sends back."""
+    if f.matches(w):
+        data = {"id": w.warning_id, "level": w.level, "html": row_html(request, w),
+                "group_html": group_head_html(request, f, w),
+                "escalated": w.level > w.previous_level}  # fmt: skip
+        return _event("warning", data, f"{epoch}-{seq}")
+    return _event("remove", {"id": w.warning_id}, f"{epoch}-{seq}")
+
+
+def _event(kind: str, data: dict[str, Any], event_id: str) -> bytes:
+    payload = json.dumps(data, ensure_ascii=False)
+    return f"id: {event_id}\nevent: {kind}\ndata: {payload}\n\n".encode()
 
 
 # -- a warning --------------------------------------------------------------------

@@ -60,7 +60,7 @@ def register(app: web.Application, site: Site, sources: Sources) -> None:
         communes.sort(key=lambda c: (-c["level"], c["name"]))
         return site.render(
             request, "map.html", has_leaflet=has_leaflet, has_geography=geo is not None,
-            colours=colours,
+            colours=colours, since=request.app[site.board].cursor(),
             communes=communes, unmapped=[names.get(c, c) for c in
                                          (features or {}).get("unmapped", [])],
         )  # fmt: skip

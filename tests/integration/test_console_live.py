@@ -69,7 +69,7 @@ async def test_the_board_follows_the_pipeline_and_the_writer_uses_its_topics(
             with board.listen() as listener:
                 await p.send_and_wait(WARNINGS, flood(3, 2).to_bytes(), key=WID.encode())
                 seen = await listener.queue.get()
-                assert seen is not None and seen.version == 2
+                assert seen is not None and seen[1].version == 2
             key, value = as_changelog(broadcast(BroadcastStatus.SENT))
             await p.send_and_wait(STATE_BROADCASTS, value, key=key)
             await wait_for(lambda: not board.pending(), 20, "the sent broadcast")

@@ -201,27 +201,78 @@ async def test_the_warning_page_shows_evidence_beside_thresholds(console: Consol
     assert (await console.client.get("/warnings/nope:none")).status == 404
 
 
+async def read_event(r: Any) -> str:
+    """The next event of a server-sent-event stream (comments skipped)."""
+    lines: list[str] = []
+    while True:
+        line = (await asyncio.wait_for(r.content.readline(), 5)).decode()
+        if line == "\n" and lines:
+            return "".join(lines)
+        if line.strip() and not line.startswith(":"):
+            lines.append(line)
+
+
 async def test_server_sent_events_push_each_new_state(console: Console) -> None:
     await login(console.client, "viewer")
     r = await console.client.get("/events?status=active")
     assert r.headers["Content-Type"].startswith("text/event-stream")
-
-    async def next_event() -> str:
-        lines: list[str] = []
-        while True:
-            line = (await asyncio.wait_for(r.content.readline(), 5)).decode()
-            if line == "\n" and lines:
-                return "".join(lines)
-            if line.strip() and not line.startswith(":"):
-                lines.append(line)
-
     console.board.apply_warning(make_warning(version=2, level=3, transition="escalated",
                                              previous_level=2))  # fmt: skip
-    event = await next_event()
-    assert event.startswith("event: warning") and "cấp 3 · báo động III" in event
+    event = await read_event(r)
+    assert "event: warning" in event and "cấp 3 · báo động III" in event
     assert '"escalated": true' in event
     console.board.apply_warning(make_warning(version=3, level=0, transition="cleared"))
-    assert (await next_event()).startswith("event: remove")
+    assert "event: remove" in await read_event(r)
+    r.close()
+
+
+async def test_a_state_that_comes_between_the_page_and_its_stream_is_not_missed(
+    console: Console,
+) -> None:
+    """The operator's verify comes back while the page loads: the stream the page then
+    opens starts with it, instead of the row showing the old state until a reload."""
+    await login(console.client, "viewer")
+    console.board.apply_warning(make_warning(version=1, level=2))
+    page = await (await console.client.get("/")).text()
+    events = re.search(r'data-events="([^"]+)"', page)
+    assert events is not None and "since=" in events.group(1)
+    console.board.apply_warning(make_warning(version=2, level=2, status="verified"))
+    r = await console.client.get(events.group(1).replace("&amp;", "&"))
+    event = await read_event(r)
+    assert event.startswith("id: ") and "event: warning" in event
+    assert "đã xác minh" in event
+    # What comes next follows, once.
+    console.board.apply_warning(make_warning(version=3, level=3, transition="escalated",
+                                             previous_level=2, status="verified"))  # fmt: skip
+    assert "cấp 3" in await read_event(r)
+    r.close()
+
+
+async def test_a_browser_that_reconnects_gets_what_it_missed_and_only_that(
+    console: Console,
+) -> None:
+    await login(console.client, "viewer")
+    console.board.apply_warning(make_warning(version=1, level=2))
+    r = await console.client.get("/events?status=active&since=" + console.board.cursor())
+    console.board.apply_warning(make_warning(version=2, level=3, transition="escalated",
+                                             previous_level=2))  # fmt: skip
+    first = await read_event(r)
+    last_id = first.split("\n")[0].removeprefix("id: ")
+    r.close()
+    # Gone for a while: two states of another warning come meanwhile.
+    other = "water.flood.dap-cau:other"
+    for v in (1, 2):
+        console.board.apply_warning(make_warning(version=v, level=v, warning_id=other))
+    # The browser sends back the last event's id (EventSource does, as Last-Event-ID).
+    r = await console.client.get("/events?status=active&since=stale",
+                                 headers={"Last-Event-ID": last_id})  # fmt: skip
+    missed = await read_event(r)
+    assert f'"id": "{other}"' in missed and '"level": 2' in missed
+    r.close()
+    # A cursor of a console since restarted: everything known is sent again.
+    r = await console.client.get("/events?status=active&since=0000-999")
+    ids = {(await read_event(r)).count(WID) > 0 for _ in range(2)}
+    assert ids == {True, False}
     r.close()
 
 
