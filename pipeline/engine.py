@@ -221,6 +221,7 @@ class Engine:
         self.watch = watch or SilenceWatch()
         self._prefixes: dict[str, str] = {}
         self._plans: dict[tuple[Any, ...], _Series] = {}
+        self._limits: dict[str, Limits] = {}  # the gate's, per metric: for ``_plan``
         self._planned_for = rules  # plans hold rules: made again if ``rules`` is replaced
 
     def with_rules(self, rules: RuleSet) -> Engine:
@@ -349,6 +350,7 @@ class Engine:
         rules = self.rules
         if rules is not self._planned_for:
             self._plans.clear()
+            self._limits.clear()
             self._planned_for = rules
         # The domain's value, not the enum: a key of strings alone is not tracked either.
         series_id = (_DOMAIN_VALUES[reading.domain], reading.metric, reading.station_id,
@@ -358,6 +360,10 @@ class Engine:
             return plan
         if len(self._plans) >= MAX_SERIES_PLANNED:
             self._plans.clear()  # bounded: a flood of new series only costs speed
+            self._limits.clear()
+        limits = self._limits.get(reading.metric)
+        if limits is None:
+            limits = self._limits[reading.metric] = limits_of(rules.quality, reading.metric)
         station_id = reading.station_id
         series = sk.quality_series(station_id, reading.metric, reading.area)
         chosen: list[tuple[Rule, str, bool]] = []
@@ -372,7 +378,7 @@ class Engine:
             sk.heard_key(station_id),
             tuple(stale),
             tuple(chosen),
-            limits_of(rules.quality, reading.metric),
+            limits,
         )
         return plan
 

@@ -195,7 +195,10 @@ def _judge(
     events, low, high, max_step, stuck_after, stuck_tolerance = limits
     value = reading.value
     last_ts: float | None = state.get("ts")
-    active: list[str] = state.setdefault("faults", [])
+    # Not ``setdefault``: its default list would be built for every reading.
+    active: list[str] | None = state.get("faults")
+    if active is None:
+        active = state["faults"] = []
 
     if events:
         if (low is not None and value < low) or (high is not None and value > high):
@@ -221,7 +224,9 @@ def _judge(
 
     last_value: float | None = state.get("value")
     if max_step is not None and last_value is not None and last_ts is not None:
-        hours = max((at - last_ts) / 3600.0, 1 / 60)
+        hours = (at - last_ts) / 3600.0
+        if hours < 1 / 60:  # as ``max``, without the call
+            hours = 1 / 60
         rate = abs(value - last_value) / hours
         if rate > max_step:
             # A real jump is confirmed by the readings after it agreeing with it.
