@@ -164,7 +164,8 @@ def judge(
 ) -> Verdict:
     """``inspect`` for a caller that has worked out its arguments already (the engine):
     ``limits_of`` the reading's metric, its time in seconds (``at``) and, live,
-    ``now`` plus the clock-skew bound in seconds (``beyond``, None with ``now``)."""
+    ``now`` plus the clock-skew bound in seconds (``beyond``; both None in backtests
+    and rule tests)."""
     if now is None or beyond is None:
         return _judge(config, limits, state, reading, now, at)
     if at > beyond:
