@@ -165,37 +165,25 @@ def judge(
     """``inspect`` for a caller that has worked out its arguments already (the engine):
     ``limits_of`` the reading's metric, its time in seconds (``at``) and, live,
     ``now`` plus the clock-skew bound in seconds (``beyond``; both None in backtests
-    and rule tests)."""
-    if now is None or beyond is None:
-        return _judge(config, limits, state, reading, now, at)
-    if at > beyond:
-        ahead = reading.observed_at - now
-        return Verdict(False, Check.FUTURE, f"dated {ahead} ahead of the present")
-    # ``reanchor``'s common answer (nothing dated beyond the present) without a call.
-    last = state.get("ts")
-    since = state.get("same_since")
-    if (
-        (last is None or (type(last) is float and last <= beyond))
-        and (since is None or (type(since) is float and since <= beyond))
-        and not state.get("jump")
-    ):
-        return _judge(config, limits, state, reading, now, at)
-    reanchored = reanchor(state, beyond)
-    verdict = _judge(config, limits, state, reading, now, at)
-    return replace(verdict, reanchored=reanchored) if reanchored else verdict
+    and rule tests). One function, not three: it runs for every reading."""
+    last_ts: float | None = state.get("ts")
+    if now is not None and beyond is not None:
+        if at > beyond:
+            ahead = reading.observed_at - now
+            return Verdict(False, Check.FUTURE, f"dated {ahead} ahead of the present")
+        # ``reanchor``'s common answer (nothing dated beyond the present) without a call.
+        since = state.get("same_since")
+        if not (
+            (last_ts is None or (type(last_ts) is float and last_ts <= beyond))
+            and (since is None or (type(since) is float and since <= beyond))
+            and not state.get("jump")
+        ):
+            reanchored = reanchor(state, beyond)
+            verdict = judge(config, limits, state, reading, at, now, None)
+            return replace(verdict, reanchored=reanchored) if reanchored else verdict
 
-
-def _judge(
-    config: QualityConfig,
-    limits: Limits,
-    state: dict[str, Any],
-    reading: Reading,
-    now: datetime | None,
-    at: float,
-) -> Verdict:
     events, low, high, max_step, stuck_after, stuck_tolerance = limits
     value = reading.value
-    last_ts: float | None = state.get("ts")
     # Not ``setdefault``: its default list would be built for every reading.
     active: list[str] | None = state.get("faults")
     if active is None:
