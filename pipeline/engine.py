@@ -31,7 +31,7 @@ from pipeline.lifecycle import (
     settle_version,
     station_areas,
 )
-from pipeline.quality import ACCEPTED, Check, Verdict, inspect
+from pipeline.quality import ACCEPTED, Check, Limits, Verdict, judge, limits_of
 from pipeline.rules.kinds import measure, window_at
 from pipeline.rules.loader import RuleSet
 from pipeline.rules.model import (
@@ -75,7 +75,9 @@ FAULT_NAMES = {
 }
 
 
-@dataclass(slots=True)  # one per reading: slots make it cheaper to build
+# One per reading: slots, and an ``__init__`` of list and dict literals (the generated
+# one calls a factory per field: twice the cost, about 7 % of a calm reading's time).
+@dataclass(slots=True, init=False)
 class Outputs:
     warnings: list[Warning] = field(default_factory=list)
     # Readings to re-key for rules that group by commune, province or source.
@@ -89,6 +91,16 @@ class Outputs:
     reanchored: list[tuple[str, str]] = field(default_factory=list)
     # Versions a replay reached with another content than was published.
     conflicts: list[Conflict] = field(default_factory=list)
+
+    def __init__(self) -> None:
+        self.warnings = []
+        self.forwards = []
+        self.commands = []
+        self.rejected = []
+        self.errors = []
+        self.fanout = {}
+        self.reanchored = []
+        self.conflicts = []
 
     def extend(self, other: Outputs) -> None:
         self.warnings += other.warnings
@@ -122,13 +134,14 @@ class _Watched:
 # before it reads one of its readings, worked out at its first reading: the quality
 # gate's timeline (also its name in logs) and state key, the heard index's key, the
 # key of each data-gap rule's notice on the station (in the order of
-# ``rules.kind("staleness")``), and the matching rules with the subject each judges
-# and whether it groups, in the order they were written. A station sends the same few
-# series again and again, so this is a lookup. A plain tuple, of strings alone for a
-# station no rule selects: the garbage collector then stops tracking it, where a
+# ``rules.kind("staleness")``), the matching rules with the subject each judges
+# and whether it groups, in the order they were written, and the gate's limits for
+# the metric (``quality.limits_of``). A station sends the same few
+# series again and again, so this is a lookup. A plain tuple, of strings and numbers
+# alone for a station no rule selects: the garbage collector then stops tracking it, where a
 # class instance per series made each collection slower (about a fifth of the
 # engine's time while a fresh engine met 10,000 stations).
-_Series = tuple[str, str, str, tuple[str, ...], tuple[tuple[Rule, str, bool], ...]]
+_Series = tuple[str, str, str, tuple[str, ...], tuple[tuple[Rule, str, bool], ...], Limits]
 
 
 MAX_SERIES_PLANNED = 200_000  # series kept by ``Engine._plan`` (bounded, as rule selection)
@@ -208,6 +221,7 @@ class Engine:
         self.watch = watch or SilenceWatch()
         self._prefixes: dict[str, str] = {}
         self._plans: dict[tuple[Any, ...], _Series] = {}
+        self._limits: dict[str, Limits] = {}  # the gate's, per metric: for ``_plan``
         self._planned_for = rules  # plans hold rules: made again if ``rules`` is replaced
 
     def with_rules(self, rules: RuleSet) -> Engine:
@@ -281,19 +295,34 @@ class Engine:
         time comes from the readings alone). A drill's reading is judged against its
         drill's clock instead."""
         out = Outputs()
-        series, qkey, lkey, stale, matched = self._plan(reading)
+        # The series' plan, looked up here (``_plan`` makes it at its first reading):
+        # a call fewer for every reading.
+        plan = None
+        if self.rules is self._planned_for:
+            series_id = (_DOMAIN_VALUES[reading.domain], reading.metric, reading.station_id,
+                         reading.area, reading.source)  # fmt: skip
+            plan = self._plans.get(series_id)
+        series, qkey, lkey, stale, matched, limits = plan or self._plan(reading)
         if mode != "grouped":
             # Once: converting a parsed time (its offset) costs about a microsecond.
             ts = reading.observed_at.timestamp()
+            at: datetime | None = None
+            beyond: datetime | None = None
+            beyond_s: float | None = None
             if now is not None:
                 at = present(now, reading.drill) if reading.drill is not None else now
                 # Anything dated after this is from a timeline that cannot be the
                 # present one.
                 beyond = at + self.max_clock_skew
-                verdict = self._gate(reading, store, at, out, ts, series, qkey, beyond.timestamp())
-            else:
-                beyond = None
-                verdict = self._gate(reading, store, None, out, ts, series, qkey)
+                beyond_s = beyond.timestamp()
+            # The quality gate (``_gate_outcome`` says what a verdict other than
+            # "accepted" means), here rather than in a method: it runs for every reading.
+            state = store.get(qkey)
+            state = dict(state) if state else {}
+            verdict = judge(self.rules.quality, limits, state, reading, ts, at, beyond_s)
+            store[qkey] = state
+            if verdict is not ACCEPTED:
+                self._gate_outcome(reading, verdict, series, store, out)
             # Any reading proves the station transmits, even one the gate sets
             # aside: a stuck sensor is a sensor fault, not a data gap.
             if stale:
@@ -321,6 +350,7 @@ class Engine:
         rules = self.rules
         if rules is not self._planned_for:
             self._plans.clear()
+            self._limits.clear()
             self._planned_for = rules
         # The domain's value, not the enum: a key of strings alone is not tracked either.
         series_id = (_DOMAIN_VALUES[reading.domain], reading.metric, reading.station_id,
@@ -330,6 +360,10 @@ class Engine:
             return plan
         if len(self._plans) >= MAX_SERIES_PLANNED:
             self._plans.clear()  # bounded: a flood of new series only costs speed
+            self._limits.clear()
+        limits = self._limits.get(reading.metric)
+        if limits is None:
+            limits = self._limits[reading.metric] = limits_of(rules.quality, reading.metric)
         station_id = reading.station_id
         series = sk.quality_series(station_id, reading.metric, reading.area)
         chosen: list[tuple[Rule, str, bool]] = []
@@ -344,33 +378,18 @@ class Engine:
             sk.heard_key(station_id),
             tuple(stale),
             tuple(chosen),
+            limits,
         )
         return plan
 
-    def _gate(
-        self,
-        reading: Reading,
-        store: Store,
-        at: datetime | None,
-        out: Outputs,
-        ts: float,
-        series: str,
-        qkey: str,
-        beyond: float | None = None,
-    ) -> Verdict:
-        """``at``: the present the reading is judged against (its drill's clock for a
-        drill), None in backtests and rule tests; ``beyond``: ``at`` plus the clock-skew
-        bound, in seconds."""
-        # One series per station, metric, commune and source: a unit reporting
-        # several communes' counts keeps a timeline for each.
-        state = store.get(qkey)
-        state = dict(state) if state else {}
-        verdict = inspect(
-            self.rules.quality, state, reading, at, self.max_clock_skew, ts=ts, beyond=beyond
-        )
-        store[qkey] = state
-        if verdict is ACCEPTED:
-            return verdict  # the common case: nothing to report
+    def _gate_outcome(
+        self, reading: Reading, verdict: Verdict, series: str, store: Store, out: Outputs
+    ) -> None:
+        """What the quality gate's ``verdict`` on ``reading`` means, when it is not the
+        common one (accepted, nothing cleared): rejections, fault notices raised or
+        cleared, a timeline re-anchored. ``series``: the gate's timeline, for logs. (One
+        series per station, metric, commune and source: a unit reporting several
+        communes' counts keeps a timeline for each.)"""
         if verdict.reanchored:
             log.warning("quality gate: %s: %s", series, verdict.reanchored)
             out.reanchored.append((series, verdict.reanchored))
@@ -381,7 +400,6 @@ class Engine:
             self._fault_notice(reading, verdict.check, 1, verdict.detail, store, out)
         for check in verdict.cleared:
             self._fault_notice(reading, check, 0, "readings are plausible again", store, out)
-        return verdict
 
     def _fault_notice(
         self, reading: Reading, check: Check, level: int, detail: str, store: Store, out: Outputs
@@ -468,10 +486,15 @@ class Engine:
         if reading.area:
             seen["area"] = reading.area
         store[lkey] = seen
+        for wkey in stale:
+            if store.get(wkey):
+                break
+        else:
+            return  # no notice on this station: nothing to clear (most readings)
         for rule, wkey in zip(self.rules.kind("staleness"), stale, strict=True):
             raw = store.get(wkey)
             if not raw:
-                continue  # no notice on this station: nothing to clear (most readings)
+                continue
             w = Warning.model_validate(raw)
             if not is_active(w):
                 continue

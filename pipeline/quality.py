@@ -116,6 +116,19 @@ def reanchor(state: dict[str, Any], beyond: float) -> str:
     return f"the last accepted reading was dated {dated}, beyond the present: a new timeline starts"
 
 
+# A metric's limits as plain values: events, min, max, max_step_per_hour, stuck_after
+# in seconds, stuck_tolerance. The engine keeps them in each series' plan: reading six
+# attributes of a pydantic model for every reading cost more than the checks.
+Limits = tuple[bool, float | None, float | None, float | None, float | None, float]
+
+
+def limits_of(config: QualityConfig, metric: str) -> Limits:
+    """``metric``'s limits in ``config`` (none set for a metric it does not name)."""
+    m = config.metrics.get(metric, _NO_LIMITS)
+    stuck = m.stuck_after.total_seconds() if m.stuck_after is not None else None
+    return (m.events, m.min, m.max, m.max_step_per_hour, stuck, m.stuck_tolerance)
+
+
 def inspect(
     config: QualityConfig,
     state: dict[str, Any],
@@ -135,36 +148,56 @@ def inspect(
     time's offset makes each conversion or comparison cost a microsecond); ``beyond``:
     ``now + horizon`` in seconds, likewise."""
     at = reading.observed_at.timestamp() if ts is None else ts
-    if now is None:
-        return _judge(config, state, reading, now, at)
-    if beyond is None:
+    if now is not None and beyond is None:
         beyond = (now + horizon).timestamp()
-    if at > beyond:
-        ahead = reading.observed_at - now
-        return Verdict(False, Check.FUTURE, f"dated {ahead} ahead of the present")
-    reanchored = reanchor(state, beyond)
-    verdict = _judge(config, state, reading, now, at)
-    return replace(verdict, reanchored=reanchored) if reanchored else verdict
+    return judge(config, limits_of(config, reading.metric), state, reading, at, now, beyond)
 
 
-def _judge(
-    config: QualityConfig, state: dict[str, Any], reading: Reading, now: datetime | None, at: float
+def judge(
+    config: QualityConfig,
+    limits: Limits,
+    state: dict[str, Any],
+    reading: Reading,
+    at: float,
+    now: datetime | None,
+    beyond: float | None,
 ) -> Verdict:
-    limits = config.metrics.get(reading.metric, _NO_LIMITS)
-    value = reading.value
+    """``inspect`` for a caller that has worked out its arguments already (the engine):
+    ``limits_of`` the reading's metric, its time in seconds (``at``) and, live,
+    ``now`` plus the clock-skew bound in seconds (``beyond``; both None in backtests
+    and rule tests). One function, not three: it runs for every reading."""
     last_ts: float | None = state.get("ts")
-    active: list[str] = state.setdefault("faults", [])
-
-    if limits.events:
-        if (limits.min is not None and value < limits.min) or (
-            limits.max is not None and value > limits.max
+    if now is not None and beyond is not None:
+        if at > beyond:
+            ahead = reading.observed_at - now
+            return Verdict(False, Check.FUTURE, f"dated {ahead} ahead of the present")
+        # ``reanchor``'s common answer (nothing dated beyond the present) without a call.
+        since = state.get("same_since")
+        if not (
+            (last_ts is None or (type(last_ts) is float and last_ts <= beyond))
+            and (since is None or (type(since) is float and since <= beyond))
+            and not state.get("jump")
         ):
+            reanchored = reanchor(state, beyond)
+            verdict = judge(config, limits, state, reading, at, now, None)
+            return replace(verdict, reanchored=reanchored) if reanchored else verdict
+
+    events, low, high, max_step, stuck_after, stuck_tolerance = limits
+    value = reading.value
+    # Not ``setdefault``: its default list would be built for every reading.
+    active: list[str] | None = state.get("faults")
+    if active is None:
+        active = state["faults"] = []
+
+    if events:
+        if (low is not None and value < low) or (high is not None and value > high):
             return _fault(state, Check.OUT_OF_RANGE, f"{_fmt(value)} is outside the limits")
         return ACCEPTED
-    if last_ts is not None and at == last_ts:
-        return Verdict(False, Check.DUPLICATE, "a reading for this time was already accepted")
-    if last_ts is not None and at < last_ts:
-        return Verdict(False, Check.OUT_OF_ORDER, "older than the last accepted reading")
+    if last_ts is not None:
+        if at == last_ts:
+            return Verdict(False, Check.DUPLICATE, "a reading for this time was already accepted")
+        if at < last_ts:
+            return Verdict(False, Check.OUT_OF_ORDER, "older than the last accepted reading")
     if (
         now is not None
         and config.max_lateness is not None
@@ -173,22 +206,22 @@ def _judge(
         age = now - reading.observed_at
         return Verdict(False, Check.LATE, f"{age} old; the limit is {config.max_lateness}")
 
-    if (limits.min is not None and value < limits.min) or (
-        limits.max is not None and value > limits.max
-    ):
-        low = _fmt(limits.min) if limits.min is not None else "-inf"
-        high = _fmt(limits.max) if limits.max is not None else "inf"
-        return _fault(state, Check.OUT_OF_RANGE, f"{_fmt(value)} is outside {low}..{high}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = _fmt(low) if low is not None else "-inf"
+        hi = _fmt(high) if high is not None else "inf"
+        return _fault(state, Check.OUT_OF_RANGE, f"{_fmt(value)} is outside {lo}..{hi}")
 
     last_value: float | None = state.get("value")
-    if limits.max_step_per_hour is not None and last_value is not None and last_ts is not None:
-        hours = max((at - last_ts) / 3600.0, 1 / 60)
+    if max_step is not None and last_value is not None and last_ts is not None:
+        hours = (at - last_ts) / 3600.0
+        if hours < 1 / 60:  # as ``max``, without the call
+            hours = 1 / 60
         rate = abs(value - last_value) / hours
-        if rate > limits.max_step_per_hour:
+        if rate > max_step:
             # A real jump is confirmed by the readings after it agreeing with it.
             pending = state.get("jump")
             if pending and abs(value - pending[1]) / max((at - pending[0]) / 3600, 1 / 60) <= (
-                limits.max_step_per_hour
+                max_step
             ):
                 pending = [at, value, pending[2] + 1]
             else:
@@ -199,15 +232,15 @@ def _judge(
                     state,
                     Check.SPIKE,
                     f"{_fmt(value)} jumps {_fmt(value - last_value)} from {_fmt(last_value)} "
-                    f"({rate:.2f}/h > {_fmt(limits.max_step_per_hour)}/h)",
+                    f"({rate:.2f}/h > {_fmt(max_step)}/h)",
                 )
     state.pop("jump", None)
 
-    if limits.stuck_after is not None and last_value is not None:
-        same = abs(value - last_value) <= limits.stuck_tolerance
+    if stuck_after is not None and last_value is not None:
+        same = abs(value - last_value) <= stuck_tolerance
         since = state.get("same_since", last_ts) if same else at
         state["same_since"] = since
-        if same and since is not None and at - since >= limits.stuck_after.total_seconds():
+        if same and since is not None and at - since >= stuck_after:
             state["ts"] = at
             held = timedelta(seconds=at - since)
             return _fault(state, Check.STUCK, f"{_fmt(value)} unchanged for {held}")

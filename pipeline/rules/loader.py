@@ -153,18 +153,22 @@ class RuleSet:
     # Indexes, built once: the engine asks these for every reading.
     _by_id: dict[str, Rule] = field(init=False, repr=False, compare=False)
     _by_kind: dict[str, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
-    _by_metric: dict[str | None, tuple[Rule, ...]] = field(init=False, repr=False, compare=False)
+    # Each with the one station its selector names, if any: most rules watch one
+    # station, and a string comparison rules them out before ``_matches`` is called.
+    _by_metric: dict[str | None, tuple[tuple[str | None, Rule], ...]] = field(
+        init=False, repr=False, compare=False
+    )
     # What ``matching`` chose for each (domain, metric, station, area, source) seen: a
     # station sends the same few series again and again, so selection is a lookup.
     _chosen: dict[tuple[Any, ...], list[Rule]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_kind: dict[str, list[Rule]] = {}
-        by_metric: dict[str | None, list[Rule]] = {}
+        by_metric: dict[str | None, list[tuple[str | None, Rule]]] = {}
         for r in self.rules:
             by_kind.setdefault(r.condition.kind, []).append(r)
             if r.condition.kind not in ("report", "compound"):
-                by_metric.setdefault(r.selector.metric, []).append(r)
+                by_metric.setdefault(r.selector.metric, []).append((r.selector.station, r))
         object.__setattr__(self, "_by_id", {r.id: r for r in self.rules})
         object.__setattr__(self, "_by_kind", {k: tuple(v) for k, v in by_kind.items()})
         object.__setattr__(self, "_by_metric", {k: tuple(v) for k, v in by_metric.items()})
@@ -189,7 +193,9 @@ class RuleSet:
         """``matching`` without its cache, for a caller that keeps its own (the engine's
         series plans): one cache fewer to fill at each new series."""
         candidates = self._by_metric.get(reading.metric, ()) + self._by_metric.get(None, ())
-        found = [r for r in candidates if _matches(r, reading)]
+        station_id = reading.station_id
+        found = [r for s, r in candidates
+                 if (s is None or s == station_id) and _matches(r, reading)]  # fmt: skip
         if self._by_metric.get(None) and len(found) > 1:
             found.sort(key=self.rules.index)  # keep the order the rules were written in
         return found

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -151,6 +152,33 @@ def test_the_gate_refuses_a_reading_beyond_the_present_and_re_anchors_state_ther
     verdict = inspect(config, state, fuel(12, NOW), NOW, SKEW)
     assert verdict.ok and "new timeline" in verdict.reanchored
     assert state["ts"] == NOW.timestamp()
+
+
+FAR = datetime(2999, 1, 1, tzinfo=UTC).timestamp()
+BEFORE = NOW.timestamp() - 60
+
+
+@pytest.mark.parametrize(
+    "dated",
+    [
+        {"ts": FAR},  # the last accepted reading
+        {"ts": int(FAR)},  # the same, as an integer (another JSON encoder's changelog)
+        {"ts": BEFORE, "same_since": FAR},  # since when the value has not moved
+        {"ts": BEFORE, "jump": [FAR, 30.0, 1]},  # a jump waiting to be confirmed
+    ],
+    ids=["ts", "ts-int", "same_since", "jump"],
+)
+def test_any_time_of_the_gate_dated_beyond_the_present_starts_a_new_timeline(
+    dated: dict[str, Any],
+) -> None:
+    """Whichever of its times is beyond the present, the station is not held back
+    (the gate answers the common case without the full check: this holds it to it)."""
+    config = QualityConfig.model_validate({"metrics": {"fuel_reserve_days": {"min": 0}}})
+    state: dict[str, Any] = {"faults": [], "value": 12.0, **dated}
+    verdict = inspect(config, state, fuel(20, NOW), NOW, SKEW)
+    assert verdict.ok and verdict.check is None and "new timeline" in verdict.reanchored
+    assert state == {"faults": [], "ts": NOW.timestamp(), "value": 20.0,
+                     "same_since": NOW.timestamp()}  # fmt: skip
 
 
 # --- Drills: a second run of the same scenario raises its warnings again ---------------------
