@@ -13,12 +13,14 @@ aloud (``time_spoken``, ``level_spoken``), in Vietnamese, English and Khmer.
 
 from __future__ import annotations
 
+import types
+from collections.abc import Iterable, MutableMapping
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, Template, Undefined, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from alerting import palette, quantities, risk
@@ -251,9 +253,87 @@ def _join_and(items: Any, lang: str = "vi") -> str:
     return f"{', '.join(names[:-1])} {_AND.get(lang, 'và')} {names[-1]}"
 
 
+# What SandboxedEnvironment.wrap_str_format looks at: neither type can be subclassed.
+_METHODS = (types.MethodType, types.BuiltinMethodType)
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, as strict, with two lookups remembered for the process (the
+    templates ship with the code and change only with it, a restart: ``auto_reload``
+    is off). A burst of warnings renders the same few templates thousands of times,
+    and these lookups were a third of the route stage's time:
+
+    - which template a list of names selects (``select_template``: the first name, an
+      audience's own file, is most often absent, and each miss asked the file system
+      and raised), and ``get_template`` for each ``{% import %}`` of each render;
+    - the sandbox's verdict on an attribute: it depends only on the object's type and
+      the attribute's name (:meth:`SandboxedEnvironment.is_safe_attribute` and
+      ``is_internal_attribute`` test those alone), so it is worked out once per pair."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._safe: dict[tuple[type, str], bool] = {}
+        self._chosen: dict[tuple[str, ...], Template] = {}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        key = (type(obj), attr)
+        safe = self._safe.get(key)
+        if safe is None:
+            safe = self._safe[key] = super().is_safe_attribute(obj, attr, value)
+        return safe
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # SandboxedEnvironment.getattr, in the same order, with the verdict remembered
+        # and ``str.format`` wrapped as the sandbox does (only a method can be one).
+        try:
+            value = getattr(obj, attribute)
+        except AttributeError:
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=attribute)
+        if type(value) in _METHODS:
+            fmt = self.wrap_str_format(value)
+            if fmt is not None:
+                return fmt
+        if self.is_safe_attribute(obj, attribute, value):
+            return value
+        return self.unsafe_undefined(obj, attribute)
+
+    def get_template(
+        self,
+        name: str | Template,
+        parent: str | None = None,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> Template:
+        if globals is not None or self.auto_reload or not isinstance(name, str):
+            return super().get_template(name, parent, globals)
+        if parent is not None:
+            name = self.join_path(name, parent)
+        found = self._chosen.get((name,))
+        if found is None:
+            found = self._chosen[(name,)] = super().get_template(name)
+        return found
+
+    def select_template(
+        self,
+        names: Iterable[str | Template] | Undefined,
+        parent: str | None = None,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> Template:
+        key = tuple(names) if isinstance(names, list | tuple) else ()
+        plain = all(isinstance(n, str) for n in key) and not self.auto_reload
+        if not key or not plain or globals is not None or parent is not None:
+            return super().select_template(names, parent, globals)
+        found = self._chosen.get(key)
+        if found is None:
+            found = self._chosen[key] = super().select_template(key)
+        return found
+
+
 @lru_cache(maxsize=4)
 def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _Sandbox(
         loader=FileSystemLoader(str(template_dir)),
         # "email.vi.html.j2" is HTML: the extension before .j2 decides.
         autoescape=select_autoescape(
