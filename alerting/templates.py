@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, Template, Undefined, select_autoescape
+from jinja2.environment import TemplateModule
+from jinja2.runtime import Context, Macro
 from jinja2.sandbox import SandboxedEnvironment
 
 from alerting import palette, quantities, risk
@@ -255,6 +257,21 @@ def _join_and(items: Any, lang: str = "vi") -> str:
 
 # What SandboxedEnvironment.wrap_str_format looks at: neither type can be subclassed.
 _METHODS = (types.MethodType, types.BuiltinMethodType)
+# Callables that take no context and that the sandbox lets call: the templates' own
+# macros and built-in methods (``dict.get``); neither can carry ``jinja_pass_arg``,
+# ``unsafe_callable`` or ``alters_data``, which is all Jinja looks for on a call.
+_PLAIN_CALLABLES = (Macro, types.BuiltinMethodType)
+
+
+class _Template(Template):
+    def _get_default_module(self, ctx: Context | None = None) -> TemplateModule:
+        # Jinja's, without turning the template's globals (a ChainMap) into a set at
+        # each ``{% import %}`` of each render: only names missing from them matter.
+        if ctx is not None and any(k not in self.globals for k in ctx.globals_keys):
+            return super()._get_default_module(ctx)
+        if self._module is None:
+            self._module = self.make_module()
+        return self._module
 
 
 class _Sandbox(SandboxedEnvironment):
@@ -272,6 +289,7 @@ class _Sandbox(SandboxedEnvironment):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        self.template_class = _Template
         self._safe: dict[tuple[type, str], bool] = {}
         self._chosen: dict[tuple[str, ...], Template] = {}
 
@@ -299,6 +317,19 @@ class _Sandbox(SandboxedEnvironment):
         if self.is_safe_attribute(obj, attribute, value):
             return value
         return self.unsafe_undefined(obj, attribute)
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if type(obj) in _PLAIN_CALLABLES:
+            # What SandboxedEnvironment.call and Context.call do for these, in short.
+            kwargs.pop("_block_vars", None)
+            kwargs.pop("_loop_vars", None)
+            try:
+                return obj(*args, **kwargs)
+            except StopIteration:
+                return self.undefined(
+                    "value was undefined because a callable raised a StopIteration exception"
+                )
+        return super().call(context, obj, *args, **kwargs)
 
     def get_template(
         self,

@@ -153,7 +153,7 @@ class RouteStage:
         now = self.clock()
         p = plan(
             warning, self.routing, self.directory, self.audiences, self.render,
-            active=list(views.active.values()), silences=list(views.silences.values()),
+            active=views.active.values(), silences=views.silences.values(),
             now=now,
         )  # fmt: skip
         m = self.metrics
