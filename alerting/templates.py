@@ -55,10 +55,13 @@ def _num_en(value: float) -> str:
     return f"{value:.2f}"
 
 
+# Pure, and a burst's warnings were mostly observed in the same few minutes.
+@lru_cache(maxsize=4096)
 def _time_local(value: datetime) -> str:
     return value.astimezone(VIETNAM).strftime("%H:%M %d/%m/%Y")
 
 
+@lru_cache(maxsize=4096)
 def _time_short(value: datetime) -> str:
     """Vietnam time without the year, for SMS: "00:20 07/10"."""
     return value.astimezone(VIETNAM).strftime("%H:%M %d/%m")
@@ -261,13 +264,15 @@ _METHODS = (types.MethodType, types.BuiltinMethodType)
 # macros and built-in methods (``dict.get``); neither can carry ``jinja_pass_arg``,
 # ``unsafe_callable`` or ``alters_data``, which is all Jinja looks for on a call.
 _PLAIN_CALLABLES = (Macro, types.BuiltinMethodType)
+_DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 class _Template(Template):
     def _get_default_module(self, ctx: Context | None = None) -> TemplateModule:
         # Jinja's, without turning the template's globals (a ChainMap) into a set at
         # each ``{% import %}`` of each render: only names missing from them matter.
-        if ctx is not None and any(k not in self.globals for k in ctx.globals_keys):
+        names, mine = self.environment.globals, self.globals  # the first is in the second
+        if ctx is not None and any(k not in names and k not in mine for k in ctx.globals_keys):
             return super()._get_default_module(ctx)
         if self._module is None:
             self._module = self.make_module()
@@ -303,6 +308,13 @@ class _Sandbox(SandboxedEnvironment):
     def getattr(self, obj: Any, attribute: str) -> Any:
         # SandboxedEnvironment.getattr, in the same order, with the verdict remembered
         # and ``str.format`` wrapped as the sandbox does (only a method can be one).
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            # A plain dict has no other attributes: go straight to the item, as
+            # Jinja would after the attribute lookup failed.
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=attribute)
         try:
             value = getattr(obj, attribute)
         except AttributeError:
