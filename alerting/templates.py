@@ -14,7 +14,8 @@ aloud (``time_spoken``, ``level_spoken``), in Vietnamese, English and Khmer.
 from __future__ import annotations
 
 import types
-from collections.abc import Iterable, MutableMapping
+from collections import ChainMap
+from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 from jinja2 import FileSystemLoader, StrictUndefined, Template, Undefined, select_autoescape
 from jinja2.environment import TemplateModule
-from jinja2.runtime import Context, Macro
+from jinja2.runtime import Context, Macro, new_context
 from jinja2.sandbox import SandboxedEnvironment
 
 from alerting import palette, quantities, risk
@@ -268,6 +269,21 @@ _DICT_ATTRIBUTES = frozenset(dir(dict))
 
 
 class _Template(Template):
+    def new_context(
+        self,
+        vars: dict[str, Any] | None = None,
+        shared: bool = False,
+        locals: Mapping[str, Any] | None = None,
+    ) -> Context:
+        # Jinja's, with the template's globals (a ChainMap: its own over the
+        # environment's) flattened by dict.update, first map last so that it wins as
+        # in the ChainMap, instead of key by key in Python at every render and include.
+        g = self.globals
+        flat: dict[str, Any] = {}
+        for layer in reversed(g.maps) if isinstance(g, ChainMap) else (g,):
+            flat.update(layer)
+        return new_context(self.environment, self.name, self.blocks, vars, shared, flat, locals)
+
     def _get_default_module(self, ctx: Context | None = None) -> TemplateModule:
         # Jinja's, without turning the template's globals (a ChainMap) into a set at
         # each ``{% import %}`` of each render: only names missing from them matter.
