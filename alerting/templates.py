@@ -342,7 +342,8 @@ class _Sandbox(SandboxedEnvironment):
             fmt = self.wrap_str_format(value)
             if fmt is not None:
                 return fmt
-        if self.is_safe_attribute(obj, attribute, value):
+        safe = self._safe.get((type(obj), attribute))
+        if safe or (safe is None and self.is_safe_attribute(obj, attribute, value)):
             return value
         return self.unsafe_undefined(obj, attribute)
 
