@@ -8,7 +8,7 @@ Pure logic."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -216,14 +216,15 @@ def hold_reason(
     warning: Warning,
     channel: Channel,
     *,
-    active: list[Warning],
-    silences: list[Silence],
+    active: Iterable[Warning],
+    silences: Iterable[Silence],
     now: datetime,
 ) -> str | None:
     """Why a message about ``warning`` on ``channel`` must not go out now, if it must not."""
-    inhibitor = inhibited_by(config, warning, active)
-    silence = silenced_by(config.silences + silences, warning, now)
-    return _reason(config, warning, channel, inhibitor, silence, now)
+    labels = labels_of(warning)
+    inhibitor = inhibited_by(config, warning, active, labels)
+    silence = silenced_by([*config.silences, *silences], warning, now, labels)
+    return _reason(config, warning, channel, inhibitor, silence, now, labels)
 
 
 def _reason(
@@ -233,12 +234,13 @@ def _reason(
     inhibitor: Warning | None,
     silence: Silence | None,
     now: datetime,
+    labels: dict[str, list[str]],
 ) -> str | None:
     if inhibitor is not None:
         return f"inhibited by {inhibitor.warning_id} (level {inhibitor.level})"
     if silence is not None:
         return f"silenced by {silence.created_by} until {silence.ends_at}: {silence.comment}"
-    if quiet(config, channel, warning, now):
+    if quiet(config, channel, warning, now, labels):
         return "quiet hours (not urgent)"
     return None
 
@@ -270,21 +272,26 @@ def plan(
     audiences: Audiences,
     render: Renderer,
     *,
-    active: list[Warning],
-    silences: list[Silence],
+    active: Iterable[Warning],
+    silences: Iterable[Silence],
     now: datetime,
 ) -> Plan:
+    """``active``: the warnings in force, read only when an inhibit rule may apply (the
+    route stage passes its live view, not a copy: a burst makes it long)."""
     out = Plan()
     if warning.labels.get("notify") == "false":
         return out  # a rule that only feeds compound rules
     labels = labels_of(warning)
-    inhibitor = inhibited_by(config, warning, active)
-    silence = silenced_by(config.silences + silences, warning, now)
-    for receiver, grouping in receivers_with_grouping(config, warning):
+    inhibitor = inhibited_by(config, warning, active, labels)
+    silence = silenced_by([*config.silences, *silences], warning, now, labels)
+    # One rendering per channel, language and audience: every agency's webhook in
+    # Vietnamese gets the same words (a level-II flood reaches a dozen receivers).
+    rendered: dict[tuple[Channel, Lang, Audience], Message] = {}
+    for receiver, grouping in receivers_with_grouping(config, warning, labels):
         if receiver.to.citizens:
             _citizens(warning, receiver, audiences, render, now, out, inhibitor, silence)
         for t in targets(receiver, warning, directory, audiences):
-            reason = _reason(config, warning, t.channel, inhibitor, silence, now)
+            reason = _reason(config, warning, t.channel, inhibitor, silence, now, labels)
             if reason is not None:
                 nid = notification_id(warning, t.id, t.channel)
                 out.suppressed.append(Suppressed(nid, t.id, t.channel, reason))
@@ -296,8 +303,11 @@ def plan(
                 at_once = grouping.immediate or grouping.is_urgent(warning, labels)
                 out.grouped.append(_entry(warning, t, grouping, labels, at_once, now))
             if at_once:
-                out.notifications.append(_note(warning, t, render(warning, t.channel, t.lang,
-                                                                   t.audience)))  # fmt: skip
+                key = (t.channel, t.lang, t.audience)
+                msg = rendered.get(key)
+                if msg is None:
+                    msg = rendered[key] = render(warning, t.channel, t.lang, t.audience)
+                out.notifications.append(_note(warning, t, msg))
     return out
 
 

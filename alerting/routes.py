@@ -17,6 +17,7 @@ ancestor) is not grouped: its notifications go out at once, as they always have.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from functools import lru_cache
@@ -500,10 +501,11 @@ def matching_routes(route: Route, labels: dict[str, list[str]]) -> list[Route]:
 
 
 def receivers_with_grouping(
-    config: RoutingConfig, warning: Warning
+    config: RoutingConfig, warning: Warning, labels: dict[str, list[str]] | None = None
 ) -> list[tuple[ReceiverConfig, Grouping | None]]:
-    """Each receiver once, with the grouping of the first matching route that names it."""
-    labels = labels_of(warning)
+    """Each receiver once, with the grouping of the first matching route that names it.
+    ``labels``: the warning's (:func:`labels_of`), when the caller has them already."""
+    labels = labels_of(warning) if labels is None else labels
     found: dict[str, Grouping | None] = {}
     for route in matching_routes(config.route, labels):
         for name in route.receivers:
@@ -512,9 +514,15 @@ def receivers_with_grouping(
     return [(config.receiver(n), g) for n, g in found.items()]
 
 
-def inhibited_by(config: RoutingConfig, warning: Warning, active: list[Warning]) -> Warning | None:
-    """The active warning that suppresses ``warning``, if any."""
-    target = labels_of(warning)
+def inhibited_by(
+    config: RoutingConfig,
+    warning: Warning,
+    active: Iterable[Warning],
+    labels: dict[str, list[str]] | None = None,
+) -> Warning | None:
+    """The active warning that suppresses ``warning``, if any. ``active`` is read only
+    when an inhibit rule's target matchers match ``warning``."""
+    target = labels_of(warning) if labels is None else labels
     for rule in config.inhibit_rules:
         if not all(m.matches(target) for m in _matchers(rule.target_matchers)):
             continue
@@ -529,16 +537,29 @@ def inhibited_by(config: RoutingConfig, warning: Warning, active: list[Warning])
     return None
 
 
-def silenced_by(silences: list[Silence], warning: Warning, at: datetime) -> Silence | None:
-    labels = labels_of(warning)
+def silenced_by(
+    silences: Iterable[Silence],
+    warning: Warning,
+    at: datetime,
+    labels: dict[str, list[str]] | None = None,
+) -> Silence | None:
+    labels = labels_of(warning) if labels is None else labels
     for s in silences:
         if s.silences(labels, at):
             return s
     return None
 
 
-def quiet(config: RoutingConfig, channel: Channel, warning: Warning, at: datetime) -> bool:
-    labels = labels_of(warning)
+def quiet(
+    config: RoutingConfig,
+    channel: Channel,
+    warning: Warning,
+    at: datetime,
+    labels: dict[str, list[str]] | None = None,
+) -> bool:
+    if not config.quiet_hours:
+        return False
+    labels = labels_of(warning) if labels is None else labels
     return any(q.applies(channel, labels, at) for q in config.quiet_hours)
 
 

@@ -13,12 +13,17 @@ aloud (``time_spoken``, ``level_spoken``), in Vietnamese, English and Khmer.
 
 from __future__ import annotations
 
+import types
+from collections import ChainMap
+from collections.abc import Iterable, Mapping, MutableMapping
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, Template, Undefined, select_autoescape
+from jinja2.environment import TemplateModule
+from jinja2.runtime import Context, Macro, new_context
 from jinja2.sandbox import SandboxedEnvironment
 
 from alerting import palette, quantities, risk
@@ -51,10 +56,13 @@ def _num_en(value: float) -> str:
     return f"{value:.2f}"
 
 
+# Pure, and a burst's warnings were mostly observed in the same few minutes.
+@lru_cache(maxsize=4096)
 def _time_local(value: datetime) -> str:
     return value.astimezone(VIETNAM).strftime("%H:%M %d/%m/%Y")
 
 
+@lru_cache(maxsize=4096)
 def _time_short(value: datetime) -> str:
     """Vietnam time without the year, for SMS: "00:20 07/10"."""
     return value.astimezone(VIETNAM).strftime("%H:%M %d/%m")
@@ -251,9 +259,141 @@ def _join_and(items: Any, lang: str = "vi") -> str:
     return f"{', '.join(names[:-1])} {_AND.get(lang, 'và')} {names[-1]}"
 
 
+# What SandboxedEnvironment.wrap_str_format looks at: neither type can be subclassed.
+_METHODS = (types.MethodType, types.BuiltinMethodType)
+# Callables that take no context and that the sandbox lets call: the templates' own
+# macros and built-in methods (``dict.get``); neither can carry ``jinja_pass_arg``,
+# ``unsafe_callable`` or ``alters_data``, which is all Jinja looks for on a call.
+_PLAIN_CALLABLES = (Macro, types.BuiltinMethodType)
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _Template(Template):
+    def new_context(
+        self,
+        vars: dict[str, Any] | None = None,
+        shared: bool = False,
+        locals: Mapping[str, Any] | None = None,
+    ) -> Context:
+        # Jinja's, with the template's globals (a ChainMap: its own over the
+        # environment's) flattened by dict.update, first map last so that it wins as
+        # in the ChainMap, instead of key by key in Python at every render and include.
+        g = self.globals
+        flat: dict[str, Any] = {}
+        for layer in reversed(g.maps) if isinstance(g, ChainMap) else (g,):
+            flat.update(layer)
+        return new_context(self.environment, self.name, self.blocks, vars, shared, flat, locals)
+
+    def _get_default_module(self, ctx: Context | None = None) -> TemplateModule:
+        # Jinja's, without turning the template's globals (a ChainMap) into a set at
+        # each ``{% import %}`` of each render: only names missing from them matter.
+        names, mine = self.environment.globals, self.globals  # the first is in the second
+        if ctx is not None and any(k not in names and k not in mine for k in ctx.globals_keys):
+            return super()._get_default_module(ctx)
+        if self._module is None:
+            self._module = self.make_module()
+        return self._module
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, as strict, with two lookups remembered for the process (the
+    templates ship with the code and change only with it, a restart: ``auto_reload``
+    is off). A burst of warnings renders the same few templates thousands of times,
+    and these lookups were a third of the route stage's time:
+
+    - which template a list of names selects (``select_template``: the first name, an
+      audience's own file, is most often absent, and each miss asked the file system
+      and raised), and ``get_template`` for each ``{% import %}`` of each render;
+    - the sandbox's verdict on an attribute: it depends only on the object's type and
+      the attribute's name (:meth:`SandboxedEnvironment.is_safe_attribute` and
+      ``is_internal_attribute`` test those alone), so it is worked out once per pair."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.template_class = _Template
+        self._safe: dict[tuple[type, str], bool] = {}
+        self._chosen: dict[tuple[str, ...], Template] = {}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        key = (type(obj), attr)
+        safe = self._safe.get(key)
+        if safe is None:
+            safe = self._safe[key] = super().is_safe_attribute(obj, attr, value)
+        return safe
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # SandboxedEnvironment.getattr, in the same order, with the verdict remembered
+        # and ``str.format`` wrapped as the sandbox does (only a method can be one).
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            # A plain dict has no other attributes: go straight to the item, as
+            # Jinja would after the attribute lookup failed.
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=attribute)
+        try:
+            value = getattr(obj, attribute)
+        except AttributeError:
+            try:
+                return obj[attribute]
+            except (TypeError, LookupError):
+                return self.undefined(obj=obj, name=attribute)
+        if type(value) in _METHODS:
+            fmt = self.wrap_str_format(value)
+            if fmt is not None:
+                return fmt
+        safe = self._safe.get((type(obj), attribute))
+        if safe or (safe is None and self.is_safe_attribute(obj, attribute, value)):
+            return value
+        return self.unsafe_undefined(obj, attribute)
+
+    def call(self, context: Context, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        if type(obj) in _PLAIN_CALLABLES:
+            # What SandboxedEnvironment.call and Context.call do for these, in short.
+            kwargs.pop("_block_vars", None)
+            kwargs.pop("_loop_vars", None)
+            try:
+                return obj(*args, **kwargs)
+            except StopIteration:
+                return self.undefined(
+                    "value was undefined because a callable raised a StopIteration exception"
+                )
+        return super().call(context, obj, *args, **kwargs)
+
+    def get_template(
+        self,
+        name: str | Template,
+        parent: str | None = None,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> Template:
+        if globals is not None or self.auto_reload or not isinstance(name, str):
+            return super().get_template(name, parent, globals)
+        if parent is not None:
+            name = self.join_path(name, parent)
+        found = self._chosen.get((name,))
+        if found is None:
+            found = self._chosen[(name,)] = super().get_template(name)
+        return found
+
+    def select_template(
+        self,
+        names: Iterable[str | Template] | Undefined,
+        parent: str | None = None,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> Template:
+        key = tuple(names) if isinstance(names, list | tuple) else ()
+        plain = all(isinstance(n, str) for n in key) and not self.auto_reload
+        if not key or not plain or globals is not None or parent is not None:
+            return super().select_template(names, parent, globals)
+        found = self._chosen.get(key)
+        if found is None:
+            found = self._chosen[key] = super().select_template(key)
+        return found
+
+
 @lru_cache(maxsize=4)
 def environment(template_dir: Path = TEMPLATE_DIR) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _Sandbox(
         loader=FileSystemLoader(str(template_dir)),
         # "email.vi.html.j2" is HTML: the extension before .j2 decides.
         autoescape=select_autoescape(

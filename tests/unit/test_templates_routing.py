@@ -109,6 +109,10 @@ def test_template_dir_renders_benign_template(level_two: Warning, tmp_path: Path
         "{{ w.model_dump.__globals__ }}",
         "{{ w.__dict__ }}",
         "{{ (w|attr('__class__')).__base__ }}",
+        # The sandbox's verdicts are remembered per type and name: a safe read first,
+        # then the same names reached through str.format, must still be refused.
+        "{{ w.level }}{{ 'a'.upper() }}{{ '{0.__class__}'.format(w) }}",
+        "{{ w.level }}{{ w.level }}{{ w.__class__ }}",
     ],
 )
 def test_sandbox_refuses_python_internals(level_two: Warning, tmp_path: Path, source: str):

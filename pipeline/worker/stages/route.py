@@ -125,6 +125,9 @@ class RouteStage:
         self.dead = dead
         self.clock = clock
         self.metrics = metrics
+        # Each channel's counter, looked up once (a lookup takes a lock and builds its
+        # key) when the channel's first notification is routed, as before.
+        self._routed: dict[Channel, Any] = {}
 
     async def handle(self, msg: Record, raw: bytes | None) -> None:
         """Route one warning state; returns once the broker has every output."""
@@ -153,12 +156,17 @@ class RouteStage:
         now = self.clock()
         p = plan(
             warning, self.routing, self.directory, self.audiences, self.render,
-            active=list(views.active.values()), silences=list(views.silences.values()),
+            active=views.active.values(), silences=views.silences.values(),
             now=now,
         )  # fmt: skip
         m = self.metrics
         for note in p.notifications:
-            m.notifications_routed.labels(note.channel.value).inc()
+            counter = self._routed.get(note.channel)
+            if counter is None:
+                counter = self._routed[note.channel] = m.notifications_routed.labels(
+                    note.channel.value
+                )
+            counter.inc()
             sent.append(
                 await self.notifications[note.channel].send(
                     note.receiver_id.encode(), note.to_bytes()
