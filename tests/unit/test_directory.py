@@ -225,3 +225,45 @@ def test_every_metric_a_station_reports_has_quality_limits(directory: Directory)
     quality = load_rules(Path(__file__).resolve().parents[2] / "rules").quality
     metrics = {m for s in directory.geography.stations for m in s.metrics}
     assert metrics <= set(quality.metrics), metrics - set(quality.metrics)
+
+
+def test_a_misspelt_station_field_is_named_as_before(tmp_path: Path) -> None:
+    # Stations are kept compact (alerting.directory.Station) but validated as before:
+    # the same error, in the same words, for the same mistake.
+    misspelt = GEOGRAPHY.replace("owner: snnmt", "ownr: snnmt")
+    with pytest.raises(ConfigError) as exc:
+        Directory.load(*_write(tmp_path, geography=misspelt))
+    assert f"{tmp_path / 'geography.yaml'}: stations.0.ownr: Extra inputs are not permitted" in (
+        str(exc.value)
+    )
+
+
+def test_a_large_geography_costs_little_memory_per_station(tmp_path: Path) -> None:
+    """A worker keeps every station for its whole life (issue 12: at most 500 MB with
+    100,000 stations): what one station costs once loaded, measured by tracemalloc."""
+    import gc
+    import json
+    import tracemalloc
+
+    import yaml
+
+    geography = yaml.safe_load(GEOGRAPHY)
+    template = geography["stations"][0]
+    n = 5000
+    geography["stations"] = [
+        {**template, "id": f"st-{i:05d}", "name": f"st-{i:05d}"} for i in range(n)
+    ]
+    geo, dire = _write(tmp_path)
+    geo.write_text(json.dumps(geography), encoding="utf-8")
+    gc.collect()
+    tracemalloc.start()
+    try:
+        directory = Directory.load(geo, dire)
+        assert directory.station("st-04999") is not None  # its index built, as in use
+        gc.collect()
+        kept, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # About 270 bytes a station (its object, its id and name, its index entries); as a
+    # pydantic model each station cost about 1,850.
+    assert kept / n < 400, f"{kept / n:.0f} bytes a station"

@@ -7,6 +7,7 @@ import itertools
 import json
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -602,7 +603,7 @@ def test_a_station_slower_than_its_geography_says_is_named(
         GAP_YAML.replace("silent_for: 30m", "silent_for: 3 intervals, at_least: 10m")
     )
     stations = [
-        s.model_copy(update={"report_every": timedelta(minutes=15)}) if s.id == "dap-cau" else s
+        replace(s, report_every=timedelta(minutes=15)) if s.id == "dap-cau" else s
         for s in directory.geography.stations
     ]
     fast = Directory(

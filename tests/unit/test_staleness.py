@@ -6,6 +6,7 @@ interval, so hourly stations do not flap."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -231,9 +232,9 @@ def test_a_rule_on_one_metric_follows_a_station_that_sends_several(
 
 def with_interval(directory: Directory, **every: timedelta) -> Directory:
     stations = [
-        s.model_copy(update={"report_every": every[s.id.replace("-", "_")]})
+        replace(s, report_every=every[s.id.replace("-", "_")])
         if s.id.replace("-", "_") in every
-        else s.model_copy(update={"report_every": None})
+        else replace(s, report_every=None)
         for s in directory.geography.stations
     ]
     return Directory(
