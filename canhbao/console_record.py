@@ -31,6 +31,16 @@ LOCAL = timezone(timedelta(hours=7), "ICT")
 T = TypeVar("T")
 
 
+def _why(exc: SQLAlchemyError) -> str:
+    """What the operator reads when the record cannot be read: the database's own
+    first line, and what to do when the record's tables were never made."""
+    first = str(exc.__cause__ or exc).splitlines()[0]
+    # SQLite says "no such table", PostgreSQL 'relation "..." does not exist'.
+    if "no such table" in first or ("relation" in first and "does not exist" in first):
+        return f"{first}: the record has not been created in this database yet (canhbao db upgrade)"
+    return first
+
+
 class RecordHistory:
     """``console.history.History`` on the record's engine (shared with the pages' reads:
     one connection pool per console)."""
@@ -50,7 +60,7 @@ class RecordHistory:
         except SQLAlchemyError as exc:
             # A record not made yet (canhbao db upgrade) or a database down: said on the
             # page, the rest of the console goes on.
-            raise HistoryUnavailable(str(exc.__cause__ or exc).splitlines()[0]) from exc
+            raise HistoryUnavailable(_why(exc)) from exc
         tl = event.timeline
         return WarningRecord(
             periods=[Period(s.updated_at, s.level, s.level_name, s.version, s.transition)

@@ -204,6 +204,12 @@ TEXTS: dict[str, tuple[str, str]] = {
     "st_responding": ("đang ứng phó", "responding"),
     "st_recovering": ("đang khắc phục", "recovering"),
     "st_closed": ("đã kết thúc", "closed"),
+    # What the lifecycle records of the operators' decisions (a warning's annotations)
+    "by_whom": ("người quyết định", "by"),
+    "why": ("lý do", "reason"),
+    "corroborated_by": ("Bổ sung bằng chứng: người quyết định", "Evidence added: by"),
+    "phase_set_by": ("Chuyển giai đoạn: người quyết định", "Phase set: by"),
+    "phase_reason": ("Chuyển giai đoạn: lý do", "Phase set: reason"),
     # A warning's page: its record (chart, timeline, deliveries) and CAP message
     "readings": ("Số liệu đo và các mức báo động", "Readings and the rule's levels"),
     "chart_note": (
@@ -364,3 +370,14 @@ def lang_of(value: str | None) -> str:
 def t(key: str, lang: str) -> str:
     vi, en = TEXTS[key]
     return en if lang == "en" else vi
+
+
+def decision_label(key: str, lang: str) -> str:
+    """A warning's annotation as the operator reads it: "verified_by" is "đã xác minh:
+    người quyết định"; a key of the rule files' own is shown as written."""
+    if key in {"corroborated_by", "phase_set_by", "phase_reason", "note"}:
+        return t(key, lang)
+    status, _, what = key.rpartition("_")
+    if f"st_{status}" in TEXTS and what in {"by", "reason"}:
+        return f"{t('st_' + status, lang)}: {t('by_whom' if what == 'by' else 'why', lang)}"
+    return key

@@ -52,7 +52,7 @@ from console.history import (
     thresholds,
     timeline,
 )
-from console.i18n import TEXTS, lang_of, t
+from console.i18n import TEXTS, decision_label, lang_of, t
 from console.names import Names, seconds_text
 from console.pages import Site, Sources
 from console.pages import api as api_pages
@@ -475,6 +475,9 @@ async def _warning_view(request: web.Request, w: Warning) -> dict[str, Any]:
     return {
         "record": record, "record_error": record_error, "chart": chart_svg, "events": events,
         "sent_notes": sent, "cap": cap,
+        # The decisions recorded on the warning (its summaries are shown above).
+        "decisions": [(decision_label(k, lang), v) for k, v in sorted(w.annotations.items())
+                      if not k.startswith("summary_")],
         "silenced": silenced_by(board.silences.values(), w, now),
         "may_silence": _session(request).account.may(Permission.ACT),
         **_broadcast_offer(request, w),

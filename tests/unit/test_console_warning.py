@@ -125,10 +125,13 @@ class FakeHistory:
         return self.found if warning_id == WID else None
 
 
-async def page_of(tmp_path: Path, history: Any, lang: str = "vi") -> str:
+async def page_of(
+    tmp_path: Path, history: Any, lang: str = "vi", annotations: dict[str, str] | None = None
+) -> str:
     people = accounts(tmp_path / "console.db", ("viewer", Role.VIEWER))
     board = Board()
-    board.apply_warning(make_warning(version=2, level=2, transition="escalated"))
+    extra = {"annotations": annotations} if annotations is not None else {}
+    board.apply_warning(make_warning(version=2, level=2, transition="escalated", **extra))
     directory = Directory.load(REPO_ROOT / "config" / "geography.yaml",
                                REPO_ROOT / "config" / "directory.yaml")  # fmt: skip
     app = make_app(people, board, MemoryWriter(), ConsoleConfig(directory=directory),
@@ -166,6 +169,29 @@ async def test_the_warning_page_shows_the_chart_the_timeline_and_each_delivery(
     assert "Đáp Cầu</td>" in page  # the evidence's station
     # The CAP message, folded away until asked for.
     assert re.search(r"<details class=\"cap\"><summary>.*?</summary><pre>&lt;\?xml", page)
+
+
+async def test_the_decisions_recorded_read_as_words_not_field_names(tmp_path: Path) -> None:
+    """Who verified, who set the phase and why: in the page's language, not as the
+    lifecycle's keys; the summaries (shown above, in every language) are not repeated."""
+    decided = {
+        "verified_by": "truc-ban-a",
+        "phase_set_by": "pho-ban-b",
+        "phase_reason": "lũ lên nhanh",
+        "summary_km": "សង្ខេប-ខ្មែរ",
+        "runbook": "RB-7",
+    }
+    page = await page_of(tmp_path, FakeHistory(record()), annotations=decided)
+    facts = re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", page)
+    assert ("đã xác minh: người quyết định", "truc-ban-a") in facts
+    assert ("Chuyển giai đoạn: người quyết định", "pho-ban-b") in facts
+    assert ("Chuyển giai đoạn: lý do", "lũ lên nhanh") in facts
+    assert ("runbook", "RB-7") in facts  # a rule file's own annotation, as written
+    assert "verified_by" not in page and "សង្ខេប-ខ្មែរ" not in page
+    (tmp_path / "en").mkdir()
+    english = await page_of(tmp_path / "en", FakeHistory(record()), lang="en",
+                            annotations=decided)  # fmt: skip
+    assert ("verified: by", "truc-ban-a") in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", english)
 
 
 async def test_the_english_page_reads_english(tmp_path: Path) -> None:
@@ -241,7 +267,8 @@ async def test_the_console_reads_a_warnings_history_from_the_record(record_db: s
 async def test_a_record_not_made_yet_is_said_not_crashed_on(tmp_path: Path) -> None:
     history = RecordHistory(connect(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"))
     try:
-        with pytest.raises(HistoryUnavailable, match="no such table"):
+        # The database's words, and what to do about them.
+        with pytest.raises(HistoryUnavailable, match=r"no such table.*canhbao db upgrade"):
             await history.warning(WID, "water.flood.dap-cau")
     finally:
         await history.engine.dispose()

@@ -295,7 +295,7 @@ async def test_the_warning_page_offers_only_the_steps_still_possible(console: Co
     await login(console.client, "operator")
     page = await (await console.client.get(f"/warnings/{WID}")).text()
     assert 'value="verify"' not in page and 'value="acknowledge"' in page
-    assert "verified_by" in page
+    assert "<dt>đã xác minh: người quyết định</dt><dd>operator</dd>" in page
     console.board.apply_warning(make_warning(version=3, status="closed"))
     page = await (await console.client.get(f"/warnings/{WID}")).text()
     assert 'name="action"' not in page  # a closed warning takes no step, no phase
