@@ -120,6 +120,7 @@ async def rate_until_all(
     """:func:`rate_until` over the sum of several workers' counters (each new process
     counts from zero)."""
     first = first_at = 0.0
+    started = time.perf_counter()
     deadline = time.monotonic() + limit_seconds
     while True:
         count = 0.0
@@ -131,7 +132,10 @@ async def rate_until_all(
         if count > 0 and not first:
             first, first_at = count, now
         if count >= target:
-            return (count - first) / (now - first_at) if now > first_at else float("nan")
+            if now > first_at:
+                return (count - first) / (now - first_at)
+            # All of it drained before the first look (a small run): from the start.
+            return count / (now - started)
         if time.monotonic() > deadline:
             raise TimeoutError(f"{name}: {count:.0f} of {target:.0f} in {limit_seconds:.0f} s")
         await asyncio.sleep(poll)
