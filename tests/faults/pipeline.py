@@ -132,7 +132,9 @@ class Receivers:
         """Notification id → deliveries accepted by the receivers (the webhook receiver
         drops a repeated Idempotency-Key and counts it apart, see ``duplicates``)."""
         got: Counter[str] = Counter(d.key for d in self.webhook.deliveries)
-        got.update(str(m["X-Canhbao-Notification-Id"]) for m in self.smtp.messages)
+        # Stripped: an id too long for one header line is folded onto the next, and
+        # Python's parser keeps the fold's space (" faults.fault-…").
+        got.update(str(m["X-Canhbao-Notification-Id"]).strip() for m in self.smtp.messages)
         got.update(str(r["ref"]) for r in self.gateway.requests)
         return got
 
